@@ -1,0 +1,138 @@
+//! The checks the fuzz targets (fuzz/) run on each input, kept here so the
+//! corpus replay test (tests/corpus.rs) runs the very same checks on stable
+//! Rust in CI. Each function must not panic on any input; the assertions
+//! inside state what a successful parse promises. Not part of the API.
+
+#![allow(missing_docs)]
+
+use crate::ecn::Ecn;
+use crate::segment::{split_tcp, ChecksumFill, Layout, TcpCoalescer};
+use crate::vxlan::{Vni, VxlanDecap, VxlanEncap};
+use crate::{MacAddr, OuterIp};
+
+/// Every tunnel decoder on arbitrary bytes: no panic, and a success always
+/// names an inner packet that lies in the buffer and parses.
+pub fn decap(data: &[u8]) {
+    let dec = VxlanDecap {
+        vni: Vni::new(data.first().map_or(1, |b| u32::from(*b))).unwrap(),
+        port: 4789,
+    };
+    let mut buf = data.to_vec();
+    if let Ok(d) = dec.decap(&mut buf) {
+        assert!(d.inner.end <= buf.len());
+        assert!(crate::IpPacket::new_checked(&buf[d.inner.clone()]).is_ok());
+    }
+    let mut buf = data.to_vec();
+    let ecn = Ecn::from_tos(data.last().copied().unwrap_or(0));
+    if let Ok(d) = dec.decap_payload(&mut buf, ecn) {
+        assert!(d.inner.end <= buf.len());
+        assert!(crate::IpPacket::new_checked(&buf[d.inner.clone()]).is_ok());
+    }
+    let mut buf = data.to_vec();
+    if let Ok(d) = crate::ipip::decap(&mut buf) {
+        assert!(d.inner.end <= buf.len());
+        assert!(crate::IpPacket::new_checked(&buf[d.inner.clone()]).is_ok());
+    }
+}
+
+/// The header views and the ICMP error builders on arbitrary bytes.
+pub fn headers(data: &[u8]) {
+    if let Ok(p) = crate::IpPacket::new_checked(data) {
+        let _ = (p.src(), p.dst(), p.tos(), p.protocol(), p.is_fragment());
+        assert!(p.total_len() <= data.len());
+        assert_eq!(p.payload().len(), p.total_len() - p.header_len());
+        if let Ok(u) = crate::udp::UdpPacket::new_checked(p.payload()) {
+            let _ = (u.payload(), u.verify_checksum(p.src(), p.dst()));
+        }
+        if let Ok(t) = crate::tcp::TcpSegment::new_checked(p.payload()) {
+            let _ = (t.options(), t.payload(), t.seq(), t.flags());
+        }
+    }
+    if let Ok(e) = crate::ethernet::EthernetFrame::new_checked(data) {
+        let _ = (e.src(), e.dst(), e.ethertype(), e.payload());
+    }
+    if let Ok(v) = crate::vxlan::VxlanHeader::new_checked(data) {
+        let _ = (v.vni(), v.payload());
+    }
+    let mut out = [0u8; 1400];
+    if let Ok(n) = crate::icmp::frag_needed_v4(data, [169, 254, 1, 1].into(), 1450, &mut out) {
+        assert!(n <= crate::icmp::V4_MAX_ERROR_LEN);
+        assert!(crate::IpPacket::new_checked(&out[..n]).is_ok());
+    }
+    if let Ok(n) = crate::icmp::packet_too_big_v6(data, "fe80::1".parse().unwrap(), 1430, &mut out)
+    {
+        assert!(n <= crate::icmp::V6_MAX_ERROR_LEN);
+        assert!(crate::IpPacket::new_checked(&out[..n]).is_ok());
+    }
+    let _ = crate::flow::flow_hash(data);
+}
+
+/// TCP split and coalesce on arbitrary bytes: no panic; what split accepts,
+/// coalesce merges back into the same number of segments.
+pub fn segment(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let mss = usize::from(u16::from_be_bytes([data[0], data[1]]) % 2000);
+    let pkt = &data[2..];
+    let layout = Layout {
+        headroom: 50,
+        stride: 50 + 2200,
+    };
+    let mut out = vec![0u8; 64 * layout.stride];
+    let mut lens = [0usize; 64];
+    let Ok(n) = split_tcp(pkt, mss, &mut out, layout, &mut lens) else {
+        return;
+    };
+    assert!((1..=64).contains(&n));
+    let seg = |i: usize| &out[i * layout.stride + 50..i * layout.stride + 50 + lens[i]];
+    let mut merged = vec![0u8; 70_000];
+    if let Ok(mut c) = TcpCoalescer::start(&mut merged, seg(0), true) {
+        for i in 1..n {
+            if c.push(seg(i)).is_err() {
+                return;
+            }
+        }
+        let done = c.finish(ChecksumFill::Full);
+        assert_eq!(done.segments, n);
+    }
+}
+
+/// Encapsulation of arbitrary inner bytes: no panic; a well-formed inner
+/// packet decapsulates to itself in every mode and family.
+pub fn encap_round_trip(data: &[u8]) {
+    let Some((&mode, inner)) = data.split_first() else {
+        return;
+    };
+    let well_formed = crate::IpPacket::new_checked(inner)
+        .map(|p| p.total_len() == inner.len())
+        .unwrap_or(false);
+    let mut buf = vec![0u8; 128 + inner.len()];
+    buf[128..].copy_from_slice(inner);
+    let range = 128..buf.len();
+    let outer = if mode & 1 == 0 {
+        OuterIp::new("10.99.0.1".parse().unwrap(), "10.99.0.2".parse().unwrap())
+    } else {
+        OuterIp::new("fd00:99::1".parse().unwrap(), "fd00:99::2".parse().unwrap())
+    };
+    let vni = Vni::new(7).unwrap();
+    let result = if mode & 2 == 0 {
+        let enc = VxlanEncap::new(
+            vni,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            MacAddr([2, 0, 0, 0, 0, 2]),
+        );
+        enc.encap(&mut buf, range, &outer).and_then(|s| {
+            VxlanDecap { vni, port: 4789 }
+                .decap(&mut buf[s..])
+                .map(|d| (s, d))
+        })
+    } else {
+        crate::ipip::encap(&mut buf, range, &outer)
+            .and_then(|s| crate::ipip::decap(&mut buf[s..]).map(|d| (s, d)))
+    };
+    if well_formed && inner.len() <= 65_000 {
+        let (s, d) = result.expect("a well-formed packet survives the tunnel");
+        assert_eq!(&buf[s..][d.inner], inner);
+    }
+}

@@ -1,0 +1,449 @@
+//! TCP segmentation and coalescing for TUN offloads.
+//!
+//! A TUN device with `IFF_VNET_HDR` and TSO hands weftd TCP super-packets of
+//! up to 64 KiB; the wire needs MSS-sized segments ([`split_tcp`]). On the way
+//! back, in-order segments of one flow are merged into one super-packet
+//! ([`TcpCoalescer`]) so the receiving TUN takes one write per window, not per
+//! segment.
+//!
+//! Why not tun-rs's offload module: it splits into separate buffers and
+//! coalesces packets already read into its own buffers. weft wants segments
+//! laid out at a fixed stride with headroom for the tunnel headers in front
+//! of each, so one UDP GSO send carries a whole run with no further copy, and
+//! wants to merge straight out of a GRO'd UDP receive buffer. Both are layout
+//! decisions of weft's data path, so this crate owns them.
+
+use crate::checksum::Checksum;
+use crate::error::{Error, Layer, Result};
+use crate::ip::Family;
+use crate::ipv4::{Ipv4Packet, PROTO_TCP};
+use crate::ipv6::Ipv6Packet;
+use crate::tcp::{self, TcpSegment};
+use core::net::IpAddr;
+
+/// Where split segments go in the output buffer: segment `i` starts at
+/// `i * stride + headroom`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Bytes left free in front of each segment (for tunnel headers).
+    pub headroom: usize,
+    /// Distance between the starts of consecutive slots.
+    pub stride: usize,
+}
+
+/// The parts of a TCP-over-IP packet segmentation needs.
+#[derive(Debug, Clone, Copy)]
+struct TcpParts {
+    family: Family,
+    src: IpAddr,
+    dst: IpAddr,
+    ip_hl: usize,
+    tcp_hl: usize,
+    total: usize,
+}
+
+impl TcpParts {
+    fn hdr_len(&self) -> usize {
+        self.ip_hl + self.tcp_hl
+    }
+}
+
+fn parse_tcp(packet: &[u8]) -> Result<TcpParts> {
+    let (family, src, dst, ip_hl, total) = match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let p = Ipv4Packet::new_checked(packet)?;
+            if p.protocol() != PROTO_TCP {
+                return Err(Error::Unsupported {
+                    layer: Layer::Ipv4,
+                    what: "not TCP",
+                });
+            }
+            if p.is_fragment() {
+                return Err(Error::Unsupported {
+                    layer: Layer::Ipv4,
+                    what: "fragment",
+                });
+            }
+            (
+                Family::V4,
+                p.src().into(),
+                p.dst().into(),
+                p.header_len(),
+                p.total_len(),
+            )
+        }
+        Some(6) => {
+            let p = Ipv6Packet::new_checked(packet)?;
+            if p.next_header() != PROTO_TCP {
+                return Err(Error::Unsupported {
+                    layer: Layer::Ipv6,
+                    what: "not TCP (or extension headers)",
+                });
+            }
+            (
+                Family::V6,
+                p.src().into(),
+                p.dst().into(),
+                crate::ipv6::HEADER_LEN,
+                p.total_len(),
+            )
+        }
+        Some(_) => {
+            return Err(Error::Malformed {
+                layer: Layer::Inner,
+                what: "IP version is neither 4 nor 6",
+            })
+        }
+        None => {
+            return Err(Error::Truncated {
+                layer: Layer::Inner,
+                need: 1,
+                have: 0,
+            })
+        }
+    };
+    let seg = TcpSegment::new_checked(&packet[ip_hl..total])?;
+    Ok(TcpParts {
+        family,
+        src,
+        dst,
+        ip_hl,
+        tcp_hl: seg.header_len(),
+        total,
+    })
+}
+
+fn pseudo(p: &TcpParts, tcp_len: usize) -> Checksum {
+    match (p.src, p.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Checksum::pseudo_v4(s, d, PROTO_TCP, tcp_len as u32),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Checksum::pseudo_v6(s, d, PROTO_TCP, tcp_len as u32),
+        _ => Checksum::new(),
+    }
+}
+
+/// Writes the IP length fields of a packet whose headers are `hdr` and whose
+/// TCP payload is `payload_len` bytes; IPv4 also gets `ident` and a fresh
+/// header checksum.
+fn set_ip_lengths(hdr: &mut [u8], p: &TcpParts, payload_len: usize, ident: Option<u16>) {
+    match p.family {
+        Family::V4 => {
+            let total = (p.hdr_len() + payload_len) as u16;
+            hdr[2..4].copy_from_slice(&total.to_be_bytes());
+            if let Some(id) = ident {
+                hdr[4..6].copy_from_slice(&id.to_be_bytes());
+            }
+            hdr[10..12].fill(0);
+            let c = crate::checksum::checksum(&hdr[..p.ip_hl]);
+            hdr[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        Family::V6 => {
+            let plen = (p.tcp_hl + payload_len) as u16;
+            hdr[4..6].copy_from_slice(&plen.to_be_bytes());
+        }
+    }
+}
+
+/// Splits a TCP super-packet into segments of at most `mss` payload bytes,
+/// written at `layout` positions in `out`, their lengths in `lens`. Each
+/// segment gets its IP length, IPv4 id (+1 per segment) and header checksum,
+/// TCP sequence number and a full TCP checksum; FIN and PSH stay on the last
+/// segment only, CWR on the first only. Returns the number of segments.
+pub fn split_tcp(
+    packet: &[u8],
+    mss: usize,
+    out: &mut [u8],
+    layout: Layout,
+    lens: &mut [usize],
+) -> Result<usize> {
+    if mss == 0 {
+        return Err(Error::Malformed {
+            layer: Layer::Tcp,
+            what: "MSS of zero",
+        });
+    }
+    let p = parse_tcp(packet)?;
+    let hdr_len = p.hdr_len();
+    let payload = &packet[hdr_len..p.total];
+    let n = payload.len().div_ceil(mss).max(1);
+    if n > lens.len() {
+        return Err(Error::NoRoom {
+            need: n,
+            have: lens.len(),
+        });
+    }
+    if n > 1 && layout.stride < layout.headroom + hdr_len + mss {
+        return Err(Error::NoRoom {
+            need: layout.headroom + hdr_len + mss,
+            have: layout.stride,
+        });
+    }
+    let last_len = payload.len() - (n - 1) * mss;
+    let need = (n - 1) * layout.stride + layout.headroom + hdr_len + last_len;
+    if out.len() < need {
+        return Err(Error::NoRoom {
+            need,
+            have: out.len(),
+        });
+    }
+    let seq0 = u32::from_be_bytes([
+        packet[p.ip_hl + 4],
+        packet[p.ip_hl + 5],
+        packet[p.ip_hl + 6],
+        packet[p.ip_hl + 7],
+    ]);
+    let flags0 = packet[p.ip_hl + 13];
+    let id0 = u16::from_be_bytes([packet[4], packet[5]]);
+    let addr_sum = pseudo(&p, 0);
+    for i in 0..n {
+        let chunk = &payload[i * mss..((i + 1) * mss).min(payload.len())];
+        let at = i * layout.stride + layout.headroom;
+        let seg = &mut out[at..at + hdr_len + chunk.len()];
+        seg[..hdr_len].copy_from_slice(&packet[..hdr_len]);
+        seg[hdr_len..].copy_from_slice(chunk);
+        let ident = (p.family == Family::V4).then(|| id0.wrapping_add(i as u16));
+        set_ip_lengths(seg, &p, chunk.len(), ident);
+        let t = &mut seg[p.ip_hl..];
+        let seq = seq0.wrapping_add((i * mss) as u32);
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        let mut flags = flags0;
+        if i + 1 != n {
+            flags &= !(tcp::FLAG_FIN | tcp::FLAG_PSH);
+        }
+        if i != 0 {
+            flags &= !tcp::FLAG_CWR;
+        }
+        t[13] = flags;
+        t[16..18].fill(0);
+        let mut c = addr_sum;
+        c.add_u32((p.tcp_hl + chunk.len()) as u32).add(t);
+        t[16..18].copy_from_slice(&c.finish().to_be_bytes());
+        lens[i] = hdr_len + chunk.len();
+    }
+    Ok(n)
+}
+
+/// Why a segment was not merged into the current super-packet. Apart from
+/// `BadChecksum` (drop it), the caller finishes the current super-packet and
+/// starts a new one with the refused segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a TCP packet weft can coalesce (or malformed).
+    NotTcp,
+    /// Another flow, or IP/TCP header fields that must match do not.
+    OtherFlow,
+    /// Not the next sequence number.
+    OutOfOrder,
+    /// Flags other than ACK and PSH, or flags that differ.
+    Flags,
+    /// No payload (pure ACK), or more payload than the first segment's.
+    Size,
+    /// The super-packet would exceed 64 KiB or the output buffer.
+    Full,
+    /// The super-packet ended (a short segment or PSH was merged).
+    Closed,
+    /// The segment's TCP checksum does not verify: drop it.
+    BadChecksum,
+}
+
+/// How [`TcpCoalescer::finish`] leaves the TCP checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumFill {
+    /// The pseudo-header sum, for a virtio-net header with NEEDS_CSUM (the
+    /// kernel completes it): what a TUN write with offloads wants.
+    Partial,
+    /// The complete checksum.
+    Full,
+}
+
+/// The merged super-packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coalesced {
+    /// Length of the packet in the output buffer.
+    pub len: usize,
+    /// Segments merged.
+    pub segments: usize,
+    /// Payload bytes per segment (the GSO size for the virtio-net header).
+    pub mss: usize,
+    /// Family (GSO type TCPv4 or TCPv6).
+    pub family: Family,
+    /// Offset of the TCP header (virtio csum_start).
+    pub csum_start: usize,
+    /// Offset of the checksum within the TCP header (virtio csum_offset).
+    pub csum_offset: usize,
+    /// Length of the IP and TCP headers.
+    pub header_len: usize,
+}
+
+/// Merges in-order TCP segments of one flow into one super-packet in a
+/// caller-owned buffer. Merges only what Linux GRO would: same addresses,
+/// ports, IP header fields, ACK number, TCP options; flags ACK (and PSH on
+/// the last); payloads of equal size but the last.
+#[derive(Debug)]
+pub struct TcpCoalescer<'a> {
+    out: &'a mut [u8],
+    parts: TcpParts,
+    len: usize,
+    mss: usize,
+    next_seq: u32,
+    segments: usize,
+    closed: bool,
+    verify: bool,
+}
+
+fn verify_tcp_checksum(packet: &[u8], p: &TcpParts) -> bool {
+    let mut c = pseudo(p, p.total - p.ip_hl);
+    c.add(&packet[p.ip_hl..p.total]);
+    c.fold() == 0xffff
+}
+
+const MERGEABLE_FLAGS: u8 = tcp::FLAG_ACK | tcp::FLAG_PSH;
+
+impl<'a> TcpCoalescer<'a> {
+    /// Starts a super-packet with `first` copied into `out`. With `verify`,
+    /// every segment's TCP checksum is checked before it is merged (the
+    /// merged packet's checksum is recomputed, so an unchecked corrupt
+    /// segment would otherwise be laundered).
+    pub fn start(
+        out: &'a mut [u8],
+        first: &[u8],
+        verify: bool,
+    ) -> core::result::Result<Self, Refusal> {
+        let parts = parse_tcp(first).map_err(|_| Refusal::NotTcp)?;
+        let hdr_len = parts.hdr_len();
+        let payload = parts.total - hdr_len;
+        if payload == 0 {
+            return Err(Refusal::Size);
+        }
+        let flags = first[parts.ip_hl + 13];
+        if flags & !MERGEABLE_FLAGS != 0 || flags & tcp::FLAG_ACK == 0 {
+            return Err(Refusal::Flags);
+        }
+        if out.len() < parts.total {
+            return Err(Refusal::Full);
+        }
+        if verify && !verify_tcp_checksum(first, &parts) {
+            return Err(Refusal::BadChecksum);
+        }
+        out[..parts.total].copy_from_slice(&first[..parts.total]);
+        let seq = u32::from_be_bytes([
+            first[parts.ip_hl + 4],
+            first[parts.ip_hl + 5],
+            first[parts.ip_hl + 6],
+            first[parts.ip_hl + 7],
+        ]);
+        Ok(TcpCoalescer {
+            out,
+            parts,
+            len: parts.total,
+            mss: payload,
+            next_seq: seq.wrapping_add(payload as u32),
+            segments: 1,
+            closed: flags & tcp::FLAG_PSH != 0,
+            verify,
+        })
+    }
+
+    /// Segments merged so far.
+    pub fn segments(&self) -> usize {
+        self.segments
+    }
+
+    fn same_ip_header(&self, seg: &[u8]) -> bool {
+        let a = &self.out[..self.parts.ip_hl];
+        let b = &seg[..self.parts.ip_hl];
+        match self.parts.family {
+            // Version/IHL/TOS, flags/fragment/TTL/protocol, addresses and options.
+            Family::V4 => a[..2] == b[..2] && a[6..10] == b[6..10] && a[12..] == b[12..],
+            // Version/class/flow label, next header, hop limit, addresses.
+            Family::V6 => a[..4] == b[..4] && a[6..] == b[6..],
+        }
+    }
+
+    /// Merges `seg`, or says why not (nothing changes then).
+    pub fn push(&mut self, seg: &[u8]) -> core::result::Result<(), Refusal> {
+        if self.closed {
+            return Err(Refusal::Closed);
+        }
+        let p = parse_tcp(seg).map_err(|_| Refusal::NotTcp)?;
+        if p.family != self.parts.family
+            || p.ip_hl != self.parts.ip_hl
+            || p.tcp_hl != self.parts.tcp_hl
+        {
+            return Err(Refusal::OtherFlow);
+        }
+        let ip_hl = p.ip_hl;
+        let hdr_len = p.hdr_len();
+        let (mine, theirs) = (&self.out[ip_hl..hdr_len], &seg[ip_hl..hdr_len]);
+        // Ports, ACK number and options must match exactly.
+        if !self.same_ip_header(seg)
+            || mine[..4] != theirs[..4]
+            || mine[8..12] != theirs[8..12]
+            || mine[20..] != theirs[20..]
+        {
+            return Err(Refusal::OtherFlow);
+        }
+        let seq = u32::from_be_bytes([theirs[4], theirs[5], theirs[6], theirs[7]]);
+        if seq != self.next_seq {
+            return Err(Refusal::OutOfOrder);
+        }
+        let flags = theirs[13];
+        if flags & !tcp::FLAG_PSH != mine[13] & !tcp::FLAG_PSH {
+            return Err(Refusal::Flags);
+        }
+        let payload = p.total - hdr_len;
+        if payload == 0 || payload > self.mss {
+            return Err(Refusal::Size);
+        }
+        let new_len = self.len + payload;
+        let limit = match p.family {
+            Family::V4 => usize::from(u16::MAX),
+            Family::V6 => usize::from(u16::MAX) + crate::ipv6::HEADER_LEN,
+        };
+        if new_len > limit || new_len > self.out.len() {
+            return Err(Refusal::Full);
+        }
+        if self.verify && !verify_tcp_checksum(seg, &p) {
+            return Err(Refusal::BadChecksum);
+        }
+        self.out[self.len..new_len].copy_from_slice(&seg[hdr_len..p.total]);
+        self.len = new_len;
+        self.segments += 1;
+        self.next_seq = seq.wrapping_add(payload as u32);
+        // The newest window is the one that counts.
+        self.out[ip_hl + 14..ip_hl + 16].copy_from_slice(&theirs[14..16]);
+        if flags & tcp::FLAG_PSH != 0 {
+            self.out[ip_hl + 13] |= tcp::FLAG_PSH;
+            self.closed = true;
+        }
+        if payload < self.mss {
+            self.closed = true;
+        }
+        Ok(())
+    }
+
+    /// Writes the final lengths and checksums and returns the result.
+    pub fn finish(self, fill: ChecksumFill) -> Coalesced {
+        let p = self.parts;
+        let hdr_len = p.hdr_len();
+        let pkt = &mut self.out[..self.len];
+        set_ip_lengths(pkt, &p, self.len - hdr_len, None);
+        let tcp_len = self.len - p.ip_hl;
+        let t = &mut pkt[p.ip_hl..];
+        t[16..18].fill(0);
+        let mut c = pseudo(&p, tcp_len);
+        let field = match fill {
+            ChecksumFill::Partial => c.fold(),
+            ChecksumFill::Full => c.add(t).finish(),
+        };
+        t[16..18].copy_from_slice(&field.to_be_bytes());
+        Coalesced {
+            len: self.len,
+            segments: self.segments,
+            mss: self.mss,
+            family: p.family,
+            csum_start: p.ip_hl,
+            csum_offset: 16,
+            header_len: hdr_len,
+        }
+    }
+}
