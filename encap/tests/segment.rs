@@ -1,0 +1,306 @@
+//! TCP segmentation and coalescing: split a super-packet, check every
+//! segment with an independent parser, merge the segments back.
+
+use encap::segment::{split_tcp, ChecksumFill, Layout, Refusal, TcpCoalescer};
+use encap::Error;
+use proptest::prelude::*;
+
+fn super_packet(v6: bool, payload: &[u8], flags: &[&str]) -> Vec<u8> {
+    super_packet_at(v6, 0xffff_f000, payload, flags)
+}
+
+fn super_packet_at(v6: bool, seq: u32, payload: &[u8], flags: &[&str]) -> Vec<u8> {
+    let b = if v6 {
+        etherparse::PacketBuilder::ipv6(
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+    } else {
+        etherparse::PacketBuilder::ipv4([10, 244, 0, 2], [10, 244, 1, 2], 64)
+    };
+    let mut t = b
+        .tcp(40000, 5201, seq, 1024)
+        .ack(99)
+        .options(&[etherparse::TcpOptionElement::Timestamp(1, 2)])
+        .unwrap();
+    for f in flags {
+        t = match *f {
+            "psh" => t.psh(),
+            "fin" => t.fin(),
+            "cwr" => t.cwr(),
+            "syn" => t.syn(),
+            _ => unreachable!(),
+        };
+    }
+    let mut out = Vec::new();
+    t.write(&mut out, payload).unwrap();
+    if !v6 {
+        out[4..6].copy_from_slice(&0xfff0u16.to_be_bytes()); // id near wrap-around
+        out[10..12].fill(0);
+        let c = encap::checksum::checksum(&out[..20]);
+        out[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    out
+}
+
+const LAYOUT: Layout = Layout {
+    headroom: 50,
+    stride: 50 + 1600,
+};
+
+fn split(pkt: &[u8], mss: usize) -> (Vec<u8>, Vec<usize>, usize) {
+    let mut out = vec![0u8; 128 * LAYOUT.stride];
+    let mut lens = vec![0usize; 128];
+    let n = split_tcp(pkt, mss, &mut out, LAYOUT, &mut lens).unwrap();
+    (out, lens, n)
+}
+
+fn seg<'a>(out: &'a [u8], lens: &[usize], i: usize) -> &'a [u8] {
+    let at = i * LAYOUT.stride + LAYOUT.headroom;
+    &out[at..at + lens[i]]
+}
+
+#[test]
+fn split_64k_into_valid_segments() {
+    for v6 in [false, true] {
+        let payload: Vec<u8> = (0..64000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let pkt = super_packet(v6, &payload, &["psh", "fin", "cwr"]);
+        let (out, lens, n) = split(&pkt, 1400);
+        assert_eq!(n, 46);
+        let mut joined = Vec::new();
+        for i in 0..n {
+            let s = seg(&out, &lens, i);
+            let e = etherparse::SlicedPacket::from_ip(s).unwrap();
+            let tcp = match e.transport {
+                Some(etherparse::TransportSlice::Tcp(t)) => t,
+                _ => panic!("segment {i} not TCP"),
+            };
+            assert_eq!(
+                tcp.sequence_number(),
+                0xffff_f000u32.wrapping_add(1400 * i as u32),
+                "seq wraps"
+            );
+            assert_eq!(tcp.psh(), i == n - 1);
+            assert_eq!(tcp.fin(), i == n - 1);
+            assert_eq!(tcp.cwr(), i == 0);
+            assert!(tcp.ack());
+            assert_eq!(tcp.acknowledgment_number(), 99);
+            let payload_len = if i == n - 1 { 64000 - 45 * 1400 } else { 1400 };
+            assert_eq!(tcp.payload().len(), payload_len);
+            joined.extend_from_slice(tcp.payload());
+            match e.net.unwrap() {
+                etherparse::NetSlice::Ipv4(ip) => {
+                    let h = ip.header();
+                    assert_eq!(h.identification(), 0xfff0u16.wrapping_add(i as u16));
+                    assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum());
+                    let want = tcp
+                        .to_header()
+                        .calc_checksum_ipv4(&h.to_header(), tcp.payload())
+                        .unwrap();
+                    assert_eq!(tcp.checksum(), want);
+                }
+                etherparse::NetSlice::Ipv6(ip) => {
+                    let want = tcp
+                        .to_header()
+                        .calc_checksum_ipv6(&ip.header().to_header(), tcp.payload())
+                        .unwrap();
+                    assert_eq!(tcp.checksum(), want);
+                }
+            }
+        }
+        assert_eq!(joined, payload);
+    }
+}
+
+fn coalesce_all(
+    out: &[u8],
+    lens: &[usize],
+    n: usize,
+    buf: &mut [u8],
+    fill: ChecksumFill,
+) -> encap::segment::Coalesced {
+    let mut c = TcpCoalescer::start(buf, seg(out, lens, 0), true).unwrap();
+    for i in 1..n {
+        c.push(seg(out, lens, i)).unwrap();
+    }
+    c.finish(fill)
+}
+
+proptest! {
+    #[test]
+    fn split_then_coalesce_is_identity(v6: bool, len in 1usize..20000, mss in 200usize..1460, psh: bool) {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let flags: &[&str] = if psh { &["psh"] } else { &[] };
+        let pkt = super_packet(v6, &payload, flags);
+        let (out, lens, n) = split(&pkt, mss);
+        prop_assert_eq!(n, len.div_ceil(mss));
+        let mut buf = vec![0u8; 70000];
+        let c = coalesce_all(&out, &lens, n, &mut buf, ChecksumFill::Full);
+        prop_assert_eq!(c.segments, n);
+        prop_assert_eq!(c.mss, mss.min(len));
+        let mut want = pkt.clone();
+        if !v6 {
+            // The merged packet keeps the first segment's IP id.
+            prop_assert_eq!(&buf[4..6], &want[4..6]);
+        }
+        want.truncate(c.len);
+        prop_assert_eq!(&buf[..c.len], &want[..]);
+    }
+}
+
+#[test]
+fn partial_checksum_is_the_pseudo_header_sum() {
+    let pkt = super_packet(false, &[7u8; 5000], &[]);
+    let (out, lens, n) = split(&pkt, 1000);
+    let mut buf = vec![0u8; 70000];
+    let c = coalesce_all(&out, &lens, n, &mut buf, ChecksumFill::Partial);
+    assert_eq!(
+        (c.csum_start, c.csum_offset, c.segments, c.mss),
+        (20, 16, 5, 1000)
+    );
+    let pseudo = encap::checksum::Checksum::pseudo_v4(
+        [10, 244, 0, 2].into(),
+        [10, 244, 1, 2].into(),
+        6,
+        (c.len - 20) as u32,
+    );
+    assert_eq!(u16::from_be_bytes([buf[36], buf[37]]), pseudo.fold());
+}
+
+#[test]
+fn coalescer_refusals() {
+    let pkt = super_packet(false, &[1u8; 4000], &[]);
+    let (out, lens, n) = split(&pkt, 1000);
+    assert_eq!(n, 4);
+    let s = |i| seg(&out, &lens, i).to_vec();
+    let mut buf = vec![0u8; 70000];
+
+    let mut c = TcpCoalescer::start(&mut buf, &s(0), true).unwrap();
+    assert_eq!(c.push(&s(2)), Err(Refusal::OutOfOrder));
+    assert_eq!(c.push(&s(0)), Err(Refusal::OutOfOrder));
+    let mut other_port = s(1);
+    other_port[20] ^= 1;
+    assert_eq!(c.push(&other_port), Err(Refusal::OtherFlow));
+    let mut other_ttl = s(1);
+    other_ttl[8] = 1;
+    assert_eq!(c.push(&other_ttl), Err(Refusal::OtherFlow));
+    let mut other_ack = s(1);
+    other_ack[28] ^= 1;
+    assert_eq!(c.push(&other_ack), Err(Refusal::OtherFlow));
+    let mut urg = s(1);
+    urg[33] |= 0x20;
+    assert_eq!(c.push(&urg), Err(Refusal::Flags));
+    let mut corrupt = s(1);
+    corrupt[100] ^= 0xff;
+    assert_eq!(c.push(&corrupt), Err(Refusal::BadChecksum));
+    assert_eq!(c.push(&[0x45, 0, 0]), Err(Refusal::NotTcp));
+    assert_eq!(c.segments(), 1, "refused segments change nothing");
+    c.push(&s(1)).unwrap();
+    assert_eq!(c.segments(), 2);
+
+    // A short segment closes the run.
+    let short = super_packet(false, &[1u8; 2500], &[]);
+    let (o2, l2, n2) = split(&short, 1000);
+    assert_eq!(n2, 3);
+    let mut b2 = vec![0u8; 70000];
+    let mut c2 = TcpCoalescer::start(&mut b2, seg(&o2, &l2, 0), true).unwrap();
+    c2.push(seg(&o2, &l2, 1)).unwrap();
+    c2.push(seg(&o2, &l2, 2)).unwrap();
+    let mut next = seg(&o2, &l2, 1).to_vec();
+    let seq = 0xffff_f000u32.wrapping_add(2500);
+    next[24..28].copy_from_slice(&seq.to_be_bytes());
+    assert_eq!(c2.push(&next), Err(Refusal::Closed));
+
+    // Start refusals: pure ACK, SYN, room, checksum.
+    let ack_only = super_packet(false, &[], &[]);
+    assert_eq!(
+        TcpCoalescer::start(&mut buf, &ack_only, true).err(),
+        Some(Refusal::Size)
+    );
+    let syn = super_packet(false, b"x", &["syn"]);
+    assert_eq!(
+        TcpCoalescer::start(&mut buf, &syn, true).err(),
+        Some(Refusal::Flags)
+    );
+    assert_eq!(
+        TcpCoalescer::start(&mut buf[..100], &s(0), true).err(),
+        Some(Refusal::Full)
+    );
+    let mut bad = s(0);
+    bad[60] ^= 1;
+    assert_eq!(
+        TcpCoalescer::start(&mut buf, &bad, true).err(),
+        Some(Refusal::BadChecksum)
+    );
+    assert!(
+        TcpCoalescer::start(&mut buf, &bad, false).is_ok(),
+        "verification can be left to the kernel"
+    );
+}
+
+#[test]
+fn coalescer_stops_at_64k_and_at_the_buffer_end() {
+    let first = super_packet_at(false, 1000, &vec![3u8; 1400 * 46], &[]);
+    let second = super_packet_at(false, 1000 + 1400 * 46, &[4u8; 1400 * 5], &[]);
+    let (o1, l1, n1) = split(&first, 1400);
+    let (o2, l2, _) = split(&second, 1400);
+    let mut buf = vec![0u8; 200_000];
+    let mut c = TcpCoalescer::start(&mut buf, seg(&o1, &l1, 0), true).unwrap();
+    for i in 1..n1 {
+        c.push(seg(&o1, &l1, i)).unwrap();
+    }
+    assert_eq!(
+        c.push(seg(&o2, &l2, 0)),
+        Err(Refusal::Full),
+        "65,852 bytes would exceed 64 KiB"
+    );
+    let done = c.finish(ChecksumFill::Full);
+    assert_eq!((done.segments, done.len), (46, 52 + 46 * 1400));
+
+    let mut small = vec![0u8; 3000];
+    let mut c = TcpCoalescer::start(&mut small, seg(&o1, &l1, 0), true).unwrap();
+    c.push(seg(&o1, &l1, 1)).unwrap();
+    assert_eq!(c.push(seg(&o1, &l1, 2)), Err(Refusal::Full));
+}
+
+#[test]
+fn split_error_paths() {
+    let pkt = super_packet(false, &[0u8; 3000], &[]);
+    let mut out = vec![0u8; 10 * LAYOUT.stride];
+    let mut lens = [0usize; 10];
+    assert!(matches!(
+        split_tcp(&pkt, 0, &mut out, LAYOUT, &mut lens),
+        Err(Error::Malformed { .. })
+    ));
+    assert_eq!(
+        split_tcp(&pkt, 1000, &mut out, LAYOUT, &mut lens[..2]),
+        Err(Error::NoRoom { need: 3, have: 2 })
+    );
+    let tight = Layout {
+        headroom: 50,
+        stride: 500,
+    };
+    assert!(matches!(
+        split_tcp(&pkt, 1000, &mut out, tight, &mut lens),
+        Err(Error::NoRoom { .. })
+    ));
+    assert!(matches!(
+        split_tcp(&pkt, 1000, &mut out[..2000], LAYOUT, &mut lens),
+        Err(Error::NoRoom { .. })
+    ));
+    let mut udp = Vec::new();
+    etherparse::PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9)
+        .udp(1, 2)
+        .write(&mut udp, b"x")
+        .unwrap();
+    assert!(matches!(
+        split_tcp(&udp, 1000, &mut out, LAYOUT, &mut lens),
+        Err(Error::Unsupported { .. })
+    ));
+    assert!(split_tcp(&[], 1000, &mut out, LAYOUT, &mut lens).is_err());
+    // A packet that already fits comes out as one segment.
+    let small = super_packet(true, &[5u8; 100], &["psh"]);
+    assert_eq!(split_tcp(&small, 1000, &mut out, LAYOUT, &mut lens), Ok(1));
+    assert_eq!(&out[50..50 + lens[0]], &small[..]);
+}
