@@ -1,0 +1,157 @@
+//! What the tables hold: node records, block owners, endpoints, neighbour
+//! answers, and the provenance every entry carries.
+
+use core::fmt;
+use core::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// A node's name, unique in the cluster (the Kubernetes node name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(Arc<str>);
+
+impl NodeId {
+    /// A node id from its name.
+    pub fn new(name: &str) -> Self {
+        NodeId(Arc::from(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(s: &str) -> Self {
+        NodeId::new(s)
+    }
+}
+
+/// A MAC address (kept here as bytes so this crate depends on no other weft
+/// crate; `encap::MacAddr` converts with `.0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// Where an entry came from. Sources are ranked: an entry from a higher
+/// source replaces one from a lower source whatever their versions (an
+/// operator's static config beats gossip; this node's own CNI knows its pods
+/// better than gossip; gossip beats what was learned from traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// Learned from traffic; expires.
+    Learned,
+    /// Disseminated by the gossip control plane.
+    Gossip,
+    /// Written by this node's CNI plugin.
+    LocalCni,
+    /// From the configuration file.
+    Static,
+}
+
+/// Provenance of an entry: its source, a version chosen by its author, and
+/// for learned entries an expiry time (milliseconds on the caller's
+/// monotonic clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Meta {
+    /// Where it came from.
+    pub source: Source,
+    /// Higher versions win within a source.
+    pub version: u64,
+    /// When it expires (learned entries), on the clock `Fdb::expire` is fed.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Meta {
+    /// A non-expiring entry.
+    pub fn new(source: Source, version: u64) -> Self {
+        Meta {
+            source,
+            version,
+            expires_at_ms: None,
+        }
+    }
+
+    /// A learned entry that expires at `expires_at_ms`.
+    pub fn learned(version: u64, expires_at_ms: u64) -> Self {
+        Meta {
+            source: Source::Learned,
+            version,
+            expires_at_ms: Some(expires_at_ms),
+        }
+    }
+}
+
+/// Which encapsulations a node accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct EncapSet {
+    /// VXLAN.
+    pub vxlan: bool,
+    /// IP-in-IP.
+    pub ipip: bool,
+}
+
+/// Everything the data path needs to reach a node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct NodeRecord {
+    /// Underlay IPv4 address.
+    pub underlay_v4: Option<Ipv4Addr>,
+    /// Underlay IPv6 address.
+    pub underlay_v6: Option<Ipv6Addr>,
+    /// The node's VTEP MAC (inner Ethernet destination for VXLAN).
+    pub vtep_mac: Mac,
+    /// Encapsulations the node accepts.
+    pub encaps: EncapSet,
+    /// True if the node sits in this node's underlay subnet (CrossSubnet
+    /// mode routes to it without encapsulation).
+    pub same_subnet: bool,
+}
+
+/// The owner of a pod block.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockOwner {
+    /// The node that owns the block.
+    pub node: NodeId,
+}
+
+/// A pod endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// The pod interface's MAC.
+    pub mac: Mac,
+    /// The node the pod runs on.
+    pub node: NodeId,
+    /// On this node: the host-side port (ifindex of the pod's veth).
+    pub local_port: Option<u32>,
+}
+
+/// An entry as stored: value and provenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<V> {
+    /// The value.
+    pub value: V,
+    /// Its provenance.
+    pub meta: Meta,
+}
+
+impl<V: Ord> Entry<V> {
+    /// True if `self` should replace `old`: higher source, then higher
+    /// version, then (equal versions) the larger value, so every node that
+    /// sees the same set of updates, in any order, keeps the same entry.
+    pub fn beats(&self, old: &Entry<V>) -> bool {
+        (self.meta.source, self.meta.version, &self.value)
+            > (old.meta.source, old.meta.version, &old.value)
+    }
+}
