@@ -5,7 +5,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use encap::ecn::Ecn;
-use encap::segment::{split_tcp, ChecksumFill, Layout, TcpCoalescer};
+use encap::segment::{split_tcp, split_tcp_headers, ChecksumFill, Layout, TcpCoalescer};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
 use encap::{ipip, MacAddr, OuterIp};
 
@@ -124,6 +124,16 @@ fn segmentation(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(pkt.len() as u64));
     g.bench_function("split_64k_mss1400", |b| {
         b.iter(|| split_tcp(black_box(&pkt), 1400, &mut out, layout, &mut lens).unwrap())
+    });
+    let hdr_layout = Layout {
+        headroom: 22,
+        stride: 22 + 64,
+    };
+    let mut hdrs = vec![0u8; 64 * hdr_layout.stride];
+    g.bench_function("split_64k_mss1400_headers_only", |b| {
+        b.iter(|| {
+            split_tcp_headers(black_box(&pkt), 1400, &mut hdrs, hdr_layout, &mut lens).unwrap()
+        })
     });
     let n = split_tcp(&pkt, 1400, &mut out, layout, &mut lens).unwrap();
     let segs: Vec<&[u8]> = (0..n)

@@ -52,8 +52,7 @@ pub fn decap(packet: &mut [u8]) -> Result<Decapsulated> {
     let at = outer.payload.start;
     let len = tunnel::accept_inner(&mut packet[at..outer.payload.end], family, outer.ecn)?;
     Ok(Decapsulated {
-        outer_src: outer.src,
-        outer_dst: outer.dst,
+        outer_family: outer.family,
         vni: None,
         family,
         inner: at..at + len,

@@ -29,6 +29,12 @@ pub struct Ipv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// A view without checks, for a buffer already checked by
+    /// [`Ipv4Packet::new_checked`] (accessors may panic otherwise).
+    pub(crate) fn new_unchecked(buf: T) -> Self {
+        Ipv4Packet { buf }
+    }
+
     /// Checks version, header length and total length against `buf`.
     pub fn new_checked(buf: T) -> Result<Self> {
         let b = buf.as_ref();

@@ -22,6 +22,12 @@ pub struct Ipv6Packet<T> {
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
+    /// A view without checks, for a buffer already checked by
+    /// [`Ipv6Packet::new_checked`] (accessors may panic otherwise).
+    pub(crate) fn new_unchecked(buf: T) -> Self {
+        Ipv6Packet { buf }
+    }
+
     /// Checks version and payload length against `buf`.
     pub fn new_checked(buf: T) -> Result<Self> {
         let b = buf.as_ref();

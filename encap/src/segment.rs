@@ -155,6 +155,58 @@ pub fn split_tcp(
     layout: Layout,
     lens: &mut [usize],
 ) -> Result<usize> {
+    split(packet, mss, out, layout, lens, true).map(|s| s.segments)
+}
+
+/// Where [`split_tcp_headers`] left things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitHeaders {
+    /// Number of segments.
+    pub segments: usize,
+    /// Length of each segment's IP + TCP headers.
+    pub header_len: usize,
+    /// Payload bytes per segment (the last may have fewer).
+    pub mss: usize,
+}
+
+impl SplitHeaders {
+    /// The payload of segment `i`, in place in the super-packet.
+    pub fn payload<'a>(&self, packet: &'a [u8], i: usize) -> &'a [u8] {
+        let total = packet.len().min(match packet.first().map(|b| b >> 4) {
+            Some(4) if packet.len() >= 4 => usize::from(u16::from_be_bytes([packet[2], packet[3]])),
+            Some(6) if packet.len() >= 6 => {
+                40 + usize::from(u16::from_be_bytes([packet[4], packet[5]]))
+            }
+            _ => packet.len(),
+        });
+        let start = (self.header_len + i * self.mss).min(total);
+        &packet[start..(start + self.mss).min(total)]
+    }
+}
+
+/// As [`split_tcp`], but writes only each segment's headers into its slot
+/// (`lens[i]` = header length) and leaves the payloads in place: segment `i`
+/// is the slot's headers followed by [`SplitHeaders::payload`]`(packet, i)`,
+/// for a scatter-gather send (one iovec pair per segment) with no copy of
+/// the payload at all.
+pub fn split_tcp_headers(
+    packet: &[u8],
+    mss: usize,
+    out: &mut [u8],
+    layout: Layout,
+    lens: &mut [usize],
+) -> Result<SplitHeaders> {
+    split(packet, mss, out, layout, lens, false)
+}
+
+fn split(
+    packet: &[u8],
+    mss: usize,
+    out: &mut [u8],
+    layout: Layout,
+    lens: &mut [usize],
+    copy: bool,
+) -> Result<SplitHeaders> {
     if mss == 0 {
         return Err(Error::Malformed {
             layer: Layer::Tcp,
@@ -171,13 +223,18 @@ pub fn split_tcp(
             have: lens.len(),
         });
     }
-    if n > 1 && layout.stride < layout.headroom + hdr_len + mss {
+    let slot = layout.headroom + hdr_len + if copy { mss } else { 0 };
+    if n > 1 && layout.stride < slot {
         return Err(Error::NoRoom {
-            need: layout.headroom + hdr_len + mss,
+            need: slot,
             have: layout.stride,
         });
     }
-    let last_len = payload.len() - (n - 1) * mss;
+    let last_len = if copy {
+        payload.len() - (n - 1) * mss
+    } else {
+        0
+    };
     let need = (n - 1) * layout.stride + layout.headroom + hdr_len + last_len;
     if out.len() < need {
         return Err(Error::NoRoom {
@@ -197,12 +254,15 @@ pub fn split_tcp(
     for i in 0..n {
         let chunk = &payload[i * mss..((i + 1) * mss).min(payload.len())];
         let at = i * layout.stride + layout.headroom;
-        let seg = &mut out[at..at + hdr_len + chunk.len()];
+        let seg_len = hdr_len + if copy { chunk.len() } else { 0 };
+        let seg = &mut out[at..at + seg_len];
         seg[..hdr_len].copy_from_slice(&packet[..hdr_len]);
-        seg[hdr_len..].copy_from_slice(chunk);
+        if copy {
+            seg[hdr_len..].copy_from_slice(chunk);
+        }
         let ident = (p.family == Family::V4).then(|| id0.wrapping_add(i as u16));
         set_ip_lengths(seg, &p, chunk.len(), ident);
-        let t = &mut seg[p.ip_hl..];
+        let t = &mut seg[p.ip_hl..hdr_len];
         let seq = seq0.wrapping_add((i * mss) as u32);
         t[4..8].copy_from_slice(&seq.to_be_bytes());
         let mut flags = flags0;
@@ -214,12 +274,17 @@ pub fn split_tcp(
         }
         t[13] = flags;
         t[16..18].fill(0);
+        // The TCP header has an even length, so header and payload sums add.
         let mut c = addr_sum;
-        c.add_u32((p.tcp_hl + chunk.len()) as u32).add(t);
+        c.add_u32((p.tcp_hl + chunk.len()) as u32).add(t).add(chunk);
         t[16..18].copy_from_slice(&c.finish().to_be_bytes());
-        lens[i] = hdr_len + chunk.len();
+        lens[i] = seg_len;
     }
-    Ok(n)
+    Ok(SplitHeaders {
+        segments: n,
+        header_len: hdr_len,
+        mss,
+    })
 }
 
 /// Why a segment was not merged into the current super-packet. Apart from

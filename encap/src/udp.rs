@@ -68,6 +68,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// Verifies the checksum for the given pseudo-header addresses. A zero
     /// checksum means "none" over IPv4 and is accepted there; over IPv6 it
     /// is an error (RFC 8200 section 8.1).
+    #[inline]
     pub fn verify_checksum(&self, src: IpAddr, dst: IpAddr) -> bool {
         let sum = self.checksum();
         if sum == 0 {

@@ -211,6 +211,21 @@ impl VxlanDecap {
     /// (IP_RECVTOS on a socket).
     #[inline]
     pub fn decap_payload(&self, payload: &mut [u8], outer_ecn: Ecn) -> Result<VxlanInner> {
+        let (vni, family, len) = self.check_payload(payload, outer_ecn)?;
+        let eth = EthernetFrame::new_checked(&payload[HEADER_LEN..])?;
+        Ok(VxlanInner {
+            vni,
+            src_mac: eth.src(),
+            dst_mac: eth.dst(),
+            family,
+            inner: PAYLOAD_OVERHEAD..PAYLOAD_OVERHEAD + len,
+        })
+    }
+
+    /// The checks of [`VxlanDecap::decap_payload`]; returns VNI, inner family
+    /// and inner length.
+    #[inline(always)]
+    fn check_payload(&self, payload: &mut [u8], outer_ecn: Ecn) -> Result<(Vni, Family, usize)> {
         let hdr = VxlanHeader::new_checked(&payload[..])?;
         let vni = hdr.vni();
         if vni != self.vni {
@@ -230,16 +245,8 @@ impl VxlanDecap {
                 })
             }
         };
-        let (src_mac, dst_mac) = (eth.src(), eth.dst());
-        let at = PAYLOAD_OVERHEAD;
-        let len = tunnel::accept_inner(&mut payload[at..], family, outer_ecn)?;
-        Ok(VxlanInner {
-            vni,
-            src_mac,
-            dst_mac,
-            family,
-            inner: at..at + len,
-        })
+        let len = tunnel::accept_inner(&mut payload[PAYLOAD_OVERHEAD..], family, outer_ecn)?;
+        Ok((vni, family, len))
     }
 
     /// Checks a whole VXLAN packet from its outer IP header on: outer IP
@@ -261,18 +268,23 @@ impl VxlanDecap {
                 got: udp.dst_port(),
             });
         }
-        if !udp.verify_checksum(outer.src, outer.dst) {
-            return Err(Error::Checksum { layer: Layer::Udp });
+        // A zero checksum over IPv4 means "none" (RFC 768); skip the addresses.
+        if udp.checksum() != 0 || outer.family == Family::V6 {
+            let (src, dst) = outer.addrs(packet);
+            if !udp.verify_checksum(src, dst) {
+                return Err(Error::Checksum { layer: Layer::Udp });
+            }
         }
         let payload_start = udp_range.start + udp::HEADER_LEN;
         let payload_end = udp_range.start + udp.len();
-        let found = self.decap_payload(&mut packet[payload_start..payload_end], outer.ecn)?;
+        let (vni, family, len) =
+            self.check_payload(&mut packet[payload_start..payload_end], outer.ecn)?;
+        let inner_start = payload_start + PAYLOAD_OVERHEAD;
         Ok(Decapsulated {
-            outer_src: outer.src,
-            outer_dst: outer.dst,
-            vni: Some(found.vni.0),
-            family: found.family,
-            inner: payload_start + found.inner.start..payload_start + found.inner.end,
+            outer_family: outer.family,
+            vni: Some(vni.0),
+            family,
+            inner: inner_start..inner_start + len,
         })
     }
 }

@@ -79,7 +79,7 @@ proptest! {
         } _ => prop_assert!(false, "outer not UDP") }
         let d = dec.decap(&mut buf[start..]).unwrap();
         prop_assert_eq!(d.vni, Some(4242));
-        prop_assert_eq!(d.outer_src, o.src);
+        prop_assert_eq!(d.outer_addrs(&buf[start..]), (o.src, o.dst));
         prop_assert_eq!(d.family, if v6_in { Family::V6 } else { Family::V4 });
         prop_assert_eq!(&buf[start..][d.inner.clone()], &inner[..]);
     }

@@ -304,3 +304,29 @@ fn split_error_paths() {
     assert_eq!(split_tcp(&small, 1000, &mut out, LAYOUT, &mut lens), Ok(1));
     assert_eq!(&out[50..50 + lens[0]], &small[..]);
 }
+
+#[test]
+fn headers_only_split_matches_the_copying_split() {
+    for v6 in [false, true] {
+        let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 13 % 255) as u8).collect();
+        let pkt = super_packet(v6, &payload, &["psh"]);
+        let (full, full_lens, n) = split(&pkt, 1400);
+        let hdr_layout = Layout {
+            headroom: 16,
+            stride: 16 + 128,
+        };
+        let mut hdrs = vec![0u8; 64 * hdr_layout.stride];
+        let mut lens = [0usize; 64];
+        let s = encap::segment::split_tcp_headers(&pkt, 1400, &mut hdrs, hdr_layout, &mut lens)
+            .unwrap();
+        assert_eq!(s.segments, n);
+        for i in 0..n {
+            let at = i * hdr_layout.stride + 16;
+            let mut joined = hdrs[at..at + lens[i]].to_vec();
+            assert_eq!(lens[i], s.header_len);
+            joined.extend_from_slice(s.payload(&pkt, i));
+            assert_eq!(joined, seg(&full, &full_lens, i), "segment {i}");
+        }
+        assert!(s.payload(&pkt, n).is_empty());
+    }
+}
