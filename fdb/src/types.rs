@@ -6,24 +6,74 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// A node's name, unique in the cluster (the Kubernetes node name).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(Arc<str>);
+///
+/// Cheap to clone, hash and compare on the data path: the name's hash is
+/// computed once, equality checks the pointer, then the hash, then the name.
+#[derive(Clone)]
+pub struct NodeId(Arc<NodeName>);
+
+struct NodeName {
+    hash: u64,
+    name: Box<str>,
+}
 
 impl NodeId {
     /// A node id from its name.
     pub fn new(name: &str) -> Self {
-        NodeId(Arc::from(name))
+        // FNV-1a: stable, and hashing happens once per id, not per lookup.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        NodeId(Arc::new(NodeName {
+            hash,
+            name: name.into(),
+        }))
     }
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.0.name
+    }
+}
+
+impl PartialEq for NodeId {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash && self.0.name == other.0.name)
+    }
+}
+
+impl Eq for NodeId {}
+
+impl core::hash::Hash for NodeId {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
+impl PartialOrd for NodeId {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NodeId {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.0.name.cmp(&other.0.name)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({:?})", &*self.0.name)
     }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0.name)
     }
 }
 
