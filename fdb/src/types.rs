@@ -8,39 +8,39 @@ use std::sync::Arc;
 /// A node's name, unique in the cluster (the Kubernetes node name).
 ///
 /// Cheap to clone, hash and compare on the data path: the name's hash is
-/// computed once, equality checks the pointer, then the hash, then the name.
+/// computed once and kept inline (not behind the `Arc`, whose reference
+/// count writers touch on every clone: reading a hash there would bounce
+/// that cache line between writer and readers); equality checks the hash,
+/// then the pointer, then the name.
 #[derive(Clone)]
-pub struct NodeId(Arc<NodeName>);
-
-struct NodeName {
+pub struct NodeId {
     hash: u64,
-    name: Box<str>,
+    name: Arc<str>,
 }
 
 impl NodeId {
     /// A node id from its name.
     pub fn new(name: &str) -> Self {
-        // FNV-1a: stable, and hashing happens once per id, not per lookup.
+        // FNV-1a: stable, and computed once per id, not per lookup.
         let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-        NodeId(Arc::new(NodeName {
+        NodeId {
             hash,
-            name: name.into(),
-        }))
+            name: Arc::from(name),
+        }
     }
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        &self.0.name
+        &self.name
     }
 }
 
 impl PartialEq for NodeId {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-            || (self.0.hash == other.0.hash && self.0.name == other.0.name)
+        self.hash == other.hash && (Arc::ptr_eq(&self.name, &other.name) || self.name == other.name)
     }
 }
 
@@ -49,7 +49,7 @@ impl Eq for NodeId {}
 impl core::hash::Hash for NodeId {
     #[inline]
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.hash);
+        state.write_u64(self.hash);
     }
 }
 
@@ -61,19 +61,19 @@ impl PartialOrd for NodeId {
 
 impl Ord for NodeId {
     fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        self.0.name.cmp(&other.0.name)
+        self.name.cmp(&other.name)
     }
 }
 
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeId({:?})", &*self.0.name)
+        write!(f, "NodeId({:?})", &*self.name)
     }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.name)
+        f.write_str(&self.name)
     }
 }
 
