@@ -2,9 +2,11 @@
 //! (or the pods' veths), encapsulate it (VXLAN or IP-in-IP) towards the right
 //! node, and deliver what arrives; see docs/ARCHITECTURE.md.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use weft::config::{AutoOr, Autodetect, Config, Encap, Overrides};
 
 /// weft's node daemon: a userspace overlay router for pod networks.
 ///
@@ -12,25 +14,70 @@ use std::process::ExitCode;
 /// (UDP 4789) or IP-in-IP towards the node that owns the destination pod
 /// block, and decapsulates and delivers what other nodes send. Nodes find each
 /// other over an authenticated gossip channel.
+///
+/// Settings come from the configuration file, then WEFT_* environment
+/// variables, then flags, each overriding the one before.
 #[derive(Debug, Parser)]
 #[command(name = "weftd", version, about, long_about)]
 struct Cli {
-    /// Configuration file (TOML).
-    #[arg(
-        short,
-        long,
-        env = "WEFT_CONFIG",
-        default_value = "/etc/weft/weftd.toml"
-    )]
-    config: PathBuf,
+    /// Configuration file (TOML). Absent default file = built-in defaults.
+    #[arg(short, long, env = "WEFT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: OverrideArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct OverrideArgs {
+    /// This node's name [config: node_name].
+    #[arg(long, env = "WEFT_NODE_NAME")]
+    node_name: Option<String>,
+    /// Underlay address [config: underlay.address].
+    #[arg(long, env = "WEFT_UNDERLAY_ADDRESS")]
+    underlay_address: Option<IpAddr>,
+    /// first-found | can-reach=ADDR | interface=REGEX [config: underlay.autodetect].
+    #[arg(long, env = "WEFT_AUTODETECT")]
+    autodetect: Option<Autodetect>,
+    /// vxlan | ipip | none [config: overlay.encap].
+    #[arg(long, env = "WEFT_ENCAP")]
+    encap: Option<Encap>,
+    /// VXLAN network identifier [config: overlay.vni].
+    #[arg(long, env = "WEFT_VNI")]
+    vni: Option<u32>,
+    /// VXLAN UDP port [config: overlay.port].
+    #[arg(long, env = "WEFT_PORT")]
+    port: Option<u16>,
+    /// Overlay MTU, "auto" or bytes [config: overlay.mtu].
+    #[arg(long, env = "WEFT_MTU")]
+    mtu: Option<AutoOr<u16>>,
+    /// Data-path workers, "auto" or a count [config: dataplane.workers].
+    #[arg(long, env = "WEFT_WORKERS")]
+    workers: Option<AutoOr<u16>>,
+}
+
+impl OverrideArgs {
+    fn to_overrides(&self) -> Overrides {
+        Overrides {
+            node_name: self.node_name.clone(),
+            underlay_address: self.underlay_address,
+            autodetect: self.autodetect.clone(),
+            encap: self.encap,
+            vni: self.vni,
+            port: self.port,
+            mtu: self.mtu,
+            workers: self.workers,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon (the default).
     Run,
+    /// Check the configuration and print the effective settings as TOML.
+    CheckConfig,
     /// Print the wire overheads and the overlay MTU for an underlay MTU.
     Mtu {
         /// Underlay MTU in bytes.
@@ -39,9 +86,34 @@ enum Command {
     },
 }
 
+fn load(cli: &Cli) -> Result<Config, String> {
+    let (base, source) = match &cli.config {
+        Some(path) => (
+            Config::load(path).map_err(|e| e.to_string())?,
+            path.display().to_string(),
+        ),
+        None => {
+            let path = weft::config::default_path();
+            if path.exists() {
+                (
+                    Config::load(&path).map_err(|e| e.to_string())?,
+                    path.display().to_string(),
+                )
+            } else {
+                (Config::default(), "built-in defaults".to_string())
+            }
+        }
+    };
+    base.apply(
+        &cli.overrides.to_overrides(),
+        &format!("{source} + environment and flags"),
+    )
+    .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
+    match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Mtu { underlay_mtu } => {
             use encap::{mtu, Encapsulation, Family};
             for (name, e, f) in [
@@ -53,18 +125,34 @@ fn main() -> ExitCode {
                 println!(
                     "{name:16} overhead {:3}  overlay MTU {}",
                     mtu::overhead(e, f),
-                    mtu::overlay_mtu(underlay_mtu, e, f)
+                    mtu::overlay_mtu(*underlay_mtu, e, f)
                 );
             }
             ExitCode::SUCCESS
         }
-        Command::Run => {
-            eprintln!(
-                "weftd: the data plane is not built yet (config {} not read); \
-                 this release ships the wire formats only",
-                cli.config.display()
-            );
-            ExitCode::FAILURE
-        }
+        Command::CheckConfig => match load(&cli) {
+            Ok(cfg) => {
+                let text = toml::to_string(&cfg).unwrap_or_default();
+                print!("{text}");
+                if !text.ends_with('\n') {
+                    println!();
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("weftd: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run => match load(&cli) {
+            Ok(_) => {
+                eprintln!("weftd: configuration is valid, but the data plane is not built yet");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("weftd: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

@@ -1,0 +1,511 @@
+//! weftd's configuration: a TOML file, then environment variables, then
+//! command-line flags, each overriding the one before.
+//!
+//! Errors name the file, the key and what was expected, e.g.
+//! `/etc/weft/weftd.toml: overlay.encap: expected one of vxlan, ipip, none (got "vxlann")`.
+//! Unknown keys are errors (a typo must not silently fall back to a default).
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's name, unique in the cluster (default: the host name).
+    pub node_name: Option<String>,
+    /// The network between nodes.
+    pub underlay: Underlay,
+    /// The pod network.
+    pub overlay: Overlay,
+    /// Data-path threads.
+    pub dataplane: Dataplane,
+    /// Peers known without gossip.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<StaticPeer>,
+}
+
+/// How this node finds and uses its underlay address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Underlay {
+    /// The underlay address; when absent, found by `autodetect`.
+    pub address: Option<IpAddr>,
+    /// `first-found`, `can-reach=ADDR` or `interface=REGEX` (as Calico's
+    /// IP autodetection methods).
+    pub autodetect: Autodetect,
+}
+
+impl Default for Underlay {
+    fn default() -> Self {
+        Underlay {
+            address: None,
+            autodetect: Autodetect::FirstFound,
+        }
+    }
+}
+
+/// An underlay address autodetection method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Autodetect {
+    /// The first global unicast address on an up, non-loopback interface.
+    FirstFound,
+    /// The source address the kernel picks to reach this address.
+    CanReach(IpAddr),
+    /// The first address on an interface whose name matches this regex.
+    Interface(String),
+}
+
+impl fmt::Display for Autodetect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Autodetect::FirstFound => f.write_str("first-found"),
+            Autodetect::CanReach(a) => write!(f, "can-reach={a}"),
+            Autodetect::Interface(r) => write!(f, "interface={r}"),
+        }
+    }
+}
+
+const AUTODETECT_EXPECTED: &str = "first-found, can-reach=ADDRESS or interface=REGEX";
+
+impl std::str::FromStr for Autodetect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "first-found" {
+            return Ok(Autodetect::FirstFound);
+        }
+        if let Some(addr) = s.strip_prefix("can-reach=") {
+            return addr
+                .parse()
+                .map(Autodetect::CanReach)
+                .map_err(|_| format!("can-reach needs an IP address (got \"{addr}\")"));
+        }
+        if let Some(re) = s.strip_prefix("interface=") {
+            regex::Regex::new(re).map_err(|e| format!("interface needs a valid regex: {e}"))?;
+            return Ok(Autodetect::Interface(re.to_string()));
+        }
+        Err(format!("expected {AUTODETECT_EXPECTED} (got \"{s}\")"))
+    }
+}
+
+impl Serialize for Autodetect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Autodetect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How pod traffic crosses between nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encap {
+    /// VXLAN over UDP.
+    Vxlan,
+    /// IP-in-IP.
+    Ipip,
+    /// Plain routing (all nodes on one L2 segment).
+    None,
+}
+
+impl fmt::Display for Encap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Encap::Vxlan => "vxlan",
+            Encap::Ipip => "ipip",
+            Encap::None => "none",
+        })
+    }
+}
+
+impl std::str::FromStr for Encap {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "vxlan" => Ok(Encap::Vxlan),
+            "ipip" => Ok(Encap::Ipip),
+            "none" => Ok(Encap::None),
+            _ => Err(format!("expected one of vxlan, ipip, none (got \"{s}\")")),
+        }
+    }
+}
+
+/// A size that is either computed (`"auto"`) or given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AutoOr<T> {
+    /// A given value.
+    Value(T),
+    /// `"auto"`.
+    Auto(AutoWord),
+}
+
+/// The word `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoWord {
+    /// auto
+    Auto,
+}
+
+impl<T> AutoOr<T> {
+    /// `"auto"`.
+    pub const AUTO: AutoOr<T> = AutoOr::Auto(AutoWord::Auto);
+
+    /// The value, or None for auto.
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            AutoOr::Value(v) => Some(v),
+            AutoOr::Auto(_) => None,
+        }
+    }
+}
+
+impl<T: std::str::FromStr> std::str::FromStr for AutoOr<T> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(AutoOr::AUTO);
+        }
+        s.parse()
+            .map(AutoOr::Value)
+            .map_err(|_| format!("expected \"auto\" or a number (got \"{s}\")"))
+    }
+}
+
+/// The pod network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Overlay {
+    /// Pod address pools (IPv4 and/or IPv6).
+    pub pools: Vec<IpNet>,
+    /// Prefix length of the IPv4 blocks nodes claim from a pool.
+    pub block_size_v4: u8,
+    /// Prefix length of the IPv6 blocks nodes claim from a pool.
+    pub block_size_v6: u8,
+    /// Encapsulation between nodes.
+    pub encap: Encap,
+    /// Route without encapsulation to nodes in this node's underlay subnet.
+    pub cross_subnet: bool,
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// VXLAN UDP port.
+    pub port: u16,
+    /// Overlay MTU: "auto" (underlay MTU minus the encapsulation overhead) or bytes.
+    pub mtu: AutoOr<u16>,
+    /// Name of the TUN device.
+    pub tun_name: String,
+}
+
+impl Default for Overlay {
+    fn default() -> Self {
+        Overlay {
+            pools: vec!["10.244.0.0/16".parse().expect("literal")],
+            block_size_v4: 26,
+            block_size_v6: 122,
+            encap: Encap::Vxlan,
+            cross_subnet: false,
+            vni: 1,
+            port: encap::vxlan::DEFAULT_PORT,
+            mtu: AutoOr::AUTO,
+            tun_name: "weft0".into(),
+        }
+    }
+}
+
+/// Data-path threads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dataplane {
+    /// Worker threads (and TUN queues, and UDP sockets): "auto" = one per core.
+    pub workers: AutoOr<u16>,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            workers: AutoOr::AUTO,
+        }
+    }
+}
+
+/// A peer configured by hand, so the data plane works before and without
+/// gossip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticPeer {
+    /// The peer's node name.
+    pub node: String,
+    /// Its underlay address.
+    pub underlay: IpAddr,
+    /// Its VTEP MAC (VXLAN), e.g. "02:00:00:00:00:02".
+    #[serde(default)]
+    pub vtep_mac: Option<String>,
+    /// The pod blocks it owns.
+    pub blocks: Vec<IpNet>,
+}
+
+/// A configuration error: where, which key, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or "command line" / "environment").
+    pub source: String,
+    /// The key, as a dotted path (`overlay.encap`, `peers[1].blocks[0]`).
+    pub key: String,
+    /// What was expected, and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.source, self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Values from the environment and the command line that override the file
+/// (None: not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `node_name`.
+    pub node_name: Option<String>,
+    /// `underlay.address`.
+    pub underlay_address: Option<IpAddr>,
+    /// `underlay.autodetect`.
+    pub autodetect: Option<Autodetect>,
+    /// `overlay.encap`.
+    pub encap: Option<Encap>,
+    /// `overlay.vni`.
+    pub vni: Option<u32>,
+    /// `overlay.port`.
+    pub port: Option<u16>,
+    /// `overlay.mtu`.
+    pub mtu: Option<AutoOr<u16>>,
+    /// `dataplane.workers`.
+    pub workers: Option<AutoOr<u16>>,
+}
+
+impl Config {
+    /// Parses TOML text; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().to_string();
+            let at = inner
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            ConfigError {
+                source: source.to_string(),
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                message: format!("{}{at}", message.trim_end()),
+            }
+        })?;
+        cfg.validate(source)?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a file. A missing file is an error naming it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: path.display().to_string(),
+            key: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Applies overrides (environment and flags) and validates the result.
+    pub fn apply(mut self, o: &Overrides, source: &str) -> Result<Config, ConfigError> {
+        if let Some(v) = &o.node_name {
+            self.node_name = Some(v.clone());
+        }
+        if let Some(v) = o.underlay_address {
+            self.underlay.address = Some(v);
+        }
+        if let Some(v) = &o.autodetect {
+            self.underlay.autodetect = v.clone();
+        }
+        if let Some(v) = o.encap {
+            self.overlay.encap = v;
+        }
+        if let Some(v) = o.vni {
+            self.overlay.vni = v;
+        }
+        if let Some(v) = o.port {
+            self.overlay.port = v;
+        }
+        if let Some(v) = o.mtu {
+            self.overlay.mtu = v;
+        }
+        if let Some(v) = o.workers {
+            self.dataplane.workers = v;
+        }
+        self.validate(source)?;
+        Ok(self)
+    }
+
+    /// Checks what the types cannot: ranges, prefixes, consistency.
+    pub fn validate(&self, source: &str) -> Result<(), ConfigError> {
+        let err = |key: String, message: String| {
+            Err(ConfigError {
+                source: source.to_string(),
+                key,
+                message,
+            })
+        };
+        if let Some(n) = &self.node_name {
+            if n.is_empty()
+                || n.len() > 253
+                || n.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return err(
+                    "node_name".into(),
+                    format!("expected a node name of 1-253 printable characters (got {n:?})"),
+                );
+            }
+        }
+        let o = &self.overlay;
+        if o.pools.is_empty() {
+            return err(
+                "overlay.pools".into(),
+                "expected at least one pod pool, like \"10.244.0.0/16\"".into(),
+            );
+        }
+        for (i, pool) in o.pools.iter().enumerate() {
+            if pool.trunc() != *pool {
+                return err(
+                    format!("overlay.pools[{i}]"),
+                    format!(
+                        "expected a prefix without host bits (got {pool}, did you mean {}?)",
+                        pool.trunc()
+                    ),
+                );
+            }
+            let block = if pool.addr().is_ipv4() {
+                o.block_size_v4
+            } else {
+                o.block_size_v6
+            };
+            if block < pool.prefix_len() {
+                return err(
+                    format!("overlay.pools[{i}]"),
+                    format!("pool {pool} is smaller than one block (/{block})"),
+                );
+            }
+        }
+        if !(8..=32).contains(&o.block_size_v4) {
+            return err(
+                "overlay.block_size_v4".into(),
+                format!("expected 8 to 32 (got {})", o.block_size_v4),
+            );
+        }
+        if !(64..=128).contains(&o.block_size_v6) {
+            return err(
+                "overlay.block_size_v6".into(),
+                format!("expected 64 to 128 (got {})", o.block_size_v6),
+            );
+        }
+        if encap::vxlan::Vni::new(o.vni).is_none() {
+            return err(
+                "overlay.vni".into(),
+                format!("expected 0 to 16777215 (got {})", o.vni),
+            );
+        }
+        if o.port == 0 {
+            return err(
+                "overlay.port".into(),
+                "expected a UDP port 1-65535 (got 0)".into(),
+            );
+        }
+        if let Some(mtu) = o.mtu.value() {
+            if *mtu < 576 {
+                return err(
+                    "overlay.mtu".into(),
+                    format!("expected \"auto\" or 576-65535 (got {mtu})"),
+                );
+            }
+        }
+        if o.tun_name.is_empty() || o.tun_name.len() > 15 || o.tun_name.contains(['/', ' ']) {
+            return err(
+                "overlay.tun_name".into(),
+                format!(
+                    "expected an interface name of 1-15 characters (got {:?})",
+                    o.tun_name
+                ),
+            );
+        }
+        if let Some(w) = self.dataplane.workers.value() {
+            if *w == 0 || *w > 256 {
+                return err(
+                    "dataplane.workers".into(),
+                    format!("expected \"auto\" or 1-256 (got {w})"),
+                );
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            if !names.insert(p.node.as_str()) || Some(&p.node) == self.node_name.as_ref() {
+                return err(
+                    format!("peers[{i}].node"),
+                    format!("expected a unique node name (\"{}\" appears twice)", p.node),
+                );
+            }
+            if let Some(mac) = &p.vtep_mac {
+                if mac.parse::<encap::MacAddr>().is_err() {
+                    return err(
+                        format!("peers[{i}].vtep_mac"),
+                        format!("expected a MAC address like 02:00:00:00:00:02 (got {mac:?})"),
+                    );
+                }
+            }
+            if p.blocks.is_empty() {
+                return err(
+                    format!("peers[{i}].blocks"),
+                    "expected at least one pod block".into(),
+                );
+            }
+            for (j, b) in p.blocks.iter().enumerate() {
+                if b.trunc() != *b {
+                    return err(
+                        format!("peers[{i}].blocks[{j}]"),
+                        format!(
+                            "expected a prefix without host bits (got {b}, did you mean {}?)",
+                            b.trunc()
+                        ),
+                    );
+                }
+                if !o.pools.iter().any(|pool| pool.contains(b)) {
+                    return err(
+                        format!("peers[{i}].blocks[{j}]"),
+                        format!("expected a block inside a pool in overlay.pools (got {b})"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a configuration file is looked for by default.
+pub fn default_path() -> PathBuf {
+    PathBuf::from("/etc/weft/weftd.toml")
+}

@@ -1,0 +1,8 @@
+//! weft's daemon, CNI plugin and CLI share this library: configuration
+//! today; the data plane, kernel programming and admin API as they land.
+//! See docs/ARCHITECTURE.md.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
