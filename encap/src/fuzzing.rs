@@ -65,6 +65,11 @@ pub fn headers(data: &[u8]) {
         assert!(crate::IpPacket::new_checked(&out[..n]).is_ok());
     }
     let _ = crate::flow::flow_hash(data);
+    if let Ok(h) = crate::virtio::VirtioNetHdr::parse(data) {
+        let mut back = [0u8; 10];
+        h.write(&mut back).unwrap();
+        assert_eq!(crate::virtio::VirtioNetHdr::parse(&back), Ok(h));
+    }
 }
 
 /// TCP split and coalesce on arbitrary bytes: no panic; what split accepts,

@@ -47,6 +47,7 @@ pub mod segment;
 pub mod tcp;
 pub mod tunnel;
 pub mod udp;
+pub mod virtio;
 pub mod vxlan;
 
 pub use error::{Error, Layer, Result};
