@@ -1,0 +1,31 @@
+//! Programming the kernel over rtnetlink (no shelling out to `ip`).
+//!
+//! Only weft's own objects are touched: routes carry the routing protocol
+//! number [`routes::RTPROT_WEFT`], so a restart finds and reconciles what the
+//! previous run left, and an uninstall removes exactly that.
+
+pub mod routes;
+
+/// A failure talking to the kernel, with what weft was doing.
+#[derive(Debug)]
+pub struct KernelError {
+    /// What weft was doing ("add route 10.244.1.0/26 dev 7").
+    pub action: String,
+    /// What the kernel (or the netlink library) said.
+    pub cause: String,
+}
+
+impl std::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.action, self.cause)
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+pub(crate) fn kerr(action: impl Into<String>, cause: impl std::fmt::Display) -> KernelError {
+    KernelError {
+        action: action.into(),
+        cause: cause.to_string(),
+    }
+}

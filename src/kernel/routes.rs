@@ -1,0 +1,193 @@
+//! weft's routes in the main table: a route per remote pod block through the
+//! TUN device, a blackhole per local block (pods get host routes from the CNI
+//! plugin; any other address of the block must not leak towards the default
+//! route). Reconciliation makes the kernel's set of weft routes equal the
+//! desired set with the fewest changes: routes already right are left alone
+//! (a restart disturbs no traffic), changed ones are replaced atomically
+//! (NLM_F_REPLACE), stale ones deleted. Routes of other protocols are never
+//! touched.
+
+use super::{kerr, KernelError};
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteType,
+};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, RouteMessageBuilder};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The routing protocol number that marks weft's routes (`ip route show
+/// proto 87`). Unassigned in iproute2's rt_protos.
+pub const RTPROT_WEFT: u8 = 87;
+
+/// One route weft owns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WeftRoute {
+    /// A remote block, through a device (the TUN).
+    Device {
+        /// The block.
+        dst: IpNet,
+        /// The device's interface index.
+        ifindex: u32,
+    },
+    /// A local block: drop what no pod route claims.
+    Blackhole {
+        /// The block.
+        dst: IpNet,
+    },
+}
+
+impl WeftRoute {
+    /// The destination prefix.
+    pub fn dst(&self) -> IpNet {
+        match self {
+            WeftRoute::Device { dst, .. } | WeftRoute::Blackhole { dst } => *dst,
+        }
+    }
+
+    fn message(&self) -> RouteMessage {
+        let dst = self.dst();
+        let builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dst.network(), dst.prefix_len())
+            .expect("an IpNet is a valid destination");
+        let builder = builder.protocol(RouteProtocol::Other(RTPROT_WEFT));
+        match self {
+            WeftRoute::Device { ifindex, .. } => builder.output_interface(*ifindex).build(),
+            WeftRoute::Blackhole { .. } => builder.kind(RouteType::BlackHole).build(),
+        }
+    }
+}
+
+impl std::fmt::Display for WeftRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WeftRoute::Device { dst, ifindex } => write!(f, "{dst} dev #{ifindex}"),
+            WeftRoute::Blackhole { dst } => write!(f, "blackhole {dst}"),
+        }
+    }
+}
+
+/// What a reconciliation changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Routes added or replaced.
+    pub installed: Vec<WeftRoute>,
+    /// Routes deleted.
+    pub removed: Vec<WeftRoute>,
+    /// Routes already right.
+    pub kept: usize,
+}
+
+/// weft's routes in the main table, through one netlink connection.
+pub struct Routes {
+    handle: Handle,
+}
+
+fn parse(msg: &RouteMessage) -> Option<WeftRoute> {
+    let h = &msg.header;
+    if h.protocol != RouteProtocol::Other(RTPROT_WEFT) || h.table != RouteHeader::RT_TABLE_MAIN {
+        return None;
+    }
+    let mut dst: Option<IpAddr> = None;
+    let mut oif = None;
+    for a in &msg.attributes {
+        match a {
+            RouteAttribute::Destination(RouteAddress::Inet(v4)) => dst = Some((*v4).into()),
+            RouteAttribute::Destination(RouteAddress::Inet6(v6)) => dst = Some((*v6).into()),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let dst = match (dst, h.address_family) {
+        (Some(d), _) => d,
+        (None, AddressFamily::Inet) => Ipv4Addr::UNSPECIFIED.into(),
+        (None, AddressFamily::Inet6) => Ipv6Addr::UNSPECIFIED.into(),
+        _ => return None,
+    };
+    let dst = IpNet::new(dst, h.destination_prefix_length).ok()?;
+    match (h.kind, oif) {
+        (RouteType::BlackHole, _) => Some(WeftRoute::Blackhole { dst }),
+        (RouteType::Unicast, Some(ifindex)) => Some(WeftRoute::Device { dst, ifindex }),
+        _ => None,
+    }
+}
+
+impl Routes {
+    /// Routes managed through `handle` (a connection in the network
+    /// namespace to program).
+    pub fn new(handle: Handle) -> Self {
+        Routes { handle }
+    }
+
+    /// weft's routes now in the kernel (IPv4 and IPv6, main table).
+    pub async fn list(&self) -> Result<Vec<WeftRoute>, KernelError> {
+        let mut out = Vec::new();
+        for filter in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let mut dump = self.handle.route().get(filter).execute();
+            while let Some(msg) = dump.try_next().await.map_err(|e| kerr("dump routes", e))? {
+                out.extend(parse(&msg));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Makes weft's routes equal `desired`.
+    pub async fn reconcile(
+        &self,
+        desired: &BTreeSet<WeftRoute>,
+    ) -> Result<Reconciled, KernelError> {
+        let current: BTreeMap<IpNet, WeftRoute> = self
+            .list()
+            .await?
+            .into_iter()
+            .map(|r| (r.dst(), r))
+            .collect();
+        let wanted: BTreeMap<IpNet, &WeftRoute> = desired.iter().map(|r| (r.dst(), r)).collect();
+        let mut done = Reconciled::default();
+        for (dst, route) in &wanted {
+            if current.get(dst) == Some(*route) {
+                done.kept += 1;
+                continue;
+            }
+            self.handle
+                .route()
+                .add(route.message())
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| kerr(format!("install route {route}"), e))?;
+            done.installed.push((*route).clone());
+        }
+        for (dst, route) in current {
+            if !wanted.contains_key(&dst) {
+                self.delete(&route).await?;
+                done.removed.push(route);
+            }
+        }
+        Ok(done)
+    }
+
+    async fn delete(&self, route: &WeftRoute) -> Result<(), KernelError> {
+        self.handle
+            .route()
+            .del(route.message())
+            .execute()
+            .await
+            .map_err(|e| kerr(format!("delete route {route}"), e))
+    }
+
+    /// Deletes every weft route (uninstall). Returns how many.
+    pub async fn remove_all(&self) -> Result<usize, KernelError> {
+        let all = self.list().await?;
+        for r in &all {
+            self.delete(r).await?;
+        }
+        Ok(all.len())
+    }
+}
