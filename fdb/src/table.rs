@@ -8,6 +8,7 @@
 
 use crate::change::{Change, SubscriberTx, Subscription, What};
 use crate::error::{Error, Result};
+use crate::sharded::ShardedMap;
 use crate::snapshot::Snapshot;
 use crate::types::{BlockOwner, Endpoint, Entry, Mac, Meta, NodeId, NodeRecord, Source};
 use arc_swap::{ArcSwap, Cache};
@@ -458,83 +459,99 @@ impl Txn<'_> {
         meta: Meta,
     ) -> Result<Outcome> {
         self.require_node(&endpoint.node)?;
-        let new = Entry {
-            value: endpoint,
-            meta,
+        let table = IpTable {
+            name: "endpoint",
+            limit: self.limits.endpoints,
+            what: |ip, endpoint| What::Endpoint { ip, endpoint },
+            expiring: Expiring::Endpoint,
         };
-        let outcome = decide(self.work.endpoints.get(&ip), &new);
-        match outcome {
-            Outcome::Inserted if self.work.endpoints.len() >= self.limits.endpoints => {
-                return Err(Error::Full {
-                    table: "endpoint",
-                    limit: self.limits.endpoints,
-                })
-            }
-            Outcome::Inserted | Outcome::Replaced => {
-                self.work.endpoints.insert(ip, new.clone());
-                self.changes.push(What::Endpoint {
-                    ip,
-                    endpoint: Some(new),
-                });
-            }
-            Outcome::Unchanged
-                if meta.expires_at_ms
-                    > self
-                        .work
-                        .endpoints
-                        .get(&ip)
-                        .and_then(|e| e.meta.expires_at_ms) =>
-            {
-                self.work.endpoints.insert(ip, new);
-            }
-            _ => return Ok(outcome),
-        }
-        if let Some(at) = meta
-            .expires_at_ms
-            .filter(|_| meta.source == Source::Learned)
-        {
-            self.expiring.push((at, Expiring::Endpoint(ip)));
-        }
-        Ok(outcome)
+        table.upsert(
+            &mut self.work.endpoints,
+            &mut self.changes,
+            &mut self.expiring,
+            ip,
+            Entry {
+                value: endpoint,
+                meta,
+            },
+        )
     }
 
     /// Removes an endpoint, if `by` may.
     pub fn remove_endpoint(&mut self, ip: IpAddr, by: Meta) -> Result<Outcome> {
-        match self.work.endpoints.get(&ip) {
-            None => Ok(Outcome::Absent),
-            Some(e) if !may_remove(&e.meta, &by) => Ok(Outcome::Stale),
-            Some(_) => {
-                self.work.endpoints.remove(&ip);
-                self.changes.push(What::Endpoint { ip, endpoint: None });
-                Ok(Outcome::Removed)
-            }
-        }
+        Ok(remove_ip_entry(
+            &mut self.work.endpoints,
+            &mut self.changes,
+            ip,
+            by,
+            |ip| What::Endpoint { ip, endpoint: None },
+        ))
     }
 
     /// Inserts or replaces the MAC that answers ARP/ND for `ip`.
     pub fn upsert_neighbour(&mut self, ip: IpAddr, mac: Mac, meta: Meta) -> Result<Outcome> {
-        let new = Entry { value: mac, meta };
-        let outcome = decide(self.work.neighbours.get(&ip), &new);
+        let table = IpTable {
+            name: "neighbour",
+            limit: self.limits.neighbours,
+            what: |ip, mac| What::Neighbour { ip, mac },
+            expiring: Expiring::Neighbour,
+        };
+        table.upsert(
+            &mut self.work.neighbours,
+            &mut self.changes,
+            &mut self.expiring,
+            ip,
+            Entry { value: mac, meta },
+        )
+    }
+
+    /// Removes a neighbour answer, if `by` may.
+    pub fn remove_neighbour(&mut self, ip: IpAddr, by: Meta) -> Result<Outcome> {
+        Ok(remove_ip_entry(
+            &mut self.work.neighbours,
+            &mut self.changes,
+            ip,
+            by,
+            |ip| What::Neighbour { ip, mac: None },
+        ))
+    }
+}
+
+/// What differs between the IP-keyed tables (endpoints, neighbours).
+struct IpTable<V> {
+    name: &'static str,
+    limit: usize,
+    what: fn(IpAddr, Option<Entry<V>>) -> What,
+    expiring: fn(IpAddr) -> Expiring,
+}
+
+impl<V: Ord + Clone> IpTable<V> {
+    /// Insert or replace by the common rule; a learned entry that is the same
+    /// but for a later expiry is refreshed without a change event.
+    fn upsert(
+        &self,
+        map: &mut ShardedMap<IpAddr, Entry<V>>,
+        changes: &mut Vec<What>,
+        expiring: &mut Vec<(u64, Expiring)>,
+        ip: IpAddr,
+        new: Entry<V>,
+    ) -> Result<Outcome> {
+        let old = map.get(&ip);
+        let outcome = decide(old, &new);
+        let meta = new.meta;
         match outcome {
-            Outcome::Inserted if self.work.neighbours.len() >= self.limits.neighbours => {
+            Outcome::Inserted if map.len() >= self.limit => {
                 return Err(Error::Full {
-                    table: "neighbour",
-                    limit: self.limits.neighbours,
+                    table: self.name,
+                    limit: self.limit,
                 })
             }
             Outcome::Inserted | Outcome::Replaced => {
-                self.work.neighbours.insert(ip, new.clone());
-                self.changes.push(What::Neighbour { ip, mac: Some(new) });
+                map.insert(ip, new.clone());
+                changes.push((self.what)(ip, Some(new)));
             }
-            Outcome::Unchanged
-                if meta.expires_at_ms
-                    > self
-                        .work
-                        .neighbours
-                        .get(&ip)
-                        .and_then(|e| e.meta.expires_at_ms) =>
-            {
-                self.work.neighbours.insert(ip, new);
+            Outcome::Unchanged if meta.expires_at_ms > old.and_then(|e| e.meta.expires_at_ms) => {
+                map.insert(ip, new);
             }
             _ => return Ok(outcome),
         }
@@ -542,21 +559,27 @@ impl Txn<'_> {
             .expires_at_ms
             .filter(|_| meta.source == Source::Learned)
         {
-            self.expiring.push((at, Expiring::Neighbour(ip)));
+            expiring.push((at, (self.expiring)(ip)));
         }
         Ok(outcome)
     }
+}
 
-    /// Removes a neighbour answer, if `by` may.
-    pub fn remove_neighbour(&mut self, ip: IpAddr, by: Meta) -> Result<Outcome> {
-        match self.work.neighbours.get(&ip) {
-            None => Ok(Outcome::Absent),
-            Some(e) if !may_remove(&e.meta, &by) => Ok(Outcome::Stale),
-            Some(_) => {
-                self.work.neighbours.remove(&ip);
-                self.changes.push(What::Neighbour { ip, mac: None });
-                Ok(Outcome::Removed)
-            }
+/// Removal from an IP-keyed table, if `by` may.
+fn remove_ip_entry<V: Clone>(
+    map: &mut ShardedMap<IpAddr, Entry<V>>,
+    changes: &mut Vec<What>,
+    ip: IpAddr,
+    by: Meta,
+    removed: fn(IpAddr) -> What,
+) -> Outcome {
+    match map.get(&ip) {
+        None => Outcome::Absent,
+        Some(e) if !may_remove(&e.meta, &by) => Outcome::Stale,
+        Some(_) => {
+            map.remove(&ip);
+            changes.push(removed(ip));
+            Outcome::Removed
         }
     }
 }
