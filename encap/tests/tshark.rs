@@ -6,7 +6,7 @@
 
 use encap::segment::{split_tcp, Layout};
 use encap::vxlan::{Vni, VxlanEncap};
-use encap::{icmp, ipip, MacAddr, OuterIp};
+use encap::{icmp, ipip, MacAddr};
 use std::process::Command;
 
 /// Writes `packets` (raw IP, linktype 101) as a classic pcap file.
@@ -29,47 +29,15 @@ fn write_pcap(path: &std::path::Path, packets: &[Vec<u8>]) {
     std::fs::write(path, f).unwrap();
 }
 
+mod common;
+use common::{inner_packet, outer};
+
 fn inner_tcp(v6: bool, payload: &[u8]) -> Vec<u8> {
-    let b = if v6 {
-        etherparse::PacketBuilder::ipv6(
-            [0xfd, 0, 2, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-            [0xfd, 0, 2, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-            63,
-        )
-    } else {
-        etherparse::PacketBuilder::ipv4([10, 244, 0, 2], [10, 244, 1, 2], 63)
-    };
-    let mut out = Vec::new();
-    b.tcp(40000, 5201, 1, 64000)
-        .ack(1)
-        .write(&mut out, payload)
-        .unwrap();
-    out
+    inner_packet(v6, true, 0, payload)
 }
 
 fn inner_udp(v6: bool) -> Vec<u8> {
-    let b = if v6 {
-        etherparse::PacketBuilder::ipv6(
-            [0xfd, 0, 2, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-            [0xfd, 0, 2, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-            63,
-        )
-    } else {
-        etherparse::PacketBuilder::ipv4([10, 244, 0, 2], [10, 244, 1, 2], 63)
-    };
-    let mut out = Vec::new();
-    b.udp(40001, 40002)
-        .write(&mut out, b"weft says hello")
-        .unwrap();
-    out
-}
-
-fn outer(v6: bool) -> OuterIp {
-    if v6 {
-        OuterIp::new("fd00:99::1".parse().unwrap(), "fd00:99::2".parse().unwrap())
-    } else {
-        OuterIp::new("10.99.0.1".parse().unwrap(), "10.99.0.2".parse().unwrap())
-    }
+    inner_packet(v6, false, 0, b"weft says hello")
 }
 
 fn vxlan(inner: &[u8], v6_out: bool) -> Vec<u8> {
