@@ -13,6 +13,9 @@ cd "$(dirname "$0")"
 missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v ping >/dev/null || missing+=(iputils-ping)
+command -v iptables >/dev/null || missing+=(iptables)
+[[ -x /usr/lib/cni/portmap ]] || missing+=(containernetworking-plugins)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "test.sh: missing ${missing[*]}; run as root to install them, or install them yourself" >&2

@@ -1,0 +1,245 @@
+//! The `weft` CNI plugin: what a container runtime runs to put a pod on the
+//! weft network (CNI 1.1.0; configurations of 0.4.0 and 1.0.0 accepted).
+//!
+//! - ADD: reserve addresses (IPAM), wire the pod, tell weftd (best effort),
+//!   print the result. A failure undoes the wiring and the reservation.
+//! - DEL: unwire and release; succeeds when there is nothing left.
+//! - CHECK: the attachment is as ADD left it (addresses, routes, links).
+//! - GC: release reservations and host links of attachments not in
+//!   `cni.dev/valid-attachments`.
+//! - STATUS: ready when weftd answers on its socket (code 50 otherwise).
+//! - VERSION: the supported versions.
+
+pub mod ipam;
+pub mod spec;
+pub mod wiring;
+
+use serde_json::{json, Value};
+use spec::{code, AddResult, CniError, Command, Env, Interface, NetConf, SUPPORTED_VERSIONS};
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// What the plugin prints and how it exits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// JSON for stdout (None: print nothing).
+    pub stdout: Option<Value>,
+    /// Exit status.
+    pub status: i32,
+}
+
+/// Runs one invocation: environment through `get`, network configuration
+/// from `stdin`.
+pub fn run(get: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
+    let env = match Env::from_vars(&get) {
+        Ok(e) => e,
+        Err(e) => return failure(&e, "1.1.0"),
+    };
+    if env.command == Command::Version {
+        return Outcome {
+            stdout: Some(json!({ "cniVersion": "1.1.0", "supportedVersions": SUPPORTED_VERSIONS })),
+            status: 0,
+        };
+    }
+    let conf = match NetConf::parse(stdin) {
+        Ok(c) => c,
+        Err(e) => return failure(&e, version_hint(stdin)),
+    };
+    let result = match env.command {
+        Command::Add => add(&env, &conf).map(Some),
+        Command::Del => del(&env, &conf).map(|_| None),
+        Command::Check => check(&env, &conf).map(|_| None),
+        Command::Gc => gc(&conf).map(|_| None),
+        Command::Status => status(&conf).map(|_| None),
+        Command::Version => unreachable!("answered above"),
+    };
+    match result {
+        Ok(stdout) => Outcome { stdout, status: 0 },
+        Err(e) => failure(&e, &conf.cni_version),
+    }
+}
+
+fn failure(e: &CniError, version: &str) -> Outcome {
+    Outcome {
+        stdout: Some(e.to_json(version)),
+        status: 1,
+    }
+}
+
+/// The cniVersion of an unparsable or unsupported configuration, for the
+/// error JSON, falling back to the newest.
+fn version_hint(stdin: &[u8]) -> &'static str {
+    let v: Option<String> = serde_json::from_slice::<Value>(stdin).ok().and_then(|v| {
+        v.get("cniVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    SUPPORTED_VERSIONS
+        .iter()
+        .copied()
+        .find(|s| Some(*s) == v.as_deref())
+        .unwrap_or("1.1.0")
+}
+
+fn attachment(env: &Env) -> (&str, &str) {
+    (
+        env.container_id.as_deref().unwrap_or_default(),
+        env.ifname.as_deref().unwrap_or_default(),
+    )
+}
+
+fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
+    let (id, ifname) = attachment(env);
+    let netns = env.netns.as_deref().expect("checked by Env");
+    if conf.blocks.is_empty() {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            "no pod blocks configured",
+            "set \"blocks\" in the network configuration",
+        ));
+    }
+    if !netns.exists() {
+        return Err(CniError::new(
+            code::UNKNOWN_CONTAINER,
+            "the container's network namespace does not exist",
+            netns.display().to_string(),
+        ));
+    }
+    let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
+    let ips = store.allocate(&conf.blocks, id, ifname)?;
+    let host = wiring::host_ifname(id, ifname);
+    let wired = match wiring::add(netns, ifname, &host, &ips, conf.mtu) {
+        Ok(w) => w,
+        Err(e) => {
+            // Nothing half-applied: the wiring undid itself; release too.
+            let _ = store.release(id, ifname);
+            return Err(e);
+        }
+    };
+    notify_weftd(conf, "endpoint_added", id, ifname, &ips);
+    let result = AddResult {
+        interfaces: vec![
+            Interface {
+                name: host,
+                mac: "ee:ee:ee:ee:ee:ee".into(),
+                sandbox: None,
+                mtu: Some(conf.mtu),
+            },
+            Interface {
+                name: ifname.into(),
+                mac: wired.container_mac,
+                sandbox: Some(netns.display().to_string()),
+                mtu: Some(conf.mtu),
+            },
+        ],
+        ips: ips
+            .iter()
+            .map(|ip| {
+                ipnet::IpNet::new(*ip, if ip.is_ipv4() { 32 } else { 128 }).expect("host prefix")
+            })
+            .collect(),
+        gateways: vec![wiring::GATEWAY_V4.into(), wiring::GATEWAY_V6.into()],
+    };
+    Ok(result.to_json(&conf.cni_version))
+}
+
+fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
+    let (id, ifname) = attachment(env);
+    wiring::del(&wiring::host_ifname(id, ifname))?;
+    let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
+    let released = store.release(id, ifname)?;
+    if !released.is_empty() {
+        notify_weftd(conf, "endpoint_removed", id, ifname, &released);
+    }
+    Ok(())
+}
+
+fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
+    let (id, ifname) = attachment(env);
+    let netns = env.netns.as_deref().expect("checked by Env");
+    let prev = conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::new(
+            code::INVALID_CONFIG,
+            "CHECK needs prevResult",
+            "the runtime passes the ADD result as prevResult",
+        )
+    })?;
+    let ips: Vec<IpAddr> = prev
+        .get("ips")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|ip| ip.get("address")?.as_str()?.parse::<ipnet::IpNet>().ok())
+                .map(|n| n.addr())
+                .collect()
+        })
+        .unwrap_or_default();
+    let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
+    let held: Vec<IpAddr> = store
+        .allocations()?
+        .into_iter()
+        .filter(|a| a.container_id == id && a.ifname == ifname)
+        .map(|a| a.ip)
+        .collect();
+    for ip in &ips {
+        if !held.contains(ip) {
+            return Err(CniError::new(
+                code::CHECK_MISMATCH,
+                "the attachment is not as ADD left it",
+                format!("{ip} is not reserved for this container"),
+            ));
+        }
+    }
+    wiring::check(netns, ifname, &wiring::host_ifname(id, ifname), &ips)
+}
+
+fn gc(conf: &NetConf) -> Result<(), CniError> {
+    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
+    let gone = store.gc(&valid)?;
+    let mut hosts: Vec<String> = gone
+        .iter()
+        .map(|a| wiring::host_ifname(&a.container_id, &a.ifname))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    for h in hosts {
+        wiring::del(&h)?;
+    }
+    for a in &gone {
+        notify_weftd(
+            conf,
+            "endpoint_removed",
+            &a.container_id,
+            &a.ifname,
+            &[a.ip],
+        );
+    }
+    Ok(())
+}
+
+fn status(conf: &NetConf) -> Result<(), CniError> {
+    UnixStream::connect(&conf.weftd_socket)
+        .map(|_| ())
+        .map_err(|e| {
+            CniError::new(
+                code::NOT_AVAILABLE,
+                "weftd is not reachable",
+                format!("{}: {e}", conf.weftd_socket.display()),
+            )
+        })
+}
+
+/// Tells weftd about an endpoint change, one JSON line on its socket. Best
+/// effort: local wiring never depends on weftd; weftd re-reads the IPAM
+/// state when it starts.
+fn notify_weftd(conf: &NetConf, event: &str, id: &str, ifname: &str, ips: &[IpAddr]) {
+    let Ok(mut s) = UnixStream::connect(&conf.weftd_socket) else {
+        return;
+    };
+    let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+    let msg = json!({ "event": event, "containerID": id, "ifname": ifname, "ips": ips });
+    let _ = writeln!(s, "{msg}");
+}

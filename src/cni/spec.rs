@@ -1,0 +1,560 @@
+//! The CNI specification's wire types (1.1.0; results also in the 0.4.0 and
+//! 1.0.0 shapes): environment, network configuration, results and errors.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// The CNI versions weft accepts in a network configuration.
+pub const SUPPORTED_VERSIONS: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
+
+/// The spec's well-known error codes.
+pub mod code {
+    /// Incompatible CNI version.
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    /// Unsupported field in the network configuration.
+    pub const UNSUPPORTED_FIELD: u32 = 2;
+    /// Container unknown or does not exist.
+    pub const UNKNOWN_CONTAINER: u32 = 3;
+    /// Invalid necessary environment variables.
+    pub const INVALID_ENV: u32 = 4;
+    /// I/O failure.
+    pub const IO_FAILURE: u32 = 5;
+    /// Failed to decode content.
+    pub const DECODE: u32 = 6;
+    /// Invalid network configuration.
+    pub const INVALID_CONFIG: u32 = 7;
+    /// Try again later.
+    pub const TRY_AGAIN: u32 = 11;
+    /// The plugin is not available (STATUS).
+    pub const NOT_AVAILABLE: u32 = 50;
+    /// weft-specific: CHECK found the attachment not as ADD left it.
+    pub const CHECK_MISMATCH: u32 = 100;
+    /// weft-specific: the kernel refused a change.
+    pub const KERNEL: u32 = 101;
+}
+
+/// A CNI error: printed as the spec's error JSON on stdout, exit status 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CniError {
+    /// Error code.
+    pub code: u32,
+    /// Short message.
+    pub msg: String,
+    /// Longer details.
+    pub details: String,
+}
+
+impl CniError {
+    /// An error with a code, message and details.
+    pub fn new(code: u32, msg: impl Into<String>, details: impl Into<String>) -> Self {
+        CniError {
+            code,
+            msg: msg.into(),
+            details: details.into(),
+        }
+    }
+
+    /// The error JSON for the given result version.
+    pub fn to_json(&self, cni_version: &str) -> Value {
+        let mut v = json!({ "cniVersion": cni_version, "code": self.code, "msg": self.msg });
+        if !self.details.is_empty() {
+            v["details"] = Value::String(self.details.clone());
+        }
+        v
+    }
+}
+
+impl fmt::Display for CniError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CNI error {}: {}", self.code, self.msg)?;
+        if !self.details.is_empty() {
+            write!(f, " ({})", self.details)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CniError {}
+
+/// The CNI command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Attach a container.
+    Add,
+    /// Detach a container.
+    Del,
+    /// Verify an attachment.
+    Check,
+    /// Report supported versions.
+    Version,
+    /// Release what no valid attachment uses.
+    Gc,
+    /// Report readiness.
+    Status,
+}
+
+/// The runtime's environment variables, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Env {
+    /// CNI_COMMAND.
+    pub command: Command,
+    /// CNI_CONTAINERID (ADD, DEL, CHECK).
+    pub container_id: Option<String>,
+    /// CNI_NETNS (ADD, CHECK; optional for DEL).
+    pub netns: Option<PathBuf>,
+    /// CNI_IFNAME (ADD, DEL, CHECK).
+    pub ifname: Option<String>,
+}
+
+fn env_error(msg: impl Into<String>) -> CniError {
+    CniError::new(code::INVALID_ENV, msg, "")
+}
+
+/// True for a valid container id (as libcni: alphanumeric first, then
+/// alphanumerics, `_`, `.`, `-`).
+pub fn valid_container_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// True for a valid interface name (1-15 bytes, not `.`/`..`, no `/`, `:`
+/// or white space).
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+impl Env {
+    /// Reads and checks the environment through `get`.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Env, CniError> {
+        let command = match get("CNI_COMMAND").as_deref() {
+            Some("ADD") => Command::Add,
+            Some("DEL") => Command::Del,
+            Some("CHECK") => Command::Check,
+            Some("VERSION") => Command::Version,
+            Some("GC") => Command::Gc,
+            Some("STATUS") => Command::Status,
+            Some(other) => return Err(env_error(format!("unknown CNI_COMMAND {other:?}"))),
+            None => return Err(env_error("CNI_COMMAND is not set")),
+        };
+        let nonempty = |k: &str| get(k).filter(|v| !v.is_empty());
+        let container_id = nonempty("CNI_CONTAINERID");
+        let netns = nonempty("CNI_NETNS").map(PathBuf::from);
+        let ifname = nonempty("CNI_IFNAME");
+        let needs_attachment = matches!(command, Command::Add | Command::Del | Command::Check);
+        if needs_attachment {
+            match &container_id {
+                None => return Err(env_error("CNI_CONTAINERID is not set")),
+                Some(id) if !valid_container_id(id) => {
+                    return Err(env_error(format!(
+                        "CNI_CONTAINERID {id:?} is not a valid container id"
+                    )))
+                }
+                _ => {}
+            }
+            match &ifname {
+                None => return Err(env_error("CNI_IFNAME is not set")),
+                Some(n) if !valid_ifname(n) => {
+                    return Err(env_error(format!(
+                        "CNI_IFNAME {n:?} is not a valid interface name"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        if matches!(command, Command::Add | Command::Check) && netns.is_none() {
+            return Err(env_error("CNI_NETNS is not set"));
+        }
+        Ok(Env {
+            command,
+            container_id,
+            netns,
+            ifname,
+        })
+    }
+}
+
+/// weft's network configuration (one plugin entry of a conflist, with the
+/// runtime-injected `name`, `cniVersion` and `prevResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConf {
+    /// cniVersion.
+    pub cni_version: String,
+    /// Network name.
+    pub name: String,
+    /// Pod interface MTU (the overlay MTU).
+    pub mtu: u32,
+    /// The node's pod blocks (IPv4 and/or IPv6), addresses come from them.
+    pub blocks: Vec<IpNet>,
+    /// Where IPAM state lives.
+    pub state_dir: PathBuf,
+    /// weftd's local socket (endpoint notices, block requests, STATUS).
+    pub weftd_socket: PathBuf,
+    /// The previous result in a chain (CHECK and DEL get weft's own ADD result).
+    pub prev_result: Option<Value>,
+    /// `cni.dev/valid-attachments` (GC).
+    pub valid_attachments: Option<Vec<(String, String)>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConf {
+    cni_version: Option<Value>,
+    name: Option<Value>,
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    mtu: Option<Value>,
+    blocks: Option<Value>,
+    state_dir: Option<Value>,
+    weftd_socket: Option<Value>,
+    prev_result: Option<Value>,
+    #[serde(rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Value>,
+}
+
+fn bad_field(field: &str, expected: &str, got: &Value) -> CniError {
+    CniError::new(
+        code::INVALID_CONFIG,
+        format!("invalid network configuration field {field:?}"),
+        format!("expected {expected}, got {got}"),
+    )
+}
+
+fn string_field(field: &str, v: &Option<Value>) -> Result<Option<String>, CniError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(bad_field(field, "a string", other)),
+    }
+}
+
+impl NetConf {
+    /// Parses stdin. Bad JSON is code 6; a version weft does not speak,
+    /// code 1; a field of the wrong shape, code 7.
+    pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
+        let raw: RawConf = serde_json::from_slice(stdin).map_err(|e| {
+            CniError::new(
+                code::DECODE,
+                "cannot decode the network configuration",
+                e.to_string(),
+            )
+        })?;
+        let cni_version = string_field("cniVersion", &raw.cni_version)?
+            .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "cniVersion is missing", ""))?;
+        if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+            return Err(CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!("CNI version {cni_version} is not supported"),
+                format!("weft supports {}", SUPPORTED_VERSIONS.join(", ")),
+            ));
+        }
+        let name = string_field("name", &raw.name)?.unwrap_or_default();
+        if let Some(kind) = string_field("type", &raw.kind)? {
+            if kind != "weft" {
+                return Err(bad_field("type", "\"weft\"", &Value::String(kind)));
+            }
+        }
+        let mtu = match &raw.mtu {
+            None | Some(Value::Null) => 1450,
+            Some(v) => match v.as_u64() {
+                Some(m) if (576..=65535).contains(&m) => m as u32,
+                _ => return Err(bad_field("mtu", "a number from 576 to 65535", v)),
+            },
+        };
+        let blocks = match &raw.blocks {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    let net: IpNet =
+                        item.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                            bad_field(
+                                "blocks",
+                                "a list of CIDR prefixes like \"10.244.0.0/26\"",
+                                item,
+                            )
+                        })?;
+                    if net.trunc() != net {
+                        return Err(bad_field("blocks", "prefixes without host bits", item));
+                    }
+                    out.push(net);
+                }
+                out
+            }
+            Some(other) => return Err(bad_field("blocks", "a list of CIDR prefixes", other)),
+        };
+        let state_dir = string_field("stateDir", &raw.state_dir)?
+            .unwrap_or_else(|| "/var/lib/weft/cni".into())
+            .into();
+        let weftd_socket = string_field("weftdSocket", &raw.weftd_socket)?
+            .unwrap_or_else(|| "/run/weft/cni.sock".into())
+            .into();
+        let valid_attachments = match &raw.valid_attachments {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    let id = item.get("containerID").and_then(Value::as_str);
+                    let ifname = item.get("ifname").and_then(Value::as_str);
+                    match (id, ifname) {
+                        (Some(id), Some(ifname)) => out.push((id.to_string(), ifname.to_string())),
+                        _ => {
+                            return Err(bad_field(
+                                "cni.dev/valid-attachments",
+                                "objects with containerID and ifname",
+                                item,
+                            ))
+                        }
+                    }
+                }
+                Some(out)
+            }
+            Some(other) => return Err(bad_field("cni.dev/valid-attachments", "a list", other)),
+        };
+        Ok(NetConf {
+            cni_version,
+            name,
+            mtu,
+            blocks,
+            state_dir,
+            weftd_socket,
+            prev_result: raw.prev_result,
+            valid_attachments,
+        })
+    }
+}
+
+/// One interface in a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    /// Name.
+    pub name: String,
+    /// MAC address.
+    pub mac: String,
+    /// The netns path for a container interface; absent for a host one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    /// MTU (1.1.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+/// The result of ADD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddResult {
+    /// Host end, then container end.
+    pub interfaces: Vec<Interface>,
+    /// Addresses given to the container interface (index 1).
+    pub ips: Vec<IpNet>,
+    /// Gateways per family (169.254.1.1 and the host end's link-local).
+    pub gateways: Vec<IpAddr>,
+}
+
+impl AddResult {
+    /// The result JSON in the shape `cni_version` asks for.
+    pub fn to_json(&self, cni_version: &str) -> Value {
+        let old = cni_version == "0.4.0";
+        let interfaces: Vec<Value> = self
+            .interfaces
+            .iter()
+            .map(|i| {
+                let mut v = serde_json::to_value(i).expect("plain data");
+                if cni_version != "1.1.0" {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("mtu");
+                    }
+                }
+                v
+            })
+            .collect();
+        let ips: Vec<Value> = self
+            .ips
+            .iter()
+            .map(|net| {
+                let gw = self
+                    .gateways
+                    .iter()
+                    .find(|g| g.is_ipv4() == net.addr().is_ipv4());
+                let mut v = json!({ "address": net.to_string(), "interface": 1 });
+                if let Some(g) = gw {
+                    v["gateway"] = Value::String(g.to_string());
+                }
+                if old {
+                    v["version"] =
+                        Value::String(if net.addr().is_ipv4() { "4" } else { "6" }.into());
+                }
+                v
+            })
+            .collect();
+        let routes: Vec<Value> = self
+            .ips
+            .iter()
+            .filter_map(|net| {
+                let gw = self
+                    .gateways
+                    .iter()
+                    .find(|g| g.is_ipv4() == net.addr().is_ipv4())?;
+                let dst = if net.addr().is_ipv4() {
+                    "0.0.0.0/0"
+                } else {
+                    "::/0"
+                };
+                Some(json!({ "dst": dst, "gw": gw.to_string() }))
+            })
+            .collect();
+        json!({ "cniVersion": cni_version, "interfaces": interfaces, "ips": ips, "routes": routes, "dns": {} })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<Env, CniError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Env::from_vars(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn environment_checks() {
+        assert_eq!(env(&[]).unwrap_err().code, code::INVALID_ENV);
+        assert_eq!(
+            env(&[("CNI_COMMAND", "FROB")]).unwrap_err().code,
+            code::INVALID_ENV
+        );
+        assert_eq!(
+            env(&[("CNI_COMMAND", "VERSION")]).unwrap().command,
+            Command::Version
+        );
+        let add = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "abc"),
+            ("CNI_NETNS", "/x"),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        assert!(env(&add).is_ok());
+        for missing in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
+            let v: Vec<_> = add.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let e = env(&v).unwrap_err();
+            assert_eq!(e.code, code::INVALID_ENV);
+            assert!(e.msg.contains(missing), "{e}");
+        }
+        let del: Vec<_> = add
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "CNI_NETNS")
+            .map(|(k, v)| {
+                if k == "CNI_COMMAND" {
+                    (k, "DEL")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        assert!(env(&del).is_ok(), "DEL without a netns is allowed");
+        let bad_id: Vec<_> = add
+            .iter()
+            .copied()
+            .map(|(k, v)| {
+                if k == "CNI_CONTAINERID" {
+                    (k, "-x/y")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        assert_eq!(env(&bad_id).unwrap_err().code, code::INVALID_ENV);
+        let bad_if: Vec<_> = add
+            .iter()
+            .copied()
+            .map(|(k, v)| {
+                if k == "CNI_IFNAME" {
+                    (k, "a-name-that-is-too-long")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        assert_eq!(env(&bad_if).unwrap_err().code, code::INVALID_ENV);
+    }
+
+    #[test]
+    fn config_codes() {
+        assert_eq!(NetConf::parse(b"{nope").unwrap_err().code, code::DECODE);
+        assert_eq!(
+            NetConf::parse(br#"{"cniVersion":"0.3.1","name":"n","type":"weft"}"#)
+                .unwrap_err()
+                .code,
+            code::INCOMPATIBLE_VERSION
+        );
+        assert_eq!(
+            NetConf::parse(br#"{"name":"n","type":"weft"}"#)
+                .unwrap_err()
+                .code,
+            code::INVALID_CONFIG
+        );
+        assert_eq!(
+            NetConf::parse(br#"{"cniVersion":"1.1.0","type":"bridge"}"#)
+                .unwrap_err()
+                .code,
+            code::INVALID_CONFIG
+        );
+        assert_eq!(
+            NetConf::parse(br#"{"cniVersion":"1.1.0","mtu":"big"}"#)
+                .unwrap_err()
+                .code,
+            code::INVALID_CONFIG
+        );
+        assert_eq!(
+            NetConf::parse(br#"{"cniVersion":"1.1.0","blocks":["10.0.0.1/24"]}"#)
+                .unwrap_err()
+                .code,
+            code::INVALID_CONFIG
+        );
+        let ok = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"weft","type":"weft","mtu":1400,"blocks":["10.244.0.0/26","fd00:244::/122"],"capabilities":{"portMappings":true}}"#).unwrap();
+        assert_eq!((ok.mtu, ok.blocks.len()), (1400, 2));
+    }
+
+    #[test]
+    fn result_shapes_per_version() {
+        let r = AddResult {
+            interfaces: vec![
+                Interface {
+                    name: "weft0123".into(),
+                    mac: "ee:ee:ee:ee:ee:ee".into(),
+                    sandbox: None,
+                    mtu: Some(1450),
+                },
+                Interface {
+                    name: "eth0".into(),
+                    mac: "02:00:00:00:00:01".into(),
+                    sandbox: Some("/var/run/netns/x".into()),
+                    mtu: Some(1450),
+                },
+            ],
+            ips: vec!["10.244.0.2/32".parse().unwrap()],
+            gateways: vec!["169.254.1.1".parse().unwrap()],
+        };
+        let v = r.to_json("0.4.0");
+        assert_eq!(v["ips"][0]["version"], "4");
+        assert!(v["interfaces"][0].get("mtu").is_none());
+        let v = r.to_json("1.1.0");
+        assert!(v["ips"][0].get("version").is_none());
+        assert_eq!(v["ips"][0]["interface"], 1);
+        assert_eq!(v["interfaces"][1]["mtu"], 1450);
+        assert_eq!(v["routes"][0]["dst"], "0.0.0.0/0");
+    }
+}
