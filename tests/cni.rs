@@ -489,7 +489,11 @@ fn gc_releases_what_is_not_valid() {
         assert_eq!(s, 0, "{v}");
         assert_eq!(v["cniVersion"], version);
         // 0.4.0 results name the IP version; later ones do not.
-        assert_eq!(v["ips"][0].get("version").is_some(), version == "0.4.0", "{v}");
+        assert_eq!(
+            v["ips"][0].get("version").is_some(),
+            version == "0.4.0",
+            "{v}"
+        );
     }
     assert_eq!(lab.host_links().len(), 3);
     let mut gc = conf.clone();
