@@ -37,6 +37,8 @@ pub struct Underlay {
     /// `first-found`, `can-reach=ADDR` or `interface=REGEX` (as Calico's
     /// IP autodetection methods).
     pub autodetect: Autodetect,
+    /// The underlay's MTU, from which `overlay.mtu = "auto"` is computed.
+    pub mtu: u16,
 }
 
 impl Default for Underlay {
@@ -44,6 +46,7 @@ impl Default for Underlay {
         Underlay {
             address: None,
             autodetect: Autodetect::FirstFound,
+            mtu: 1500,
         }
     }
 }
@@ -187,6 +190,8 @@ impl<T: std::str::FromStr> std::str::FromStr for AutoOr<T> {
 pub struct Overlay {
     /// Pod address pools (IPv4 and/or IPv6).
     pub pools: Vec<IpNet>,
+    /// This node's pod blocks, when assigned by hand (without gossip).
+    pub blocks: Vec<IpNet>,
     /// Prefix length of the IPv4 blocks nodes claim from a pool.
     pub block_size_v4: u8,
     /// Prefix length of the IPv6 blocks nodes claim from a pool.
@@ -209,6 +214,7 @@ impl Default for Overlay {
     fn default() -> Self {
         Overlay {
             pools: vec!["10.244.0.0/16".parse().expect("literal")],
+            blocks: Vec::new(),
             block_size_v4: 26,
             block_size_v6: 122,
             encap: Encap::Vxlan,
@@ -227,12 +233,15 @@ impl Default for Overlay {
 pub struct Dataplane {
     /// Worker threads (and TUN queues, and UDP sockets): "auto" = one per core.
     pub workers: AutoOr<u16>,
+    /// A file weftd rewrites every second with its counters (JSON).
+    pub stats_file: Option<PathBuf>,
 }
 
 impl Default for Dataplane {
     fn default() -> Self {
         Dataplane {
             workers: AutoOr::AUTO,
+            stats_file: None,
         }
     }
 }
@@ -411,6 +420,29 @@ impl Config {
                     format!("pool {pool} is smaller than one block (/{block})"),
                 );
             }
+        }
+        for (i, b) in o.blocks.iter().enumerate() {
+            if b.trunc() != *b {
+                return err(
+                    format!("overlay.blocks[{i}]"),
+                    format!(
+                        "expected a prefix without host bits (got {b}, did you mean {}?)",
+                        b.trunc()
+                    ),
+                );
+            }
+            if !o.pools.iter().any(|pool| pool.contains(b)) {
+                return err(
+                    format!("overlay.blocks[{i}]"),
+                    format!("expected a block inside a pool in overlay.pools (got {b})"),
+                );
+            }
+        }
+        if self.underlay.mtu < 576 {
+            return err(
+                "underlay.mtu".into(),
+                format!("expected 576-65535 (got {})", self.underlay.mtu),
+            );
         }
         if !(8..=32).contains(&o.block_size_v4) {
             return err(

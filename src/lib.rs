@@ -2,9 +2,10 @@
 //! today; the data plane, kernel programming and admin API as they land.
 //! See docs/ARCHITECTURE.md.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cni;
 pub mod config;
+pub mod dataplane;
 pub mod kernel;

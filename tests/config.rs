@@ -28,7 +28,8 @@ fn the_example_file_parses_to_what_it_says() {
     assert_eq!(d.overlay.encap, c.overlay.encap);
     assert_eq!(d.overlay.port, c.overlay.port);
     assert_eq!(d.overlay.tun_name, c.overlay.tun_name);
-    assert_eq!(d.dataplane, c.dataplane);
+    assert_eq!(d.dataplane.workers, c.dataplane.workers);
+    assert_eq!(d.underlay.mtu, c.underlay.mtu);
 }
 
 #[test]

@@ -147,6 +147,27 @@ impl VirtioNetHdr {
     }
 }
 
+/// Completes a partial checksum (NEEDS_CSUM): the field at `csum_start +
+/// csum_offset` holds the pseudo-header sum; sum from `csum_start` to the end
+/// and store the complement (0 sent as 0xffff, valid for TCP and required
+/// for UDP).
+pub fn complete_checksum(packet: &mut [u8], csum_start: usize, csum_offset: usize) -> Result<()> {
+    let at = csum_start.saturating_add(csum_offset);
+    if at.saturating_add(2) > packet.len() {
+        return Err(Error::Truncated {
+            layer: Layer::Buffer,
+            need: at.saturating_add(2),
+            have: packet.len(),
+        });
+    }
+    let mut c = crate::checksum::checksum(&packet[csum_start..]);
+    if c == 0 {
+        c = 0xffff;
+    }
+    packet[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +211,39 @@ mod tests {
             Err(Error::Malformed { .. })
         ));
         assert!(VirtioNetHdr::NONE.write(&mut [0u8; 9]).is_err());
+    }
+
+    #[test]
+    fn completes_a_partial_checksum() {
+        // A UDP datagram whose checksum field holds the pseudo-header sum.
+        let mut p = vec![0u8; 20 + 8 + 5];
+        crate::ipv4::Ipv4Header {
+            src: [10, 0, 0, 1].into(),
+            dst: [10, 0, 0, 2].into(),
+            protocol: 17,
+            tos: 0,
+            ttl: 64,
+            ident: 0,
+            dont_frag: true,
+            payload_len: 13,
+        }
+        .write(&mut p)
+        .unwrap();
+        crate::udp::write_header(&mut p[20..], 1000, 2000, 5).unwrap();
+        p[28..].copy_from_slice(b"hello");
+        let pseudo = crate::checksum::Checksum::pseudo_v4(
+            [10, 0, 0, 1].into(),
+            [10, 0, 0, 2].into(),
+            17,
+            13,
+        )
+        .fold();
+        p[26..28].copy_from_slice(&pseudo.to_be_bytes());
+        complete_checksum(&mut p, 20, 6).unwrap();
+        let u = crate::udp::UdpPacket::new_checked(&p[20..]).unwrap();
+        assert!(u.verify_checksum("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()));
+        assert!(complete_checksum(&mut p, 20, 20).is_err());
+        assert!(complete_checksum(&mut p, usize::MAX, 6).is_err());
     }
 
     #[test]

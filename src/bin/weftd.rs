@@ -76,6 +76,8 @@ impl OverrideArgs {
 enum Command {
     /// Run the daemon (the default).
     Run,
+    /// Remove everything weft added to this node's kernel (routes, TUN).
+    Uninstall,
     /// Check the configuration and print the effective settings as TOML.
     CheckConfig,
     /// Print the wire overheads and the overlay MTU for an underlay MTU.
@@ -144,15 +146,60 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run => match load(&cli) {
-            Ok(_) => {
-                eprintln!("weftd: configuration is valid, but the data plane is not built yet");
-                ExitCode::FAILURE
+        Command::Run => {
+            let cfg = match load(&cli) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("weftd: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            run(&cfg)
+        }
+        Command::Uninstall => {
+            match load(&cli).and_then(|cfg| weft::dataplane::node::uninstall(&cfg)) {
+                Ok(msg) => {
+                    eprintln!("weftd: {msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("weftd: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("weftd: {e}");
-                ExitCode::from(2)
-            }
-        },
+        }
     }
+}
+
+/// Runs until SIGTERM or SIGINT. The TUN device and routes stay when weftd
+/// exits, so a restart interrupts forwarding only while no process runs.
+fn run(cfg: &Config) -> ExitCode {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    // Block before any thread starts, so only sigwait below sees them.
+    if let Err(e) = signals.thread_block() {
+        eprintln!("weftd: cannot block signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let node = match weft::dataplane::node::start(cfg) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("weftd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "weftd: node {} forwarding ({} workers, {} blocks known)",
+        node.name,
+        node.counters.len(),
+        node.fdb.snapshot().counts().blocks
+    );
+    let sig = signals.wait();
+    if let Some(path) = &cfg.dataplane.stats_file {
+        weft::dataplane::node::write_stats(path, &node.counters);
+    }
+    eprintln!("weftd: {sig:?}: exiting; the TUN device and routes stay until `weftd uninstall`");
+    ExitCode::SUCCESS
 }

@@ -80,6 +80,12 @@ impl fmt::Display for CniError {
 
 impl std::error::Error for CniError {}
 
+impl From<crate::kernel::KernelError> for CniError {
+    fn from(e: crate::kernel::KernelError) -> Self {
+        CniError::new(code::KERNEL, format!("cannot {}", e.action), e.cause)
+    }
+}
+
 /// The CNI command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {

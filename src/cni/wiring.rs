@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteScope};
-use rtnetlink::{new_connection, Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -57,24 +57,7 @@ fn mac_string(b: &[u8]) -> String {
         .join(":")
 }
 
-/// Runs `f` with a netlink handle in the calling thread's namespace.
-pub fn with_netlink<T>(f: impl AsyncFnOnce(Handle) -> Result<T, CniError>) -> Result<T, CniError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CniError::new(
-                code::IO_FAILURE,
-                "cannot start the netlink runtime",
-                e.to_string(),
-            )
-        })?;
-    rt.block_on(async move {
-        let (conn, handle, _) = new_connection().map_err(|e| kernel("open a netlink socket", e))?;
-        tokio::spawn(conn);
-        f(handle).await
-    })
-}
+pub use crate::kernel::with_netlink;
 
 /// Runs `f` with a netlink handle inside the namespace at `netns`.
 pub fn in_netns<T: Send + 'static>(
@@ -282,7 +265,7 @@ pub fn add(
                     .await
                     .map_err(|e| kernel(format!("add host route {ip} dev {host_owned}"), e))?;
             }
-            Ok(())
+            Ok::<(), CniError>(())
         })?;
         Ok(Wired { container_mac: mac })
     })();

@@ -29,3 +29,20 @@ pub(crate) fn kerr(action: impl Into<String>, cause: impl std::fmt::Display) -> 
         cause: cause.to_string(),
     }
 }
+
+/// Runs `f` with a netlink handle in the calling thread's network namespace,
+/// on a single-threaded runtime made for the call.
+pub fn with_netlink<T, E: From<KernelError>>(
+    f: impl AsyncFnOnce(rtnetlink::Handle) -> Result<T, E>,
+) -> Result<T, E> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| E::from(kerr("start the netlink runtime", e)))?;
+    rt.block_on(async move {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| E::from(kerr("open a netlink socket", e)))?;
+        tokio::spawn(conn);
+        f(handle).await
+    })
+}

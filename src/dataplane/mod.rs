@@ -1,0 +1,314 @@
+//! weftd's data plane, first cut: TUN (with offloads) ↔ VXLAN over a UDP
+//! socket, one worker per queue.
+//!
+//! Each worker owns one TUN queue and one UDP socket (SO_REUSEPORT on the
+//! VXLAN port) and runs two threads: TUN → underlay (segment TSO
+//! super-packets, look the destination up in fdb, encapsulate in the headroom,
+//! send) and underlay → TUN (check the sender is a known peer, the VNI, and
+//! that the inner source lies in that peer's blocks; decapsulate; write).
+//! Packets are handled one at a time with blocking syscalls: batching
+//! (recvmmsg/sendmmsg, UDP GSO/GRO) is the next step, see docs/ARCHITECTURE.md.
+
+pub mod counters;
+pub mod node;
+pub mod tun;
+
+use counters::{DropReason, WorkerCounters};
+use encap::ecn::Ecn;
+use encap::segment::{split_tcp, Layout};
+use encap::virtio::{self, GsoType, VirtioNetHdr};
+use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
+use encap::{IpPacket, MacAddr};
+use fdb::{Fdb, NodeId, Reader, Route};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+
+/// Bytes reserved in front of every inner packet: the VXLAN header and
+/// inner Ethernet header are written there.
+const HEADROOM: usize = 64;
+/// Largest packet a TUN read can return (a 64 KiB super-packet).
+const MAX_PACKET: usize = 65_536;
+
+/// What a worker needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// VXLAN network identifier.
+    pub vni: Vni,
+    /// VXLAN UDP port.
+    pub port: u16,
+    /// This node's VTEP MAC.
+    pub local_mac: MacAddr,
+    /// Largest inner packet the overlay carries.
+    pub overlay_mtu: usize,
+    /// Source of ICMP errors to pods (their gateway).
+    pub icmp_source_v4: std::net::Ipv4Addr,
+    /// Source of ICMPv6 errors to pods.
+    pub icmp_source_v6: std::net::Ipv6Addr,
+}
+
+/// The derived VTEP MAC of a node: stable, locally administered, the same
+/// on every node that knows the name.
+pub fn vtep_mac(node: &str) -> MacAddr {
+    let h = node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    MacAddr::local_from_seed(h)
+}
+
+/// One worker's two loops over a TUN queue and a UDP socket.
+pub struct Worker {
+    /// The TUN queue (with virtio-net headers).
+    pub tun: Arc<tun_rs::SyncDevice>,
+    /// The VXLAN socket.
+    pub sock: Arc<UdpSocket>,
+    /// The forwarding tables.
+    pub fdb: Fdb,
+    /// Settings.
+    pub settings: Settings,
+    /// This worker's counters.
+    pub counters: Arc<WorkerCounters>,
+}
+
+impl Worker {
+    /// Starts the two threads.
+    pub fn spawn(self, index: usize) -> std::io::Result<()> {
+        let w = Arc::new(self);
+        let tx = Arc::clone(&w);
+        std::thread::Builder::new()
+            .name(format!("weft-tx{index}"))
+            .spawn(move || tx.tun_to_underlay())?;
+        let rx = Arc::clone(&w);
+        std::thread::Builder::new()
+            .name(format!("weft-rx{index}"))
+            .spawn(move || rx.underlay_to_tun())?;
+        Ok(())
+    }
+
+    fn tun_to_underlay(&self) {
+        let mut reader = self.fdb.reader();
+        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
+        let layout = Layout {
+            headroom: HEADROOM,
+            stride: HEADROOM + self.settings.overlay_mtu.max(1280) + 64,
+        };
+        let mut segs = vec![0u8; 64 * layout.stride];
+        let mut lens = [0usize; 64];
+        let hdr_at = HEADROOM - virtio::HEADER_LEN;
+        loop {
+            let n = match self.tun.recv(&mut buf[hdr_at..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let end = hdr_at + n;
+            let Ok(hdr) = VirtioNetHdr::parse(&buf[hdr_at..end]) else {
+                self.counters.dropped(DropReason::BadOffload);
+                continue;
+            };
+            match hdr.gso_type {
+                GsoType::None => {
+                    if hdr.flags & virtio::FLAG_NEEDS_CSUM != 0
+                        && virtio::complete_checksum(
+                            &mut buf[HEADROOM..end],
+                            hdr.csum_start.into(),
+                            hdr.csum_offset.into(),
+                        )
+                        .is_err()
+                    {
+                        self.counters.dropped(DropReason::BadOffload);
+                        continue;
+                    }
+                    self.forward(&mut reader, &mut buf, HEADROOM, end);
+                }
+                GsoType::TcpV4 | GsoType::TcpV6 => {
+                    match split_tcp(
+                        &buf[HEADROOM..end],
+                        hdr.gso_size.into(),
+                        &mut segs,
+                        layout,
+                        &mut lens,
+                    ) {
+                        Ok(count) => {
+                            for (i, len) in lens.iter().enumerate().take(count) {
+                                let at = i * layout.stride + HEADROOM;
+                                self.forward(&mut reader, &mut segs, at, at + len);
+                            }
+                        }
+                        Err(_) => self.counters.dropped(DropReason::BadOffload),
+                    }
+                }
+                GsoType::UdpL4 => self.counters.dropped(DropReason::BadOffload),
+            }
+        }
+    }
+
+    /// Sends the inner packet at `buf[start..end]` (with HEADROOM free in
+    /// front of it) to the node that owns its destination.
+    fn forward(&self, reader: &mut Reader, buf: &mut [u8], start: usize, end: usize) {
+        let Ok(ip) = IpPacket::new_checked(&buf[start..end]) else {
+            self.counters.dropped(DropReason::BadInner);
+            return;
+        };
+        let dst = ip.dst();
+        let len = end - start;
+        if len > self.settings.overlay_mtu {
+            if let encap::mtu::MtuVerdict::TooBig { mtu } =
+                encap::mtu::check(&ip, self.settings.overlay_mtu)
+            {
+                self.counters.dropped(DropReason::TooBig);
+                self.answer_too_big(&buf[start..end], mtu);
+                return;
+            }
+        }
+        let snap = reader.load();
+        let record = match snap.route(dst) {
+            Route::Remote { record, .. } => record,
+            Route::Local { .. } => return self.counters.dropped(DropReason::LocalBlock),
+            Route::NoRoute => return self.counters.dropped(DropReason::NoRoute),
+        };
+        let Some(underlay) = record
+            .underlay_v4
+            .map(IpAddr::V4)
+            .or(record.underlay_v6.map(IpAddr::V6))
+        else {
+            return self.counters.dropped(DropReason::NoUnderlay);
+        };
+        let enc = VxlanEncap {
+            dst_port: self.settings.port,
+            ..VxlanEncap::new(
+                self.settings.vni,
+                self.settings.local_mac,
+                MacAddr(record.vtep_mac.0),
+            )
+        };
+        let Ok(at) = enc.encap_payload(buf, start..end) else {
+            return self.counters.dropped(DropReason::BadInner);
+        };
+        match self
+            .sock
+            .send_to(&buf[at..end], SocketAddr::new(underlay, self.settings.port))
+        {
+            Ok(_) => {
+                WorkerCounters::add(&self.counters.tx_packets, 1);
+                WorkerCounters::add(&self.counters.tx_bytes, len as u64);
+            }
+            Err(_) => self.counters.dropped(DropReason::IoError),
+        }
+    }
+
+    fn answer_too_big(&self, offending: &[u8], mtu: usize) {
+        let mut out = [0u8; virtio::HEADER_LEN + 1280];
+        let (hdr, body) = out.split_at_mut(virtio::HEADER_LEN);
+        let n = match offending.first().map(|b| b >> 4) {
+            Some(4) => encap::icmp::frag_needed_v4(
+                offending,
+                self.settings.icmp_source_v4,
+                mtu.min(65535) as u16,
+                body,
+            ),
+            _ => encap::icmp::packet_too_big_v6(
+                offending,
+                self.settings.icmp_source_v6,
+                mtu as u32,
+                body,
+            ),
+        };
+        if let Ok(n) = n {
+            let _ = VirtioNetHdr::NONE.write(hdr);
+            let _ = self.tun.send(&out[..virtio::HEADER_LEN + n]);
+        }
+    }
+
+    fn underlay_to_tun(&self) {
+        let mut reader = self.fdb.reader();
+        let mut peers = PeerIndex::default();
+        let dec = VxlanDecap {
+            vni: self.settings.vni,
+            port: self.settings.port,
+        };
+        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
+        loop {
+            let (n, from) = match self.sock.recv_from(&mut buf[HEADROOM..]) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let snap = reader.load();
+            let Some(peer) = peers.lookup(snap, from.ip()) else {
+                self.counters.dropped(DropReason::UnknownSource);
+                continue;
+            };
+            let payload = &mut buf[HEADROOM..HEADROOM + n];
+            let inner = match dec.decap_payload(payload, Ecn::NotEct) {
+                Ok(i) => i,
+                Err(encap::Error::WrongVni { .. }) => {
+                    self.counters.dropped(DropReason::WrongVni);
+                    continue;
+                }
+                Err(encap::Error::EcnCeOverNotEct) => {
+                    self.counters.dropped(DropReason::EcnDrop);
+                    continue;
+                }
+                Err(_) => {
+                    self.counters.dropped(DropReason::BadVxlan);
+                    continue;
+                }
+            };
+            let start = HEADROOM + inner.inner.start;
+            let end = HEADROOM + inner.inner.end;
+            let src = match IpPacket::new_checked(&buf[start..end]) {
+                Ok(p) => p.src(),
+                Err(_) => {
+                    self.counters.dropped(DropReason::BadVxlan);
+                    continue;
+                }
+            };
+            if snap.owner_of(src) != Some(&peer) {
+                self.counters.dropped(DropReason::SpoofedInner);
+                continue;
+            }
+            let hdr_at = start - virtio::HEADER_LEN;
+            let _ = VirtioNetHdr::NONE.write(&mut buf[hdr_at..start]);
+            match self.tun.send(&buf[hdr_at..end]) {
+                Ok(_) => {
+                    WorkerCounters::add(&self.counters.rx_packets, 1);
+                    WorkerCounters::add(&self.counters.rx_bytes, (end - start) as u64);
+                }
+                Err(_) => self.counters.dropped(DropReason::IoError),
+            }
+        }
+    }
+}
+
+/// Underlay address → node, rebuilt when the fdb snapshot changes.
+#[derive(Default)]
+struct PeerIndex {
+    seq: Option<u64>,
+    by_addr: HashMap<IpAddr, NodeId>,
+}
+
+impl PeerIndex {
+    fn lookup(&mut self, snap: &fdb::Snapshot, addr: IpAddr) -> Option<NodeId> {
+        if self.seq != Some(snap.seq()) {
+            self.by_addr.clear();
+            for (id, e) in snap.nodes() {
+                if id == snap.local_node() {
+                    continue;
+                }
+                if let Some(a) = e.value.underlay_v4 {
+                    self.by_addr.insert(IpAddr::V4(a), id.clone());
+                }
+                if let Some(a) = e.value.underlay_v6 {
+                    self.by_addr.insert(IpAddr::V6(a), id.clone());
+                }
+            }
+            self.seq = Some(snap.seq());
+        }
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+            v4 => v4,
+        };
+        self.by_addr.get(&addr).cloned()
+    }
+}

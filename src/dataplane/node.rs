@@ -1,0 +1,279 @@
+//! Bringing a node up from its configuration: tables, TUN, kernel routes
+//! and sysctls, sockets, workers, stats; and taking it down (uninstall).
+
+use super::counters::{self, WorkerCounters};
+use super::{vtep_mac, Settings, Worker};
+use crate::config::{Autodetect, Config, Encap};
+use crate::kernel::routes::{Routes, WeftRoute};
+use encap::vxlan::Vni;
+use fdb::{EncapSet, Fdb, Mac, Meta, NodeId, NodeRecord, Source};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+
+/// A running node: its tables and counters (the threads run until exit).
+pub struct Node {
+    /// This node's name.
+    pub name: String,
+    /// The forwarding tables.
+    pub fdb: Fdb,
+    /// One counter block per worker.
+    pub counters: Vec<Arc<WorkerCounters>>,
+}
+
+fn fail(what: impl std::fmt::Display) -> String {
+    what.to_string()
+}
+
+/// This node's underlay address, given or autodetected.
+pub fn underlay_address(cfg: &Config) -> Result<IpAddr, String> {
+    if let Some(a) = cfg.underlay.address {
+        return Ok(a);
+    }
+    match &cfg.underlay.autodetect {
+        Autodetect::CanReach(target) => {
+            // A connected UDP socket learns the source address the kernel
+            // would use; nothing is sent.
+            let any: SocketAddr = if target.is_ipv4() {
+                "0.0.0.0:0".parse().expect("literal")
+            } else {
+                "[::]:0".parse().expect("literal")
+            };
+            let s = UdpSocket::bind(any).map_err(fail)?;
+            s.connect(SocketAddr::new(*target, 9))
+                .map_err(|e| format!("underlay.autodetect: cannot reach {target}: {e}"))?;
+            Ok(s.local_addr().map_err(fail)?.ip())
+        }
+        method => {
+            let re = match method {
+                Autodetect::Interface(r) => Some(regex::Regex::new(r).map_err(fail)?),
+                _ => None,
+            };
+            let addrs = nix::ifaddrs::getifaddrs().map_err(fail)?;
+            for a in addrs {
+                let flags = a.flags;
+                if !flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
+                    || flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
+                {
+                    continue;
+                }
+                if re
+                    .as_ref()
+                    .is_some_and(|re| !re.is_match(&a.interface_name))
+                    || a.interface_name.starts_with("weft")
+                {
+                    continue;
+                }
+                let Some(sa) = a.address else { continue };
+                if let Some(v4) = sa.as_sockaddr_in() {
+                    return Ok(IpAddr::V4(v4.ip()));
+                }
+            }
+            Err(format!(
+                "underlay.autodetect: no address found by {method}; set underlay.address"
+            ))
+        }
+    }
+}
+
+/// The tables a node starts with: itself, its blocks, its static peers.
+pub fn initial_fdb(cfg: &Config, name: &str, underlay: IpAddr) -> Result<Fdb, String> {
+    let record = |addr: IpAddr, mac: encap::MacAddr| NodeRecord {
+        underlay_v4: match addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        },
+        underlay_v6: match addr {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        },
+        vtep_mac: Mac(mac.0),
+        encaps: EncapSet {
+            vxlan: true,
+            ipip: false,
+        },
+        same_subnet: false,
+    };
+    let local = NodeId::new(name);
+    let fdb = Fdb::new(local.clone(), record(underlay, vtep_mac(name)));
+    let stat = Meta::new(Source::Static, 1);
+    fdb.update(|t| {
+        for b in &cfg.overlay.blocks {
+            t.upsert_block(*b, local.clone(), stat)?;
+        }
+        for p in &cfg.peers {
+            let mac = match &p.vtep_mac {
+                Some(m) => m.parse().expect("validated with the configuration"),
+                None => vtep_mac(&p.node),
+            };
+            let id = NodeId::new(&p.node);
+            t.upsert_node(id.clone(), record(p.underlay, mac), stat)?;
+            for b in &p.blocks {
+                t.upsert_block(*b, id.clone(), stat)?;
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("configuration: {e}"))?;
+    Ok(fdb)
+}
+
+/// The routes this node's kernel should hold.
+pub fn desired_routes(fdb: &Fdb, tun_index: u32) -> BTreeSet<WeftRoute> {
+    let snap = fdb.snapshot();
+    snap.blocks()
+        .map(|(dst, owner)| {
+            if owner.value.node == *snap.local_node() {
+                WeftRoute::Blackhole { dst }
+            } else {
+                WeftRoute::Device {
+                    dst,
+                    ifindex: tun_index,
+                }
+            }
+        })
+        .collect()
+}
+
+fn socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
+    s.set_reuse_port(true).map_err(fail)?;
+    // Large buffers: a burst from the TUN must not overflow the socket.
+    let _ = s.set_recv_buffer_size(8 << 20);
+    let _ = s.set_send_buffer_size(8 << 20);
+    s.bind(&SocketAddr::new(addr, port).into())
+        .map_err(|e| format!("bind VXLAN socket {addr}:{port}: {e}"))?;
+    Ok(s.into())
+}
+
+fn sysctl(path: &str, value: &str) -> Result<(), String> {
+    std::fs::write(path, value).map_err(|e| format!("set {path} = {value}: {e}"))
+}
+
+/// Brings the node up and starts its workers.
+pub fn start(cfg: &Config) -> Result<Node, String> {
+    if cfg.overlay.encap != Encap::Vxlan {
+        return Err(format!(
+            "overlay.encap: {} is not built yet; use vxlan",
+            cfg.overlay.encap
+        ));
+    }
+    let name = match &cfg.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .map_err(fail)?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let underlay = underlay_address(cfg)?;
+    let family = if underlay.is_ipv4() {
+        encap::Family::V4
+    } else {
+        encap::Family::V6
+    };
+    let overlay_mtu = match cfg.overlay.mtu.value() {
+        Some(m) => *m as usize,
+        None => {
+            encap::mtu::overlay_mtu(cfg.underlay.mtu.into(), encap::Encapsulation::Vxlan, family)
+        }
+    };
+    let workers = match cfg.dataplane.workers.value() {
+        Some(w) => usize::from(*w),
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8),
+    };
+    let fdb = initial_fdb(cfg, &name, underlay)?;
+    let queues = super::tun::open(&cfg.overlay.tun_name, overlay_mtu as u16, workers)
+        .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
+    let tun_index = queues[0].if_index().map_err(fail)?;
+    let desired = desired_routes(&fdb, tun_index);
+    crate::kernel::with_netlink(async |h| Routes::new(h).reconcile(&desired).await)
+        .map_err(|e| format!("kernel routes: {e}"))?;
+    sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    let _ = sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+    let settings = Settings {
+        vni: Vni::new(cfg.overlay.vni).ok_or("overlay.vni out of range")?,
+        port: cfg.overlay.port,
+        local_mac: vtep_mac(&name),
+        overlay_mtu,
+        icmp_source_v4: crate::cni::wiring::GATEWAY_V4,
+        icmp_source_v6: crate::cni::wiring::GATEWAY_V6,
+    };
+    let mut counters = Vec::new();
+    for (i, q) in queues.into_iter().enumerate() {
+        let c = Arc::new(WorkerCounters::default());
+        counters.push(Arc::clone(&c));
+        Worker {
+            tun: Arc::new(q),
+            sock: Arc::new(socket(underlay, cfg.overlay.port)?),
+            fdb: fdb.clone(),
+            settings: settings.clone(),
+            counters: c,
+        }
+        .spawn(i)
+        .map_err(fail)?;
+    }
+    if let Some(path) = cfg.dataplane.stats_file.clone() {
+        let counters = counters.clone();
+        std::thread::Builder::new()
+            .name("weft-stats".into())
+            .spawn(move || loop {
+                write_stats(&path, &counters);
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            })
+            .map_err(fail)?;
+    }
+    Ok(Node {
+        name,
+        fdb,
+        counters,
+    })
+}
+
+/// Writes the summed counters as JSON, atomically (temp file + rename).
+pub fn write_stats(path: &std::path::Path, counters: &[Arc<WorkerCounters>]) {
+    let all: Vec<&WorkerCounters> = counters.iter().map(|c| c.as_ref()).collect();
+    let v = counters::snapshot_refs(&all);
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, v.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// Removes everything weft added to the kernel: its routes and its TUN.
+pub fn uninstall(cfg: &Config) -> Result<String, String> {
+    let tun = cfg.overlay.tun_name.clone();
+    let removed = crate::kernel::with_netlink(async move |h| {
+        let n = Routes::new(h.clone()).remove_all().await?;
+        use futures::TryStreamExt;
+        let link = h
+            .link()
+            .get()
+            .match_name(tun.clone())
+            .execute()
+            .try_next()
+            .await;
+        if let Ok(Some(l)) = link {
+            h.link().del(l.header.index).execute().await.map_err(|e| {
+                crate::kernel::KernelError {
+                    action: format!("delete {tun}"),
+                    cause: e.to_string(),
+                }
+            })?;
+        }
+        Ok::<usize, crate::kernel::KernelError>(n)
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "removed {removed} routes and the TUN device {}",
+        cfg.overlay.tun_name
+    ))
+}
