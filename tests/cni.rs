@@ -657,13 +657,20 @@ fn ipam_survives_kill_minus_nine() {
 #[test]
 fn chain_with_the_reference_plugins() {
     let Some(lab) = Lab::new() else { return };
-    let dir = Path::new("/usr/lib/cni");
-    if !dir.join("portmap").exists() {
-        if std::env::var("WEFT_SKIP_NETNS").as_deref() == Ok("1") {
-            return;
-        }
+    // Where Debian put the reference plugins, as its package lists them.
+    let listed = Command::new("dpkg")
+        .args(["-L", "containernetworking-plugins"])
+        .output();
+    let portmap = listed.ok().filter(|o| o.status.success()).and_then(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.ends_with("/portmap"))
+            .map(PathBuf::from)
+    });
+    let Some(portmap) = portmap else {
         panic!("containernetworking-plugins is not installed (apt-get install containernetworking-plugins)");
-    }
+    };
+    let dir = portmap.parent().unwrap().to_path_buf();
     let list: Value = serde_json::from_str(include_str!("../deploy/cni/10-weft.conflist")).unwrap();
     let version = list["cniVersion"].as_str().unwrap();
     let pod = lab.pod("chain");
