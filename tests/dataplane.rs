@@ -1,0 +1,589 @@
+//! weftd's data plane end to end: two node namespaces joined by an underlay
+//! veth, pods wired by weft's own CNI plugin, a real weftd process per node.
+//!
+//! Needs root. Fails when it cannot run, unless WEFT_SKIP_NETNS=1 is set.
+//! Namespaces, processes and files carry a unique prefix and are removed by
+//! Drop guards, on failure too (deleting a node namespace also removes its
+//! persistent TUN device and routes).
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+fn ip(args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 installed")
+}
+
+fn ok(args: &[&str]) {
+    let o = ip(args);
+    assert!(
+        o.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn enter(ns: &str) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+    move || {
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+    }
+}
+
+/// Runs `f` on a thread inside namespace `ns`.
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let mut e = enter(ns);
+    std::thread::spawn(move || {
+        e().unwrap();
+        f()
+    })
+}
+
+struct Pod {
+    ns: String,
+    v4: IpAddr,
+    v6: IpAddr,
+}
+
+/// Two nodes, one pod each, weftd on each (or a Linux vxlan on node 2).
+struct Cluster {
+    prefix: String,
+    dir: PathBuf,
+    namespaces: Vec<String>,
+    daemons: Vec<Option<Child>>,
+    pods: Vec<Pod>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for d in self.daemons.iter_mut().flatten() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Cluster {
+    fn node(&self, k: usize) -> String {
+        format!("{}-n{k}", self.prefix)
+    }
+
+    /// Builds the namespaces; None if they cannot be made and WEFT_SKIP_NETNS=1.
+    fn new(linux_vxlan_on_node2: bool) -> Option<Cluster> {
+        let prefix = format!(
+            "wd{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let probe = ip(&["netns", "add", &format!("{prefix}-n1")]);
+        if !probe.status.success() {
+            if std::env::var("WEFT_SKIP_NETNS").as_deref() == Ok("1") {
+                return None;
+            }
+            panic!(
+                "cannot create network namespaces ({}); run as root or set WEFT_SKIP_NETNS=1",
+                String::from_utf8_lossy(&probe.stderr)
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("{prefix}-dir"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = Cluster {
+            prefix: prefix.clone(),
+            dir,
+            namespaces: vec![format!("{prefix}-n1")],
+            daemons: vec![],
+            pods: vec![],
+        };
+        let (n1, n2) = (c.node(1), c.node(2));
+        ok(&["netns", "add", &n2]);
+        c.namespaces.push(n2.clone());
+        ok(&[
+            "-n", &n1, "link", "add", "u1", "type", "veth", "peer", "name", "u2", "netns", &n2,
+        ]);
+        for (k, ns, dev) in [(1, &n1, "u1"), (2, &n2, "u2")] {
+            ok(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("10.99.0.{k}/24"),
+                "dev",
+                dev,
+            ]);
+            ok(&["-n", ns, "link", "set", dev, "up"]);
+            ok(&["-n", ns, "link", "set", "lo", "up"]);
+            // A default route, as real nodes have: proxy ARP answers for
+            // 169.254.1.1 because it is routed elsewhere.
+            ok(&["-n", ns, "route", "add", "default", "via", "10.99.0.254"]);
+        }
+        for k in 1..=2 {
+            let pod = c.pod(k);
+            c.pods.push(pod);
+        }
+        if linux_vxlan_on_node2 {
+            c.start_weftd(1);
+            c.daemons.push(None);
+            c.linux_vxlan_on_node2();
+        } else {
+            c.start_weftd(1);
+            c.start_weftd(2);
+        }
+        Some(c)
+    }
+
+    fn pod(&mut self, k: usize) -> Pod {
+        let ns = format!("{}-p{k}", self.prefix);
+        ok(&["netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        ok(&["-n", &ns, "link", "set", "lo", "up"]);
+        let conf = json!({
+            "cniVersion": "1.1.0", "name": "weft", "type": "weft",
+            // Larger than the overlay MTU on purpose: weftd must answer too-big.
+            "mtu": 1500,
+            "blocks": [format!("10.244.{k}.0/26"), format!("fd00:244:0:{k}::/122")],
+            "stateDir": self.dir.join(format!("cni{k}")),
+        });
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
+        cmd.env_clear()
+            .env("CNI_COMMAND", "ADD")
+            .env("CNI_CONTAINERID", format!("pod{k}"))
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_NETNS", format!("/var/run/netns/{ns}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        // SAFETY: setns only, between fork and exec.
+        unsafe { cmd.pre_exec(enter(&self.node(k))) };
+        let mut child = cmd.spawn().unwrap();
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes());
+        let out = child.wait_with_output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(out.status.success(), "CNI ADD: {v}");
+        let addr = |i: usize| {
+            v["ips"][i]["address"]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        Pod {
+            ns,
+            v4: addr(0),
+            v6: addr(1),
+        }
+    }
+
+    fn config(&self, k: usize) -> PathBuf {
+        let o = 3 - k;
+        let text = format!(
+            "node_name = \"n{k}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\npools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
+            self.stats_path(k).display(),
+            if o == 2 { format!("vtep_mac = \"{LINUX_VXLAN_MAC}\"\n") } else { String::new() },
+        );
+        let path = self.dir.join(format!("n{k}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn stats_path(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("stats{k}.json"))
+    }
+
+    fn start_weftd(&mut self, k: usize) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weftd"));
+        cmd.env_clear()
+            .arg("--config")
+            .arg(self.config(k))
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: setns only, between fork and exec.
+        unsafe { cmd.pre_exec(enter(&self.node(k))) };
+        let child = cmd.spawn().unwrap();
+        if self.daemons.len() >= k {
+            self.daemons[k - 1] = Some(child);
+        } else {
+            self.daemons.push(Some(child));
+        }
+        // Up when its routes are in place and it has written stats.
+        let start = Instant::now();
+        while !(self.weft_routes(k) >= 4 && self.stats_path(k).exists()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "weftd on node {k} did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill_weftd(&mut self, k: usize) {
+        let mut d = self.daemons[k - 1].take().unwrap();
+        d.kill().unwrap();
+        d.wait().unwrap();
+        let _ = std::fs::remove_file(self.stats_path(k));
+    }
+
+    fn weft_routes(&self, k: usize) -> usize {
+        let n = self.node(k);
+        let v4 = ip(&["-n", &n, "route", "show", "proto", "87"]);
+        let v6 = ip(&["-n", &n, "-6", "route", "show", "proto", "87"]);
+        String::from_utf8_lossy(&v4.stdout).lines().count()
+            + String::from_utf8_lossy(&v6.stdout).lines().count()
+    }
+
+    fn stats(&self, k: usize) -> Value {
+        // The stats file is rewritten every 500 ms.
+        std::thread::sleep(Duration::from_millis(700));
+        serde_json::from_slice(&std::fs::read(self.stats_path(k)).unwrap()).unwrap()
+    }
+
+    /// Node 2 runs the kernel's own VXLAN device instead of weftd, set up the
+    /// way a Flannel-style node would be, with static entries for node 1.
+    fn linux_vxlan_on_node2(&mut self) {
+        let n2 = self.node(2);
+        let weft_mac = weft::dataplane::vtep_mac("n1").to_string();
+        ok(&[
+            "-n",
+            &n2,
+            "link",
+            "add",
+            "vx0",
+            "address",
+            LINUX_VXLAN_MAC,
+            "type",
+            "vxlan",
+            "id",
+            "1",
+            "dstport",
+            "4789",
+            "local",
+            "10.99.0.2",
+            "dev",
+            "u2",
+            "nolearning",
+        ]);
+        ok(&["-n", &n2, "link", "set", "vx0", "mtu", "1450", "up"]);
+        let b = Command::new("bridge")
+            .args([
+                "-n",
+                &n2,
+                "fdb",
+                "append",
+                &weft_mac,
+                "dev",
+                "vx0",
+                "dst",
+                "10.99.0.1",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            b.status.success(),
+            "bridge fdb: {}",
+            String::from_utf8_lossy(&b.stderr)
+        );
+        ok(&[
+            "-n",
+            &n2,
+            "neigh",
+            "add",
+            "10.244.1.0",
+            "lladdr",
+            &weft_mac,
+            "dev",
+            "vx0",
+            "nud",
+            "permanent",
+        ]);
+        ok(&[
+            "-n",
+            &n2,
+            "route",
+            "add",
+            "10.244.1.0/26",
+            "via",
+            "10.244.1.0",
+            "dev",
+            "vx0",
+            "onlink",
+        ]);
+        let s = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &n2,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ])
+            .output()
+            .unwrap();
+        assert!(s.status.success());
+    }
+}
+
+const LINUX_VXLAN_MAC: &str = "02:00:00:00:0a:02";
+
+fn ping(ns: &str, to: IpAddr) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &to.to_string(),
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A deterministic byte stream and its FNV-1a hash.
+fn stream_byte(i: u64) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+#[test]
+fn two_weft_nodes_carry_pod_traffic() {
+    let Some(mut c) = Cluster::new(false) else {
+        return;
+    };
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+
+    // Ping both ways, both families.
+    assert!(ping(&p1.ns, p2.v4), "pod 1 -> pod 2 over IPv4");
+    assert!(ping(&p2.ns, p1.v4), "pod 2 -> pod 1 over IPv4");
+    assert!(ping(&p1.ns, p2.v6), "pod 1 -> pod 2 over IPv6");
+
+    // 200 MB over TCP, checksummed on the far side.
+    const BYTES: u64 = 200 * 1024 * 1024;
+    let listen = SocketAddr::new(p2.v4, 5001);
+    let server = in_ns(&p2.ns, move || {
+        let l = TcpListener::bind(listen).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let (mut h, mut n, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
+        loop {
+            let k = s.read(&mut buf).unwrap();
+            if k == 0 {
+                break;
+            }
+            h = fnv(h, &buf[..k]);
+            n += k as u64;
+        }
+        (n, h)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let client = in_ns(&p1.ns, move || {
+        let mut s = TcpStream::connect(listen).unwrap();
+        let (mut h, mut sent, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
+        while sent < BYTES {
+            let k = buf.len().min((BYTES - sent) as usize);
+            for (j, b) in buf[..k].iter_mut().enumerate() {
+                *b = stream_byte(sent + j as u64);
+            }
+            s.write_all(&buf[..k]).unwrap();
+            h = fnv(h, &buf[..k]);
+            sent += k as u64;
+        }
+        h
+    });
+    let sent_hash = client.join().unwrap();
+    let (received, got_hash) = server.join().unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(
+        (received, got_hash),
+        (BYTES, sent_hash),
+        "200 MB arrived intact"
+    );
+    eprintln!(
+        "200 MB in {secs:.2} s ({:.0} Mbit/s, test build)",
+        BYTES as f64 * 8.0 / secs / 1e6
+    );
+
+    // A UDP burst.
+    let to = SocketAddr::new(p2.v4, 5002);
+    let sink = in_ns(&p2.ns, move || {
+        let s = UdpSocket::bind(to).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut n = 0;
+        let mut buf = [0u8; 2048];
+        while s.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let from = p1.v4;
+    in_ns(&p1.ns, move || {
+        let s = UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
+        for i in 0..2000u32 {
+            s.send_to(&[i as u8; 512], to).unwrap();
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    let got = sink.join().unwrap();
+    assert!(got >= 1800, "UDP burst: {got} of 2000 datagrams arrived");
+
+    // An oversized packet with DF set draws ICMP "fragmentation needed"
+    // with the overlay MTU (pods have MTU 1500, the overlay 1450). The node's
+    // kernel sends it: the TUN's MTU is the overlay MTU, so nothing too big
+    // reaches weftd (whose own check is for attachments without a TUN).
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &p1.ns,
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.3",
+            "-M",
+            "do",
+            "-s",
+            "1472",
+            &p2.v4.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("mtu = 1450") || text.contains("mtu=1450"),
+        "ping -M do: {text}"
+    );
+    let s1 = c.stats(1);
+    assert!(s1["tx_packets"].as_u64().unwrap() > 100_000, "{s1}");
+
+    // Packets from the underlay that must be dropped, and counted.
+    let vx = |src_inner: [u8; 4], vni: u32| {
+        let mut inner = Vec::new();
+        etherparse::PacketBuilder::ipv4(src_inner, [10, 244, 1, 1], 64)
+            .udp(1, 2)
+            .write(&mut inner, b"x")
+            .unwrap();
+        let mut buf = vec![0u8; 64 + inner.len()];
+        buf[64..].copy_from_slice(&inner);
+        let end = buf.len();
+        let enc = encap::vxlan::VxlanEncap::new(
+            encap::vxlan::Vni::new(vni).unwrap(),
+            encap::MacAddr([2, 0, 0, 0, 0, 9]),
+            weft::dataplane::vtep_mac("n1"),
+        );
+        let at = enc.encap_payload(&mut buf, 64..end).unwrap();
+        buf[at..].to_vec()
+    };
+    let (spoofed, wrong_vni, good) = (
+        vx([10, 244, 9, 9], 1),
+        vx([10, 244, 2, 1], 7),
+        vx([10, 244, 2, 1], 1),
+    );
+    ok(&["-n", &c.node(2), "addr", "add", "10.99.0.3/24", "dev", "u2"]);
+    in_ns(&c.node(2), move || {
+        let rogue = UdpSocket::bind("10.99.0.3:0").unwrap();
+        let peer = UdpSocket::bind("10.99.0.2:0").unwrap();
+        for _ in 0..10 {
+            rogue.send_to(&good, "10.99.0.1:4789").unwrap();
+            peer.send_to(&spoofed, "10.99.0.1:4789").unwrap();
+            peer.send_to(&wrong_vni, "10.99.0.1:4789").unwrap();
+            peer.send_to(b"\x08\x00\x00", "10.99.0.1:4789").unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    let s1 = c.stats(1);
+    let d = &s1["drops"];
+    assert!(d["unknown_source"].as_u64().unwrap() >= 10, "{s1}");
+    assert!(d["spoofed_inner"].as_u64().unwrap() >= 10, "{s1}");
+    assert!(d["wrong_vni"].as_u64().unwrap() >= 10, "{s1}");
+    assert!(d["bad_vxlan"].as_u64().unwrap() >= 10, "{s1}");
+
+    // kill -9 and restart: routes stay while weftd is away, no duplicates after.
+    let routes = c.weft_routes(1);
+    c.kill_weftd(1);
+    assert_eq!(
+        c.weft_routes(1),
+        routes,
+        "routes persist while weftd is down"
+    );
+    c.start_weftd(1);
+    assert_eq!(
+        c.weft_routes(1),
+        routes,
+        "no duplicate routes after a restart"
+    );
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+    assert!(ping(&p1.ns, p2.v4), "forwarding again after the restart");
+
+    // Uninstall removes weft's routes and TUN.
+    c.kill_weftd(1);
+    let mut u = Command::new(env!("CARGO_BIN_EXE_weftd"));
+    u.env_clear()
+        .arg("--config")
+        .arg(c.config(1))
+        .arg("uninstall");
+    // SAFETY: setns only, between fork and exec.
+    unsafe { u.pre_exec(enter(&c.node(1))) };
+    assert!(u.status().unwrap().success());
+    assert_eq!(c.weft_routes(1), 0);
+    assert!(
+        !ip(&["-n", &c.node(1), "link", "show", "weft0"])
+            .status
+            .success(),
+        "TUN removed"
+    );
+}
+
+#[test]
+fn weft_interoperates_with_linux_vxlan() {
+    let Some(c) = Cluster::new(true) else { return };
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+    assert!(ping(&p1.ns, p2.v4), "weft node -> Linux vxlan node");
+    assert!(ping(&p2.ns, p1.v4), "Linux vxlan node -> weft node");
+    let s1 = c.stats(1);
+    assert!(
+        s1["rx_packets"].as_u64().unwrap() >= 3 && s1["tx_packets"].as_u64().unwrap() >= 3,
+        "{s1}"
+    );
+}
