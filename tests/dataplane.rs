@@ -65,6 +65,7 @@ struct Cluster {
     namespaces: Vec<String>,
     daemons: Vec<Option<Child>>,
     pods: Vec<Pod>,
+    encap: &'static str,
 }
 
 impl Drop for Cluster {
@@ -86,7 +87,7 @@ impl Cluster {
     }
 
     /// Builds the namespaces; None if they cannot be made and WEFT_SKIP_NETNS=1.
-    fn new(linux_vxlan_on_node2: bool) -> Option<Cluster> {
+    fn new(linux_vxlan_on_node2: bool, encap: &'static str) -> Option<Cluster> {
         let prefix = format!(
             "wd{}x{}",
             std::process::id(),
@@ -110,6 +111,7 @@ impl Cluster {
             namespaces: vec![format!("{prefix}-n1")],
             daemons: vec![],
             pods: vec![],
+            encap,
         };
         let (n1, n2) = (c.node(1), c.node(2));
         ok(&["netns", "add", &n2]);
@@ -199,7 +201,8 @@ impl Cluster {
     fn config(&self, k: usize) -> PathBuf {
         let o = 3 - k;
         let text = format!(
-            "node_name = \"n{k}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\npools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
+            "node_name = \"n{k}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\npools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
+            self.encap,
             self.stats_path(k).display(),
             if o == 2 { format!("vtep_mac = \"{LINUX_VXLAN_MAC}\"\n") } else { String::new() },
         );
@@ -231,6 +234,12 @@ impl Cluster {
         // Up when its routes are in place and it has written stats.
         let start = Instant::now();
         while !(self.weft_routes(k) >= 4 && self.stats_path(k).exists()) {
+            let d = self.daemons[k - 1].as_mut().unwrap();
+            if let Ok(Some(status)) = d.try_wait() {
+                let mut err = String::new();
+                let _ = d.stderr.take().unwrap().read_to_string(&mut err);
+                panic!("weftd on node {k} exited ({status}): {err}");
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "weftd on node {k} did not come up"
@@ -380,7 +389,7 @@ fn fnv(h: u64, bytes: &[u8]) -> u64 {
 
 #[test]
 fn two_weft_nodes_carry_pod_traffic() {
-    let Some(mut c) = Cluster::new(false) else {
+    let Some(mut c) = Cluster::new(false, "vxlan") else {
         return;
     };
     let (p1, p2) = (&c.pods[0], &c.pods[1]);
@@ -577,7 +586,9 @@ fn two_weft_nodes_carry_pod_traffic() {
 
 #[test]
 fn weft_interoperates_with_linux_vxlan() {
-    let Some(c) = Cluster::new(true) else { return };
+    let Some(c) = Cluster::new(true, "vxlan") else {
+        return;
+    };
     let (p1, p2) = (&c.pods[0], &c.pods[1]);
     assert!(ping(&p1.ns, p2.v4), "weft node -> Linux vxlan node");
     assert!(ping(&p2.ns, p1.v4), "Linux vxlan node -> weft node");
@@ -586,4 +597,80 @@ fn weft_interoperates_with_linux_vxlan() {
         s1["rx_packets"].as_u64().unwrap() >= 3 && s1["tx_packets"].as_u64().unwrap() >= 3,
         "{s1}"
     );
+}
+
+#[test]
+fn two_weft_nodes_over_ip_in_ip_without_the_ipip_module() {
+    let Some(c) = Cluster::new(false, "ipip") else {
+        return;
+    };
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+    assert!(ping(&p1.ns, p2.v4), "IPv4 in IPv4 (protocol 4)");
+    assert!(ping(&p2.ns, p1.v6), "IPv6 in IPv4 (protocol 41)");
+    // 50 MB over TCP, checksummed.
+    const BYTES: u64 = 50 * 1024 * 1024;
+    let listen = SocketAddr::new(p2.v4, 5003);
+    let server = in_ns(&p2.ns, move || {
+        let l = TcpListener::bind(listen).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let (mut h, mut n, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
+        loop {
+            let k = s.read(&mut buf).unwrap();
+            if k == 0 {
+                break;
+            }
+            h = fnv(h, &buf[..k]);
+            n += k as u64;
+        }
+        (n, h)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let client = in_ns(&p1.ns, move || {
+        let mut s = TcpStream::connect(listen).unwrap();
+        let (mut h, mut sent, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
+        while sent < BYTES {
+            let k = buf.len().min((BYTES - sent) as usize);
+            for (j, b) in buf[..k].iter_mut().enumerate() {
+                *b = stream_byte(sent + j as u64);
+            }
+            s.write_all(&buf[..k]).unwrap();
+            h = fnv(h, &buf[..k]);
+            sent += k as u64;
+        }
+        h
+    });
+    let sent_hash = client.join().unwrap();
+    assert_eq!(server.join().unwrap(), (BYTES, sent_hash));
+    // An IP-in-IP packet from an address that is no node is dropped, counted.
+    ok(&["-n", &c.node(2), "addr", "add", "10.99.0.3/24", "dev", "u2"]);
+    in_ns(&c.node(2), move || {
+        let mut inner = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 244, 2, 1], [10, 244, 1, 1], 64)
+            .udp(1, 2)
+            .write(&mut inner, b"x")
+            .unwrap();
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(4)),
+        )
+        .unwrap();
+        s.bind(&SocketAddr::from(([10, 99, 0, 3], 0)).into())
+            .unwrap();
+        for _ in 0..10 {
+            s.send_to(&inner, &SocketAddr::from(([10, 99, 0, 1], 0)).into())
+                .unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    let s1 = c.stats(1);
+    assert!(
+        s1["drops"]["unknown_source"].as_u64().unwrap() >= 10,
+        "{s1}"
+    );
+    // No ipip module was needed: no tunl0 appeared.
+    assert!(!ip(&["-n", &c.node(1), "link", "show", "tunl0"])
+        .status
+        .success());
 }

@@ -1,8 +1,9 @@
 //! weftd's data plane, first cut: TUN (with offloads) ↔ VXLAN over a UDP
-//! socket, one worker per queue.
+//! socket or IP-in-IP over raw sockets, one worker per queue.
 //!
-//! Each worker owns one TUN queue and one UDP socket (SO_REUSEPORT on the
-//! VXLAN port) and runs two threads: TUN → underlay (segment TSO
+//! Each worker owns one TUN queue and its underlay sockets (for VXLAN a UDP
+//! socket with SO_REUSEPORT on the VXLAN port) and runs two threads: TUN →
+//! underlay (segment TSO
 //! super-packets, look the destination up in fdb, encapsulate in the headroom,
 //! send) and underlay → TUN (check the sender is a known peer, the VNI, and
 //! that the inner source lies in that peer's blocks; decapsulate; write).
@@ -56,12 +57,30 @@ pub fn vtep_mac(node: &str) -> MacAddr {
     MacAddr::local_from_seed(h)
 }
 
-/// One worker's two loops over a TUN queue and a UDP socket.
+/// The sockets a worker sends and receives encapsulated packets on.
+pub enum UnderlayIo {
+    /// VXLAN: a UDP socket on the VXLAN port (SO_REUSEPORT, one per worker).
+    Vxlan(Arc<UdpSocket>),
+    /// IP-in-IP over IPv4: raw sockets for protocol 4 (inner IPv4) and 41
+    /// (inner IPv6); the kernel writes the outer header on send and hands the
+    /// whole packet over on receive. No ipip kernel module is involved.
+    IpIp {
+        /// Protocol 4.
+        v4: Arc<socket2::Socket>,
+        /// Protocol 41.
+        v6: Arc<socket2::Socket>,
+        /// Whether this worker receives: every raw socket sees every packet,
+        /// so exactly one worker reads them.
+        receive: bool,
+    },
+}
+
+/// One worker's two loops over a TUN queue and its underlay sockets.
 pub struct Worker {
     /// The TUN queue (with virtio-net headers).
     pub tun: Arc<tun_rs::SyncDevice>,
-    /// The VXLAN socket.
-    pub sock: Arc<UdpSocket>,
+    /// The underlay sockets.
+    pub underlay: UnderlayIo,
     /// The forwarding tables.
     pub fdb: Fdb,
     /// Settings.
@@ -78,10 +97,27 @@ impl Worker {
         std::thread::Builder::new()
             .name(format!("weft-tx{index}"))
             .spawn(move || tx.tun_to_underlay())?;
-        let rx = Arc::clone(&w);
-        std::thread::Builder::new()
-            .name(format!("weft-rx{index}"))
-            .spawn(move || rx.underlay_to_tun())?;
+        match &w.underlay {
+            UnderlayIo::Vxlan(sock) => {
+                let (rx, sock) = (Arc::clone(&w), Arc::clone(sock));
+                std::thread::Builder::new()
+                    .name(format!("weft-rx{index}"))
+                    .spawn(move || rx.vxlan_to_tun(&sock))?;
+            }
+            UnderlayIo::IpIp {
+                v4,
+                v6,
+                receive: true,
+            } => {
+                for (name, sock) in [("4", Arc::clone(v4)), ("41", Arc::clone(v6))] {
+                    let rx = Arc::clone(&w);
+                    std::thread::Builder::new()
+                        .name(format!("weft-ipip{name}"))
+                        .spawn(move || rx.ipip_to_tun(&sock))?;
+                }
+            }
+            UnderlayIo::IpIp { .. } => {}
+        }
         Ok(())
     }
 
@@ -174,21 +210,27 @@ impl Worker {
         else {
             return self.counters.dropped(DropReason::NoUnderlay);
         };
-        let enc = VxlanEncap {
-            dst_port: self.settings.port,
-            ..VxlanEncap::new(
-                self.settings.vni,
-                self.settings.local_mac,
-                MacAddr(record.vtep_mac.0),
-            )
+        let sent = match &self.underlay {
+            UnderlayIo::Vxlan(sock) => {
+                let enc = VxlanEncap {
+                    dst_port: self.settings.port,
+                    ..VxlanEncap::new(
+                        self.settings.vni,
+                        self.settings.local_mac,
+                        MacAddr(record.vtep_mac.0),
+                    )
+                };
+                let Ok(at) = enc.encap_payload(buf, start..end) else {
+                    return self.counters.dropped(DropReason::BadInner);
+                };
+                sock.send_to(&buf[at..end], SocketAddr::new(underlay, self.settings.port))
+            }
+            UnderlayIo::IpIp { v4, v6, .. } => {
+                let sock = if buf[start] >> 4 == 4 { v4 } else { v6 };
+                sock.send_to(&buf[start..end], &SocketAddr::new(underlay, 0).into())
+            }
         };
-        let Ok(at) = enc.encap_payload(buf, start..end) else {
-            return self.counters.dropped(DropReason::BadInner);
-        };
-        match self
-            .sock
-            .send_to(&buf[at..end], SocketAddr::new(underlay, self.settings.port))
-        {
+        match sent {
             Ok(_) => {
                 WorkerCounters::add(&self.counters.tx_packets, 1);
                 WorkerCounters::add(&self.counters.tx_bytes, len as u64);
@@ -220,7 +262,78 @@ impl Worker {
         }
     }
 
-    fn underlay_to_tun(&self) {
+    /// Accepts an inner packet at `buf[start..end]` from `peer` (checked to
+    /// be a known node) if its source lies in that peer's blocks, and writes
+    /// it to the TUN with a virtio header in the `virtio::HEADER_LEN` bytes
+    /// in front of it.
+    fn deliver(
+        &self,
+        snap: &fdb::Snapshot,
+        peer: &NodeId,
+        buf: &mut [u8],
+        start: usize,
+        end: usize,
+    ) {
+        let src = match IpPacket::new_checked(&buf[start..end]) {
+            Ok(p) => p.src(),
+            Err(_) => return self.counters.dropped(DropReason::BadVxlan),
+        };
+        if snap.owner_of(src) != Some(peer) {
+            return self.counters.dropped(DropReason::SpoofedInner);
+        }
+        let hdr_at = start - virtio::HEADER_LEN;
+        let _ = VirtioNetHdr::NONE.write(&mut buf[hdr_at..start]);
+        match self.tun.send(&buf[hdr_at..end]) {
+            Ok(_) => {
+                WorkerCounters::add(&self.counters.rx_packets, 1);
+                WorkerCounters::add(&self.counters.rx_bytes, (end - start) as u64);
+            }
+            Err(_) => self.counters.dropped(DropReason::IoError),
+        }
+    }
+
+    fn ipip_to_tun(&self, sock: &socket2::Socket) {
+        let mut reader = self.fdb.reader();
+        let mut peers = PeerIndex::default();
+        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
+        loop {
+            // SAFETY of the cast: socket2's recv takes MaybeUninit bytes;
+            // an initialised buffer is a valid one.
+            let n = match sock.recv(as_uninit(&mut buf[HEADROOM..])) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let packet = &mut buf[HEADROOM..HEADROOM + n];
+            let d = match encap::ipip::decap(packet) {
+                Ok(d) => d,
+                Err(encap::Error::EcnCeOverNotEct) => {
+                    self.counters.dropped(DropReason::EcnDrop);
+                    continue;
+                }
+                Err(_) => {
+                    self.counters.dropped(DropReason::BadVxlan);
+                    continue;
+                }
+            };
+            let (from, _) = d.outer_addrs(packet);
+            let snap = reader.load();
+            let Some(peer) = peers.lookup(snap, from) else {
+                self.counters.dropped(DropReason::UnknownSource);
+                continue;
+            };
+            // The outer header (>= 20 bytes) is the room for the virtio header.
+            self.deliver(
+                snap,
+                &peer,
+                &mut buf,
+                HEADROOM + d.inner.start,
+                HEADROOM + d.inner.end,
+            );
+        }
+    }
+
+    fn vxlan_to_tun(&self, sock: &UdpSocket) {
         let mut reader = self.fdb.reader();
         let mut peers = PeerIndex::default();
         let dec = VxlanDecap {
@@ -229,7 +342,7 @@ impl Worker {
         };
         let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
         loop {
-            let (n, from) = match self.sock.recv_from(&mut buf[HEADROOM..]) {
+            let (n, from) = match sock.recv_from(&mut buf[HEADROOM..]) {
                 Ok(x) => x,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
@@ -257,28 +370,18 @@ impl Worker {
             };
             let start = HEADROOM + inner.inner.start;
             let end = HEADROOM + inner.inner.end;
-            let src = match IpPacket::new_checked(&buf[start..end]) {
-                Ok(p) => p.src(),
-                Err(_) => {
-                    self.counters.dropped(DropReason::BadVxlan);
-                    continue;
-                }
-            };
-            if snap.owner_of(src) != Some(&peer) {
-                self.counters.dropped(DropReason::SpoofedInner);
-                continue;
-            }
-            let hdr_at = start - virtio::HEADER_LEN;
-            let _ = VirtioNetHdr::NONE.write(&mut buf[hdr_at..start]);
-            match self.tun.send(&buf[hdr_at..end]) {
-                Ok(_) => {
-                    WorkerCounters::add(&self.counters.rx_packets, 1);
-                    WorkerCounters::add(&self.counters.rx_bytes, (end - start) as u64);
-                }
-                Err(_) => self.counters.dropped(DropReason::IoError),
-            }
+            self.deliver(snap, &peer, &mut buf, start, end);
         }
     }
+}
+
+/// socket2's receive calls take `MaybeUninit<u8>` buffers; an initialised
+/// byte buffer is a valid one.
+#[allow(unsafe_code)]
+fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, every `u8` is a
+    // valid `MaybeUninit<u8>`, and the receive only writes initialised bytes.
+    unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) }
 }
 
 /// Underlay address → node, rebuilt when the fdb snapshot changes.

@@ -152,17 +152,55 @@ fn socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
     Ok(s.into())
 }
 
+fn encapsulation(e: Encap) -> encap::Encapsulation {
+    match e {
+        Encap::Vxlan => encap::Encapsulation::Vxlan,
+        Encap::Ipip => encap::Encapsulation::IpIp,
+        Encap::None => encap::Encapsulation::None,
+    }
+}
+
+fn raw_socket(underlay: IpAddr, protocol: i32) -> Result<Socket, String> {
+    let domain = if underlay.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(protocol)))
+        .map_err(|e| format!("raw socket for IP protocol {protocol}: {e}"))?;
+    s.bind(&SocketAddr::new(underlay, 0).into())
+        .map_err(|e| format!("bind raw socket to {underlay}: {e}"))?;
+    let _ = s.set_recv_buffer_size(8 << 20);
+    let _ = s.set_send_buffer_size(8 << 20);
+    Ok(s)
+}
+
+fn underlay_io(cfg: &Config, underlay: IpAddr, first: bool) -> Result<super::UnderlayIo, String> {
+    Ok(match cfg.overlay.encap {
+        Encap::Ipip => {
+            if underlay.is_ipv6() {
+                return Err("overlay.encap: ipip over an IPv6 underlay is not built yet".into());
+            }
+            super::UnderlayIo::IpIp {
+                v4: Arc::new(raw_socket(underlay, 4)?),
+                v6: Arc::new(raw_socket(underlay, 41)?),
+                receive: first,
+            }
+        }
+        _ => super::UnderlayIo::Vxlan(Arc::new(socket(underlay, cfg.overlay.port)?)),
+    })
+}
+
 fn sysctl(path: &str, value: &str) -> Result<(), String> {
     std::fs::write(path, value).map_err(|e| format!("set {path} = {value}: {e}"))
 }
 
 /// Brings the node up and starts its workers.
 pub fn start(cfg: &Config) -> Result<Node, String> {
-    if cfg.overlay.encap != Encap::Vxlan {
-        return Err(format!(
-            "overlay.encap: {} is not built yet; use vxlan",
-            cfg.overlay.encap
-        ));
+    if cfg.overlay.encap == Encap::None {
+        return Err(
+            "overlay.encap: none (plain routing) is not built yet; use vxlan or ipip".into(),
+        );
     }
     let name = match &cfg.node_name {
         Some(n) => n.clone(),
@@ -179,9 +217,11 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     };
     let overlay_mtu = match cfg.overlay.mtu.value() {
         Some(m) => *m as usize,
-        None => {
-            encap::mtu::overlay_mtu(cfg.underlay.mtu.into(), encap::Encapsulation::Vxlan, family)
-        }
+        None => encap::mtu::overlay_mtu(
+            cfg.underlay.mtu.into(),
+            encapsulation(cfg.overlay.encap),
+            family,
+        ),
     };
     let workers = match cfg.dataplane.workers.value() {
         Some(w) => usize::from(*w),
@@ -213,7 +253,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         counters.push(Arc::clone(&c));
         Worker {
             tun: Arc::new(q),
-            sock: Arc::new(socket(underlay, cfg.overlay.port)?),
+            underlay: underlay_io(cfg, underlay, i == 0)?,
             fdb: fdb.clone(),
             settings: settings.clone(),
             counters: c,
