@@ -1,0 +1,142 @@
+//! The in-process forwarding pipeline, no syscalls: for a batch of 64 inner
+//! packets, fdb route lookup + VXLAN encapsulation (what weftd does between
+//! a TUN read and a socket send), and VXLAN decapsulation + TCP coalescing
+//! of a batch of segments (between a socket read and a TUN write).
+//!
+//! Run: `cargo bench --bench pipeline`.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use encap::ecn::Ecn;
+use encap::segment::{split_tcp, ChecksumFill, Layout, TcpCoalescer};
+use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
+use encap::MacAddr;
+use fdb::{Fdb, Mac, Meta, NodeId, NodeRecord, Route, Source};
+
+const BATCH: usize = 64;
+const HEADROOM: usize = 64;
+const STRIDE: usize = HEADROOM + 1500;
+
+/// Tables with 1,000 remote /26 blocks over 64 nodes.
+fn tables() -> Fdb {
+    let fdb = Fdb::new(NodeId::new("local"), NodeRecord::default());
+    fdb.update(|t| {
+        for n in 0..64u8 {
+            let rec = NodeRecord {
+                underlay_v4: Some([10, 99, 0, n].into()),
+                vtep_mac: Mac([2, 0, 0, 0, 0, n]),
+                ..NodeRecord::default()
+            };
+            t.upsert_node(
+                NodeId::new(&format!("n{n}")),
+                rec,
+                Meta::new(Source::Gossip, 1),
+            )?;
+        }
+        for b in 0..1000u32 {
+            let net = ipnet::Ipv4Net::new((0x0af4_0000 + b * 64).into(), 26).unwrap();
+            t.upsert_block(
+                net.into(),
+                NodeId::new(&format!("n{}", b % 64)),
+                Meta::new(Source::Gossip, 1),
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    fdb
+}
+
+/// A batch of 1400-byte IPv4/TCP packets to different blocks, each at
+/// `i * STRIDE + HEADROOM`.
+fn batch() -> Vec<u8> {
+    let mut buf = vec![0u8; BATCH * STRIDE];
+    for i in 0..BATCH {
+        let mut p = Vec::new();
+        let dst = 0x0af4_0000u32 + (i as u32 * 7 % 1000) * 64 + 5;
+        etherparse::PacketBuilder::ipv4([10, 244, 200, 2], dst.to_be_bytes(), 63)
+            .tcp(40000 + i as u16, 5201, 1, 64000)
+            .write(&mut p, &[7u8; 1360])
+            .unwrap();
+        buf[i * STRIDE + HEADROOM..][..p.len()].copy_from_slice(&p);
+    }
+    buf
+}
+
+fn pipeline(c: &mut Criterion) {
+    let fdb = tables();
+    let mut reader = fdb.reader();
+    let vni = Vni::new(1).unwrap();
+    let mut tx = batch();
+    let len = 1400;
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("lookup_and_encap_64x1400", |b| {
+        b.iter(|| {
+            let snap = reader.load();
+            let mut sent = 0usize;
+            for i in 0..BATCH {
+                let at = i * STRIDE + HEADROOM;
+                let dst = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                    tx[at + 16],
+                    tx[at + 17],
+                    tx[at + 18],
+                    tx[at + 19],
+                ));
+                if let Route::Remote { record, .. } = snap.route(dst) {
+                    let enc = VxlanEncap::new(
+                        vni,
+                        MacAddr([2, 0, 0, 0, 0, 1]),
+                        MacAddr(record.vtep_mac.0),
+                    );
+                    sent += enc.encap_payload(&mut tx, at..at + len).unwrap();
+                }
+            }
+            black_box(sent)
+        })
+    });
+
+    // Receive side: 46 VXLAN payloads of one flow's segments.
+    let mut sup = Vec::new();
+    etherparse::PacketBuilder::ipv4([10, 244, 1, 2], [10, 244, 2, 2], 63)
+        .tcp(40000, 5201, 1, 64000)
+        .ack(1)
+        .write(&mut sup, &vec![9u8; 46 * 1360])
+        .unwrap();
+    let layout = Layout {
+        headroom: 22,
+        stride: 22 + 1500,
+    };
+    let mut segs = vec![0u8; 64 * layout.stride];
+    let mut lens = [0usize; 64];
+    let n = split_tcp(&sup, 1360, &mut segs, layout, &mut lens).unwrap();
+    let enc = VxlanEncap::new(
+        vni,
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        MacAddr([2, 0, 0, 0, 0, 1]),
+    );
+    let mut starts = Vec::new();
+    for (i, l) in lens.iter().enumerate().take(n) {
+        let at = i * layout.stride + 22;
+        starts.push((enc.encap_payload(&mut segs, at..at + l).unwrap(), at + l));
+    }
+    let dec = VxlanDecap { vni, port: 4789 };
+    let mut merged = vec![0u8; 70_000];
+    g.throughput(Throughput::Bytes((n * 1400) as u64));
+    g.bench_function("decap_and_coalesce_46x1400", |b| {
+        b.iter(|| {
+            let (s0, e0) = starts[0];
+            let first = dec.decap_payload(&mut segs[s0..e0], Ecn::NotEct).unwrap();
+            let mut c =
+                TcpCoalescer::start(&mut merged, &segs[s0..e0][first.inner.clone()], true).unwrap();
+            for &(s, e) in &starts[1..] {
+                let inner = dec.decap_payload(&mut segs[s..e], Ecn::NotEct).unwrap();
+                c.push(&segs[s..e][inner.inner.clone()]).unwrap();
+            }
+            black_box(c.finish(ChecksumFill::Partial))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
