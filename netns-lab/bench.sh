@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# weft's data-plane benchmark, in network namespaces on this machine.
+#
+# Builds four two-node clusters side by side (one pod per node, wired by
+# weft's CNI plugin in every case) and measures them in interleaved rounds:
+#   plain    routed, no encapsulation (the ceiling)
+#   kvxlan   the kernel's VXLAN device, Flannel-style static entries
+#   wvxlan   weftd, VXLAN
+#   wipip    weftd, IP-in-IP (raw sockets; no ipip module)
+# Metrics: TCP 1 stream, TCP 4 streams, UDP 64-byte packets/s, ping RTT,
+# and CPU (cores busy during the 1-stream run). Medians, ranges, and ratios
+# to kernel VXLAN go to a markdown table; a PNG chart is drawn with gnuplot.
+#
+#   netns-lab/bench.sh [--rounds N] [--seconds S] [--out DIR]
+#
+# Everything lives in namespaces named wb<pid>-*, removed on exit, failure
+# or Ctrl-C. Traffic never leaves them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=3
+SECS=4
+OUT=""
+while (($#)); do
+  case $1 in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --seconds) SECS=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--seconds S] [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+OUT=${OUT:-netns-lab/results/$(date +%Y-%m-%d)}
+mkdir -p "$OUT"
+
+for tool in iperf3 ping python3 gnuplot ip; do
+  command -v $tool >/dev/null || { echo "bench: $tool is missing (apt-get install iperf3 iputils-ping gnuplot-nox iproute2)" >&2; exit 1; }
+done
+[[ $(id -u) -eq 0 ]] || { echo "bench: run as root (it creates network namespaces)" >&2; exit 1; }
+
+echo "== building release binaries"
+cargo build --release --bins -q
+WEFT=$PWD/target/release/weft
+WEFTD=$PWD/target/release/weftd
+
+P=wb$$
+TMP=$(mktemp -d /tmp/$P.XXXX)
+PIDS=()
+NSS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ns() { ip netns add "$1"; NSS+=("$1"); ip -n "$1" link set lo up; }
+
+# cluster NAME: nodes $NAME-n1/-n2 joined by a veth, pods $NAME-p1/-p2.
+cluster() {
+  local c=$1
+  ns $c-n1; ns $c-n2; ns $c-p1; ns $c-p2
+  ip -n $c-n1 link add u1 type veth peer name u2 netns $c-n2
+  for k in 1 2; do
+    ip -n $c-n$k addr add 10.99.0.$k/24 dev u$k
+    ip -n $c-n$k link set u$k up
+    ip -n $c-n$k route add default via 10.99.0.254
+    ip netns exec $c-n$k sysctl -qw net.ipv4.ip_forward=1
+    echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",\"mtu\":1450,\"blocks\":[\"10.244.$k.0/26\"],\"stateDir\":\"$TMP/$c-cni$k\"}" \
+      | ip netns exec $c-n$k env CNI_COMMAND=ADD CNI_CONTAINERID=$c-pod$k CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/$c-p$k "$WEFT" >/dev/null
+  done
+}
+
+weftd_on() { # cluster encap
+  local c=$1 e=$2
+  for k in 1 2; do
+    local o=$((3 - k))
+    cat > "$TMP/$c-n$k.toml" <<CONF
+node_name = "n$k"
+[underlay]
+address = "10.99.0.$k"
+[overlay]
+encap = "$e"
+blocks = ["10.244.$k.0/26"]
+[dataplane]
+stats_file = "$TMP/$c-stats$k.json"
+[[peers]]
+node = "n$o"
+underlay = "10.99.0.$o"
+blocks = ["10.244.$o.0/26"]
+CONF
+    ip netns exec $c-n$k "$WEFTD" --config "$TMP/$c-n$k.toml" run 2>"$TMP/$c-weftd$k.log" &
+    PIDS+=($!)
+  done
+  for _ in $(seq 100); do
+    [[ -f $TMP/$c-stats1.json && -f $TMP/$c-stats2.json ]] && return 0
+    sleep 0.05
+  done
+  echo "bench: weftd did not start in $c:" >&2; cat "$TMP"/$c-weftd*.log >&2; exit 1
+}
+
+kernel_vxlan_on() {
+  local c=$1
+  for k in 1 2; do
+    local o=$((3 - k))
+    ip -n $c-n$k link add vx0 address 02:00:00:00:0b:0$k type vxlan id 1 dstport 4789 local 10.99.0.$k dev u$k nolearning
+    ip -n $c-n$k link set vx0 mtu 1450 up
+    bridge -n $c-n$k fdb append 02:00:00:00:0b:0$o dev vx0 dst 10.99.0.$o
+    ip -n $c-n$k neigh add 10.244.$o.0 lladdr 02:00:00:00:0b:0$o dev vx0 nud permanent
+    ip -n $c-n$k route add 10.244.$o.0/26 via 10.244.$o.0 dev vx0 onlink
+  done
+}
+
+plain_on() {
+  local c=$1
+  ip -n $c-n1 route add 10.244.2.0/26 via 10.99.0.2
+  ip -n $c-n2 route add 10.244.1.0/26 via 10.99.0.1
+}
+
+VARIANTS=(plain kvxlan wvxlan wipip)
+echo "== building clusters: ${VARIANTS[*]}"
+for v in "${VARIANTS[@]}"; do cluster $P$v; done
+plain_on ${P}plain
+kernel_vxlan_on ${P}kvxlan
+weftd_on ${P}wvxlan vxlan
+weftd_on ${P}wipip ipip
+for v in "${VARIANTS[@]}"; do
+  ip netns exec $P$v-p2 iperf3 -s -D -p 5201 --pidfile "$TMP/$v-iperf.pid"
+  ip netns exec $P$v-p1 ping -c 3 -i 0.2 -W 2 10.244.2.1 >/dev/null || { echo "bench: $v: no connectivity" >&2; exit 1; }
+done
+sleep 0.3
+for v in "${VARIANTS[@]}"; do PIDS+=("$(cat "$TMP/$v-iperf.pid")"); done
+
+busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+
+RAW=$OUT/raw.csv
+echo "round,variant,tcp1_gbps,tcp4_gbps,udp64_kpps,rtt_us,cpu_cores" > "$RAW"
+NCPU=$(nproc)
+for r in $(seq "$ROUNDS"); do
+  for v in "${VARIANTS[@]}"; do
+    p1=$P$v-p1
+    read -r b0 t0 < <(busy)
+    t1=$(ip netns exec $p1 iperf3 -c 10.244.2.1 -t "$SECS" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
+    read -r b1 tt1 < <(busy)
+    cpu=$(python3 -c "print(round(($b1-$b0)/max(1,($tt1-$t0))*$NCPU,2))")
+    t4=$(ip netns exec $p1 iperf3 -c 10.244.2.1 -t "$SECS" -P 4 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
+    u=$(ip netns exec $p1 iperf3 -c 10.244.2.1 -t "$SECS" -u -b 0 -l 64 -J | python3 -c '
+import json,sys
+e=json.load(sys.stdin)["end"]["sum"]
+print((e["packets"]-e["lost_packets"])/e["seconds"]/1e3)')
+    rtt=$(ip netns exec $p1 ping -q -c 50 -i 0.02 10.244.2.1 | awk -F'/' '/^rtt/{print $5*1000}')
+    echo "$r,$v,$t1,$t4,$u,$rtt,$cpu" >> "$RAW"
+    printf '   round %s %-7s tcp1 %6.2f Gbit/s  tcp4 %6.2f Gbit/s  udp64 %7.1f kpps  rtt %6.0f us  cpu %s\n' "$r" "$v" "$t1" "$t4" "$u" "$rtt" "$cpu"
+  done
+done
+
+python3 - "$RAW" "$OUT" "$ROUNDS" "$SECS" <<'PY'
+import csv, statistics, subprocess, sys, datetime
+raw, out, rounds, secs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+rows = list(csv.DictReader(open(raw)))
+variants = ["plain", "kvxlan", "wvxlan", "wipip"]
+names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "wvxlan": "weft VXLAN", "wipip": "weft IP-in-IP"}
+metrics = [("tcp1_gbps", "TCP 1 stream (Gbit/s)", True), ("tcp4_gbps", "TCP 4 streams (Gbit/s)", True),
+           ("udp64_kpps", "UDP 64 B (kpps)", True), ("rtt_us", "ping RTT (µs)", False), ("cpu_cores", "CPU, 1 stream (cores)", False)]
+med = {}
+lines = []
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+lines.append(f"Measured {datetime.date.today()} on commit {commit}: {rounds} interleaved rounds of {secs} s per test; median (min–max), ratio to kernel VXLAN.\n")
+lines.append("| variant | " + " | ".join(m[1] for m in metrics) + " |")
+lines.append("|---|" + "---:|" * len(metrics))
+for v in variants:
+    for key, _, _ in metrics:
+        med[(v, key)] = statistics.median(float(r[key]) for r in rows if r["variant"] == v)
+for v in variants:
+    cells = []
+    for key, _, higher in metrics:
+        vals = [float(r[key]) for r in rows if r["variant"] == v]
+        m, ref = med[(v, key)], med[("kvxlan", key)]
+        ratio = f" ×{m/ref:.2f}" if ref else ""
+        cells.append(f"{m:.2f} ({min(vals):.2f}–{max(vals):.2f}){ratio}")
+    lines.append(f"| {names[v]} | " + " | ".join(cells) + " |")
+open(f"{out}/results.md", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+# Chart data: one block per metric (throughputs), with min/max for error bars.
+with open(f"{out}/chart.dat", "w") as f:
+    for i, v in enumerate(variants):
+        for key in ("tcp1_gbps", "tcp4_gbps"):
+            vals = [float(r[key]) for r in rows if r["variant"] == v]
+            f.write(f"{i} \"{names[v]}\" {key} {statistics.median(vals)} {min(vals)} {max(vals)}\n")
+PY
+
+gnuplot <<GP
+set terminal pngcairo size 900,500 font ",11"
+set output "$OUT/chart.png"
+set title "Pod-to-pod TCP throughput, two nodes in namespaces (median, min–max)"
+set ylabel "Gbit/s"
+set style data histogram
+set style histogram errorbars gap 2 lw 1
+set style fill solid 0.8 border -1
+set yrange [0:*]
+set key top right
+set grid ytics
+plot "< grep tcp1_gbps $OUT/chart.dat" using 4:5:6:xtic(2) title "1 stream", \
+     "< grep tcp4_gbps $OUT/chart.dat" using 4:5:6 title "4 streams"
+GP
+echo "== results in $OUT (results.md, raw.csv, chart.png)"
