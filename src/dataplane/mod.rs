@@ -13,10 +13,11 @@
 pub mod counters;
 pub mod node;
 pub mod tun;
+pub mod udp_gso;
 
 use counters::{DropReason, WorkerCounters};
 use encap::ecn::Ecn;
-use encap::segment::{split_tcp, Layout};
+use encap::segment::{split_tcp, ChecksumFill, Layout, TcpCoalescer};
 use encap::virtio::{self, GsoType, VirtioNetHdr};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
 use encap::{IpPacket, MacAddr};
@@ -157,6 +158,17 @@ impl Worker {
                     }
                     self.forward(&mut reader, &mut buf, HEADROOM, end);
                 }
+                GsoType::TcpV4 | GsoType::TcpV6
+                    if matches!(self.underlay, UnderlayIo::Vxlan(_)) =>
+                {
+                    self.forward_super(
+                        &mut reader,
+                        &buf[HEADROOM..end],
+                        hdr.gso_size.into(),
+                        &mut segs,
+                        &mut lens,
+                    );
+                }
                 GsoType::TcpV4 | GsoType::TcpV6 => {
                     match split_tcp(
                         &buf[HEADROOM..end],
@@ -239,6 +251,83 @@ impl Worker {
         }
     }
 
+    /// A TCP super-packet over VXLAN: one route lookup, segments split
+    /// straight into back-to-back VXLAN datagrams (VXLAN + Ethernet headers
+    /// written in the gap before each), sent with UDP GSO in groups the
+    /// kernel accepts (at most 64 segments and 65,507 bytes per send).
+    fn forward_super(
+        &self,
+        reader: &mut Reader,
+        pkt: &[u8],
+        mss: usize,
+        segs: &mut [u8],
+        lens: &mut [usize],
+    ) {
+        let UnderlayIo::Vxlan(sock) = &self.underlay else {
+            return self.counters.dropped(DropReason::BadOffload);
+        };
+        let Ok(ip) = IpPacket::new_checked(pkt) else {
+            return self.counters.dropped(DropReason::BadInner);
+        };
+        let ihl = ip.header_len();
+        let Some(tcp_hl) = pkt.get(ihl + 12).map(|b| usize::from(b >> 4) * 4) else {
+            return self.counters.dropped(DropReason::BadOffload);
+        };
+        let snap = reader.load();
+        let record = match snap.route(ip.dst()) {
+            Route::Remote { record, .. } => record,
+            Route::Local { .. } => return self.counters.dropped(DropReason::LocalBlock),
+            Route::NoRoute => return self.counters.dropped(DropReason::NoRoute),
+        };
+        let Some(underlay) = record
+            .underlay_v4
+            .map(IpAddr::V4)
+            .or(record.underlay_v6.map(IpAddr::V6))
+        else {
+            return self.counters.dropped(DropReason::NoUnderlay);
+        };
+        let stride = encap::vxlan::PAYLOAD_OVERHEAD + ihl + tcp_hl + mss;
+        let layout = Layout {
+            headroom: encap::vxlan::PAYLOAD_OVERHEAD,
+            stride,
+        };
+        let Ok(count) = split_tcp(pkt, mss, segs, layout, lens) else {
+            return self.counters.dropped(DropReason::BadOffload);
+        };
+        let enc = VxlanEncap {
+            dst_port: self.settings.port,
+            ..VxlanEncap::new(
+                self.settings.vni,
+                self.settings.local_mac,
+                MacAddr(record.vtep_mac.0),
+            )
+        };
+        for (i, len) in lens.iter().enumerate().take(count) {
+            let at = i * stride + layout.headroom;
+            if enc.encap_payload(segs, at..at + len).is_err() {
+                return self.counters.dropped(DropReason::BadInner);
+            }
+        }
+        let to = SocketAddr::new(underlay, self.settings.port);
+        let per_send = (65_507 / stride).clamp(1, 64);
+        let mut i = 0;
+        while i < count {
+            let j = (i + per_send).min(count);
+            let (from, till) = (i * stride, (j - 1) * stride + layout.headroom + lens[j - 1]);
+            match udp_gso::send(sock, &segs[from..till], stride, to) {
+                Ok(()) => {
+                    WorkerCounters::add(&self.counters.tx_packets, (j - i) as u64);
+                    WorkerCounters::add(
+                        &self.counters.tx_bytes,
+                        lens[i..j].iter().sum::<usize>() as u64,
+                    );
+                }
+                Err(_) => self.counters.dropped(DropReason::IoError),
+            }
+            i = j;
+        }
+    }
+
     fn answer_too_big(&self, offending: &[u8], mtu: usize) {
         let mut out = [0u8; virtio::HEADER_LEN + 1280];
         let (hdr, body) = out.split_at_mut(virtio::HEADER_LEN);
@@ -281,6 +370,12 @@ impl Worker {
         if snap.owner_of(src) != Some(peer) {
             return self.counters.dropped(DropReason::SpoofedInner);
         }
+        self.deliver_checked(buf, start, end);
+    }
+
+    /// Writes an accepted inner packet at `buf[start..end]` to the TUN, its
+    /// virtio header in the bytes in front of it.
+    fn deliver_checked(&self, buf: &mut [u8], start: usize, end: usize) {
         let hdr_at = start - virtio::HEADER_LEN;
         let _ = VirtioNetHdr::NONE.write(&mut buf[hdr_at..start]);
         match self.tun.send(&buf[hdr_at..end]) {
@@ -340,9 +435,17 @@ impl Worker {
             vni: self.settings.vni,
             port: self.settings.port,
         };
+        let gro = udp_gso::enable_gro(sock);
         let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
+        let mut merged = vec![0u8; virtio::HEADER_LEN + MAX_PACKET];
         loop {
-            let (n, from) = match sock.recv_from(&mut buf[HEADROOM..]) {
+            let got = if gro {
+                udp_gso::recv(sock, &mut buf[HEADROOM..])
+            } else {
+                sock.recv_from(&mut buf[HEADROOM..])
+                    .map(|(n, from)| (n, from, n))
+            };
+            let (n, from, segment) = match got {
                 Ok(x) => x,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
@@ -352,26 +455,93 @@ impl Worker {
                 self.counters.dropped(DropReason::UnknownSource);
                 continue;
             };
-            let payload = &mut buf[HEADROOM..HEADROOM + n];
-            let inner = match dec.decap_payload(payload, Ecn::NotEct) {
-                Ok(i) => i,
-                Err(encap::Error::WrongVni { .. }) => {
-                    self.counters.dropped(DropReason::WrongVni);
-                    continue;
-                }
-                Err(encap::Error::EcnCeOverNotEct) => {
-                    self.counters.dropped(DropReason::EcnDrop);
-                    continue;
-                }
-                Err(_) => {
-                    self.counters.dropped(DropReason::BadVxlan);
-                    continue;
-                }
+            let datagrams = n.div_ceil(segment);
+            let bounds = |k: usize| {
+                (
+                    HEADROOM + k * segment,
+                    HEADROOM + ((k + 1) * segment).min(n),
+                )
             };
-            let start = HEADROOM + inner.inner.start;
-            let end = HEADROOM + inner.inner.end;
-            self.deliver(snap, &peer, &mut buf, start, end);
+            let mut k = 0;
+            while k < datagrams {
+                let Some(first) = self.accept_datagram(&dec, snap, &peer, &mut buf, bounds(k))
+                else {
+                    k += 1;
+                    continue;
+                };
+                // In-order TCP segments of one flow become one super-packet
+                // and one TUN write (GRO); anything else goes alone.
+                let body = &mut merged[virtio::HEADER_LEN..];
+                let Ok(mut run) = TcpCoalescer::start(body, &buf[first.clone()], true) else {
+                    self.deliver_checked(&mut buf, first.start, first.end);
+                    k += 1;
+                    continue;
+                };
+                k += 1;
+                while k < datagrams {
+                    let Some(next) = self.accept_datagram(&dec, snap, &peer, &mut buf, bounds(k))
+                    else {
+                        k += 1;
+                        continue;
+                    };
+                    match run.push(&buf[next]) {
+                        Ok(()) => k += 1,
+                        Err(encap::segment::Refusal::BadChecksum) => {
+                            self.counters.dropped(DropReason::BadVxlan);
+                            k += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let done = run.finish(ChecksumFill::Partial);
+                let _ = VirtioNetHdr::for_coalesced(&done).write(&mut merged[..virtio::HEADER_LEN]);
+                match self.tun.send(&merged[..virtio::HEADER_LEN + done.len]) {
+                    Ok(_) => {
+                        WorkerCounters::add(&self.counters.rx_packets, done.segments as u64);
+                        WorkerCounters::add(
+                            &self.counters.rx_bytes,
+                            (done.len + (done.segments - 1) * done.header_len) as u64,
+                        );
+                    }
+                    Err(_) => self.counters.dropped(DropReason::IoError),
+                }
+            }
         }
+    }
+
+    /// Decapsulates the datagram at `buf[from..to]` and checks it came from
+    /// `peer` with an inner source in `peer`'s blocks; returns the inner
+    /// packet's range in `buf`, or counts the drop.
+    fn accept_datagram(
+        &self,
+        dec: &VxlanDecap,
+        snap: &fdb::Snapshot,
+        peer: &NodeId,
+        buf: &mut [u8],
+        (from, to): (usize, usize),
+    ) -> Option<std::ops::Range<usize>> {
+        let inner = match dec.decap_payload(&mut buf[from..to], Ecn::NotEct) {
+            Ok(i) => i,
+            Err(encap::Error::WrongVni { .. }) => {
+                self.counters.dropped(DropReason::WrongVni);
+                return None;
+            }
+            Err(encap::Error::EcnCeOverNotEct) => {
+                self.counters.dropped(DropReason::EcnDrop);
+                return None;
+            }
+            Err(_) => {
+                self.counters.dropped(DropReason::BadVxlan);
+                return None;
+            }
+        };
+        let range = from + inner.inner.start..from + inner.inner.end;
+        let src = IpPacket::new_checked(&buf[range.clone()]).ok()?.src();
+        if snap.owner_of(src) != Some(peer) {
+            self.counters.dropped(DropReason::SpoofedInner);
+            return None;
+        }
+        Some(range)
     }
 }
 

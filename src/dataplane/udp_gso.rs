@@ -1,0 +1,87 @@
+//! UDP segmentation offload on send (one `sendmsg` carries many datagrams
+//! of one size, the kernel cuts them) and its receive twin, UDP GRO.
+//!
+//! quinn-udp does these socket tricks too, but it keeps its own transmit
+//! types and disables GSO on a socket for good after one failure; weft's
+//! sender already lays datagrams out back to back, so a thin wrapper over
+//! nix's `sendmsg`/`recvmsg` is all that is needed. A kernel without GSO
+//! gets one `send_to` per datagram instead.
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockaddrStorage,
+};
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static GSO_BROKEN: AtomicBool = AtomicBool::new(false);
+
+/// Sends `data` as datagrams of `segment` bytes (the last may be shorter).
+pub fn send(sock: &UdpSocket, data: &[u8], segment: usize, to: SocketAddr) -> std::io::Result<()> {
+    if data.len() <= segment {
+        return sock.send_to(data, to).map(|_| ());
+    }
+    if !GSO_BROKEN.load(Ordering::Relaxed) {
+        let addr = SockaddrStorage::from(to);
+        let size = segment as u16;
+        let iov = [IoSlice::new(data)];
+        match sendmsg(
+            sock.as_raw_fd(),
+            &iov,
+            &[ControlMessage::UdpGsoSegments(&size)],
+            MsgFlags::empty(),
+            Some(&addr),
+        ) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EIO | nix::errno::Errno::EOPNOTSUPP) => {
+                GSO_BROKEN.store(true, Ordering::Relaxed)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for d in data.chunks(segment) {
+        sock.send_to(d, to)?;
+    }
+    Ok(())
+}
+
+/// Turns UDP GRO on for `sock` (false if the kernel refuses).
+pub fn enable_gro(sock: &UdpSocket) -> bool {
+    setsockopt(sock, sockopt::UdpGroSegment, &true).is_ok()
+}
+
+/// Receives into `buf`: bytes, sender, and the datagram size when the
+/// kernel coalesced several (GRO), else the byte count.
+pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, usize)> {
+    let mut cmsg = nix::cmsg_space!(i32);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )?;
+    let n = msg.bytes;
+    let mut segment = n;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::UdpGroSegments(size) = c {
+                segment = size as usize;
+            }
+        }
+    }
+    let from = msg
+        .address
+        .and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::from((v4.ip(), v4.port())))
+                .or_else(|| {
+                    a.as_sockaddr_in6()
+                        .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+                })
+        })
+        .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
+    Ok((n, from, segment.max(1)))
+}
