@@ -351,28 +351,6 @@ impl Worker {
         }
     }
 
-    /// Accepts an inner packet at `buf[start..end]` from `peer` (checked to
-    /// be a known node) if its source lies in that peer's blocks, and writes
-    /// it to the TUN with a virtio header in the `virtio::HEADER_LEN` bytes
-    /// in front of it.
-    fn deliver(
-        &self,
-        snap: &fdb::Snapshot,
-        peer: &NodeId,
-        buf: &mut [u8],
-        start: usize,
-        end: usize,
-    ) {
-        let src = match IpPacket::new_checked(&buf[start..end]) {
-            Ok(p) => p.src(),
-            Err(_) => return self.counters.dropped(DropReason::BadVxlan),
-        };
-        if snap.owner_of(src) != Some(peer) {
-            return self.counters.dropped(DropReason::SpoofedInner);
-        }
-        self.deliver_checked(buf, start, end);
-    }
-
     /// Writes an accepted inner packet at `buf[start..end]` to the TUN, its
     /// virtio header in the bytes in front of it.
     fn deliver_checked(&self, buf: &mut [u8], start: usize, end: usize) {
@@ -388,44 +366,79 @@ impl Worker {
     }
 
     fn ipip_to_tun(&self, sock: &socket2::Socket) {
+        const SLOT: usize = 2048;
+        const BATCH: usize = 64;
         let mut reader = self.fdb.reader();
         let mut peers = PeerIndex::default();
-        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
+        let mut buf = vec![0u8; BATCH * SLOT];
+        let mut merged = vec![0u8; virtio::HEADER_LEN + MAX_PACKET];
+        let mut accepted = Vec::with_capacity(BATCH);
+        let dontwait = nix::sys::socket::MsgFlags::MSG_DONTWAIT.bits();
         loop {
-            // SAFETY of the cast: socket2's recv takes MaybeUninit bytes;
-            // an initialised buffer is a valid one.
-            let n = match sock.recv(as_uninit(&mut buf[HEADROOM..])) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            let packet = &mut buf[HEADROOM..HEADROOM + n];
-            let d = match encap::ipip::decap(packet) {
-                Ok(d) => d,
-                Err(encap::Error::EcnCeOverNotEct) => {
-                    self.counters.dropped(DropReason::EcnDrop);
-                    continue;
+            // One blocking read, then whatever else is already queued: the
+            // batch lets consecutive segments of a flow become one TUN write.
+            let mut got = 0;
+            while got < BATCH {
+                let slot = &mut buf[got * SLOT + HEADROOM..(got + 1) * SLOT];
+                let r = if got == 0 {
+                    sock.recv(as_uninit(slot))
+                } else {
+                    sock.recv_with_flags(as_uninit(slot), dontwait)
+                };
+                match r {
+                    Ok(n) => {
+                        self.accept_ipip(
+                            &mut buf,
+                            got * SLOT + HEADROOM,
+                            n,
+                            &mut reader,
+                            &mut peers,
+                            &mut accepted,
+                        );
+                        got += 1;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => return,
                 }
-                Err(_) => {
-                    self.counters.dropped(DropReason::BadVxlan);
-                    continue;
-                }
-            };
-            let (from, _) = d.outer_addrs(packet);
-            let snap = reader.load();
-            let Some(peer) = peers.lookup(snap, from) else {
-                self.counters.dropped(DropReason::UnknownSource);
-                continue;
-            };
-            // The outer header (>= 20 bytes) is the room for the virtio header.
-            self.deliver(
-                snap,
-                &peer,
-                &mut buf,
-                HEADROOM + d.inner.start,
-                HEADROOM + d.inner.end,
-            );
+            }
+            self.deliver_batch(&mut buf, &accepted, &mut merged);
+            accepted.clear();
         }
+    }
+
+    /// Checks one IP-in-IP packet at `buf[at..at + n]` (outer header
+    /// included) and records its inner packet's range if it is acceptable.
+    fn accept_ipip(
+        &self,
+        buf: &mut [u8],
+        at: usize,
+        n: usize,
+        reader: &mut Reader,
+        peers: &mut PeerIndex,
+        accepted: &mut Vec<std::ops::Range<usize>>,
+    ) {
+        let packet = &mut buf[at..at + n];
+        let d = match encap::ipip::decap(packet) {
+            Ok(d) => d,
+            Err(encap::Error::EcnCeOverNotEct) => {
+                return self.counters.dropped(DropReason::EcnDrop)
+            }
+            Err(_) => return self.counters.dropped(DropReason::BadVxlan),
+        };
+        let (from, _) = d.outer_addrs(packet);
+        let snap = reader.load();
+        let Some(peer) = peers.lookup(snap, from) else {
+            return self.counters.dropped(DropReason::UnknownSource);
+        };
+        let range = at + d.inner.start..at + d.inner.end;
+        let Ok(src) = IpPacket::new_checked(&buf[range.clone()]).map(|p| p.src()) else {
+            return self.counters.dropped(DropReason::BadVxlan);
+        };
+        if snap.owner_of(src) != Some(&peer) {
+            return self.counters.dropped(DropReason::SpoofedInner);
+        }
+        accepted.push(range);
     }
 
     fn vxlan_to_tun(&self, sock: &UdpSocket) {
@@ -438,6 +451,7 @@ impl Worker {
         let gro = udp_gso::enable_gro(sock);
         let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
         let mut merged = vec![0u8; virtio::HEADER_LEN + MAX_PACKET];
+        let mut accepted = Vec::with_capacity(64);
         loop {
             let got = if gro {
                 udp_gso::recv(sock, &mut buf[HEADROOM..])
@@ -456,55 +470,54 @@ impl Worker {
                 continue;
             };
             let datagrams = n.div_ceil(segment);
-            let bounds = |k: usize| {
-                (
+            accepted.clear();
+            for k in 0..datagrams {
+                let bounds = (
                     HEADROOM + k * segment,
                     HEADROOM + ((k + 1) * segment).min(n),
-                )
-            };
-            let mut k = 0;
-            while k < datagrams {
-                let Some(first) = self.accept_datagram(&dec, snap, &peer, &mut buf, bounds(k))
-                else {
-                    k += 1;
-                    continue;
-                };
-                // In-order TCP segments of one flow become one super-packet
-                // and one TUN write (GRO); anything else goes alone.
-                let body = &mut merged[virtio::HEADER_LEN..];
-                let Ok(mut run) = TcpCoalescer::start(body, &buf[first.clone()], true) else {
-                    self.deliver_checked(&mut buf, first.start, first.end);
-                    k += 1;
-                    continue;
-                };
+                );
+                if let Some(r) = self.accept_datagram(&dec, snap, &peer, &mut buf, bounds) {
+                    accepted.push(r);
+                }
+            }
+            self.deliver_batch(&mut buf, &accepted, &mut merged);
+        }
+    }
+
+    /// Writes accepted inner packets to the TUN: in-order TCP segments of one
+    /// flow become one super-packet and one write (GRO); anything else goes
+    /// alone.
+    fn deliver_batch(&self, buf: &mut [u8], inners: &[std::ops::Range<usize>], merged: &mut [u8]) {
+        let mut k = 0;
+        while k < inners.len() {
+            let body = &mut merged[virtio::HEADER_LEN..];
+            let Ok(mut run) = TcpCoalescer::start(body, &buf[inners[k].clone()], true) else {
+                self.deliver_checked(buf, inners[k].start, inners[k].end);
                 k += 1;
-                while k < datagrams {
-                    let Some(next) = self.accept_datagram(&dec, snap, &peer, &mut buf, bounds(k))
-                    else {
+                continue;
+            };
+            k += 1;
+            while k < inners.len() {
+                match run.push(&buf[inners[k].clone()]) {
+                    Ok(()) => k += 1,
+                    Err(encap::segment::Refusal::BadChecksum) => {
+                        self.counters.dropped(DropReason::BadVxlan);
                         k += 1;
-                        continue;
-                    };
-                    match run.push(&buf[next]) {
-                        Ok(()) => k += 1,
-                        Err(encap::segment::Refusal::BadChecksum) => {
-                            self.counters.dropped(DropReason::BadVxlan);
-                            k += 1;
-                        }
-                        Err(_) => break,
                     }
+                    Err(_) => break,
                 }
-                let done = run.finish(ChecksumFill::Partial);
-                let _ = VirtioNetHdr::for_coalesced(&done).write(&mut merged[..virtio::HEADER_LEN]);
-                match self.tun.send(&merged[..virtio::HEADER_LEN + done.len]) {
-                    Ok(_) => {
-                        WorkerCounters::add(&self.counters.rx_packets, done.segments as u64);
-                        WorkerCounters::add(
-                            &self.counters.rx_bytes,
-                            (done.len + (done.segments - 1) * done.header_len) as u64,
-                        );
-                    }
-                    Err(_) => self.counters.dropped(DropReason::IoError),
+            }
+            let done = run.finish(ChecksumFill::Partial);
+            let _ = VirtioNetHdr::for_coalesced(&done).write(&mut merged[..virtio::HEADER_LEN]);
+            match self.tun.send(&merged[..virtio::HEADER_LEN + done.len]) {
+                Ok(_) => {
+                    WorkerCounters::add(&self.counters.rx_packets, done.segments as u64);
+                    WorkerCounters::add(
+                        &self.counters.rx_bytes,
+                        (done.len + (done.segments - 1) * done.header_len) as u64,
+                    );
                 }
+                Err(_) => self.counters.dropped(DropReason::IoError),
             }
         }
     }
