@@ -32,10 +32,10 @@ done
 OUT=${OUT:-netns-lab/results/$(date +%Y-%m-%d)}
 mkdir -p "$OUT"
 
-for tool in iperf3 ping python3 gnuplot ip; do
-  command -v $tool >/dev/null || { echo "bench: $tool is missing (apt-get install iperf3 iputils-ping gnuplot-nox iproute2)" >&2; exit 1; }
-done
 [[ $(id -u) -eq 0 ]] || { echo "bench: run as root (it creates network namespaces)" >&2; exit 1; }
+# shellcheck source=netns-lab/common.sh
+source netns-lab/common.sh
+ensure_commands ip:iproute2 ping:iputils-ping iperf3:iperf3 python3:python3 gnuplot:gnuplot-nox
 
 echo "== building release binaries"
 cargo build --release --bins -q
