@@ -115,6 +115,14 @@ fn load(cli: &Cli) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs to stderr, filtered RUST_LOG-style through WEFT_LOG (default info).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Mtu { underlay_mtu } => {
             use encap::{mtu, Encapsulation, Family};
@@ -180,26 +188,26 @@ fn run(cfg: &Config) -> ExitCode {
     signals.add(Signal::SIGINT);
     // Block before any thread starts, so only sigwait below sees them.
     if let Err(e) = signals.thread_block() {
-        eprintln!("weftd: cannot block signals: {e}");
+        tracing::error!("cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
     let node = match weft::dataplane::node::start(cfg) {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("weftd: {e}");
+            tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    eprintln!(
-        "weftd: node {} forwarding ({} workers, {} blocks known)",
-        node.name,
-        node.counters.len(),
-        node.fdb.snapshot().counts().blocks
+    tracing::info!(
+        node = %node.name,
+        workers = node.counters.len(),
+        blocks = node.fdb.snapshot().counts().blocks,
+        "forwarding"
     );
     let sig = signals.wait();
     if let Some(path) = &cfg.dataplane.stats_file {
         weft::dataplane::node::write_stats(path, &node.counters);
     }
-    eprintln!("weftd: {sig:?}: exiting; the TUN device and routes stay until `weftd uninstall`");
+    tracing::info!(signal = ?sig, "exiting; the TUN device and routes stay until `weftd uninstall`");
     ExitCode::SUCCESS
 }

@@ -235,8 +235,16 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
     let tun_index = queues[0].if_index().map_err(fail)?;
     let desired = desired_routes(&fdb, tun_index);
-    crate::kernel::with_netlink(async |h| Routes::new(h).reconcile(&desired).await)
-        .map_err(|e| format!("kernel routes: {e}"))?;
+    tracing::info!(node = %name, %underlay, overlay_mtu, workers, encap = %cfg.overlay.encap, "starting");
+    let reconciled =
+        crate::kernel::with_netlink(async |h| Routes::new(h).reconcile(&desired).await)
+            .map_err(|e| format!("kernel routes: {e}"))?;
+    tracing::info!(
+        installed = reconciled.installed.len(),
+        removed = reconciled.removed.len(),
+        kept = reconciled.kept,
+        "kernel routes reconciled"
+    );
     sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
     let _ = sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
     let settings = Settings {
