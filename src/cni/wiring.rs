@@ -59,18 +59,23 @@ fn mac_string(b: &[u8]) -> String {
 
 pub use crate::kernel::with_netlink;
 
-/// Runs `f` with a netlink handle inside the namespace at `netns`.
-pub fn in_netns<T: Send + 'static>(
-    netns: &Path,
-    f: impl AsyncFnOnce(Handle) -> Result<T, CniError> + Send + 'static,
-) -> Result<T, CniError> {
-    let file = std::fs::File::open(netns).map_err(|e| {
+/// Opens the network namespace file at `netns` (code 3 if there is none).
+fn open_netns(netns: &Path) -> Result<std::fs::File, CniError> {
+    std::fs::File::open(netns).map_err(|e| {
         CniError::new(
             code::UNKNOWN_CONTAINER,
             "cannot open the container's network namespace",
             format!("{}: {e}", netns.display()),
         )
-    })?;
+    })
+}
+
+/// Runs `f` with a netlink handle inside the namespace at `netns`.
+pub fn in_netns<T: Send + 'static>(
+    netns: &Path,
+    f: impl AsyncFnOnce(Handle) -> Result<T, CniError> + Send + 'static,
+) -> Result<T, CniError> {
+    let file = open_netns(netns)?;
     std::thread::spawn(move || {
         nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
             CniError::new(
@@ -124,13 +129,7 @@ pub fn add(
     ips: &[IpAddr],
     mtu: u32,
 ) -> Result<Wired, CniError> {
-    let netns_file = std::fs::File::open(netns).map_err(|e| {
-        CniError::new(
-            code::UNKNOWN_CONTAINER,
-            "cannot open the container's network namespace",
-            format!("{}: {e}", netns.display()),
-        )
-    })?;
+    let netns_file = open_netns(netns)?;
     let (host_owned, ifname_owned) = (host.to_string(), ifname.to_string());
     let created = with_netlink(async |h| {
         if let Some((index, _)) = link_index(&h, &host_owned).await? {

@@ -210,17 +210,8 @@ impl Worker {
             }
         }
         let snap = reader.load();
-        let record = match snap.route(dst) {
-            Route::Remote { record, .. } => record,
-            Route::Local { .. } => return self.counters.dropped(DropReason::LocalBlock),
-            Route::NoRoute => return self.counters.dropped(DropReason::NoRoute),
-        };
-        let Some(underlay) = record
-            .underlay_v4
-            .map(IpAddr::V4)
-            .or(record.underlay_v6.map(IpAddr::V6))
-        else {
-            return self.counters.dropped(DropReason::NoUnderlay);
+        let Some((record, underlay)) = self.next_hop(snap, dst) else {
+            return;
         };
         let sent = match &self.underlay {
             UnderlayIo::Vxlan(sock) => {
@@ -274,17 +265,8 @@ impl Worker {
             return self.counters.dropped(DropReason::BadOffload);
         };
         let snap = reader.load();
-        let record = match snap.route(ip.dst()) {
-            Route::Remote { record, .. } => record,
-            Route::Local { .. } => return self.counters.dropped(DropReason::LocalBlock),
-            Route::NoRoute => return self.counters.dropped(DropReason::NoRoute),
-        };
-        let Some(underlay) = record
-            .underlay_v4
-            .map(IpAddr::V4)
-            .or(record.underlay_v6.map(IpAddr::V6))
-        else {
-            return self.counters.dropped(DropReason::NoUnderlay);
+        let Some((record, underlay)) = self.next_hop(snap, ip.dst()) else {
+            return;
         };
         let stride = encap::vxlan::PAYLOAD_OVERHEAD + ihl + tcp_hl + mss;
         let layout = Layout {
@@ -325,6 +307,37 @@ impl Worker {
                 Err(_) => self.counters.dropped(DropReason::IoError),
             }
             i = j;
+        }
+    }
+
+    /// The node that owns `dst` and its underlay address, or None with the
+    /// drop counted (local block, no route, peer without an address).
+    fn next_hop<'s>(
+        &self,
+        snap: &'s fdb::Snapshot,
+        dst: IpAddr,
+    ) -> Option<(&'s fdb::NodeRecord, IpAddr)> {
+        let record = match snap.route(dst) {
+            Route::Remote { record, .. } => record,
+            Route::Local { .. } => {
+                self.counters.dropped(DropReason::LocalBlock);
+                return None;
+            }
+            Route::NoRoute => {
+                self.counters.dropped(DropReason::NoRoute);
+                return None;
+            }
+        };
+        match record
+            .underlay_v4
+            .map(IpAddr::V4)
+            .or(record.underlay_v6.map(IpAddr::V6))
+        {
+            Some(addr) => Some((record, addr)),
+            None => {
+                self.counters.dropped(DropReason::NoUnderlay);
+                None
+            }
         }
     }
 
