@@ -8,4 +8,6 @@
 pub mod cni;
 pub mod config;
 pub mod dataplane;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kernel;

@@ -1,0 +1,52 @@
+//! The checks the fuzz targets over outside input run (fuzz/), kept here so
+//! the corpus replay test (tests/corpus.rs) runs the very same checks on
+//! stable Rust. Not part of the API.
+
+#![allow(missing_docs)]
+
+use crate::cni::spec::{Env, NetConf, SUPPORTED_VERSIONS};
+use crate::config::Config;
+
+/// CNI stdin, then the environment built from the same bytes.
+pub fn cni_config(data: &[u8]) {
+    match NetConf::parse(data) {
+        Ok(c) => {
+            assert!(SUPPORTED_VERSIONS.contains(&c.cni_version.as_str()));
+            assert!((576..=65535).contains(&c.mtu));
+            assert!(c.blocks.iter().all(|b| b.trunc() == *b));
+        }
+        Err(e) => {
+            assert!(
+                matches!(e.code, 1 | 2 | 6 | 7),
+                "unexpected code {}",
+                e.code
+            );
+            let _ = e.to_json("1.1.0");
+        }
+    }
+    // The same bytes as environment values, split at NUL.
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split('\0');
+    let vals: Vec<Option<String>> = (0..4).map(|_| parts.next().map(str::to_string)).collect();
+    let _ = Env::from_vars(|k| match k {
+        "CNI_COMMAND" => vals[0].clone(),
+        "CNI_CONTAINERID" => vals[1].clone(),
+        "CNI_NETNS" => vals[2].clone(),
+        "CNI_IFNAME" => vals[3].clone(),
+        _ => None,
+    });
+}
+
+/// weftd's TOML configuration.
+pub fn weftd_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match Config::from_toml(text, "fuzz.toml") {
+        Ok(c) => assert!(c.validate("fuzz.toml").is_ok()),
+        Err(e) => {
+            assert!(!e.key.is_empty());
+            assert!(e.to_string().starts_with("fuzz.toml: "));
+        }
+    }
+}

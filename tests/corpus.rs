@@ -1,0 +1,27 @@
+//! Replays the fuzz corpora for outside input the root package parses (CNI
+//! configuration, weftd configuration) through the checks the fuzz targets
+//! run, so every input a fuzzer kept is a regression test on stable Rust.
+
+use std::path::Path;
+
+fn replay(target: &str, check: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        check(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n >= 2, "{target}: only {n} inputs");
+}
+
+#[test]
+fn cni_config_corpus() {
+    replay("cni_config", weft::fuzzing::cni_config);
+}
+
+#[test]
+fn weftd_config_corpus() {
+    replay("weftd_config", weft::fuzzing::weftd_config);
+}
