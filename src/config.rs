@@ -320,7 +320,9 @@ impl Config {
                 .unwrap_or_default();
             ConfigError {
                 source: source.to_string(),
-                key: if key == "." {
+                // serde_path_to_error writes "." for the root and "" for a
+                // key that is itself empty ('' = 0): both are the top level.
+                key: if key == "." || key.is_empty() {
                     "(top level)".into()
                 } else {
                     key

@@ -71,6 +71,8 @@ fn errors_name_file_key_and_expectation() {
         ("[[peers]]\nnode = \"b\"\nblocks = []\n", "peers[0]", "missing field `underlay`"),
         ("overlay = 5\n", "overlay", "invalid type"),
         ("[overlay\n", "(top level)", "expected"),
+        // Found by the weftd_config fuzzer: an empty key once gave an empty key path.
+        ("''=0#'='/((?", "(top level)", "unknown field"),
     ];
     for (text, key, expected) in cases {
         let e = Config::from_toml(text, "/etc/weft/weftd.toml").expect_err(text);
