@@ -10,9 +10,12 @@
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{ip, ok};
 
 static LAB: AtomicUsize = AtomicUsize::new(0);
 
@@ -23,22 +26,6 @@ struct Lab {
     node: String,
     pods: std::sync::Mutex<Vec<String>>,
     state: PathBuf,
-}
-
-fn ip(args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2 (ip) is installed")
-}
-
-fn ok(args: &[&str]) {
-    let out = ip(args);
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Lab {

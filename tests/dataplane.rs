@@ -15,30 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{enter, ip, ok};
+
 static N: AtomicUsize = AtomicUsize::new(0);
-
-fn ip(args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2 installed")
-}
-
-fn ok(args: &[&str]) {
-    let o = ip(args);
-    assert!(
-        o.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn enter(ns: &str) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
-    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
-    move || {
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
-    }
-}
 
 /// Runs `f` on a thread inside namespace `ns`.
 fn in_ns<T: Send + 'static>(
