@@ -8,14 +8,13 @@
 //! prefix and removed by Drop guards, on failure too.
 
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{ip, ok};
+use support::{enter, ip, ok, spawn_with_stdin};
 
 static LAB: AtomicUsize = AtomicUsize::new(0);
 
@@ -129,15 +128,9 @@ impl Lab {
         if let Some(n) = netns {
             cmd.env("CNI_NETNS", n);
         }
-        let node = std::fs::File::open(format!("/var/run/netns/{}", self.node)).unwrap();
         use std::os::unix::process::CommandExt;
         // SAFETY: only an async-signal-safe system call between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::sched::setns(&node, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(std::io::Error::from)
-            });
-        }
+        unsafe { cmd.pre_exec(enter(&self.node)) };
         cmd
     }
 
@@ -208,13 +201,7 @@ impl Drop for Lab {
 
 fn run_with_stdin(mut cmd: Command, conf: &Value) -> (i32, Value, Duration) {
     let start = Instant::now();
-    let mut child = cmd.spawn().unwrap();
-    // A plugin may exit before reading stdin (VERSION, or killed): ignore EPIPE.
-    let _ = child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes());
+    let child = spawn_with_stdin(&mut cmd, conf.to_string().as_bytes());
     let out = child.wait_with_output().unwrap();
     let took = start.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -251,9 +238,7 @@ fn version_and_error_codes() {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        // A plugin may exit before reading stdin (VERSION, or killed): ignore EPIPE.
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        let child = spawn_with_stdin(&mut cmd, stdin.as_bytes());
         let out = child.wait_with_output().unwrap();
         (
             out.status.code().unwrap(),
@@ -595,13 +580,7 @@ fn ipam_survives_kill_minus_nine() {
         let ns = lab.pod(&format!("k{i}"));
         let mut cmd = lab.plugin("ADD", &format!("k{i}"), Some(&ns));
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        // A plugin may exit before reading stdin (VERSION, or killed): ignore EPIPE.
-        let _ = child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes());
+        let child = spawn_with_stdin(&mut cmd, conf.to_string().as_bytes());
         children.push((i, ns, child));
     }
     for (i, _, child) in children.iter_mut() {

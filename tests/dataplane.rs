@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{enter, ip, ok};
+use support::{enter, ip, ok, spawn_with_stdin};
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
@@ -152,12 +152,7 @@ impl Cluster {
             .stdout(Stdio::piped());
         // SAFETY: setns only, between fork and exec.
         unsafe { cmd.pre_exec(enter(&self.node(k))) };
-        let mut child = cmd.spawn().unwrap();
-        let _ = child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes());
+        let child = spawn_with_stdin(&mut cmd, conf.to_string().as_bytes());
         let out = child.wait_with_output().unwrap();
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(out.status.success(), "CNI ADD: {v}");

@@ -31,3 +31,13 @@ pub fn enter(ns: &str) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 's
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
     }
 }
+
+/// Spawns `cmd` (stdin piped) and writes `input` to it. A child may exit
+/// before reading (a CNI VERSION, or one killed on purpose): a broken pipe
+/// is not a failure.
+pub fn spawn_with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::Child {
+    use std::io::Write;
+    let mut child = cmd.stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child
+}
