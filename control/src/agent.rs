@@ -1,0 +1,979 @@
+//! The sans-I/O control-plane core of one node.
+//!
+//! An [`Agent`] is fed datagrams and the passing of time, and produces
+//! datagrams to send: it does no I/O and reads no clock, so weftd drives it
+//! from a socket and the simulator ([`crate::sim`]) drives thousands of
+//! them in virtual time. Inside:
+//!
+//! - membership and failure detection: foca (SWIM with suspicion,
+//!   indirect probes, periodic gossip and announce);
+//! - records: this node's writes are foca custom broadcasts (piggybacked
+//!   on SWIM traffic, pushed at once to a few members); every merge goes
+//!   through [`State`];
+//! - anti-entropy: every `sync_interval_ms`, digests are exchanged with one
+//!   random member and the records of owners whose digests differ are sent
+//!   both ways, so late joiners and healed partitions converge;
+//! - block claims: configured blocks are claimed at time 0; automatic
+//!   ones are claimed from the pools, held pending for `claim_settle_ms`,
+//!   and released for another if an earlier claim shows up;
+//! - every datagram sealed and opened by [`crate::auth`]; refusals counted.
+
+use crate::auth::{Keyring, Opener, Sealer};
+use crate::counters::Counters;
+use crate::member::Member;
+use crate::record::{Key, NodeInfo, Record, RecordError, Value, Version};
+use crate::state::{fnv, Rules, State, View};
+use crate::wire::{self, Body};
+use foca::{BroadcastHandler, Foca, Invalidates, OwnedNotification, PostcardCodec, Timer};
+use ipnet::IpNet;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A block to claim automatically: from `pool`, of prefix length `len`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoBlock {
+    /// The pool to take it from.
+    pub pool: IpNet,
+    /// The block's prefix length.
+    pub len: u8,
+}
+
+/// How an agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's name.
+    pub name: String,
+    /// Where this node listens for gossip (its member address).
+    pub gossip_addr: SocketAddr,
+    /// What the data path of other nodes needs to reach this one.
+    pub info: NodeInfo,
+    /// Members to join through.
+    pub seeds: Vec<SocketAddr>,
+    /// The cluster keys.
+    pub keyring: Keyring,
+    /// Encrypt control traffic (it is always authenticated).
+    pub encrypt: bool,
+    /// What records are accepted and how many.
+    pub rules: Rules,
+    /// Blocks from this node's configuration (claimed at time 0).
+    pub static_blocks: Vec<IpNet>,
+    /// Blocks to claim from the pools.
+    pub auto_blocks: Vec<AutoBlock>,
+    /// How long an automatic claim stays pending before it is used.
+    pub claim_settle_ms: u64,
+    /// How long a dead node keeps its blocks before others may claim them.
+    pub dead_grace_ms: u64,
+    /// Anti-entropy period.
+    pub sync_interval_ms: u64,
+    /// SWIM probe period.
+    pub probe_period_ms: u64,
+    /// Expected cluster size (tunes retransmissions and suspicion).
+    pub cluster_size_hint: u32,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults for everything but identity.
+    pub fn new(name: &str, gossip_addr: SocketAddr, info: NodeInfo, keyring: Keyring) -> Self {
+        AgentConfig {
+            name: name.to_string(),
+            gossip_addr,
+            info,
+            seeds: Vec::new(),
+            keyring,
+            encrypt: false,
+            rules: Rules::default(),
+            static_blocks: Vec::new(),
+            auto_blocks: Vec::new(),
+            claim_settle_ms: 2_000,
+            dead_grace_ms: 10 * 60 * 1000,
+            sync_interval_ms: 2_000,
+            probe_period_ms: 1_000,
+            cluster_size_hint: 32,
+        }
+    }
+
+    fn foca(&self) -> foca::Config {
+        let mut c =
+            foca::Config::new_lan(NonZeroU32::new(self.cluster_size_hint.max(2)).expect("≥2"));
+        let period = Duration::from_millis(self.probe_period_ms.max(100));
+        let scale = period.as_secs_f64() / c.probe_period.as_secs_f64();
+        c.probe_rtt = period / 2;
+        c.suspect_to_down_after = c.suspect_to_down_after.mul_f64(scale);
+        c.probe_period = period;
+        c.max_packet_size = NonZeroUsize::new(wire::MAX_BODY - 1).expect("nonzero");
+        // Give gossip enough transmissions to cross a large cluster even
+        // with loss (memberlist's multiplier 4 × log10(n+1), plus margin).
+        c.max_transmissions = c.max_transmissions.saturating_add(4);
+        // Rejoin a healed partition without waiting a minute.
+        if let Some(p) = c.periodic_announce_to_down_members.as_mut() {
+            p.frequency = Duration::from_secs(10);
+        }
+        c
+    }
+}
+
+/// Something an operator or a test wants to know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A member is up (joined, or back).
+    MemberUp(String),
+    /// A member was declared down.
+    MemberDown(String),
+    /// This node joined the cluster (at least one member knows it).
+    Joined,
+    /// An automatic block claim is confirmed: pods may use it.
+    BlockClaimed(IpNet),
+    /// A block this node held was won by an earlier claim elsewhere.
+    BlockLost(IpNet),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BroadcastKey {
+    key: Key,
+    version: Version,
+}
+
+impl Invalidates for BroadcastKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.key == other.key && self.version >= other.version
+    }
+}
+
+/// What the broadcast handler shares with the agent (foca owns the handler
+/// and offers no access to it, so the state sits behind a mutex both hold;
+/// the agent is single-threaded, so it is never contended).
+struct Shared {
+    state: State,
+    now_ms: u64,
+    name: String,
+    counters: Counters,
+    changed: bool,
+    /// Records about this node from an older start (or forged): to be
+    /// overwritten with tombstones.
+    to_refute: Vec<Key>,
+    /// A node record of a new owner arrived.
+    new_owners: bool,
+}
+
+impl Shared {
+    fn merge(&mut self, r: Record) -> Result<bool, RecordError> {
+        if r.key.owner() == self.name {
+            // Only this node writes its records; anything else about it is
+            // from before a restart (or forged): never believed.
+            let mine = self.state.version(&r.key);
+            if mine.is_none_or(|v| v < r.version) {
+                self.to_refute.push(r.key);
+            }
+            return Ok(false);
+        }
+        let node_record = matches!(r.key, Key::Node { .. });
+        let changed = self.state.apply(r, self.now_ms)?;
+        self.new_owners |= changed && node_record;
+        self.changed |= changed;
+        Ok(changed)
+    }
+}
+
+struct Handler(Arc<Mutex<Shared>>);
+
+#[derive(Debug)]
+struct Never;
+impl std::fmt::Display for Never {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("never")
+    }
+}
+impl std::error::Error for Never {}
+
+impl BroadcastHandler<Member> for Handler {
+    type Key = BroadcastKey;
+    type Error = Never;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&Member>,
+    ) -> Result<Option<BroadcastKey>, Never> {
+        let mut sh = self.0.lock().expect("not poisoned");
+        let r = match Record::decode(data) {
+            Ok(r) => r,
+            Err(e) => {
+                sh.counters.drop(e.reason());
+                return Ok(None);
+            }
+        };
+        let key = BroadcastKey {
+            key: r.key.clone(),
+            version: r.version,
+        };
+        let result = if sender.is_none() {
+            // Our own write, handed in by `Agent::write`.
+            let now = sh.now_ms;
+            sh.state.apply(r, now)
+        } else {
+            sh.merge(r)
+        };
+        match result {
+            Ok(true) => Ok(Some(key)),
+            Ok(false) => Ok(None),
+            Err(e) => {
+                sh.counters.drop(e.reason());
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Claim {
+    Idle,
+    Pending { block: IpNet, since: u64 },
+    Held { block: IpNet },
+}
+
+struct Runtime<'a> {
+    now: u64,
+    timers: &'a mut BinaryHeap<Reverse<(u64, u64, Timer<Member>)>>,
+    timer_seq: &'a mut u64,
+    sends: &'a mut Vec<(SocketAddr, Vec<u8>)>,
+    notes: &'a mut Vec<OwnedNotification<Member>>,
+}
+
+impl foca::Runtime<Member> for Runtime<'_> {
+    fn notify(&mut self, n: foca::Notification<'_, Member>) {
+        self.notes.push(n.to_owned());
+    }
+
+    fn send_to(&mut self, to: Member, data: &[u8]) {
+        let mut body = Vec::with_capacity(data.len() + 1);
+        Body::Swim(data).encode(&mut body);
+        self.sends.push((to.addr, body));
+    }
+
+    fn submit_after(&mut self, event: Timer<Member>, after: Duration) {
+        *self.timer_seq += 1;
+        let due = self.now + after.as_millis() as u64;
+        self.timers.push(Reverse((due, *self.timer_seq, event)));
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    member: Member,
+    up: bool,
+    since: u64,
+}
+
+/// The control-plane core of one node.
+pub struct Agent {
+    cfg: AgentConfig,
+    foca: Foca<Member, PostcardCodec, SmallRng, Handler>,
+    shared: Arc<Mutex<Shared>>,
+    sealer: Sealer,
+    opener: Opener,
+    rng: SmallRng,
+    timers: BinaryHeap<Reverse<(u64, u64, Timer<Member>)>>,
+    timer_seq: u64,
+    /// Bodies to seal and send.
+    bodies: Vec<(SocketAddr, Vec<u8>)>,
+    notes: Vec<OwnedNotification<Member>>,
+    /// Sealed datagrams ready to go.
+    out: Vec<(SocketAddr, Vec<u8>)>,
+    events: Vec<Event>,
+    peers: BTreeMap<String, Peer>,
+    counter: u64,
+    epoch: u64,
+    started_ms: u64,
+    joined: bool,
+    next_sync_ms: u64,
+    next_housekeeping_ms: u64,
+    claims: Vec<Claim>,
+    scratch: Vec<u8>,
+    bytes_sent: u64,
+    bytes_by_kind: [u64; 4],
+}
+
+impl Agent {
+    /// Creates the agent at time `now_ms`; `epoch` must grow across
+    /// restarts of the same node (wall-clock ms at start); `seed` feeds its
+    /// random choices.
+    pub fn new(mut cfg: AgentConfig, now_ms: u64, epoch: u64, seed: u64) -> Self {
+        cfg.info.gossip = cfg.gossip_addr;
+        cfg.info.boot = epoch;
+        let me = Member {
+            name: cfg.name.clone(),
+            addr: cfg.gossip_addr,
+            boot: epoch,
+        };
+        let shared = Arc::new(Mutex::new(Shared {
+            state: State::new(cfg.rules.clone()),
+            now_ms,
+            name: cfg.name.clone(),
+            counters: Counters::default(),
+            changed: true,
+            to_refute: Vec::new(),
+            new_owners: false,
+        }));
+        let foca = Foca::with_custom_broadcast(
+            me,
+            cfg.foca(),
+            SmallRng::seed_from_u64(seed),
+            PostcardCodec,
+            Handler(Arc::clone(&shared)),
+        );
+        let sender = fnv(cfg.name.as_bytes());
+        let mut agent = Agent {
+            sealer: Sealer::new(cfg.keyring.clone(), sender, epoch, cfg.encrypt),
+            opener: Opener::new(cfg.keyring.clone(), cfg.rules.max_owners * 2),
+            rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
+            claims: vec![Claim::Idle; cfg.auto_blocks.len()],
+            cfg,
+            foca,
+            shared,
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            bodies: Vec::new(),
+            notes: Vec::new(),
+            out: Vec::new(),
+            events: Vec::new(),
+            peers: BTreeMap::new(),
+            counter: 0,
+            epoch,
+            started_ms: now_ms,
+            joined: false,
+            next_sync_ms: now_ms,
+            next_housekeeping_ms: now_ms,
+            scratch: Vec::new(),
+            bytes_sent: 0,
+            bytes_by_kind: [0; 4],
+        };
+        agent.write(
+            Key::Node {
+                owner: agent.cfg.name.clone(),
+            },
+            Value::Node(agent.cfg.info.clone()),
+            now_ms,
+        );
+        for block in agent.cfg.static_blocks.clone() {
+            agent.write(
+                Key::Claim {
+                    owner: agent.cfg.name.clone(),
+                    block,
+                },
+                Value::Claim { claimed_at: 0 },
+                now_ms,
+            );
+        }
+        // Join through the seeds (foca accepts an announce addressed to any
+        // identity at the right address).
+        for seed in agent.cfg.seeds.clone() {
+            if seed == agent.cfg.gossip_addr {
+                continue;
+            }
+            let dst = Member {
+                name: String::new(),
+                addr: seed,
+                boot: 0,
+            };
+            agent.with_foca(now_ms, |f, rt| f.announce(dst, rt));
+        }
+        agent.flush();
+        agent
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn with_foca(
+        &mut self,
+        now: u64,
+        f: impl FnOnce(
+            &mut Foca<Member, PostcardCodec, SmallRng, Handler>,
+            &mut Runtime<'_>,
+        ) -> Result<(), foca::Error>,
+    ) {
+        self.shared.lock().expect("not poisoned").now_ms = now;
+        let mut rt = Runtime {
+            now,
+            timers: &mut self.timers,
+            timer_seq: &mut self.timer_seq,
+            sends: &mut self.bodies,
+            notes: &mut self.notes,
+        };
+        if let Err(e) = f(&mut self.foca, &mut rt) {
+            let reason = match e {
+                foca::Error::DataFromOurselves => "swim_from_ourselves",
+                foca::Error::DataTooBig => "swim_too_big",
+                foca::Error::MalformedPacket | foca::Error::Decode(_) => "swim_malformed",
+                _ => "swim_other",
+            };
+            self.shared
+                .lock()
+                .expect("not poisoned")
+                .counters
+                .drop(reason);
+        }
+        self.after_foca(now);
+    }
+
+    fn after_foca(&mut self, now: u64) {
+        self.learn_members(now);
+        for n in std::mem::take(&mut self.notes) {
+            match n {
+                OwnedNotification::MemberUp(m) => {
+                    self.events.push(Event::MemberUp(m.name.clone()));
+                    self.peers.insert(
+                        m.name.clone(),
+                        Peer {
+                            member: m,
+                            up: true,
+                            since: now,
+                        },
+                    );
+                    self.mark_changed();
+                }
+                OwnedNotification::MemberDown(m) => {
+                    // Only if it is still the identity we know for the name.
+                    if let Some(p) = self.peers.get_mut(&m.name) {
+                        if p.member == m && p.up {
+                            p.up = false;
+                            p.since = now;
+                            self.events.push(Event::MemberDown(m.name.clone()));
+                            self.mark_changed();
+                        }
+                    }
+                }
+                OwnedNotification::Rename(_, m) => {
+                    if let Some(p) = self.peers.get_mut(&m.name) {
+                        p.member = m;
+                    }
+                }
+                OwnedNotification::Active | OwnedNotification::Rejoin(_) if !self.joined => {
+                    self.joined = true;
+                    self.events.push(Event::Joined);
+                }
+                _ => {}
+            }
+        }
+        let refute = std::mem::take(&mut self.shared.lock().expect("not poisoned").to_refute);
+        for key in refute {
+            let keep = {
+                let sh = self.shared.lock().expect("not poisoned");
+                sh.state.value(&key).cloned()
+            };
+            // Re-assert what this node holds now, or delete what it does
+            // not hold any more.
+            self.write(key, keep.unwrap_or(Value::Deleted), now);
+        }
+    }
+
+    /// Nodes known from their records but not (yet) from SWIM are handed
+    /// to foca as alive, so it probes them: a joiner learns the whole
+    /// membership from one anti-entropy exchange instead of waiting for
+    /// periodic announces (memberlist's push-pull does the same).
+    fn learn_members(&mut self, now: u64) {
+        let fresh: Vec<Member> = {
+            let mut sh = self.shared.lock().expect("not poisoned");
+            if !std::mem::take(&mut sh.new_owners) {
+                return;
+            }
+            sh.state
+                .owner_names()
+                .filter(|o| *o != self.cfg.name && !self.peers.contains_key(*o))
+                .filter_map(|o| {
+                    match sh.state.value(&Key::Node {
+                        owner: o.to_string(),
+                    }) {
+                        Some(Value::Node(info)) => Some(Member {
+                            name: o.to_string(),
+                            addr: info.gossip,
+                            boot: info.boot,
+                        }),
+                        _ => None,
+                    }
+                })
+                .collect()
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let updates: Vec<foca::Member<Member>> =
+            fresh.into_iter().map(foca::Member::alive).collect();
+        self.shared.lock().expect("not poisoned").now_ms = now;
+        let mut rt = Runtime {
+            now,
+            timers: &mut self.timers,
+            timer_seq: &mut self.timer_seq,
+            sends: &mut self.bodies,
+            notes: &mut self.notes,
+        };
+        let _ = self.foca.apply_many(updates.into_iter(), false, &mut rt);
+        // The notifications this produced (MemberUp) are handled by the
+        // caller, `after_foca`, right after.
+    }
+
+    fn mark_changed(&self) {
+        self.shared.lock().expect("not poisoned").changed = true;
+    }
+
+    fn write(&mut self, key: Key, value: Value, now: u64) {
+        self.counter += 1;
+        let r = Record {
+            key,
+            version: Version {
+                epoch: self.epoch,
+                counter: self.counter,
+            },
+            value,
+        };
+        let bytes = r.encode();
+        self.shared.lock().expect("not poisoned").now_ms = now;
+        if self.foca.add_broadcast(&bytes).is_err() {
+            // Too big to broadcast: it still goes out by anti-entropy.
+            let mut sh = self.shared.lock().expect("not poisoned");
+            let _ = sh.state.apply(r, now);
+        }
+        self.shared.lock().expect("not poisoned").changed = true;
+        // Push it now rather than waiting for the next probe or gossip.
+        self.with_foca(now, |f, rt| f.broadcast(rt));
+    }
+
+    /// Publishes (or updates) a local pod endpoint.
+    pub fn upsert_endpoint(&mut self, ip: IpAddr, mac: [u8; 6], now_ms: u64) {
+        let key = Key::Endpoint {
+            owner: self.cfg.name.clone(),
+            ip,
+        };
+        self.write(key, Value::Endpoint { mac }, now_ms);
+        self.flush();
+    }
+
+    /// Withdraws a local pod endpoint (a tombstone that expires).
+    pub fn remove_endpoint(&mut self, ip: IpAddr, now_ms: u64) {
+        let key = Key::Endpoint {
+            owner: self.cfg.name.clone(),
+            ip,
+        };
+        self.write(key, Value::Deleted, now_ms);
+        self.flush();
+    }
+
+    /// Handles one datagram from `from`.
+    pub fn handle_datagram(&mut self, from: SocketAddr, datagram: &mut [u8], now_ms: u64) {
+        let body = match self.opener.open(datagram) {
+            Ok((_, range)) => range,
+            Err(e) => {
+                self.shared
+                    .lock()
+                    .expect("not poisoned")
+                    .counters
+                    .drop(e.reason());
+                return;
+            }
+        };
+        let body = &datagram[body];
+        match Body::decode(body) {
+            Ok(Body::Swim(packet)) => {
+                self.with_foca(now_ms, |f, rt| f.handle_data(packet, rt));
+            }
+            Ok(Body::Summary(b)) => self.on_summary(from, &b),
+            Ok(Body::Digest(d)) => self.on_digest(from, d, now_ms),
+            Ok(Body::Records(records)) => {
+                let mut sh = self.shared.lock().expect("not poisoned");
+                sh.now_ms = now_ms;
+                for r in records {
+                    if let Err(e) = sh.merge(r) {
+                        sh.counters.drop(e.reason());
+                    }
+                }
+                drop(sh);
+                self.after_foca(now_ms);
+            }
+            Err(e) => self
+                .shared
+                .lock()
+                .expect("not poisoned")
+                .counters
+                .drop(e.reason()),
+        }
+        self.shared.lock().expect("not poisoned").counters.received += 1;
+        self.flush();
+    }
+
+    fn on_summary(&mut self, from: SocketAddr, theirs: &[u64]) {
+        let (mine, digests) = {
+            let sh = self.shared.lock().expect("not poisoned");
+            (sh.state.bucket_digests(), sh.state.digests())
+        };
+        for (i, (a, b)) in mine.iter().zip(theirs).enumerate() {
+            if a == b {
+                continue;
+            }
+            let (lo, hi) = crate::state::bucket_range(i);
+            let entries: Vec<(u64, u64)> = digests
+                .iter()
+                .copied()
+                .filter(|(h, _)| (lo..=hi).contains(h))
+                .collect();
+            for body in wire::pack_digests(&entries, lo, hi, true) {
+                self.bodies.push((from, body));
+            }
+        }
+    }
+
+    fn on_digest(&mut self, from: SocketAddr, d: wire::Digest, now: u64) {
+        let theirs: HashMap<u64, u64> = d.entries.iter().copied().collect();
+        let (records, mine) = {
+            let sh = self.shared.lock().expect("not poisoned");
+            let differing: Vec<String> = sh
+                .state
+                .owners_in(d.lo, d.hi)
+                .filter(|(name, digest)| theirs.get(&fnv(name.as_bytes())) != Some(digest))
+                .map(|(name, _)| name.to_string())
+                .collect();
+            let records: Vec<Record> = differing
+                .iter()
+                .flat_map(|o| sh.state.records_of(o).collect::<Vec<_>>())
+                .collect();
+            let mine: Vec<(u64, u64)> = sh
+                .state
+                .digests()
+                .into_iter()
+                .filter(|(h, _)| (d.lo..=d.hi).contains(h))
+                .collect();
+            (records, mine)
+        };
+        for body in wire::pack_records(records) {
+            self.bodies.push((from, body));
+        }
+        if d.reply {
+            for body in wire::pack_digests(&mine, d.lo, d.hi, false) {
+                self.bodies.push((from, body));
+            }
+        }
+        let _ = now;
+    }
+
+    /// Runs whatever is due at `now_ms`: foca's timers, anti-entropy,
+    /// claims, tombstone expiry.
+    pub fn tick(&mut self, now_ms: u64) {
+        while let Some(Reverse((due, _, _))) = self.timers.peek() {
+            if *due > now_ms {
+                break;
+            }
+            let Reverse((_, _, timer)) = self.timers.pop().expect("peeked");
+            self.with_foca(now_ms, |f, rt| f.handle_timer(timer, rt));
+        }
+        if now_ms >= self.next_sync_ms {
+            let jitter = self.rng.random_range(0..=self.cfg.sync_interval_ms / 4);
+            self.next_sync_ms =
+                now_ms + self.cfg.sync_interval_ms - self.cfg.sync_interval_ms / 8 + jitter;
+            self.start_sync();
+        }
+        if now_ms >= self.next_housekeeping_ms {
+            self.next_housekeeping_ms = now_ms + 250;
+            self.housekeeping(now_ms);
+        }
+        self.flush();
+    }
+
+    /// When [`tick`](Self::tick) should next run.
+    pub fn next_deadline(&self) -> u64 {
+        let timer = self
+            .timers
+            .peek()
+            .map(|Reverse((due, _, _))| *due)
+            .unwrap_or(u64::MAX);
+        timer.min(self.next_sync_ms).min(self.next_housekeeping_ms)
+    }
+
+    fn live_peer_addrs(&self) -> Vec<SocketAddr> {
+        self.peers
+            .values()
+            .filter(|p| p.up)
+            .map(|p| p.member.addr)
+            .collect()
+    }
+
+    fn start_sync(&mut self) {
+        let mut targets = self.live_peer_addrs();
+        if targets.is_empty() {
+            // Alone (or not joined yet): keep knocking on the seeds, which
+            // also heals a partition foca gave up on.
+            targets = self
+                .cfg
+                .seeds
+                .iter()
+                .copied()
+                .filter(|s| *s != self.cfg.gossip_addr)
+                .collect();
+            if !targets.is_empty() && !self.joined {
+                let now = self.shared.lock().expect("not poisoned").now_ms;
+                let seed = targets[self.rng.random_range(0..targets.len())];
+                let dst = Member {
+                    name: String::new(),
+                    addr: seed,
+                    boot: 0,
+                };
+                self.with_foca(now, |f, rt| f.announce(dst, rt));
+            }
+        }
+        if targets.is_empty() {
+            return;
+        }
+        let to = targets[self.rng.random_range(0..targets.len())];
+        let buckets = self
+            .shared
+            .lock()
+            .expect("not poisoned")
+            .state
+            .bucket_digests();
+        let mut body = Vec::new();
+        Body::Summary(buckets).encode(&mut body);
+        self.bodies.push((to, body));
+    }
+
+    fn may_claim(&self, owner: &str, now: u64) -> bool {
+        if owner == self.cfg.name {
+            return true;
+        }
+        match self.peers.get(owner) {
+            Some(p) if p.up => true,
+            Some(p) => now.saturating_sub(p.since) < self.cfg.dead_grace_ms,
+            // Known only from records (e.g. learned from a peer before
+            // membership told us): its claims stand until it is seen down.
+            None => true,
+        }
+    }
+
+    fn is_live(&self, owner: &str) -> bool {
+        owner == self.cfg.name || self.peers.get(owner).is_some_and(|p| p.up)
+    }
+
+    fn housekeeping(&mut self, now: u64) {
+        {
+            let mut sh = self.shared.lock().expect("not poisoned");
+            sh.now_ms = now;
+            sh.state.expire(now);
+        }
+        self.run_claims(now);
+    }
+
+    fn run_claims(&mut self, now: u64) {
+        let ready = now >= self.started_ms + self.cfg.claim_settle_ms
+            && (self.joined
+                || self.cfg.seeds.iter().all(|s| *s == self.cfg.gossip_addr)
+                || now >= self.started_ms + 4 * self.cfg.claim_settle_ms);
+        if !ready {
+            return;
+        }
+        for i in 0..self.claims.len() {
+            let won = {
+                let sh = self.shared.lock().expect("not poisoned");
+                sh.state.winning_claims(|o| self.may_claim(o, now))
+            };
+            let mine = |b: &IpNet| won.get(b).is_some_and(|o| *o == self.cfg.name);
+            match self.claims[i].clone() {
+                Claim::Idle => {
+                    let auto = self.cfg.auto_blocks[i].clone();
+                    if let Some(block) = self.free_block(&auto, now) {
+                        self.claims[i] = Claim::Pending { block, since: now };
+                        let key = Key::Claim {
+                            owner: self.cfg.name.clone(),
+                            block,
+                        };
+                        self.write(key, Value::Claim { claimed_at: now }, now);
+                    }
+                }
+                Claim::Pending { block, since } => {
+                    if !mine(&block) {
+                        self.release(block, now);
+                        self.claims[i] = Claim::Idle;
+                    } else if now >= since + self.cfg.claim_settle_ms {
+                        self.claims[i] = Claim::Held { block };
+                        self.events.push(Event::BlockClaimed(block));
+                        self.mark_changed();
+                    }
+                }
+                Claim::Held { block } => {
+                    if !mine(&block) {
+                        self.release(block, now);
+                        self.claims[i] = Claim::Idle;
+                        self.events.push(Event::BlockLost(block));
+                        self.mark_changed();
+                    }
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, block: IpNet, now: u64) {
+        let key = Key::Claim {
+            owner: self.cfg.name.clone(),
+            block,
+        };
+        self.write(key, Value::Deleted, now);
+    }
+
+    /// A block of the pool that no claim overlaps, searched from an offset
+    /// derived from the node name so that nodes joining together rarely
+    /// pick the same one.
+    fn free_block(&self, auto: &AutoBlock, now: u64) -> Option<IpNet> {
+        let sh = self.shared.lock().expect("not poisoned");
+        let taken: Vec<IpNet> = sh
+            .state
+            .winning_claims(|o| self.may_claim(o, now))
+            .into_keys()
+            .collect();
+        let (base, host_bits, pool_len) = match auto.pool {
+            IpNet::V4(p) => (
+                u128::from(u32::from(p.network())),
+                32 - auto.len,
+                p.prefix_len(),
+            ),
+            IpNet::V6(p) => (u128::from(p.network()), 128 - auto.len, p.prefix_len()),
+        };
+        if auto.len < pool_len {
+            return None;
+        }
+        let count_bits = u32::from(auto.len - pool_len).min(64);
+        let count: u128 = 1u128 << count_bits;
+        let start = u128::from(fnv(self.cfg.name.as_bytes())) % count;
+        for i in 0..(taken.len() as u128 + 1).min(count) {
+            // Step through candidates; at most one per taken block is skipped.
+            let mut n = (start + i) % count;
+            let mut block = None;
+            for _ in 0..count.min(taken.len() as u128 + 1) {
+                let addr = base + (n << host_bits);
+                let net = match auto.pool {
+                    IpNet::V4(_) => IpNet::new(IpAddr::V4((addr as u32).into()), auto.len),
+                    IpNet::V6(_) => IpNet::new(IpAddr::V6(addr.into()), auto.len),
+                }
+                .ok()?;
+                if !taken.iter().any(|t| t.contains(&net) || net.contains(t)) {
+                    block = Some(net);
+                    break;
+                }
+                n = (n + 1) % count;
+            }
+            if block.is_some() {
+                return block;
+            }
+        }
+        None
+    }
+
+    fn flush(&mut self) {
+        for (to, body) in std::mem::take(&mut self.bodies) {
+            let mut sealed = std::mem::take(&mut self.scratch);
+            self.sealer.seal(&body, &mut sealed);
+            self.bytes_sent += sealed.len() as u64;
+            if let Some(k) = body.first() {
+                self.bytes_by_kind[usize::from(*k).min(3)] += sealed.len() as u64;
+            }
+            self.out.push((to, sealed));
+        }
+    }
+
+    /// Takes the sealed datagrams to send.
+    pub fn drain_output(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let out = std::mem::take(&mut self.out);
+        self.shared.lock().expect("not poisoned").counters.sent += out.len() as u64;
+        out
+    }
+
+    /// Takes the events since the last call.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// True (once) if the view may have changed since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.shared.lock().expect("not poisoned").changed)
+    }
+
+    /// The effective view at `now_ms`: what fdb should hold.
+    pub fn view(&self, now_ms: u64) -> View {
+        let sh = self.shared.lock().expect("not poisoned");
+        sh.state
+            .view(|o| self.is_live(o), |o| self.may_claim(o, now_ms))
+    }
+
+    /// This node's usable blocks: configured ones and confirmed claims that
+    /// it still wins.
+    pub fn local_blocks(&self) -> Vec<IpNet> {
+        let mut v = self.cfg.static_blocks.clone();
+        v.extend(self.claims.iter().filter_map(|c| match c {
+            Claim::Held { block } => Some(*block),
+            _ => None,
+        }));
+        v
+    }
+
+    /// Whether this node has joined a cluster.
+    pub fn joined(&self) -> bool {
+        self.joined
+    }
+
+    /// Members and their state: `(name, address, up)`.
+    pub fn members(&self) -> Vec<(String, SocketAddr, bool)> {
+        self.peers
+            .values()
+            .map(|p| (p.member.name.clone(), p.member.addr, p.up))
+            .collect()
+    }
+
+    /// The anti-entropy summary of this node's state (equal on two nodes
+    /// iff, with overwhelming probability, they hold the same records).
+    pub fn summary(&self) -> Vec<u64> {
+        self.shared
+            .lock()
+            .expect("not poisoned")
+            .state
+            .bucket_digests()
+    }
+
+    /// Whether this node holds the record `key` at `version` or newer.
+    pub fn has(&self, key: &Key, version: Version) -> bool {
+        self.shared
+            .lock()
+            .expect("not poisoned")
+            .state
+            .version(key)
+            .is_some_and(|v| v >= version)
+    }
+
+    /// The version of this node's latest write.
+    pub fn last_version(&self) -> Version {
+        Version {
+            epoch: self.epoch,
+            counter: self.counter,
+        }
+    }
+
+    /// A copy of the counters.
+    pub fn counters(&self) -> Counters {
+        let sh = self.shared.lock().expect("not poisoned");
+        let mut c = sh.counters.clone();
+        c.bytes_sent = self.bytes_sent;
+        c.bytes_by_kind = self.bytes_by_kind;
+        let (owners, records) = sh.state.size();
+        c.owners = owners as u64;
+        c.records = records as u64;
+        c
+    }
+
+    /// Leaves the cluster gracefully (members see it leave at once).
+    pub fn leave(&mut self, now_ms: u64) {
+        self.with_foca(now_ms, |f, rt| f.leave_cluster(rt));
+        self.flush();
+    }
+}

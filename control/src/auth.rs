@@ -1,0 +1,507 @@
+//! Authenticating (and optionally encrypting) every control datagram.
+//!
+//! Layout of a sealed datagram:
+//!
+//! ```text
+//! 0      2    3       4      5          13        21        29
+//! +------+----+-------+------+----------+---------+---------+----------------+-----+
+//! | "WF" | v1 | keyid | flags| sender   | epoch   | seq     | body           | tag |
+//! +------+----+-------+------+----------+---------+---------+----------------+-----+
+//!                                                            (ciphertext if   16 B
+//!                                                             flags & ENCRYPTED)
+//! ```
+//!
+//! The AEAD is XChaCha20-Poly1305 with the 29-byte header as associated
+//! data; its 24-byte nonce is `sender | epoch | seq`, unique as long as no
+//! two processes share a sender id *and* a start time (epoch), so one key
+//! can be shared by the whole cluster. Without encryption the body is
+//! authenticated as associated data too (the AEAD seals an empty plaintext).
+//!
+//! A datagram is accepted only if its tag verifies under a key of the ring
+//! *and* it passes the sender's replay window (a later epoch resets the
+//! window: a restarted node; an earlier one is a replay). The window is
+//! only moved after the tag has verified, so forged datagrams cannot push a
+//! real sender's window forward.
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use std::collections::HashMap;
+
+/// Length of the authenticated header.
+pub const HEADER_LEN: usize = 29;
+/// Length of the authentication tag.
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed datagram adds to its body.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// The largest datagram accepted (a 1500-byte underlay MTU minus IPv6 and
+/// UDP headers).
+pub const MAX_DATAGRAM: usize = 1452;
+const MAGIC: [u8; 2] = *b"WF";
+const VERSION: u8 = 1;
+const ENCRYPTED: u8 = 1;
+const WINDOW: u64 = 64;
+
+/// Why a datagram was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthError {
+    /// Shorter than a header and a tag.
+    TooShort,
+    /// Longer than [`MAX_DATAGRAM`].
+    Oversized,
+    /// Not a weft control datagram (magic), or an unknown version or flag.
+    NotWeft,
+    /// Sealed with a key id the ring does not hold.
+    UnknownKey,
+    /// The tag does not verify: forged, corrupted or the wrong key.
+    BadTag,
+    /// Seen before, or older than the sender's window.
+    Replayed,
+    /// Too many distinct senders tracked already.
+    TooManySenders,
+}
+
+impl AuthError {
+    /// A short stable name, for counters.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthError::TooShort => "auth_too_short",
+            AuthError::Oversized => "auth_oversized",
+            AuthError::NotWeft => "auth_not_weft",
+            AuthError::UnknownKey => "auth_unknown_key",
+            AuthError::BadTag => "auth_bad_tag",
+            AuthError::Replayed => "auth_replayed",
+            AuthError::TooManySenders => "auth_too_many_senders",
+        }
+    }
+}
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// An error in a keyring file: the line and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringError {
+    /// 1-based line number (0: the file as a whole).
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for KeyringError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "line {}: {}", self.line, self.message)
+        }
+    }
+}
+
+impl std::error::Error for KeyringError {}
+
+/// The cluster keys: one primary that seals, all of them accepted.
+///
+/// Rotation without downtime: add the new key to every node's ring (second
+/// line), then make it primary everywhere (first line), then drop the old.
+#[derive(Clone)]
+pub struct Keyring {
+    primary: u8,
+    keys: Vec<(u8, XChaCha20Poly1305)>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<u8> = self.keys.iter().map(|(id, _)| *id).collect();
+        write!(f, "Keyring {{ primary: {}, ids: {ids:?} }}", self.primary)
+    }
+}
+
+impl Keyring {
+    /// A ring of `(id, 32-byte key)`; the first is the primary.
+    pub fn new(keys: &[(u8, [u8; 32])]) -> Result<Self, KeyringError> {
+        let Some(first) = keys.first() else {
+            return Err(KeyringError {
+                line: 0,
+                message: "no key: expected at least one line `ID HEX64`".into(),
+            });
+        };
+        let mut ring = Keyring {
+            primary: first.0,
+            keys: Vec::with_capacity(keys.len()),
+        };
+        for (id, key) in keys {
+            if ring.keys.iter().any(|(k, _)| k == id) {
+                return Err(KeyringError {
+                    line: 0,
+                    message: format!("key id {id} appears twice"),
+                });
+            }
+            ring.keys.push((*id, XChaCha20Poly1305::new(key.into())));
+        }
+        Ok(ring)
+    }
+
+    /// Parses a keyring file: one key per line, `ID HEX64` (id 0-255, 64
+    /// hex digits); `#` starts a comment; the first key is the primary.
+    pub fn parse(text: &str) -> Result<Self, KeyringError> {
+        let mut keys = Vec::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |message: String| KeyringError {
+                line: n + 1,
+                message,
+            };
+            let mut parts = line.split_whitespace();
+            let (Some(id), Some(hex), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(bad(
+                    "expected `ID HEX64` (a key id and 64 hex digits)".into()
+                ));
+            };
+            let id: u8 = id
+                .parse()
+                .map_err(|_| bad(format!("key id {id:?}: expected 0-255")))?;
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad("key: expected exactly 64 hex digits (32 bytes)".into()));
+            }
+            let mut key = [0u8; 32];
+            for (i, k) in key.iter_mut().enumerate() {
+                *k = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
+            }
+            keys.push((id, key));
+        }
+        Keyring::new(&keys).map_err(|mut e| {
+            if e.line == 0 && keys.is_empty() {
+                e.message = "no key found: expected lines `ID HEX64`".into();
+            }
+            e
+        })
+    }
+
+    fn key(&self, id: u8) -> Option<&XChaCha20Poly1305> {
+        self.keys.iter().find(|(k, _)| *k == id).map(|(_, c)| c)
+    }
+}
+
+/// Seals outgoing datagrams for one sender (one process start).
+#[derive(Debug, Clone)]
+pub struct Sealer {
+    ring: Keyring,
+    sender: u64,
+    epoch: u64,
+    seq: u64,
+    encrypt: bool,
+}
+
+fn nonce(header: &[u8]) -> XNonce {
+    let mut n = [0u8; 24];
+    n.copy_from_slice(&header[5..29]);
+    n.into()
+}
+
+impl Sealer {
+    /// A sealer for `sender` (a stable id of the node) started at `epoch`
+    /// (e.g. wall-clock milliseconds at start: later starts must be larger).
+    pub fn new(ring: Keyring, sender: u64, epoch: u64, encrypt: bool) -> Self {
+        Sealer {
+            ring,
+            sender,
+            epoch,
+            seq: 0,
+            encrypt,
+        }
+    }
+
+    /// Seals `body` into `out` (cleared first).
+    pub fn seal(&mut self, body: &[u8], out: &mut Vec<u8>) {
+        self.seq += 1;
+        out.clear();
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(self.ring.primary);
+        out.push(if self.encrypt { ENCRYPTED } else { 0 });
+        out.extend_from_slice(&self.sender.to_be_bytes());
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(body);
+        let cipher = self
+            .ring
+            .key(self.ring.primary)
+            .expect("primary is in the ring");
+        let (header, rest) = out.split_at_mut(HEADER_LEN);
+        let tag = if self.encrypt {
+            cipher.encrypt_in_place_detached(&nonce(header), header, rest)
+        } else {
+            // Authentication only: header and body are associated data.
+            let mut aad = Vec::with_capacity(HEADER_LEN + rest.len());
+            aad.extend_from_slice(header);
+            aad.extend_from_slice(rest);
+            cipher.encrypt_in_place_detached(&nonce(header), &aad, &mut [])
+        }
+        .expect("XChaCha20-Poly1305 seals any length we produce");
+        out.extend_from_slice(&tag);
+    }
+}
+
+/// Who sent an accepted datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The sender id.
+    pub sender: u64,
+    /// The sender's start epoch.
+    pub epoch: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    epoch: u64,
+    top: u64,
+    seen: u64,
+}
+
+/// Verifies incoming datagrams and keeps a replay window per sender.
+#[derive(Debug)]
+pub struct Opener {
+    ring: Keyring,
+    windows: HashMap<u64, Window>,
+    max_senders: usize,
+}
+
+impl Opener {
+    /// An opener accepting any key of `ring`, tracking at most
+    /// `max_senders` senders.
+    pub fn new(ring: Keyring, max_senders: usize) -> Self {
+        Opener {
+            ring,
+            windows: HashMap::new(),
+            max_senders,
+        }
+    }
+
+    /// Verifies `datagram` in place; on success returns the origin and the
+    /// body's range (decrypted in place if it was encrypted).
+    pub fn open(
+        &mut self,
+        datagram: &mut [u8],
+    ) -> Result<(Origin, std::ops::Range<usize>), AuthError> {
+        if datagram.len() > MAX_DATAGRAM {
+            return Err(AuthError::Oversized);
+        }
+        if datagram.len() < OVERHEAD {
+            return Err(AuthError::TooShort);
+        }
+        if datagram[..2] != MAGIC || datagram[2] != VERSION || datagram[4] & !ENCRYPTED != 0 {
+            return Err(AuthError::NotWeft);
+        }
+        let key_id = datagram[3];
+        let encrypted = datagram[4] & ENCRYPTED != 0;
+        let word = |at: usize| u64::from_be_bytes(datagram[at..at + 8].try_into().expect("8"));
+        let origin = Origin {
+            sender: word(5),
+            epoch: word(13),
+        };
+        let seq = word(21);
+        // Cheap check first: a replay is refused before any cryptography.
+        self.check_window(origin, seq, false)?;
+        let cipher = self.ring.key(key_id).ok_or(AuthError::UnknownKey)?;
+        let body_end = datagram.len() - TAG_LEN;
+        let (msg, tag) = datagram.split_at_mut(body_end);
+        let tag: [u8; TAG_LEN] = (*tag).try_into().expect("16");
+        let (header, body) = msg.split_at_mut(HEADER_LEN);
+        let ok = if encrypted {
+            cipher.decrypt_in_place_detached(&nonce(header), header, body, (&tag).into())
+        } else {
+            let mut aad = Vec::with_capacity(HEADER_LEN + body.len());
+            aad.extend_from_slice(header);
+            aad.extend_from_slice(body);
+            cipher.decrypt_in_place_detached(&nonce(header), &aad, &mut [], (&tag).into())
+        };
+        ok.map_err(|_| AuthError::BadTag)?;
+        self.check_window(origin, seq, true)?;
+        Ok((origin, HEADER_LEN..body_end))
+    }
+
+    fn check_window(&mut self, o: Origin, seq: u64, commit: bool) -> Result<(), AuthError> {
+        let full = self.windows.len() >= self.max_senders;
+        let w = match self.windows.get_mut(&o.sender) {
+            Some(w) => w,
+            None if full => return Err(AuthError::TooManySenders),
+            None => {
+                if commit {
+                    self.windows.insert(
+                        o.sender,
+                        Window {
+                            epoch: o.epoch,
+                            top: seq,
+                            seen: 1,
+                        },
+                    );
+                }
+                return Ok(());
+            }
+        };
+        if o.epoch < w.epoch {
+            return Err(AuthError::Replayed);
+        }
+        if o.epoch > w.epoch {
+            if commit {
+                *w = Window {
+                    epoch: o.epoch,
+                    top: seq,
+                    seen: 1,
+                };
+            }
+            return Ok(());
+        }
+        if seq > w.top {
+            if commit {
+                let shift = seq - w.top;
+                w.seen = if shift >= WINDOW { 0 } else { w.seen << shift } | 1;
+                w.top = seq;
+            }
+            return Ok(());
+        }
+        let back = w.top - seq;
+        if back >= WINDOW || w.seen & (1 << back) != 0 {
+            return Err(AuthError::Replayed);
+        }
+        if commit {
+            w.seen |= 1 << back;
+        }
+        Ok(())
+    }
+
+    /// How many senders are tracked.
+    pub fn senders(&self) -> usize {
+        self.windows.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(id: u8, byte: u8) -> Keyring {
+        Keyring::new(&[(id, [byte; 32])]).unwrap()
+    }
+
+    fn roundtrip(encrypt: bool) {
+        let mut s = Sealer::new(ring(1, 7), 42, 1000, encrypt);
+        let mut o = Opener::new(ring(1, 7), 16);
+        let mut out = Vec::new();
+        s.seal(b"hello gossip", &mut out);
+        assert_eq!(out.len(), 12 + OVERHEAD);
+        assert_eq!(out[29..41] == *b"hello gossip", !encrypt);
+        let mut copy = out.clone();
+        let (origin, body) = o.open(&mut copy).unwrap();
+        assert_eq!((origin.sender, origin.epoch), (42, 1000));
+        assert_eq!(&copy[body], b"hello gossip");
+        // The same datagram again is a replay.
+        let mut again = out.clone();
+        assert_eq!(o.open(&mut again), Err(AuthError::Replayed));
+    }
+
+    #[test]
+    fn seals_and_opens_both_modes() {
+        roundtrip(false);
+        roundtrip(true);
+    }
+
+    #[test]
+    fn any_flipped_bit_is_refused() {
+        let mut s = Sealer::new(ring(1, 7), 42, 1000, false);
+        let mut out = Vec::new();
+        s.seal(b"body", &mut out);
+        for i in 0..out.len() {
+            let mut o = Opener::new(ring(1, 7), 16);
+            let mut bad = out.clone();
+            bad[i] ^= 0x10;
+            assert!(o.open(&mut bad).is_err(), "bit flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn wrong_key_and_unknown_id_are_refused() {
+        let mut s = Sealer::new(ring(1, 7), 42, 1000, false);
+        let mut out = Vec::new();
+        s.seal(b"body", &mut out);
+        let mut o = Opener::new(ring(1, 8), 16);
+        assert_eq!(o.open(&mut out.clone()), Err(AuthError::BadTag));
+        let mut o = Opener::new(ring(2, 7), 16);
+        assert_eq!(o.open(&mut out.clone()), Err(AuthError::UnknownKey));
+        // A forged datagram did not create a window for the sender.
+        assert_eq!(o.senders(), 0);
+    }
+
+    #[test]
+    fn rotation_accepts_old_and_new_keys() {
+        let old = [3u8; 32];
+        let new = [4u8; 32];
+        let mut a = Sealer::new(Keyring::new(&[(1, old)]).unwrap(), 1, 1, false);
+        let mut b = Sealer::new(Keyring::new(&[(2, new), (1, old)]).unwrap(), 2, 1, false);
+        let mut o = Opener::new(Keyring::new(&[(1, old), (2, new)]).unwrap(), 16);
+        let mut out = Vec::new();
+        a.seal(b"x", &mut out);
+        assert!(o.open(&mut out).is_ok());
+        b.seal(b"y", &mut out);
+        assert!(o.open(&mut out).is_ok());
+    }
+
+    #[test]
+    fn replay_window_accepts_reordering_but_not_duplicates_or_old_epochs() {
+        let mut s = Sealer::new(ring(1, 7), 9, 50, false);
+        let mut o = Opener::new(ring(1, 7), 16);
+        let mut sealed = Vec::new();
+        for _ in 0..100 {
+            let mut out = Vec::new();
+            s.seal(b"m", &mut out);
+            sealed.push(out);
+        }
+        // Out of order within the window: fine.
+        for i in [10usize, 5, 7, 99, 60] {
+            assert!(o.open(&mut sealed[i].clone()).is_ok(), "{i}");
+        }
+        assert_eq!(o.open(&mut sealed[7].clone()), Err(AuthError::Replayed));
+        // More than 64 behind the top: refused.
+        assert_eq!(o.open(&mut sealed[20].clone()), Err(AuthError::Replayed));
+        // A restart (later epoch) resets; then the old epoch is a replay.
+        let mut s2 = Sealer::new(ring(1, 7), 9, 51, false);
+        let mut out = Vec::new();
+        s2.seal(b"n", &mut out);
+        assert!(o.open(&mut out).is_ok());
+        assert_eq!(o.open(&mut sealed[98].clone()), Err(AuthError::Replayed));
+    }
+
+    #[test]
+    fn keyring_file_errors_name_the_line() {
+        let k = format!(
+            "# cluster key\n1 {}\n2 {}\n",
+            "ab".repeat(32),
+            "cd".repeat(32)
+        );
+        assert_eq!(Keyring::parse(&k).unwrap().primary, 1);
+        let e = Keyring::parse("1 abcd\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("64 hex"));
+        let e = Keyring::parse(&format!("\n300 {}\n", "ab".repeat(32))).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(Keyring::parse("# nothing\n").is_err());
+        let dup = format!("1 {}\n1 {}\n", "ab".repeat(32), "cd".repeat(32));
+        assert!(Keyring::parse(&dup).unwrap_err().message.contains("twice"));
+    }
+
+    #[test]
+    fn short_long_and_foreign_datagrams_are_refused() {
+        let mut o = Opener::new(ring(1, 7), 16);
+        assert_eq!(o.open(&mut [0u8; 10]), Err(AuthError::TooShort));
+        assert_eq!(o.open(&mut [0u8; 2000]), Err(AuthError::Oversized));
+        assert_eq!(o.open(&mut [0u8; 100]), Err(AuthError::NotWeft));
+    }
+}

@@ -1,0 +1,262 @@
+//! The replicated records: what one node says about itself.
+//!
+//! Every record has exactly one writer, its `owner` (named in the key), and
+//! a [`Version`] the owner increases with every write; a restarted owner
+//! starts a new epoch, so its writes beat everything it wrote before. The
+//! merge rule is "highest version wins, ties broken by the larger value",
+//! which makes merging commutative, associative and idempotent (tested in
+//! `state`). Deletions are tombstones ([`Value::Deleted`]) that expire.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The longest node name accepted (a Kubernetes node name is a DNS label
+/// set; 253 is its limit, 63 is ample for the lab and most clusters).
+pub const MAX_NAME: usize = 253;
+/// The largest encoded record accepted.
+pub const MAX_RECORD: usize = 600;
+
+/// A record's version: the owner's start epoch, then a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Version {
+    /// The owner's start time (ms since the Unix epoch, or virtual time).
+    pub epoch: u64,
+    /// Writes within the epoch.
+    pub counter: u64,
+}
+
+/// What a record is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Key {
+    /// The owner's node record.
+    Node {
+        /// The node.
+        owner: String,
+    },
+    /// The owner claims a pod block.
+    Claim {
+        /// The claiming node.
+        owner: String,
+        /// The block.
+        block: IpNet,
+    },
+    /// A pod endpoint on the owner.
+    Endpoint {
+        /// The node the pod runs on.
+        owner: String,
+        /// The pod address.
+        ip: IpAddr,
+    },
+}
+
+impl Key {
+    /// The node that writes this record.
+    pub fn owner(&self) -> &str {
+        match self {
+            Key::Node { owner } | Key::Claim { owner, .. } | Key::Endpoint { owner, .. } => owner,
+        }
+    }
+}
+
+/// A node as the data path needs it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Underlay addresses (one per family at most).
+    pub underlay: Vec<IpAddr>,
+    /// VTEP MAC.
+    pub vtep_mac: [u8; 6],
+    /// Accepts VXLAN.
+    pub vxlan: bool,
+    /// Accepts IP-in-IP.
+    pub ipip: bool,
+    /// Where the node listens for gossip, and its boot number: enough for
+    /// a node that learns of it from records to probe it directly.
+    pub gossip: std::net::SocketAddr,
+    /// The node's boot number (see [`crate::member::Member`]).
+    pub boot: u64,
+}
+
+/// A record's value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Value {
+    /// For [`Key::Node`].
+    Node(NodeInfo),
+    /// For [`Key::Claim`]: when the owner claimed it (ms; 0 for a block
+    /// from the owner's configuration). Earlier claims win.
+    Claim {
+        /// Claim time.
+        claimed_at: u64,
+    },
+    /// For [`Key::Endpoint`]: the pod interface's MAC.
+    Endpoint {
+        /// MAC address.
+        mac: [u8; 6],
+    },
+    /// The record was deleted (a tombstone; expires).
+    Deleted,
+}
+
+/// One versioned record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Record {
+    /// What it is about (and who writes it).
+    pub key: Key,
+    /// Its version.
+    pub version: Version,
+    /// Its value.
+    pub value: Value,
+}
+
+/// Why a record was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordError {
+    /// Could not be decoded.
+    Malformed,
+    /// Encoded size above [`MAX_RECORD`].
+    Oversized,
+    /// The owner name is empty, too long or has characters a node name
+    /// cannot have.
+    BadName,
+    /// The value does not fit the key (e.g. a MAC for a node key).
+    Mismatch,
+    /// A node record with no underlay address or more than two.
+    BadNode,
+    /// A claim outside the pools or not of the configured block size.
+    BadBlock,
+    /// A state limit is reached (owners, records per owner).
+    LimitReached,
+}
+
+impl RecordError {
+    /// A short stable name, for counters.
+    pub fn reason(self) -> &'static str {
+        match self {
+            RecordError::Malformed => "record_malformed",
+            RecordError::Oversized => "record_oversized",
+            RecordError::BadName => "record_bad_name",
+            RecordError::Mismatch => "record_mismatch",
+            RecordError::BadNode => "record_bad_node",
+            RecordError::BadBlock => "record_bad_block",
+            RecordError::LimitReached => "record_limit_reached",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+/// True if `name` can be a node name: 1-253 bytes of `[a-z0-9.-_]` (upper
+/// case too, for hosts that use it).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+impl Record {
+    /// Encodes the record (postcard).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("records always serialise")
+    }
+
+    /// Decodes and checks a record's shape (not its block against pools:
+    /// that is [`crate::state::Rules`]' job).
+    pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+        if bytes.len() > MAX_RECORD {
+            return Err(RecordError::Oversized);
+        }
+        let (r, rest): (Record, &[u8]) =
+            postcard::take_from_bytes(bytes).map_err(|_| RecordError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(RecordError::Malformed);
+        }
+        r.check_shape()?;
+        Ok(r)
+    }
+
+    /// Checks the owner name and that the value fits the key.
+    pub fn check_shape(&self) -> Result<(), RecordError> {
+        if !valid_name(self.key.owner()) {
+            return Err(RecordError::BadName);
+        }
+        match (&self.key, &self.value) {
+            (_, Value::Deleted) => Ok(()),
+            (Key::Node { .. }, Value::Node(n)) => {
+                let v4 = n.underlay.iter().filter(|a| a.is_ipv4()).count();
+                let v6 = n.underlay.len() - v4;
+                if n.underlay.is_empty() || v4 > 1 || v6 > 1 {
+                    Err(RecordError::BadNode)
+                } else {
+                    Ok(())
+                }
+            }
+            (Key::Claim { .. }, Value::Claim { .. }) => Ok(()),
+            (Key::Endpoint { .. }, Value::Endpoint { .. }) => Ok(()),
+            _ => Err(RecordError::Mismatch),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(owner: &str) -> Record {
+        Record {
+            key: Key::Node {
+                owner: owner.into(),
+            },
+            version: Version {
+                epoch: 1,
+                counter: 2,
+            },
+            value: Value::Node(NodeInfo {
+                underlay: vec!["10.99.0.1".parse().unwrap()],
+                vtep_mac: [0xee, 0, 0, 0, 0, 1],
+                vxlan: true,
+                ipip: false,
+                gossip: "10.99.0.1:7947".parse().unwrap(),
+                boot: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn encodes_small_and_round_trips() {
+        let r = node("node-1");
+        let b = r.encode();
+        assert!(b.len() < 40, "{}", b.len());
+        assert_eq!(Record::decode(&b).unwrap(), r);
+        // Trailing bytes and truncation are malformed.
+        let mut long = b.clone();
+        long.push(0);
+        assert_eq!(Record::decode(&long), Err(RecordError::Malformed));
+        for cut in 0..b.len() {
+            assert!(Record::decode(&b[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn shape_errors() {
+        let mut r = node("bad name!");
+        assert_eq!(r.check_shape(), Err(RecordError::BadName));
+        r = node("n");
+        r.value = Value::Endpoint { mac: [0; 6] };
+        assert_eq!(r.check_shape(), Err(RecordError::Mismatch));
+        r = node("n");
+        if let Value::Node(n) = &mut r.value {
+            n.underlay.push("10.0.0.2".parse().unwrap());
+        }
+        assert_eq!(r.check_shape(), Err(RecordError::BadNode));
+        let long = "a".repeat(MAX_NAME + 1);
+        assert_eq!(node(&long).check_shape(), Err(RecordError::BadName));
+    }
+}

@@ -1,0 +1,237 @@
+//! The bodies inside a sealed control datagram (see [`crate::auth`]): the
+//! first byte says what follows.
+
+use crate::record::Record;
+use serde::{Deserialize, Serialize};
+
+/// What a datagram body carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// A SWIM packet for foca (probes, acks, membership updates, and the
+    /// records piggybacked as custom broadcasts).
+    Swim(&'a [u8]),
+    /// Anti-entropy, first step: one digest per bucket of owners.
+    Summary(Vec<u64>),
+    /// Anti-entropy: per-owner digests for a range of owner hashes.
+    Digest(Digest),
+    /// Anti-entropy: full records of owners whose digests differed.
+    Records(Vec<Record>),
+}
+
+/// Per-owner digests covering the owner-hash range `lo..=hi`: an owner in
+/// that range missing from `entries` is one the sender does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// Range start (owner hash).
+    pub lo: u64,
+    /// Range end, inclusive.
+    pub hi: u64,
+    /// Whether the receiver should answer with its own digests.
+    pub reply: bool,
+    /// `(owner hash, digest)`, sorted.
+    pub entries: Vec<(u64, u64)>,
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireError {
+    /// Empty body.
+    Empty,
+    /// Unknown kind byte.
+    UnknownKind,
+    /// The body does not decode.
+    Malformed,
+}
+
+impl WireError {
+    /// A short stable name, for counters.
+    pub fn reason(self) -> &'static str {
+        match self {
+            WireError::Empty => "wire_empty",
+            WireError::UnknownKind => "wire_unknown_kind",
+            WireError::Malformed => "wire_malformed",
+        }
+    }
+}
+
+const SWIM: u8 = 0;
+const DIGEST: u8 = 1;
+const RECORDS: u8 = 2;
+const SUMMARY: u8 = 3;
+/// The largest body we produce (fits a sealed datagram in 1400 bytes).
+pub const MAX_BODY: usize = 1400 - crate::auth::OVERHEAD;
+/// Most digest entries per datagram.
+pub const DIGESTS_PER_DATAGRAM: usize = 60;
+
+fn whole<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, WireError> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((v, [])) => Ok(v),
+        _ => Err(WireError::Malformed),
+    }
+}
+
+impl<'a> Body<'a> {
+    /// Decodes a body.
+    pub fn decode(bytes: &'a [u8]) -> Result<Body<'a>, WireError> {
+        let (&kind, rest) = bytes.split_first().ok_or(WireError::Empty)?;
+        match kind {
+            SWIM => Ok(Body::Swim(rest)),
+            DIGEST => {
+                let d: Digest = whole(rest)?;
+                if d.lo > d.hi || d.entries.len() > 4 * DIGESTS_PER_DATAGRAM {
+                    return Err(WireError::Malformed);
+                }
+                Ok(Body::Digest(d))
+            }
+            RECORDS => Ok(Body::Records(whole(rest)?)),
+            SUMMARY => {
+                let b: Vec<u64> = whole(rest)?;
+                if b.len() != crate::state::BUCKETS {
+                    return Err(WireError::Malformed);
+                }
+                Ok(Body::Summary(b))
+            }
+            _ => Err(WireError::UnknownKind),
+        }
+    }
+
+    /// Encodes a body into `out` (cleared first).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.clear();
+        match self {
+            Body::Swim(b) => {
+                out.push(SWIM);
+                out.extend_from_slice(b);
+            }
+            Body::Digest(d) => {
+                out.push(DIGEST);
+                out.extend_from_slice(&postcard::to_allocvec(d).expect("serialises"));
+            }
+            Body::Summary(b) => {
+                out.push(SUMMARY);
+                out.extend_from_slice(&postcard::to_allocvec(b).expect("serialises"));
+            }
+            Body::Records(r) => {
+                out.push(RECORDS);
+                out.extend_from_slice(&postcard::to_allocvec(r).expect("serialises"));
+            }
+        }
+    }
+}
+
+/// Splits `records` into bodies of at most [`MAX_BODY`] bytes.
+pub fn pack_records(records: impl IntoIterator<Item = Record>) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    let mut batch: Vec<Record> = Vec::new();
+    let mut size = 4;
+    for r in records {
+        let len = r.encode().len();
+        if !batch.is_empty() && size + len > MAX_BODY {
+            let mut out = Vec::new();
+            Body::Records(std::mem::take(&mut batch)).encode(&mut out);
+            bodies.push(out);
+            size = 4;
+        }
+        size += len;
+        batch.push(r);
+    }
+    if !batch.is_empty() {
+        let mut out = Vec::new();
+        Body::Records(batch).encode(&mut out);
+        bodies.push(out);
+    }
+    bodies
+}
+
+/// Splits sorted digests into datagram bodies whose ranges together cover
+/// `lo..=hi`.
+pub fn pack_digests(entries: &[(u64, u64)], lo: u64, hi: u64, reply: bool) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    let chunks: Vec<&[(u64, u64)]> = if entries.is_empty() {
+        vec![&[]]
+    } else {
+        entries.chunks(DIGESTS_PER_DATAGRAM).collect()
+    };
+    let mut start = lo;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let end = if i + 1 == chunks.len() {
+            hi
+        } else {
+            chunk.last().expect("non-empty chunk").0
+        };
+        let mut out = Vec::new();
+        Body::Digest(Digest {
+            lo: start,
+            hi: end,
+            reply,
+            entries: chunk.to_vec(),
+        })
+        .encode(&mut out);
+        bodies.push(out);
+        start = end.saturating_add(1);
+    }
+    bodies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Key, Value, Version};
+
+    #[test]
+    fn bodies_round_trip_and_garbage_is_refused() {
+        let mut out = Vec::new();
+        Body::Swim(b"abc").encode(&mut out);
+        assert_eq!(Body::decode(&out).unwrap(), Body::Swim(b"abc"));
+        let d = Digest {
+            lo: 1,
+            hi: 9,
+            reply: true,
+            entries: vec![(2, 3)],
+        };
+        Body::Digest(d.clone()).encode(&mut out);
+        assert_eq!(Body::decode(&out).unwrap(), Body::Digest(d));
+        assert_eq!(Body::decode(&[]), Err(WireError::Empty));
+        assert_eq!(Body::decode(&[9, 1]), Err(WireError::UnknownKind));
+        assert_eq!(Body::decode(&[1, 200]), Err(WireError::Malformed));
+        assert_eq!(Body::decode(&[2, 5, 0]), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn packing_respects_the_size_limit_and_covers_ranges() {
+        let records = (0..200u64).map(|i| Record {
+            key: Key::Endpoint {
+                owner: format!("node-{i}"),
+                ip: format!("10.244.0.{}", i % 250).parse().unwrap(),
+            },
+            version: Version {
+                epoch: i,
+                counter: i,
+            },
+            value: Value::Endpoint { mac: [1; 6] },
+        });
+        let bodies = pack_records(records);
+        assert!(bodies.len() > 1);
+        let mut n = 0;
+        for b in &bodies {
+            assert!(b.len() <= MAX_BODY, "{}", b.len());
+            match Body::decode(b).unwrap() {
+                Body::Records(r) => n += r.len(),
+                _ => panic!("not records"),
+            }
+        }
+        assert_eq!(n, 200);
+        let entries: Vec<(u64, u64)> = (0..150u64).map(|i| (i * 1000, i)).collect();
+        let bodies = pack_digests(&entries, 0, u64::MAX, true);
+        assert_eq!(bodies.len(), 3);
+        let mut next = 0u64;
+        for b in &bodies {
+            let Body::Digest(d) = Body::decode(b).unwrap() else {
+                panic!()
+            };
+            assert_eq!(d.lo, next);
+            next = d.hi.wrapping_add(1);
+        }
+        assert_eq!(next, 0, "the last range ends at u64::MAX");
+    }
+}
