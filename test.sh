@@ -15,6 +15,9 @@ command -v tshark >/dev/null || missing+=(tshark)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v ping >/dev/null || missing+=(iputils-ping)
 command -v iptables >/dev/null || missing+=(iptables)
+command -v nft >/dev/null || missing+=(nftables)
+command -v iperf3 >/dev/null || missing+=(iperf3)
+command -v python3 >/dev/null || missing+=(python3)
 [[ -x /usr/lib/cni/portmap ]] || missing+=(containernetworking-plugins)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then

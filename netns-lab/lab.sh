@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
 # weft's lab: a cluster of nodes and pods in network namespaces on this
-# machine. Nodes hang off an underlay bridge in its own namespace; pods are
-# wired by weft's CNI plugin exactly as a runtime would; every node runs
-# weftd with the other nodes as static peers.
+# machine. Nodes hang off an underlay bridge in its own namespace; every
+# node runs weftd, which joins the others by gossip through node 1 and
+# claims its pod block; pods are then wired by weft's CNI plugin exactly as
+# a runtime would.
 #
-#   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip]
+#   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip] [--static]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP, node
 #   netns-lab/lab.sh exec POD CMD...   run a command in a pod
-#   netns-lab/lab.sh status            nodes, weftd processes, counters
+#   netns-lab/lab.sh status            nodes, weftd processes, members, counters
+#   netns-lab/lab.sh wait [SECONDS]    until every node routes to every block
+#   netns-lab/lab.sh kill NODE         kill -9 weftd on node NODE (a number)
+#   netns-lab/lab.sh start NODE        start weftd on node NODE again
+#   netns-lab/lab.sh partition A.. -- B..  drop underlay traffic between groups
+#   netns-lab/lab.sh heal              remove every partition
 #   netns-lab/lab.sh down              remove everything
 #   netns-lab/lab.sh demo [--keep]     up, connectivity matrix, throughput, down
 #   netns-lab/lab.sh bench [ARGS]      the data-plane benchmark (bench.sh)
 #
-# Names start with "wl-"; state lives in /run/weft-lab. Run as root.
+# --static gives every node the others as static peers and no gossip.
+# Names start with "wl-" and state lives in /run/weft-lab, unless
+# WEFT_LAB_PREFIX and WEFT_LAB_STATE say otherwise (tests run their own
+# labs side by side); WEFT_LAB_BIN names a directory of prebuilt binaries
+# (default: target/release, built if stale). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STATE=/run/weft-lab
-P=wl
+STATE=${WEFT_LAB_STATE:-/run/weft-lab}
+P=${WEFT_LAB_PREFIX:-wl}
+BIN=${WEFT_LAB_BIN:-target/release}
 # shellcheck source=netns-lab/common.sh
 source netns-lab/common.sh
 
 die() { echo "lab: $*" >&2; exit 1; }
 need_root() {
   [[ $(id -u) -eq 0 ]] || die "run as root (it creates network namespaces)"
-  ensure_commands ip:iproute2 ping:iputils-ping iperf3:iperf3 python3:python3 || die "tools missing"
+  ensure_commands ip:iproute2 ping:iputils-ping iperf3:iperf3 python3:python3 nft:nftables || die "tools missing"
 }
 
 build() {
+  [[ -z ${WEFT_LAB_BIN:-} ]] || return 0
   if [[ ! -x target/release/weftd || ! -x target/release/weft ]] || [[ -n $(find src encap fdb control Cargo.toml -newer target/release/weftd -print -quit 2>/dev/null) ]]; then
     echo "== building release binaries"
     cargo build --release --bins -q
@@ -42,12 +54,13 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan
+  local nodes=3 pods=2 encap=vxlan mode=gossip
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
       --pods) pods=$2; shift 2 ;;
       --encap) encap=$2; shift 2 ;;
+      --static) mode=static; shift ;;
       --attach|--family|--cross-subnet|--kernel-vxlan) die "$1 is not built yet" ;;
       *) die "unknown option $1" ;;
     esac
@@ -58,7 +71,7 @@ up() {
   need_root
   build
   mkdir -p "$STATE"
-  echo "$nodes $pods $encap" > "$STATE/shape"
+  echo "$nodes $pods $encap $mode" > "$STATE/shape"
   trap 'echo "lab: setup failed, cleaning up" >&2; down' ERR
   ip netns add $P-ul
   ip -n $P-ul link add br0 type bridge
@@ -73,38 +86,119 @@ up() {
     # Real nodes have a default route; proxy ARP for 169.254.1.1 relies on it.
     ip -n $P-n$k route add default via 10.99.0.254
   done
+  # A fresh cluster key for this lab (32 random bytes).
+  echo "1 $(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" > "$STATE/cluster.key"
+  chmod 600 "$STATE/cluster.key"
   for k in $(seq "$nodes"); do
     {
       echo "node_name = \"n$k\""
       echo "[underlay]"; echo "address = \"10.99.0.$k\""
-      echo "[overlay]"; echo "encap = \"$encap\""; echo "blocks = [\"10.244.$k.0/26\"]"
+      echo "[overlay]"; echo "encap = \"$encap\""
+      [[ $mode == static ]] && echo "blocks = [\"10.244.$k.0/26\"]"
       echo "[dataplane]"; echo "stats_file = \"$STATE/stats-n$k.json\""
-      for o in $(seq "$nodes"); do
-        ((o == k)) && continue
-        echo "[[peers]]"; echo "node = \"n$o\""; echo "underlay = \"10.99.0.$o\""; echo "blocks = [\"10.244.$o.0/26\"]"
-      done
+      if [[ $mode == gossip ]]; then
+        echo "[gossip]"; echo "enabled = true"; echo "seeds = [\"10.99.0.1\"]"
+        echo "key_file = \"$STATE/cluster.key\""; echo "blocks_file = \"$STATE/blocks-n$k.json\""
+        echo "cluster_size = $nodes"; echo "probe_interval_ms = 500"; echo "sync_interval_ms = 1000"
+      else
+        for o in $(seq "$nodes"); do
+          ((o == k)) && continue
+          echo "[[peers]]"; echo "node = \"n$o\""; echo "underlay = \"10.99.0.$o\""; echo "blocks = [\"10.244.$o.0/26\"]"
+        done
+      fi
     } > "$STATE/n$k.toml"
-    for j in $(seq "$pods"); do
-      local pod=$P-n$k-p$j
-      ip netns add "$pod"
-      ip -n "$pod" link set lo up
-      echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",\"blocks\":[\"10.244.$k.0/26\"],\"stateDir\":\"$STATE/cni-n$k\"}" \
-        | ip netns exec $P-n$k env CNI_COMMAND=ADD CNI_CONTAINERID="$pod" CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/"$pod" target/release/weft \
-        | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(r["msg"]) if "code" in r else print(r["ips"][0]["address"].split("/")[0])' \
-        > "$STATE/$pod.ip"
-    done
   done
   date +%s.%N > "$STATE/started"
-  for k in $(seq "$nodes"); do
-    ip netns exec $P-n$k target/release/weftd --config "$STATE/n$k.toml" run 2> "$STATE/weftd-n$k.log" &
-    echo $! > "$STATE/weftd-n$k.pid"
-  done
+  for k in $(seq "$nodes"); do start_weftd "$k"; done
   for k in $(seq "$nodes"); do
     for _ in $(seq 200); do [[ -f $STATE/stats-n$k.json ]] && break; sleep 0.05; done
     [[ -f $STATE/stats-n$k.json ]] || { cat "$STATE/weftd-n$k.log" >&2; die "weftd on n$k did not start"; }
   done
+  # As a runtime would, wire pods once the node's network is ready: with
+  # gossip, when weftd has published the block it claimed.
+  for k in $(seq "$nodes"); do
+    local blocks="\"blocks\":[\"10.244.$k.0/26\"]"
+    if [[ $mode == gossip ]]; then
+      blocks="\"blocksFile\":\"$STATE/blocks-n$k.json\""
+      for _ in $(seq 300); do grep -q '/' "$STATE/blocks-n$k.json" 2>/dev/null && break; sleep 0.1; done
+      grep -q '/' "$STATE/blocks-n$k.json" 2>/dev/null || { tail -5 "$STATE/weftd-n$k.log" >&2; die "n$k claimed no block in 30 s"; }
+    fi
+    for j in $(seq "$pods"); do add_pod "$k" "$j" "$blocks"; done
+  done
   trap - ERR
-  echo "== lab up: $nodes nodes x $pods pods, $encap"
+  echo "== lab up: $nodes nodes x $pods pods, $encap, $mode"
+}
+
+# add_pod NODE INDEX BLOCKS-JSON: a pod namespace wired by the CNI plugin.
+add_pod() {
+  local k=$1 j=$2 blocks=$3 pod=$P-n$1-p$2
+  ip netns add "$pod"
+  ip -n "$pod" link set lo up
+  echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",$blocks,\"stateDir\":\"$STATE/cni-n$k\"}" \
+    | ip netns exec $P-n$k env CNI_COMMAND=ADD CNI_CONTAINERID="$pod" CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/"$pod" "$BIN/weft" \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(r["msg"]) if "code" in r else print(r["ips"][0]["address"].split("/")[0])' \
+    > "$STATE/$pod.ip"
+}
+
+start_weftd() {
+  local k=$1
+  ip netns exec $P-n$k env WEFT_LOG="${WEFT_LOG:-info}" "$BIN/weftd" --config "$STATE/n$k.toml" run >> "$STATE/weftd-n$k.log" 2>&1 &
+  echo $! > "$STATE/weftd-n$k.pid"
+}
+
+kill_weftd() {
+  local f=$STATE/weftd-n$1.pid
+  [[ -f $f ]] || die "no weftd on n$1"
+  kill -9 "$(cat "$f")" 2>/dev/null || true
+  rm -f "$f"
+}
+
+# Every node has a kernel route (proto 87) for every node's block: the
+# control plane converged and the kernel follows it.
+converged() {
+  local nodes; read -r nodes _ < "$STATE/shape"
+  for k in $(seq "$nodes"); do
+    [[ -f $STATE/weftd-n$k.pid ]] || continue
+    local n; n=$(ip -n $P-n$k route show proto 87 | wc -l)
+    ((n == nodes)) || return 1
+  done
+}
+
+wait_converged() {
+  local limit=${1:-60} t0; t0=$(date +%s.%N)
+  until converged; do
+    python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $t0 < $limit else 1)" || { echo "lab: not converged after $limit s" >&2; return 1; }
+    sleep 0.1
+  done
+  python3 -c "print('%.2f' % ($(date +%s.%N) - $t0))"
+}
+
+# partition A B -- C D: nodes on either side drop underlay traffic from the other.
+partition() {
+  local left=() right=() side=left
+  for a in "$@"; do
+    if [[ $a == -- ]]; then side=right; continue; fi
+    if [[ $side == left ]]; then left+=("$a"); else right+=("$a"); fi
+  done
+  ((${#left[@]} && ${#right[@]})) || die "usage: partition A.. -- B.."
+  local k o
+  for k in "${left[@]}"; do for o in "${right[@]}"; do block_pair "$k" "$o"; block_pair "$o" "$k"; done; done
+}
+
+block_pair() {
+  local ns=$P-n$1
+  ip netns exec "$ns" nft list table inet weftlab >/dev/null 2>&1 || {
+    ip netns exec "$ns" nft add table inet weftlab
+    ip netns exec "$ns" nft add chain inet weftlab input '{ type filter hook input priority 0; policy accept; }'
+    ip netns exec "$ns" nft add chain inet weftlab output '{ type filter hook output priority 0; policy accept; }'
+  }
+  ip netns exec "$ns" nft add rule inet weftlab input ip saddr "10.99.0.$2" drop
+  ip netns exec "$ns" nft add rule inet weftlab output ip daddr "10.99.0.$2" drop
+}
+
+heal() {
+  local nodes; read -r nodes _ < "$STATE/shape"
+  for k in $(seq "$nodes"); do ip netns exec $P-n$k nft delete table inet weftlab 2>/dev/null || true; done
 }
 
 pods() {
@@ -118,12 +212,19 @@ pods() {
 
 status() {
   [[ -d $STATE ]] || { echo "no lab is up"; return 0; }
-  read -r nodes npods encap < "$STATE/shape"
-  echo "lab: $nodes nodes x $npods pods, $encap"
+  read -r nodes npods encap mode < "$STATE/shape"
+  echo "lab: $nodes nodes x $npods pods, $encap, $mode"
   for k in $(seq "$nodes"); do
-    local pid; pid=$(cat "$STATE/weftd-n$k.pid")
-    local alive=dead; kill -0 "$pid" 2>/dev/null && alive="running (pid $pid)"
-    printf 'n%s  weftd %s  %s\n' "$k" "$alive" "$(cat "$STATE/stats-n$k.json" 2>/dev/null | python3 -c 'import json,sys; s=json.load(sys.stdin); d={k:v for k,v in s["drops"].items() if v}; print("tx", s["tx_packets"], "rx", s["rx_packets"], "drops", d or "none")' 2>/dev/null)"
+    local pid alive=dead
+    pid=$(cat "$STATE/weftd-n$k.pid" 2>/dev/null || true)
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && alive="running (pid $pid)"
+    printf 'n%s  weftd %s  %s\n' "$k" "$alive" "$(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+d = {k: v for k, v in s["drops"].items() if v}
+g = s.get("gossip")
+m = "" if g is None else "members up %d down %d, blocks %s, " % (g["members_up"], g["members_down"], ",".join(g["blocks"]) or "none")
+print(m + "tx %d rx %d drops %s" % (s["tx_packets"], s["rx_packets"], d or "none"))' "$STATE/stats-n$k.json" 2>/dev/null)"
   done
 }
 
@@ -137,12 +238,10 @@ demo() {
   up --nodes 3 --pods 2
   mapfile -t lines < <(pods)
   echo "== pods"; printf '   %s\n' "${lines[@]}"
-  # Peers are static until gossip exists: "convergence" is the time until the
-  # first pod on node 1 hears back from the last pod on the last node.
-  read -r p1 _ _ <<< "${lines[0]}"
-  read -r _ alast _ <<< "${lines[-1]}"
-  until ip netns exec "$p1" ping -c 1 -W 1 "$alast" >/dev/null 2>&1; do sleep 0.02; done
-  python3 -c "print('== first reply across nodes %.2f s after weftd started (static peers)' % ($(date +%s.%N) - $(cat "$STATE/started")))"
+  # Convergence: from weftd's start until every node has a kernel route to
+  # every node's block (gossip membership + block claims + route sync).
+  wait_converged 60 >/dev/null
+  python3 -c "print('== converged %.2f s after weftd started: every node routes to every block' % ($(date +%s.%N) - $(cat "$STATE/started")))"
   for l in "${lines[@]}"; do
     read -r ns _ _ <<< "$l"
     ip netns exec "$ns" iperf3 -s -D -p 5201 --pidfile "$STATE/iperf-$ns.pid" >/dev/null
@@ -184,6 +283,11 @@ case $cmd in
   exec) need_root; pod=$1; shift; ip netns exec "$pod" "$@" ;;
   demo) demo "$@" ;;
   bench) exec netns-lab/bench.sh "$@" ;;
+  wait) wait_converged "$@" ;;
+  kill) need_root; kill_weftd "$1" ;;
+  start) need_root; start_weftd "$1" ;;
+  partition) need_root; partition "$@" ;;
+  heal) need_root; heal ;;
   chaos) die "chaos is not built yet" ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -23,6 +23,8 @@ pub struct Config {
     pub overlay: Overlay,
     /// Data-path threads.
     pub dataplane: Dataplane,
+    /// The gossip control plane.
+    pub gossip: Gossip,
     /// Peers known without gossip.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<StaticPeer>,
@@ -244,6 +246,68 @@ impl Default for Dataplane {
             stats_file: None,
         }
     }
+}
+
+/// The gossip control plane: membership, block claims, endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gossip {
+    /// Run the control plane (otherwise only static peers are known).
+    pub enabled: bool,
+    /// UDP port for control traffic, on the underlay address.
+    pub port: u16,
+    /// Members to join through: "ADDRESS" or "ADDRESS:PORT".
+    pub seeds: Vec<String>,
+    /// The cluster keyring: lines `ID HEX64`, the first one seals.
+    pub key_file: Option<PathBuf>,
+    /// Encrypt control traffic (it is always authenticated).
+    pub encrypt: bool,
+    /// SWIM probe period in milliseconds.
+    pub probe_interval_ms: u64,
+    /// Anti-entropy period in milliseconds.
+    pub sync_interval_ms: u64,
+    /// Seconds a dead node keeps its blocks before others may claim them.
+    pub dead_node_grace_s: u64,
+    /// Expected number of nodes (tunes retransmissions and suspicion).
+    pub cluster_size: u32,
+    /// Where weftd writes this node's usable blocks for the CNI plugin.
+    pub blocks_file: PathBuf,
+}
+
+/// The default gossip port.
+pub const GOSSIP_PORT: u16 = 7947;
+
+impl Default for Gossip {
+    fn default() -> Self {
+        Gossip {
+            enabled: false,
+            port: GOSSIP_PORT,
+            seeds: Vec::new(),
+            key_file: None,
+            encrypt: false,
+            probe_interval_ms: 1000,
+            sync_interval_ms: 2000,
+            dead_node_grace_s: 600,
+            cluster_size: 32,
+            blocks_file: PathBuf::from("/run/weft/blocks.json"),
+        }
+    }
+}
+
+impl Gossip {
+    /// The seeds as socket addresses (validated with the configuration).
+    pub fn seed_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.seeds
+            .iter()
+            .filter_map(|s| parse_seed(s, self.port))
+            .collect()
+    }
+}
+
+fn parse_seed(s: &str, port: u16) -> Option<std::net::SocketAddr> {
+    s.parse()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| (ip, port).into()))
 }
 
 /// A peer configured by hand, so the data plane works before and without
@@ -494,6 +558,45 @@ impl Config {
                     format!("expected \"auto\" or 1-256 (got {w})"),
                 );
             }
+        }
+        let g = &self.gossip;
+        if g.port == 0 {
+            return err(
+                "gossip.port".into(),
+                "expected a UDP port 1-65535 (got 0)".into(),
+            );
+        }
+        if g.enabled && g.key_file.is_none() {
+            return err(
+                "gossip.key_file".into(),
+                "expected a keyring file (lines `ID HEX64`) when gossip.enabled = true".into(),
+            );
+        }
+        for (i, seed) in g.seeds.iter().enumerate() {
+            if parse_seed(seed, g.port).is_none() {
+                return err(
+                    format!("gossip.seeds[{i}]"),
+                    format!("expected ADDRESS or ADDRESS:PORT, like \"10.99.0.1\" (got {seed:?})"),
+                );
+            }
+        }
+        if !(100..=60_000).contains(&g.probe_interval_ms) {
+            return err(
+                "gossip.probe_interval_ms".into(),
+                format!("expected 100 to 60000 (got {})", g.probe_interval_ms),
+            );
+        }
+        if !(100..=600_000).contains(&g.sync_interval_ms) {
+            return err(
+                "gossip.sync_interval_ms".into(),
+                format!("expected 100 to 600000 (got {})", g.sync_interval_ms),
+            );
+        }
+        if g.cluster_size == 0 {
+            return err(
+                "gossip.cluster_size".into(),
+                "expected at least 1 (got 0)".into(),
+            );
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, p) in self.peers.iter().enumerate() {

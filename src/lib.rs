@@ -1,6 +1,6 @@
-//! weft's daemon, CNI plugin and CLI share this library: configuration
-//! today; the data plane, kernel programming and admin API as they land.
-//! See docs/ARCHITECTURE.md.
+//! weft's daemon, CNI plugin and CLI share this library: configuration,
+//! the data plane, kernel programming, the control plane's I/O (gossip) and
+//! the CNI plugin. See docs/ARCHITECTURE.md.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -10,4 +10,5 @@ pub mod config;
 pub mod dataplane;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gossip;
 pub mod kernel;

@@ -65,6 +65,12 @@ pub struct AgentConfig {
     pub static_blocks: Vec<IpNet>,
     /// Blocks to claim from the pools.
     pub auto_blocks: Vec<AutoBlock>,
+    /// Blocks this node held before a restart, with their claim times.
+    pub previous_claims: Vec<(IpNet, u64)>,
+    /// Added to the agent's clock to get wall-clock ms, which claim times
+    /// use so that nodes can compare them (0 when the clock given to the
+    /// agent is already shared, as in the simulator).
+    pub wall_clock_offset_ms: u64,
     /// How long an automatic claim stays pending before it is used.
     pub claim_settle_ms: u64,
     /// How long a dead node keeps its blocks before others may claim them.
@@ -90,6 +96,8 @@ impl AgentConfig {
             rules: Rules::default(),
             static_blocks: Vec::new(),
             auto_blocks: Vec::new(),
+            previous_claims: Vec::new(),
+            wall_clock_offset_ms: 0,
             claim_settle_ms: 2_000,
             dead_grace_ms: 10 * 60 * 1000,
             sync_interval_ms: 2_000,
@@ -156,7 +164,7 @@ struct Shared {
     changed: bool,
     /// Records about this node from an older start (or forged): to be
     /// overwritten with tombstones.
-    to_refute: Vec<Key>,
+    to_refute: Vec<Record>,
     /// A node record of a new owner arrived.
     new_owners: bool,
 }
@@ -168,7 +176,7 @@ impl Shared {
             // from before a restart (or forged): never believed.
             let mine = self.state.version(&r.key);
             if mine.is_none_or(|v| v < r.version) {
-                self.to_refute.push(r.key);
+                self.to_refute.push(r);
             }
             return Ok(false);
         }
@@ -360,6 +368,9 @@ impl Agent {
             Value::Node(agent.cfg.info.clone()),
             now_ms,
         );
+        for (block, claimed_at) in agent.cfg.previous_claims.clone() {
+            agent.adopt(block, claimed_at, now_ms);
+        }
         for block in agent.cfg.static_blocks.clone() {
             agent.write(
                 Key::Claim {
@@ -464,15 +475,51 @@ impl Agent {
             }
         }
         let refute = std::mem::take(&mut self.shared.lock().expect("not poisoned").to_refute);
-        for key in refute {
+        for r in refute {
+            if r.version.epoch == self.epoch {
+                // Never write below a version seen in our own epoch.
+                self.counter = self.counter.max(r.version.counter);
+            }
+            if let (Key::Claim { block, .. }, Value::Claim { claimed_at }) = (&r.key, &r.value) {
+                if self.adopt(*block, *claimed_at, now) {
+                    continue;
+                }
+            }
             let keep = {
                 let sh = self.shared.lock().expect("not poisoned");
-                sh.state.value(&key).cloned()
+                sh.state.value(&r.key).cloned()
             };
             // Re-assert what this node holds now, or delete what it does
             // not hold any more.
-            self.write(key, keep.unwrap_or(Value::Deleted), now);
+            self.write(r.key, keep.unwrap_or(Value::Deleted), now);
         }
+    }
+
+    /// Takes back a block this node claimed before a restart (learned from
+    /// the cluster or from its own blocks file), with its original claim
+    /// time, if an automatic slot of that pool has not settled on another
+    /// block. Its pods keep their addresses.
+    fn adopt(&mut self, block: IpNet, claimed_at: u64, now: u64) -> bool {
+        let Some(i) = self
+            .cfg
+            .auto_blocks
+            .iter()
+            .position(|a| a.pool.contains(&block) && block.prefix_len() == a.len)
+        else {
+            return false;
+        };
+        match self.claims[i].clone() {
+            Claim::Held { .. } => return false,
+            Claim::Pending { block: other, .. } if other != block => self.release(other, now),
+            _ => {}
+        }
+        let key = Key::Claim {
+            owner: self.cfg.name.clone(),
+            block,
+        };
+        self.write(key, Value::Claim { claimed_at }, now);
+        self.claims[i] = Claim::Pending { block, since: now };
+        true
     }
 
     /// Nodes known from their records but not (yet) from SWIM are handed
@@ -790,7 +837,8 @@ impl Agent {
                             owner: self.cfg.name.clone(),
                             block,
                         };
-                        self.write(key, Value::Claim { claimed_at: now }, now);
+                        let claimed_at = now + self.cfg.wall_clock_offset_ms;
+                        self.write(key, Value::Claim { claimed_at }, now);
                     }
                 }
                 Claim::Pending { block, since } => {
@@ -916,6 +964,28 @@ impl Agent {
             _ => None,
         }));
         v
+    }
+
+    /// This node's confirmed automatic claims with their claim times (what
+    /// it should take back after a restart).
+    pub fn held_claims(&self) -> Vec<(IpNet, u64)> {
+        let sh = self.shared.lock().expect("not poisoned");
+        self.claims
+            .iter()
+            .filter_map(|c| match c {
+                Claim::Held { block } => {
+                    let key = Key::Claim {
+                        owner: self.cfg.name.clone(),
+                        block: *block,
+                    };
+                    match sh.state.value(&key) {
+                        Some(Value::Claim { claimed_at }) => Some((*block, *claimed_at)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether this node has joined a cluster.

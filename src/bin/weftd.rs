@@ -206,7 +206,7 @@ fn run(cfg: &Config) -> ExitCode {
     );
     let sig = signals.wait();
     if let Some(path) = &cfg.dataplane.stats_file {
-        weft::dataplane::node::write_stats(path, &node.counters);
+        weft::dataplane::node::write_stats(path, &node.counters, node.gossip.as_ref());
     }
     tracing::info!(signal = ?sig, "exiting; the TUN device and routes stay until `weftd uninstall`");
     ExitCode::SUCCESS

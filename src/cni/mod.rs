@@ -93,13 +93,7 @@ fn attachment(env: &Env) -> (&str, &str) {
 fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let (id, ifname) = attachment(env);
     let netns = env.netns.as_deref().expect("checked by Env");
-    if conf.blocks.is_empty() {
-        return Err(CniError::new(
-            code::INVALID_CONFIG,
-            "no pod blocks configured",
-            "set \"blocks\" in the network configuration",
-        ));
-    }
+    let blocks = conf.effective_blocks()?;
     if !netns.exists() {
         return Err(CniError::new(
             code::UNKNOWN_CONTAINER,
@@ -108,7 +102,7 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         ));
     }
     let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
-    let ips = store.allocate(&conf.blocks, id, ifname)?;
+    let ips = store.allocate(&blocks, id, ifname)?;
     let host = wiring::host_ifname(id, ifname);
     let wired = match wiring::add(netns, ifname, &host, &ips, conf.mtu) {
         Ok(w) => w,

@@ -202,6 +202,9 @@ pub struct NetConf {
     pub mtu: u32,
     /// The node's pod blocks (IPv4 and/or IPv6), addresses come from them.
     pub blocks: Vec<IpNet>,
+    /// Where weftd publishes the node's blocks when `blocks` is not given
+    /// (blocks claimed over gossip).
+    pub blocks_file: PathBuf,
     /// Where IPAM state lives.
     pub state_dir: PathBuf,
     /// weftd's local socket (endpoint notices, block requests, STATUS).
@@ -221,6 +224,7 @@ struct RawConf {
     kind: Option<Value>,
     mtu: Option<Value>,
     blocks: Option<Value>,
+    blocks_file: Option<Value>,
     state_dir: Option<Value>,
     weftd_socket: Option<Value>,
     prev_result: Option<Value>,
@@ -245,6 +249,62 @@ fn string_field(field: &str, v: &Option<Value>) -> Result<Option<String>, CniErr
 }
 
 impl NetConf {
+    /// The blocks to allocate from: `blocks` if given, else the ones weftd
+    /// published in `blocksFile`. None yet (weftd still claiming) is
+    /// "try again later" (code 11), as the spec has it.
+    pub fn effective_blocks(&self) -> Result<Vec<IpNet>, CniError> {
+        if !self.blocks.is_empty() {
+            return Ok(self.blocks.clone());
+        }
+        let path = self.blocks_file.display().to_string();
+        let text = match std::fs::read_to_string(&self.blocks_file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CniError::new(
+                    code::TRY_AGAIN,
+                    "weftd has not published this node's pod blocks yet",
+                    format!("{path} does not exist; set \"blocks\" or start weftd with gossip"),
+                ))
+            }
+            Err(e) => {
+                return Err(CniError::new(
+                    code::IO_FAILURE,
+                    "cannot read the node's pod blocks",
+                    format!("{path}: {e}"),
+                ))
+            }
+        };
+        let bad = |why: String| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                "the node's pod blocks file is invalid",
+                format!("{path}: {why}"),
+            )
+        };
+        let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let items = v
+            .get("blocks")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("expected {\"blocks\": [\"CIDR\", ...]}".into()))?;
+        let mut out = Vec::new();
+        for item in items {
+            let net: IpNet = item
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .filter(|n: &IpNet| n.trunc() == *n)
+                .ok_or_else(|| bad(format!("expected CIDR prefixes, got {item}")))?;
+            out.push(net);
+        }
+        if out.is_empty() {
+            return Err(CniError::new(
+                code::TRY_AGAIN,
+                "weftd has not claimed a pod block for this node yet",
+                path,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Parses stdin. Bad JSON is code 6; a version weft does not speak,
     /// code 1; a field of the wrong shape, code 7.
     pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
@@ -299,6 +359,9 @@ impl NetConf {
             }
             Some(other) => return Err(bad_field("blocks", "a list of CIDR prefixes", other)),
         };
+        let blocks_file = string_field("blocksFile", &raw.blocks_file)?
+            .unwrap_or_else(|| "/run/weft/blocks.json".into())
+            .into();
         let state_dir = string_field("stateDir", &raw.state_dir)?
             .unwrap_or_else(|| "/var/lib/weft/cni".into())
             .into();
@@ -332,6 +395,7 @@ impl NetConf {
             name,
             mtu,
             blocks,
+            blocks_file,
             state_dir,
             weftd_socket,
             prev_result: raw.prev_result,

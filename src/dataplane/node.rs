@@ -20,6 +20,8 @@ pub struct Node {
     pub fdb: Fdb,
     /// One counter block per worker.
     pub counters: Vec<Arc<WorkerCounters>>,
+    /// The control plane, when gossip is enabled.
+    pub gossip: Option<crate::gossip::Handle>,
 }
 
 fn fail(what: impl std::fmt::Display) -> String {
@@ -269,12 +271,25 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         .spawn(i)
         .map_err(fail)?;
     }
+    let gossip = if cfg.gossip.enabled {
+        spawn_route_sync(fdb.clone(), tun_index)?;
+        Some(crate::gossip::start(
+            cfg,
+            &name,
+            underlay,
+            vtep_mac(&name).0,
+            fdb.clone(),
+        )?)
+    } else {
+        None
+    };
     if let Some(path) = cfg.dataplane.stats_file.clone() {
         let counters = counters.clone();
+        let gossip = gossip.clone();
         std::thread::Builder::new()
             .name("weft-stats".into())
             .spawn(move || loop {
-                write_stats(&path, &counters);
+                write_stats(&path, &counters, gossip.as_ref());
                 std::thread::sleep(std::time::Duration::from_millis(500));
             })
             .map_err(fail)?;
@@ -283,13 +298,59 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         name,
         fdb,
         counters,
+        gossip,
     })
 }
 
+/// Keeps the kernel routes equal to fdb: every change (from gossip) is
+/// followed, after a short pause that gathers a burst of changes into one
+/// pass, by a reconcile of weft's routes.
+fn spawn_route_sync(fdb: Fdb, tun_index: u32) -> Result<(), String> {
+    let sub = fdb.subscribe(4096);
+    std::thread::Builder::new()
+        .name("weft-routes".into())
+        .spawn(move || {
+            let mut sub = sub;
+            loop {
+                if sub
+                    .next_timeout(std::time::Duration::from_secs(5))
+                    .is_none()
+                {
+                    continue;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                while sub.try_next().is_some() {}
+                let desired = desired_routes(&fdb, tun_index);
+                match crate::kernel::with_netlink(async |h| {
+                    Routes::new(h).reconcile(&desired).await
+                }) {
+                    Ok(r) if !r.installed.is_empty() || !r.removed.is_empty() => {
+                        tracing::info!(
+                            installed = r.installed.len(),
+                            removed = r.removed.len(),
+                            "kernel routes follow the control plane"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("kernel routes: {e}"),
+                }
+            }
+        })
+        .map_err(fail)?;
+    Ok(())
+}
+
 /// Writes the summed counters as JSON, atomically (temp file + rename).
-pub fn write_stats(path: &std::path::Path, counters: &[Arc<WorkerCounters>]) {
+pub fn write_stats(
+    path: &std::path::Path,
+    counters: &[Arc<WorkerCounters>],
+    gossip: Option<&crate::gossip::Handle>,
+) {
     let all: Vec<&WorkerCounters> = counters.iter().map(|c| c.as_ref()).collect();
-    let v = counters::snapshot_refs(&all);
+    let mut v = counters::snapshot_refs(&all);
+    if let Some(g) = gossip {
+        v["gossip"] = g.status.lock().expect("not poisoned").to_json();
+    }
     let tmp = path.with_extension("tmp");
     if std::fs::write(&tmp, v.to_string()).is_ok() {
         let _ = std::fs::rename(&tmp, path);

@@ -1,0 +1,264 @@
+//! weftd's side of the control plane: a UDP socket and a clock around the
+//! sans-I/O [`control::Agent`], the view written into fdb, the node's
+//! usable blocks written for the CNI plugin, and a status for stats.
+//!
+//! One plain thread: control traffic is a few datagrams a second, and a
+//! blocking socket with a read timeout set to the agent's next deadline is
+//! all the scheduling it needs.
+
+use crate::config::Config;
+use control::{Agent, AgentConfig, AutoBlock, Event, Keyring, NodeInfo, Rules};
+use fdb::Fdb;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the control plane reports (for stats and, later, weftctl).
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// Counters, drops by reason included.
+    pub counters: control::Counters,
+    /// Members: name, gossip address, up.
+    pub members: Vec<(String, SocketAddr, bool)>,
+    /// This node's usable blocks.
+    pub blocks: Vec<IpNet>,
+    /// Joined a cluster.
+    pub joined: bool,
+}
+
+impl Status {
+    /// The status as JSON (the `gossip` object of the stats file).
+    pub fn to_json(&self) -> serde_json::Value {
+        let up = self.members.iter().filter(|m| m.2).count();
+        serde_json::json!({
+            "joined": self.joined,
+            "members_up": up,
+            "members_down": self.members.len() - up,
+            "members": self.members.iter().map(|(n, a, up)| serde_json::json!({
+                "name": n, "addr": a.to_string(), "up": up,
+            })).collect::<Vec<_>>(),
+            "blocks": self.blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+            "received": self.counters.received,
+            "sent": self.counters.sent,
+            "bytes_sent": self.counters.bytes_sent,
+            "records": self.counters.records,
+            "drops": self.counters.dropped,
+        })
+    }
+}
+
+/// A running control plane.
+#[derive(Clone)]
+pub struct Handle {
+    /// The latest status.
+    pub status: Arc<Mutex<Status>>,
+}
+
+fn fail(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Reads the keyring file; errors name the file and line.
+pub fn load_keyring(path: &Path) -> Result<Keyring, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("gossip.key_file: cannot read {}: {e}", path.display()))?;
+    Keyring::parse(&text).map_err(|e| format!("gossip.key_file: {}: {e}", path.display()))
+}
+
+/// Writes `{"blocks": [...], "claims": [{"block", "claimed_at"}]}`
+/// atomically (temp file + rename): the CNI plugin reads `blocks`; weftd
+/// reads `claims` back after a restart.
+pub fn write_blocks_file(
+    path: &Path,
+    blocks: &[IpNet],
+    claims: &[(IpNet, u64)],
+) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp: PathBuf = path.with_extension("tmp");
+    let v = serde_json::json!({
+        "blocks": blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+        "claims": claims.iter().map(|(b, at)| serde_json::json!({
+            "block": b.to_string(), "claimed_at": at,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(&tmp, v.to_string())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The claims recorded in a blocks file by an earlier run (none if the
+/// file is missing or unreadable: the node then claims afresh).
+pub fn read_previous_claims(path: &Path) -> Vec<(IpNet, u64)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    v.get("claims")
+        .and_then(|c| c.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| {
+                    let block = c.get("block")?.as_str()?.parse().ok()?;
+                    Some((block, c.get("claimed_at")?.as_u64()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Starts the control plane for node `name` at `underlay`.
+pub fn start(
+    cfg: &Config,
+    name: &str,
+    underlay: IpAddr,
+    vtep_mac: [u8; 6],
+    fdb: Fdb,
+) -> Result<Handle, String> {
+    let g = &cfg.gossip;
+    let key_file = g.key_file.as_ref().ok_or("gossip.key_file is required")?;
+    let keyring = load_keyring(key_file)?;
+    let addr = SocketAddr::new(underlay, g.port);
+    let sock = UdpSocket::bind(addr).map_err(|e| format!("gossip: bind {addr}: {e}"))?;
+    let info = NodeInfo {
+        underlay: vec![underlay],
+        vtep_mac,
+        vxlan: true,
+        ipip: true,
+        gossip: addr,
+        boot: 0,
+    };
+    let mut acfg = AgentConfig::new(name, addr, info, keyring);
+    acfg.seeds = g.seed_addrs();
+    acfg.encrypt = g.encrypt;
+    acfg.rules = Rules {
+        pools: cfg.overlay.pools.clone(),
+        ..Rules::default()
+    };
+    acfg.static_blocks = cfg.overlay.blocks.clone();
+    if cfg.overlay.blocks.is_empty() {
+        acfg.auto_blocks = cfg
+            .overlay
+            .pools
+            .iter()
+            .map(|p| AutoBlock {
+                pool: *p,
+                len: if p.addr().is_ipv4() {
+                    cfg.overlay.block_size_v4
+                } else {
+                    cfg.overlay.block_size_v6
+                },
+            })
+            .collect();
+    }
+    acfg.previous_claims = read_previous_claims(&g.blocks_file);
+    acfg.probe_period_ms = g.probe_interval_ms;
+    acfg.sync_interval_ms = g.sync_interval_ms;
+    acfg.dead_grace_ms = g.dead_node_grace_s * 1000;
+    acfg.cluster_size_hint = g.cluster_size;
+    let blocks_file = g.blocks_file.clone();
+    let status = Arc::new(Mutex::new(Status::default()));
+    let handle = Handle {
+        status: Arc::clone(&status),
+    };
+    std::thread::Builder::new()
+        .name("weft-gossip".into())
+        .spawn(move || run(sock, acfg, fdb, blocks_file, status))
+        .map_err(fail)?;
+    Ok(handle)
+}
+
+fn run(
+    sock: UdpSocket,
+    acfg: AgentConfig,
+    fdb: Fdb,
+    blocks_file: PathBuf,
+    status: Arc<Mutex<Status>>,
+) {
+    let clock = Instant::now();
+    let now = || clock.elapsed().as_millis() as u64;
+    // The epoch orders this start after every earlier one of this node.
+    let epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1);
+    let seed = epoch ^ u64::from(std::process::id()).rotate_left(32);
+    let mut acfg = acfg;
+    acfg.wall_clock_offset_ms = epoch.saturating_sub(now());
+    let mut agent = Agent::new(acfg, now(), epoch, seed);
+    tracing::info!(node = agent.name(), seeds = ?agent.members().len(), "gossip started");
+    let mut buf = vec![0u8; 2048];
+    let mut version = 0u64;
+    let mut published: Option<Vec<IpNet>> = None;
+    let mut next_view = 0u64;
+    let mut next_status = 0u64;
+    loop {
+        for (to, d) in agent.drain_output() {
+            if let Err(e) = sock.send_to(&d, to) {
+                tracing::debug!(%to, "gossip send: {e}");
+            }
+        }
+        for e in agent.drain_events() {
+            match e {
+                Event::MemberUp(n) => tracing::info!(member = %n, "member up"),
+                Event::MemberDown(n) => tracing::warn!(member = %n, "member down"),
+                Event::Joined => tracing::info!("joined the cluster"),
+                Event::BlockClaimed(b) => tracing::info!(block = %b, "block claimed"),
+                Event::BlockLost(b) => {
+                    tracing::error!(block = %b, "block lost to an earlier claim; pods in it must be recreated")
+                }
+            }
+        }
+        let t = now();
+        // The view also changes with time alone (grace periods), so it is
+        // recomputed at least every second.
+        if agent.take_changed() || t >= next_view {
+            next_view = t + 1000;
+            version += 1;
+            let view = agent.view(t);
+            match control::fdb_sync::sync(&fdb, &view, version) {
+                Ok(st) if st.upserted + st.removed > 0 || st.refused > 0 => {
+                    tracing::debug!(?st, "fdb updated from gossip")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("fdb update from gossip failed: {e}"),
+            }
+            let blocks = agent.local_blocks();
+            // Not overwritten with nothing at start: it holds the claims this
+            // node takes back after a restart until they are confirmed.
+            let first_and_empty = published.is_none() && blocks.is_empty();
+            if published.as_ref() != Some(&blocks) && !first_and_empty {
+                match write_blocks_file(&blocks_file, &blocks, &agent.held_claims()) {
+                    Ok(()) => published = Some(blocks.clone()),
+                    Err(e) => {
+                        tracing::error!(file = %blocks_file.display(), "cannot write blocks: {e}")
+                    }
+                }
+            }
+        }
+        if t >= next_status {
+            next_status = t + 200;
+            let mut st = status.lock().expect("not poisoned");
+            st.counters = agent.counters();
+            st.members = agent.members();
+            st.blocks = agent.local_blocks();
+            st.joined = agent.joined();
+        }
+        let wait = agent.next_deadline().saturating_sub(now()).clamp(1, 1000);
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(wait)));
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => agent.handle_datagram(from, &mut buf[..n], now()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => tracing::debug!("gossip receive: {e}"),
+        }
+        agent.tick(now());
+    }
+}

@@ -1,0 +1,291 @@
+//! The gossip control plane with real weftd processes, through the lab
+//! (`netns-lab/lab.sh`, the same code path as the demo): five nodes joined
+//! through one seed converge and every pod reaches every pod; a killed
+//! weftd has its routes withdrawn everywhere and takes its block back on
+//! restart; a partition heals; forged, replayed and hijacking datagrams
+//! change nothing and are counted.
+//!
+//! Needs root. Fails when it cannot run, unless WEFT_SKIP_NETNS=1 is set.
+//! The lab gets a unique prefix and state directory, and a Drop guard runs
+//! `lab.sh down`, on failure too.
+
+mod support;
+
+use control::auth::{Keyring, Sealer};
+use control::record::{Key, Record, Value, Version};
+use control::wire::Body;
+use serde_json::Value as Json;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Lab {
+    prefix: String,
+    state: PathBuf,
+}
+
+impl Lab {
+    fn cmd(&self, args: &[&str]) -> Output {
+        let bin = Path::new(env!("CARGO_BIN_EXE_weftd")).parent().unwrap();
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/netns-lab/lab.sh"))
+            .args(args)
+            .env("WEFT_LAB_PREFIX", &self.prefix)
+            .env("WEFT_LAB_STATE", &self.state)
+            .env("WEFT_LAB_BIN", bin)
+            .output()
+            .expect("run netns-lab/lab.sh")
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.cmd(args);
+        assert!(
+            out.status.success(),
+            "lab.sh {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `(pod namespace, IP, node)` per pod.
+    fn pods(&self) -> Vec<(String, String, String)> {
+        self.run(&["pods"])
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].into(), f[1].into(), f[2].into())
+            })
+            .collect()
+    }
+
+    fn ns(&self, k: usize) -> String {
+        format!("{}-n{k}", self.prefix)
+    }
+
+    /// Remote-block routes (dev weft0) on node `k`.
+    fn routes(&self, k: usize) -> Vec<String> {
+        let out = support::ip(&["-n", &self.ns(k), "route", "show", "proto", "87"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+
+    fn block_of(&self, k: usize) -> String {
+        let text = std::fs::read_to_string(self.state.join(format!("blocks-n{k}.json"))).unwrap();
+        let v: Json = serde_json::from_str(&text).unwrap();
+        v["blocks"][0].as_str().unwrap().to_string()
+    }
+
+    /// Node `k`'s gossip counters, from a stats file written after now.
+    fn gossip_stats(&self, k: usize) -> Json {
+        let path = self.state.join(format!("stats-n{k}.json"));
+        let start = std::time::SystemTime::now();
+        loop {
+            if let Ok(m) = std::fs::metadata(&path) {
+                if m.modified().unwrap() > start + Duration::from_millis(50) {
+                    if let Ok(v) = serde_json::from_str::<Json>(
+                        &std::fs::read_to_string(&path).unwrap_or_default(),
+                    ) {
+                        return v["gossip"].clone();
+                    }
+                }
+            }
+            assert!(
+                start.elapsed().unwrap() < Duration::from_secs(10),
+                "no fresh stats"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn all_pods_reach_all_pods(&self) {
+        let pods = self.pods();
+        for (from, _, _) in &pods {
+            for (to, addr, _) in &pods {
+                if from == to {
+                    continue;
+                }
+                let ok = (0..3).any(|_| {
+                    Command::new("ip")
+                        .args(["netns", "exec", from, "ping", "-c", "1", "-W", "1", addr])
+                        .output()
+                        .unwrap()
+                        .status
+                        .success()
+                });
+                assert!(ok, "{from} cannot reach {to} ({addr})");
+            }
+        }
+    }
+
+    /// Waits until `cond` holds, polling; returns the time it took.
+    fn until(&self, what: &str, limit: Duration, cond: impl Fn() -> bool) -> Duration {
+        let t0 = Instant::now();
+        while !cond() {
+            assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        t0.elapsed()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.cmd(&["down"]);
+        if !out.status.success() {
+            eprintln!("lab down: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+fn lab() -> Option<Lab> {
+    let prefix = format!("wg{}", std::process::id());
+    let probe = support::ip(&["netns", "add", &format!("{prefix}-probe")]);
+    if !probe.status.success() {
+        if std::env::var("WEFT_SKIP_NETNS").as_deref() == Ok("1") {
+            return None;
+        }
+        panic!(
+            "cannot create network namespaces ({}); run as root or set WEFT_SKIP_NETNS=1",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        );
+    }
+    support::ok(&["netns", "del", &format!("{prefix}-probe")]);
+    Some(Lab {
+        state: PathBuf::from(format!("/run/weft-test-{prefix}")),
+        prefix,
+    })
+}
+
+/// Seals `body` as node `sender` would and sends it from node 1's
+/// namespace to node 2's gossip port; returns the datagram.
+fn send_to_node2(lab: &Lab, ring: Keyring, body: &[u8], again: Option<&[u8]>) -> Vec<u8> {
+    let mut datagram = Vec::new();
+    match again {
+        Some(d) => datagram.extend_from_slice(d),
+        None => Sealer::new(ring, 0xfeed, 1, false).seal(body, &mut datagram),
+    }
+    let mut enter = support::enter(&lab.ns(1));
+    let d = datagram.clone();
+    std::thread::spawn(move || {
+        enter().unwrap();
+        let s = UdpSocket::bind("10.99.0.1:0").unwrap();
+        s.send_to(&d, "10.99.0.2:7947").unwrap();
+    })
+    .join()
+    .unwrap();
+    datagram
+}
+
+fn records_body(records: Vec<Record>) -> Vec<u8> {
+    let mut b = Vec::new();
+    Body::Records(records).encode(&mut b);
+    b
+}
+
+#[test]
+fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
+    let Some(lab) = lab() else { return };
+    let t0 = Instant::now();
+    lab.run(&["up", "--nodes", "5", "--pods", "1"]);
+    let converged = lab.run(&["wait", "60"]);
+    eprintln!(
+        "lab up and converged in {:?} (wait: {} s)",
+        t0.elapsed(),
+        converged.trim()
+    );
+    for k in 1..=5 {
+        assert_eq!(lab.routes(k).len(), 5, "n{k}: {:?}", lab.routes(k));
+    }
+    // Five distinct blocks, one per node.
+    let blocks: std::collections::BTreeSet<String> = (1..=5).map(|k| lab.block_of(k)).collect();
+    assert_eq!(blocks.len(), 5);
+    lab.all_pods_reach_all_pods();
+
+    // kill -9 one weftd: its block's routes go everywhere else.
+    let dead_block = lab.block_of(5);
+    lab.run(&["kill", "5"]);
+    let took = lab.until("routes to n5 withdrawn", Duration::from_secs(30), || {
+        (1..=4).all(|k| !lab.routes(k).iter().any(|r| r.starts_with(&dead_block)))
+    });
+    eprintln!("n5's routes withdrawn everywhere {took:?} after kill -9");
+    // Restart: it rejoins and takes its own block back (its pod keeps its
+    // address).
+    lab.run(&["start", "5"]);
+    lab.run(&["wait", "60"]);
+    assert_eq!(lab.block_of(5), dead_block);
+    lab.all_pods_reach_all_pods();
+
+    // Partition {1,2} from {3,4,5}: each side withdraws the other's routes.
+    lab.run(&["partition", "1", "2", "--", "3", "4", "5"]);
+    let b3 = lab.block_of(3);
+    let b1 = lab.block_of(1);
+    lab.until("partition seen", Duration::from_secs(30), || {
+        !lab.routes(1).iter().any(|r| r.starts_with(&b3))
+            && !lab.routes(4).iter().any(|r| r.starts_with(&b1))
+    });
+    lab.run(&["heal"]);
+    let took = lab.until("healed", Duration::from_secs(60), || {
+        (1..=5).all(|k| lab.routes(k).len() == 5)
+    });
+    eprintln!("converged again {took:?} after the partition healed");
+    lab.all_pods_reach_all_pods();
+
+    // Forgeries. The real key is in the lab's state; a wrong one is not.
+    let real =
+        Keyring::parse(&std::fs::read_to_string(lab.state.join("cluster.key")).unwrap()).unwrap();
+    let wrong = Keyring::new(&[(1, [0x66; 32])]).unwrap();
+    let routes_before = lab.routes(2);
+    let before = lab.gossip_stats(2);
+    // A record hijacking n3's block for a node "n9", signed with the wrong
+    // key, and one (signed right) with a claim later than n3's.
+    let hijack = Record {
+        key: Key::Claim {
+            owner: "n9".into(),
+            block: b3.parse().unwrap(),
+        },
+        version: Version {
+            epoch: u64::MAX / 2,
+            counter: 1,
+        },
+        value: Value::Claim {
+            claimed_at: u64::MAX / 2,
+        },
+    };
+    let node9 = Record {
+        key: Key::Node { owner: "n9".into() },
+        version: Version {
+            epoch: u64::MAX / 2,
+            counter: 2,
+        },
+        value: Value::Node(control::NodeInfo {
+            underlay: vec!["10.99.0.9".parse().unwrap()],
+            vtep_mac: [2, 0, 0, 0, 0, 9],
+            vxlan: true,
+            ipip: true,
+            gossip: "10.99.0.9:7947".parse().unwrap(),
+            boot: 1,
+        }),
+    };
+    let body = records_body(vec![node9.clone(), hijack.clone()]);
+    send_to_node2(&lab, wrong, &body, None);
+    let signed = send_to_node2(&lab, real.clone(), &body, None);
+    send_to_node2(&lab, real, &body, Some(&signed));
+    let count = |v: &Json, r: &str| v["drops"][r].as_u64().unwrap_or(0);
+    let counted = |after: &Json| {
+        count(after, "auth_bad_tag") == count(&before, "auth_bad_tag") + 1
+            && count(after, "auth_replayed") == count(&before, "auth_replayed") + 1
+    };
+    lab.until(
+        "forged and replayed datagrams counted",
+        Duration::from_secs(10),
+        || counted(&lab.gossip_stats(2)),
+    );
+    // No route was hijacked: n3's block still goes to the TUN for n3 (and
+    // n9, which is no member, owns nothing routed).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.routes(2), routes_before);
+    lab.all_pods_reach_all_pods();
+}
