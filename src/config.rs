@@ -503,6 +503,17 @@ impl Config {
                     format!("expected a block inside a pool in overlay.pools (got {b})"),
                 );
             }
+            let size = if b.addr().is_ipv4() {
+                o.block_size_v4
+            } else {
+                o.block_size_v6
+            };
+            if b.prefix_len() < size {
+                return err(
+                    format!("overlay.blocks[{i}]"),
+                    format!("expected a block no larger than the block size /{size} (got {b})"),
+                );
+            }
         }
         if self.underlay.mtu < 576 {
             return err(

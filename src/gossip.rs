@@ -137,6 +137,8 @@ pub fn start(
     acfg.encrypt = g.encrypt;
     acfg.rules = Rules {
         pools: cfg.overlay.pools.clone(),
+        min_prefix_v4: cfg.overlay.block_size_v4,
+        min_prefix_v6: cfg.overlay.block_size_v6,
         ..Rules::default()
     };
     acfg.static_blocks = cfg.overlay.blocks.clone();

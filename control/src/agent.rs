@@ -323,8 +323,10 @@ impl Agent {
             addr: cfg.gossip_addr,
             boot: epoch,
         };
+        let mut state = State::new(cfg.rules.clone());
+        state.pin(&cfg.name, &cfg.static_blocks);
         let shared = Arc::new(Mutex::new(Shared {
-            state: State::new(cfg.rules.clone()),
+            state,
             now_ms,
             name: cfg.name.clone(),
             counters: Counters::default(),

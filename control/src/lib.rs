@@ -24,6 +24,8 @@ pub mod agent;
 pub mod auth;
 pub mod counters;
 pub mod fdb_sync;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod member;
 pub mod record;
 pub mod sim;

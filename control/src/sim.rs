@@ -74,6 +74,8 @@ pub struct Sim {
     pub bytes: Vec<u64>,
     /// `(time, observer, subject)` of every MemberDown seen.
     pub downs: Vec<(u64, usize, usize)>,
+    /// When set, every datagram sent is kept here (fuzzing seeds).
+    pub capture: Option<Vec<Vec<u8>>>,
     /// `(time, node, block)` of every confirmed block later lost.
     pub lost: Vec<(u64, usize, ipnet::IpNet)>,
     keyring: Keyring,
@@ -92,7 +94,7 @@ pub fn name(i: usize) -> String {
 impl Sim {
     /// A cluster of `cfg.nodes`, started one by one `stagger_ms` apart.
     pub fn new(cfg: SimConfig) -> Self {
-        let keyring = Keyring::new(&[(1, [0x42; 32])]).expect("one key");
+        let keyring = Keyring::new(&[(1, crate::fuzzing::SIM_KEY)]).expect("one key");
         let n = cfg.nodes;
         let mut sim = Sim {
             agents: (0..n).map(|_| None).collect(),
@@ -108,6 +110,7 @@ impl Sim {
             bytes: vec![0; n],
             downs: Vec::new(),
             lost: Vec::new(),
+            capture: None,
             keyring,
             cfg,
         };
@@ -174,6 +177,9 @@ impl Sim {
         }
         for (to, data) in out {
             self.bytes[i] += data.len() as u64;
+            if let Some(c) = self.capture.as_mut() {
+                c.push(data.clone());
+            }
             let Some(&j) = self.index.get(&to) else {
                 continue;
             };

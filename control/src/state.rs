@@ -18,6 +18,10 @@ pub struct Rules {
     pub max_records_per_owner: usize,
     /// How long a tombstone is kept, in ms.
     pub tombstone_ttl_ms: u64,
+    /// Shortest IPv4 claim prefix (a claim may not be larger than a block).
+    pub min_prefix_v4: u8,
+    /// Shortest IPv6 claim prefix.
+    pub min_prefix_v6: u8,
 }
 
 impl Default for Rules {
@@ -27,6 +31,8 @@ impl Default for Rules {
             max_owners: 10_000,
             max_records_per_owner: 4_096,
             tombstone_ttl_ms: 10 * 60 * 1000,
+            min_prefix_v4: 16,
+            min_prefix_v6: 64,
         }
     }
 }
@@ -87,6 +93,9 @@ pub struct View {
 pub struct State {
     rules: Rules,
     owners: BTreeMap<String, Owner>,
+    /// Blocks from this node's own configuration: this node never gives
+    /// them up, whatever the records say.
+    pinned: Option<(String, Vec<IpNet>)>,
 }
 
 impl State {
@@ -95,7 +104,16 @@ impl State {
         State {
             rules,
             owners: BTreeMap::new(),
+            pinned: None,
         }
+    }
+
+    /// Pins `blocks` to `owner` (this node and its configured blocks): they
+    /// are accepted first in [`Self::winning_claims`]. A conflicting claim
+    /// elsewhere is a misconfiguration or an attack; either way this node
+    /// keeps routing its own pods.
+    pub fn pin(&mut self, owner: &str, blocks: &[IpNet]) {
+        self.pinned = Some((owner.to_string(), blocks.to_vec()));
     }
 
     /// The rules.
@@ -108,6 +126,13 @@ impl State {
         r.check_shape()?;
         if let Key::Claim { block, .. } = &r.key {
             if !self.rules.pools.is_empty() && !self.rules.pools.iter().any(|p| p.contains(block)) {
+                return Err(RecordError::BadBlock);
+            }
+            let min = match block {
+                IpNet::V4(_) => self.rules.min_prefix_v4,
+                IpNet::V6(_) => self.rules.min_prefix_v6,
+            };
+            if block.prefix_len() < min {
                 return Err(RecordError::BadBlock);
             }
         }
@@ -261,10 +286,17 @@ impl State {
         }
         claims.sort();
         let mut won: BTreeMap<IpNet, String> = BTreeMap::new();
+        if let Some((owner, blocks)) = &self.pinned {
+            for b in blocks {
+                won.insert(*b, owner.clone());
+            }
+        }
         for (_, owner, block) in claims {
             if won.keys().any(|b| b.contains(&block) || block.contains(b)) {
                 continue;
             }
+            // (A pinned block is already in; its own claim record lands here
+            // and is skipped as overlapping itself.)
             won.insert(block, owner.to_string());
         }
         won
@@ -406,6 +438,24 @@ mod tests {
     }
 
     #[test]
+    fn pinned_blocks_stay_and_oversized_claims_are_refused() {
+        let mut s = State::default();
+        s.pin("me", &["10.244.0.0/26".parse().unwrap()]);
+        // An earlier (time 0) claim by a smaller name of a block around mine.
+        s.apply(claim("a", "10.244.0.0/25", 0, v(1, 1)), 0).unwrap();
+        s.apply(claim("me", "10.244.0.0/26", 0, v(1, 1)), 0)
+            .unwrap();
+        let won = s.winning_claims(|_| true);
+        assert_eq!(won.get(&"10.244.0.0/26".parse().unwrap()).unwrap(), "me");
+        assert_eq!(won.len(), 1);
+        // A claim larger than the rules allow is refused outright.
+        assert_eq!(
+            s.apply(claim("a", "10.0.0.0/8", 0, v(1, 2)), 0),
+            Err(RecordError::BadBlock)
+        );
+    }
+
+    #[test]
     fn view_keeps_only_endpoints_inside_their_owners_blocks() {
         let mut s = State::default();
         for r in [
@@ -438,6 +488,7 @@ mod tests {
             max_owners: 2,
             max_records_per_owner: 2,
             tombstone_ttl_ms: 10,
+            ..Rules::default()
         });
         assert_eq!(
             s.apply(claim("a", "10.9.0.0/26", 1, v(1, 1)), 0),

@@ -1,0 +1,72 @@
+//! Checks the fuzz targets run (fuzz/fuzz_targets/gossip.rs), also replayed
+//! on stable by control/tests/corpus.rs. Not part of the public API.
+
+use crate::agent::{Agent, AgentConfig};
+use crate::auth::{Keyring, Opener, Sealer};
+use crate::record::{NodeInfo, Record};
+use crate::wire::Body;
+
+/// The key the simulator uses, so captured datagrams authenticate.
+pub const SIM_KEY: [u8; 32] = [0x42; 32];
+
+fn agent() -> Agent {
+    let ring = Keyring::new(&[(1, SIM_KEY)]).expect("one key");
+    let info = NodeInfo {
+        underlay: vec!["10.0.0.200".parse().expect("ip")],
+        vtep_mac: [2; 6],
+        vxlan: true,
+        ipip: false,
+        gossip: "10.0.0.200:7947".parse().expect("addr"),
+        boot: 0,
+    };
+    let mut cfg = AgentConfig::new("fuzz-node", info.gossip, info, ring);
+    cfg.rules.pools = vec!["10.200.0.0/16".parse().expect("net")];
+    cfg.rules.min_prefix_v4 = 24;
+    cfg.static_blocks = vec!["10.200.0.0/24".parse().expect("net")];
+    Agent::new(cfg, 0, 1, 7)
+}
+
+/// One control datagram from outside, arbitrary bytes. The first byte
+/// picks the layer: 0 = the raw datagram into an agent (only datagrams
+/// sealed with [`SIM_KEY`] get past authentication, as captured ones are);
+/// 1 = the rest sealed with the right key first, so any body reaches the
+/// decoders, foca and the merge; 2 = the body and record decoders alone.
+/// Nothing may panic, and the agent must keep working afterwards.
+pub fn gossip_datagram(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let from = "10.0.0.1:7947".parse().expect("addr");
+    match mode % 3 {
+        0 => {
+            let mut a = agent();
+            a.handle_datagram(from, &mut rest.to_vec(), 10);
+            a.tick(5_000);
+            let _ = a.view(5_000);
+            let _ = a.drain_output();
+        }
+        1 => {
+            let mut a = agent();
+            let ring = Keyring::new(&[(1, SIM_KEY)]).expect("one key");
+            let mut sealed = Vec::new();
+            Sealer::new(ring, 99, 1, mode & 0x80 != 0).seal(rest, &mut sealed);
+            a.handle_datagram(from, &mut sealed, 10);
+            a.tick(5_000);
+            let view = a.view(5_000);
+            // Our own block is never taken by what a datagram says.
+            assert_eq!(
+                view.blocks
+                    .get(&"10.200.0.0/24".parse().expect("net"))
+                    .map(String::as_str),
+                Some("fuzz-node")
+            );
+            let _ = a.drain_output();
+        }
+        _ => {
+            let _ = Body::decode(rest);
+            let _ = Record::decode(rest);
+            let mut o = Opener::new(Keyring::new(&[(1, SIM_KEY)]).expect("one key"), 4);
+            let _ = o.open(&mut rest.to_vec());
+        }
+    }
+}
