@@ -17,6 +17,7 @@
 #   netns-lab/lab.sh down              remove everything
 #   netns-lab/lab.sh demo [--keep]     up, connectivity matrix, throughput, down
 #   netns-lab/lab.sh bench [ARGS]      the data-plane benchmark (bench.sh)
+#   netns-lab/lab.sh chaos             fault scenarios, one PASS/FAIL line each
 #
 # --static gives every node the others as static peers and no gossip.
 # Names start with "wl-" and state lives in /run/weft-lab, unless
@@ -30,6 +31,8 @@ P=${WEFT_LAB_PREFIX:-wl}
 BIN=${WEFT_LAB_BIN:-target/release}
 # shellcheck source=netns-lab/common.sh
 source netns-lab/common.sh
+# shellcheck source=netns-lab/chaos.sh
+source netns-lab/chaos.sh
 
 die() { echo "lab: $*" >&2; exit 1; }
 need_root() {
@@ -92,6 +95,7 @@ up() {
   for k in $(seq "$nodes"); do
     {
       echo "node_name = \"n$k\""
+      echo "cni_socket = \"$STATE/cni-n$k.sock\""
       echo "[underlay]"; echo "address = \"10.99.0.$k\""
       echo "[overlay]"; echo "encap = \"$encap\""
       [[ $mode == static ]] && echo "blocks = [\"10.244.$k.0/26\"]"
@@ -134,7 +138,7 @@ add_pod() {
   local k=$1 j=$2 blocks=$3 pod=$P-n$1-p$2
   ip netns add "$pod"
   ip -n "$pod" link set lo up
-  echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",$blocks,\"stateDir\":\"$STATE/cni-n$k\"}" \
+  echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",$blocks,\"stateDir\":\"$STATE/cni-n$k\",\"weftdSocket\":\"$STATE/cni-n$k.sock\"}" \
     | ip netns exec $P-n$k env CNI_COMMAND=ADD CNI_CONTAINERID="$pod" CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/"$pod" "$BIN/weft" \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(r["msg"]) if "code" in r else print(r["ips"][0]["address"].split("/")[0])' \
     > "$STATE/$pod.ip"
@@ -144,6 +148,7 @@ start_weftd() {
   local k=$1
   ip netns exec $P-n$k env WEFT_LOG="${WEFT_LOG:-info}" "$BIN/weftd" --config "$STATE/n$k.toml" run >> "$STATE/weftd-n$k.log" 2>&1 &
   echo $! > "$STATE/weftd-n$k.pid"
+  disown
 }
 
 kill_weftd() {
@@ -288,6 +293,6 @@ case $cmd in
   start) need_root; start_weftd "$1" ;;
   partition) need_root; partition "$@" ;;
   heal) need_root; heal ;;
-  chaos) die "chaos is not built yet" ;;
-  *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  chaos) chaos ;;
+  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

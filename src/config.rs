@@ -12,11 +12,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// This node's name, unique in the cluster (default: the host name).
     pub node_name: Option<String>,
+    /// The local socket the CNI plugin tells weftd about pods on.
+    pub cni_socket: PathBuf,
     /// The network between nodes.
     pub underlay: Underlay,
     /// The pod network.
@@ -28,6 +30,20 @@ pub struct Config {
     /// Peers known without gossip.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<StaticPeer>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_name: None,
+            cni_socket: PathBuf::from("/run/weft/cni.sock"),
+            underlay: Underlay::default(),
+            overlay: Overlay::default(),
+            dataplane: Dataplane::default(),
+            gossip: Gossip::default(),
+            peers: Vec::new(),
+        }
+    }
 }
 
 /// How this node finds and uses its underlay address.

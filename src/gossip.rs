@@ -7,11 +7,13 @@
 //! all the scheduling it needs.
 
 use crate::config::Config;
+use crate::endpoints::EndpointEvent;
 use control::{Agent, AgentConfig, AutoBlock, Event, Keyring, NodeInfo, Rules};
 use fdb::Fdb;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +28,8 @@ pub struct Status {
     pub blocks: Vec<IpNet>,
     /// Joined a cluster.
     pub joined: bool,
+    /// Pod endpoints in the view (all nodes).
+    pub endpoints: usize,
 }
 
 impl Status {
@@ -44,6 +48,7 @@ impl Status {
             "sent": self.counters.sent,
             "bytes_sent": self.counters.bytes_sent,
             "records": self.counters.records,
+            "endpoints": self.endpoints,
             "drops": self.counters.dropped,
         })
     }
@@ -118,6 +123,7 @@ pub fn start(
     underlay: IpAddr,
     vtep_mac: [u8; 6],
     fdb: Fdb,
+    endpoints: Receiver<EndpointEvent>,
 ) -> Result<Handle, String> {
     let g = &cfg.gossip;
     let key_file = g.key_file.as_ref().ok_or("gossip.key_file is required")?;
@@ -169,7 +175,7 @@ pub fn start(
     };
     std::thread::Builder::new()
         .name("weft-gossip".into())
-        .spawn(move || run(sock, acfg, fdb, blocks_file, status))
+        .spawn(move || run(sock, acfg, fdb, blocks_file, status, endpoints))
         .map_err(fail)?;
     Ok(handle)
 }
@@ -180,6 +186,7 @@ fn run(
     fdb: Fdb,
     blocks_file: PathBuf,
     status: Arc<Mutex<Status>>,
+    endpoints: Receiver<EndpointEvent>,
 ) {
     let clock = Instant::now();
     let now = || clock.elapsed().as_millis() as u64;
@@ -215,6 +222,12 @@ fn run(
                 }
             }
         }
+        while let Ok(ev) = endpoints.try_recv() {
+            match ev {
+                EndpointEvent::Added(ip, mac) => agent.upsert_endpoint(ip, mac, now()),
+                EndpointEvent::Removed(ip) => agent.remove_endpoint(ip, now()),
+            }
+        }
         let t = now();
         // The view also changes with time alone (grace periods), so it is
         // recomputed at least every second.
@@ -222,6 +235,7 @@ fn run(
             next_view = t + 1000;
             version += 1;
             let view = agent.view(t);
+            status.lock().expect("not poisoned").endpoints = view.endpoints.len();
             match control::fdb_sync::sync(&fdb, &view, version) {
                 Ok(st) if st.upserted + st.removed > 0 || st.refused > 0 => {
                     tracing::debug!(?st, "fdb updated from gossip")

@@ -8,6 +8,7 @@
 pub mod cni;
 pub mod config;
 pub mod dataplane;
+pub mod endpoints;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gossip;

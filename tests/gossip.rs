@@ -203,6 +203,14 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
     let blocks: std::collections::BTreeSet<String> = (1..=5).map(|k| lab.block_of(k)).collect();
     assert_eq!(blocks.len(), 5);
     lab.all_pods_reach_all_pods();
+    // Every node knows every pod: the CNI plugin told its weftd, gossip
+    // told the others (5 pods; records: node, claim, endpoint per node).
+    lab.until("endpoints everywhere", Duration::from_secs(20), || {
+        (1..=5).all(|k| {
+            let g = lab.gossip_stats(k);
+            g["endpoints"] == 5 && g["records"] == 15
+        })
+    });
 
     // kill -9 one weftd: its block's routes go everywhere else.
     let dead_block = lab.block_of(5);
@@ -217,6 +225,10 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
     lab.run(&["wait", "60"]);
     assert_eq!(lab.block_of(5), dead_block);
     lab.all_pods_reach_all_pods();
+    // Its pod is still published (taken back from the cluster's records).
+    lab.until("n5's endpoint kept", Duration::from_secs(20), || {
+        (1..=5).all(|k| lab.gossip_stats(k)["endpoints"] == 5)
+    });
 
     // Partition {1,2} from {3,4,5}: each side withdraws the other's routes.
     lab.run(&["partition", "1", "2", "--", "3", "4", "5"]);

@@ -491,6 +491,21 @@ impl Agent {
                     continue;
                 }
             }
+            if let (Key::Endpoint { .. }, Value::Endpoint { .. }) = (&r.key, &r.value) {
+                // A pod from before a restart: it still runs (its removal
+                // would have come from the CNI plugin), so publish it again.
+                let known = self
+                    .shared
+                    .lock()
+                    .expect("not poisoned")
+                    .state
+                    .value(&r.key)
+                    .is_some();
+                if !known {
+                    self.write(r.key, r.value, now);
+                    continue;
+                }
+            }
             let keep = {
                 let sh = self.shared.lock().expect("not poisoned");
                 sh.state.value(&r.key).cloned()

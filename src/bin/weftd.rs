@@ -118,6 +118,8 @@ fn main() -> ExitCode {
     // Logs to stderr, filtered RUST_LOG-style through WEFT_LOG (default info).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs in files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
                 .unwrap_or_else(|_| "info".into()),

@@ -112,7 +112,14 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
             return Err(e);
         }
     };
-    notify_weftd(conf, "endpoint_added", id, ifname, &ips);
+    notify_weftd(
+        conf,
+        "endpoint_added",
+        id,
+        ifname,
+        &ips,
+        Some(&wired.container_mac),
+    );
     let result = AddResult {
         interfaces: vec![
             Interface {
@@ -145,7 +152,7 @@ fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
     let released = store.release(id, ifname)?;
     if !released.is_empty() {
-        notify_weftd(conf, "endpoint_removed", id, ifname, &released);
+        notify_weftd(conf, "endpoint_removed", id, ifname, &released, None);
     }
     Ok(())
 }
@@ -209,6 +216,7 @@ fn gc(conf: &NetConf) -> Result<(), CniError> {
             &a.container_id,
             &a.ifname,
             &[a.ip],
+            None,
         );
     }
     Ok(())
@@ -229,11 +237,19 @@ fn status(conf: &NetConf) -> Result<(), CniError> {
 /// Tells weftd about an endpoint change, one JSON line on its socket. Best
 /// effort: local wiring never depends on weftd; weftd re-reads the IPAM
 /// state when it starts.
-fn notify_weftd(conf: &NetConf, event: &str, id: &str, ifname: &str, ips: &[IpAddr]) {
+fn notify_weftd(
+    conf: &NetConf,
+    event: &str,
+    id: &str,
+    ifname: &str,
+    ips: &[IpAddr],
+    mac: Option<&str>,
+) {
     let Ok(mut s) = UnixStream::connect(&conf.weftd_socket) else {
         return;
     };
     let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
-    let msg = json!({ "event": event, "containerID": id, "ifname": ifname, "ips": ips });
+    let msg =
+        json!({ "event": event, "containerID": id, "ifname": ifname, "ips": ips, "mac": mac });
     let _ = writeln!(s, "{msg}");
 }

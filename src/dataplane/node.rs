@@ -272,6 +272,8 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         .map_err(fail)?;
     }
     let gossip = if cfg.gossip.enabled {
+        let (tx, rx) = std::sync::mpsc::channel();
+        crate::endpoints::serve(&cfg.cni_socket, fdb.clone(), Some(tx))?;
         spawn_route_sync(fdb.clone(), tun_index)?;
         Some(crate::gossip::start(
             cfg,
@@ -279,8 +281,10 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             underlay,
             vtep_mac(&name).0,
             fdb.clone(),
+            rx,
         )?)
     } else {
+        crate::endpoints::serve(&cfg.cni_socket, fdb.clone(), None)?;
         None
     };
     if let Some(path) = cfg.dataplane.stats_file.clone() {
