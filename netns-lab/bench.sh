@@ -67,7 +67,7 @@ cluster() {
     ip -n $c-n$k link set u$k up
     ip -n $c-n$k route add default via 10.99.0.254
     ip netns exec $c-n$k sysctl -qw net.ipv4.ip_forward=1
-    echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",\"mtu\":1450,\"blocks\":[\"10.244.$k.0/26\"],\"stateDir\":\"$TMP/$c-cni$k\"}" \
+    echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",\"mtu\":1450,\"blocks\":[\"10.244.$k.0/26\"],\"stateDir\":\"$TMP/$c-cni$k\",\"weftdSocket\":\"$TMP/$c-cni$k.sock\"}" \
       | ip netns exec $c-n$k env CNI_COMMAND=ADD CNI_CONTAINERID=$c-pod$k CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/$c-p$k "$WEFT" >/dev/null
   done
 }
@@ -78,6 +78,7 @@ weftd_on() { # cluster encap
     local o=$((3 - k))
     cat > "$TMP/$c-n$k.toml" <<CONF
 node_name = "n$k"
+cni_socket = "$TMP/$c-cni$k.sock"
 [underlay]
 address = "10.99.0.$k"
 [overlay]
