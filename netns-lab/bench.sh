@@ -79,6 +79,7 @@ weftd_on() { # cluster encap
     cat > "$TMP/$c-n$k.toml" <<CONF
 node_name = "n$k"
 cni_socket = "$TMP/$c-cni$k.sock"
+admin_socket = "$TMP/$c-admin$k.sock"
 [underlay]
 address = "10.99.0.$k"
 [overlay]

@@ -96,10 +96,13 @@ up() {
     {
       echo "node_name = \"n$k\""
       echo "cni_socket = \"$STATE/cni-n$k.sock\""
+      echo "admin_socket = \"$STATE/admin-n$k.sock\""
       echo "[underlay]"; echo "address = \"10.99.0.$k\""
       echo "[overlay]"; echo "encap = \"$encap\""
       [[ $mode == static ]] && echo "blocks = [\"10.244.$k.0/26\"]"
       echo "[dataplane]"; echo "stats_file = \"$STATE/stats-n$k.json\""
+      # Loopback inside the node's namespace: no clash between nodes.
+      echo "[metrics]"; echo "enabled = true"
       if [[ $mode == gossip ]]; then
         echo "[gossip]"; echo "enabled = true"; echo "seeds = [\"10.99.0.1\"]"
         echo "key_file = \"$STATE/cluster.key\""; echo "blocks_file = \"$STATE/blocks-n$k.json\""

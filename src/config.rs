@@ -19,6 +19,8 @@ pub struct Config {
     pub node_name: Option<String>,
     /// The local socket the CNI plugin tells weftd about pods on.
     pub cni_socket: PathBuf,
+    /// weftd's admin socket (weftctl, health probes).
+    pub admin_socket: PathBuf,
     /// The network between nodes.
     pub underlay: Underlay,
     /// The pod network.
@@ -27,6 +29,8 @@ pub struct Config {
     pub dataplane: Dataplane,
     /// The gossip control plane.
     pub gossip: Gossip,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
     /// Peers known without gossip.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<StaticPeer>,
@@ -37,10 +41,12 @@ impl Default for Config {
         Config {
             node_name: None,
             cni_socket: PathBuf::from("/run/weft/cni.sock"),
+            admin_socket: PathBuf::from("/run/weft/admin.sock"),
             underlay: Underlay::default(),
             overlay: Overlay::default(),
             dataplane: Dataplane::default(),
             gossip: Gossip::default(),
+            metrics: Metrics::default(),
             peers: Vec::new(),
         }
     }
@@ -288,6 +294,25 @@ pub struct Gossip {
     pub cluster_size: u32,
     /// Where weftd writes this node's usable blocks for the CNI plugin.
     pub blocks_file: PathBuf,
+}
+
+/// Prometheus metrics over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Serve `GET /metrics`.
+    pub enabled: bool,
+    /// Where (loopback by default).
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            enabled: false,
+            listen: "127.0.0.1:9647".parse().expect("literal"),
+        }
+    }
 }
 
 /// The default gossip port.

@@ -50,3 +50,15 @@ pub fn weftd_config(data: &[u8]) {
         }
     }
 }
+
+/// An admin API request line: a request or an error, never a panic; a
+/// parsed request serialises back to one that parses the same.
+pub fn admin_request(data: &[u8]) {
+    if let Ok(req) = crate::admin::Request::parse(data) {
+        let again = serde_json::to_vec(&req).expect("serialises");
+        assert_eq!(
+            crate::admin::Request::parse(&again).expect("round trip"),
+            req
+        );
+    }
+}

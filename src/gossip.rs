@@ -22,26 +22,35 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct Status {
     /// Counters, drops by reason included.
     pub counters: control::Counters,
-    /// Members: name, gossip address, up.
-    pub members: Vec<(String, SocketAddr, bool)>,
+    /// Members with state and round-trip time.
+    pub members: Vec<control::MemberInfo>,
     /// This node's usable blocks.
     pub blocks: Vec<IpNet>,
     /// Joined a cluster.
     pub joined: bool,
     /// Pod endpoints in the view (all nodes).
     pub endpoints: usize,
+    /// Seconds from start until this node joined the cluster.
+    pub join_seconds: Option<f64>,
+    /// Seconds from start until this node held a usable block.
+    pub block_seconds: Option<f64>,
+    /// The last failure detection: seconds from the last datagram heard
+    /// from a member until it was declared down.
+    pub last_failure_detection_seconds: Option<f64>,
+    /// Members declared down so far.
+    pub member_downs: u64,
 }
 
 impl Status {
     /// The status as JSON (the `gossip` object of the stats file).
     pub fn to_json(&self) -> serde_json::Value {
-        let up = self.members.iter().filter(|m| m.2).count();
+        let up = self.members.iter().filter(|m| m.up).count();
         serde_json::json!({
             "joined": self.joined,
             "members_up": up,
             "members_down": self.members.len() - up,
-            "members": self.members.iter().map(|(n, a, up)| serde_json::json!({
-                "name": n, "addr": a.to_string(), "up": up,
+            "members": self.members.iter().map(|m| serde_json::json!({
+                "name": m.name, "addr": m.addr.to_string(), "up": m.up, "rtt_us": m.rtt_us,
             })).collect::<Vec<_>>(),
             "blocks": self.blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
             "received": self.counters.received,
@@ -49,6 +58,10 @@ impl Status {
             "bytes_sent": self.counters.bytes_sent,
             "records": self.counters.records,
             "endpoints": self.endpoints,
+            "join_seconds": self.join_seconds,
+            "block_seconds": self.block_seconds,
+            "last_failure_detection_seconds": self.last_failure_detection_seconds,
+            "member_downs": self.member_downs,
             "drops": self.counters.dropped,
         })
     }
@@ -133,8 +146,9 @@ pub fn start(
     let info = NodeInfo {
         underlay: vec![underlay],
         vtep_mac,
-        vxlan: true,
-        ipip: true,
+        // What this node receives: the encapsulation it is configured for.
+        vxlan: cfg.overlay.encap == crate::config::Encap::Vxlan,
+        ipip: cfg.overlay.encap == crate::config::Encap::Ipip,
         gossip: addr,
         boot: 0,
     };
@@ -205,6 +219,8 @@ fn run(
     let mut published: Option<Vec<IpNet>> = None;
     let mut next_view = 0u64;
     let mut next_status = 0u64;
+    // When each gossip address was last heard from (failure-detection time).
+    let mut last_heard: std::collections::HashMap<SocketAddr, u64> = Default::default();
     loop {
         for (to, d) in agent.drain_output() {
             if let Err(e) = sock.send_to(&d, to) {
@@ -214,8 +230,22 @@ fn run(
         for e in agent.drain_events() {
             match e {
                 Event::MemberUp(n) => tracing::info!(member = %n, "member up"),
-                Event::MemberDown(n) => tracing::warn!(member = %n, "member down"),
-                Event::Joined => tracing::info!("joined the cluster"),
+                Event::MemberDown(n) => {
+                    let addr = agent.members().into_iter().find(|m| m.0 == n).map(|m| m.1);
+                    let took = addr
+                        .and_then(|a| last_heard.get(&a))
+                        .map(|t| (now() - t) as f64 / 1000.0);
+                    tracing::warn!(member = %n, detected_after_s = ?took, "member down");
+                    let mut st = status.lock().expect("not poisoned");
+                    st.member_downs += 1;
+                    if took.is_some() {
+                        st.last_failure_detection_seconds = took;
+                    }
+                }
+                Event::Joined => {
+                    tracing::info!("joined the cluster");
+                    status.lock().expect("not poisoned").join_seconds = Some(now() as f64 / 1000.0);
+                }
                 Event::BlockClaimed(b) => tracing::info!(block = %b, "block claimed"),
                 Event::BlockLost(b) => {
                     tracing::error!(block = %b, "block lost to an earlier claim; pods in it must be recreated")
@@ -260,14 +290,23 @@ fn run(
             next_status = t + 200;
             let mut st = status.lock().expect("not poisoned");
             st.counters = agent.counters();
-            st.members = agent.members();
+            st.members = agent.member_info();
             st.blocks = agent.local_blocks();
             st.joined = agent.joined();
+            if st.block_seconds.is_none() && !st.blocks.is_empty() {
+                st.block_seconds = Some(t as f64 / 1000.0);
+            }
         }
         let wait = agent.next_deadline().saturating_sub(now()).clamp(1, 1000);
         let _ = sock.set_read_timeout(Some(Duration::from_millis(wait)));
         match sock.recv_from(&mut buf) {
-            Ok((n, from)) => agent.handle_datagram(from, &mut buf[..n], now()),
+            Ok((n, from)) => {
+                if last_heard.len() < 65_536 || last_heard.contains_key(&from) {
+                    last_heard.insert(from, now());
+                }
+                agent.set_clock_us(clock.elapsed().as_micros() as u64);
+                agent.handle_datagram(from, &mut buf[..n], now())
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -275,6 +314,7 @@ fn run(
                 ) => {}
             Err(e) => tracing::debug!("gossip receive: {e}"),
         }
+        agent.set_clock_us(clock.elapsed().as_micros() as u64);
         agent.tick(now());
     }
 }

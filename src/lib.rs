@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cni;
 pub mod config;
 pub mod dataplane;
@@ -13,3 +14,4 @@ pub mod endpoints;
 pub mod fuzzing;
 pub mod gossip;
 pub mod kernel;
+pub mod metrics;

@@ -25,3 +25,8 @@ fn cni_config_corpus() {
 fn weftd_config_corpus() {
     replay("weftd_config", weft::fuzzing::weftd_config);
 }
+
+#[test]
+fn admin_request_corpus() {
+    replay("admin_request", weft::fuzzing::admin_request);
+}

@@ -177,8 +177,9 @@ impl Cluster {
     fn config(&self, k: usize) -> PathBuf {
         let o = 3 - k;
         let text = format!(
-            "node_name = \"n{k}\"\ncni_socket = \"{}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\npools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
+            "node_name = \"n{k}\"\ncni_socket = \"{}\"\nadmin_socket = \"{}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\npools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
             self.dir.join(format!("cni{k}.sock")).display(),
+            self.dir.join(format!("admin{k}.sock")).display(),
             self.encap,
             self.stats_path(k).display(),
             if o == 2 { format!("vtep_mac = \"{LINUX_VXLAN_MAC}\"\n") } else { String::new() },

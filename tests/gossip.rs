@@ -16,152 +16,16 @@ use control::record::{Key, Record, Value, Version};
 use control::wire::Body;
 use serde_json::Value as Json;
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-struct Lab {
-    prefix: String,
-    state: PathBuf,
-}
-
-impl Lab {
-    fn cmd(&self, args: &[&str]) -> Output {
-        let bin = Path::new(env!("CARGO_BIN_EXE_weftd")).parent().unwrap();
-        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/netns-lab/lab.sh"))
-            .args(args)
-            .env("WEFT_LAB_PREFIX", &self.prefix)
-            .env("WEFT_LAB_STATE", &self.state)
-            .env("WEFT_LAB_BIN", bin)
-            .output()
-            .expect("run netns-lab/lab.sh")
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
-        assert!(
-            out.status.success(),
-            "lab.sh {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `(pod namespace, IP, node)` per pod.
-    fn pods(&self) -> Vec<(String, String, String)> {
-        self.run(&["pods"])
-            .lines()
-            .map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f[0].into(), f[1].into(), f[2].into())
-            })
-            .collect()
-    }
-
-    fn ns(&self, k: usize) -> String {
-        format!("{}-n{k}", self.prefix)
-    }
-
-    /// Remote-block routes (dev weft0) on node `k`.
-    fn routes(&self, k: usize) -> Vec<String> {
-        let out = support::ip(&["-n", &self.ns(k), "route", "show", "proto", "87"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim().to_string())
-            .collect()
-    }
-
-    fn block_of(&self, k: usize) -> String {
-        let text = std::fs::read_to_string(self.state.join(format!("blocks-n{k}.json"))).unwrap();
-        let v: Json = serde_json::from_str(&text).unwrap();
-        v["blocks"][0].as_str().unwrap().to_string()
-    }
-
-    /// Node `k`'s gossip counters, from a stats file written after now.
-    fn gossip_stats(&self, k: usize) -> Json {
-        let path = self.state.join(format!("stats-n{k}.json"));
-        let start = std::time::SystemTime::now();
-        loop {
-            if let Ok(m) = std::fs::metadata(&path) {
-                if m.modified().unwrap() > start + Duration::from_millis(50) {
-                    if let Ok(v) = serde_json::from_str::<Json>(
-                        &std::fs::read_to_string(&path).unwrap_or_default(),
-                    ) {
-                        return v["gossip"].clone();
-                    }
-                }
-            }
-            assert!(
-                start.elapsed().unwrap() < Duration::from_secs(10),
-                "no fresh stats"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn all_pods_reach_all_pods(&self) {
-        let pods = self.pods();
-        for (from, _, _) in &pods {
-            for (to, addr, _) in &pods {
-                if from == to {
-                    continue;
-                }
-                let ok = (0..3).any(|_| {
-                    Command::new("ip")
-                        .args(["netns", "exec", from, "ping", "-c", "1", "-W", "1", addr])
-                        .output()
-                        .unwrap()
-                        .status
-                        .success()
-                });
-                assert!(ok, "{from} cannot reach {to} ({addr})");
-            }
-        }
-    }
-
-    /// Waits until `cond` holds, polling; returns the time it took.
-    fn until(&self, what: &str, limit: Duration, cond: impl Fn() -> bool) -> Duration {
-        let t0 = Instant::now();
-        while !cond() {
-            assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        t0.elapsed()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.cmd(&["down"]);
-        if !out.status.success() {
-            eprintln!("lab down: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-}
-
-fn lab() -> Option<Lab> {
-    let prefix = format!("wg{}", std::process::id());
-    let probe = support::ip(&["netns", "add", &format!("{prefix}-probe")]);
-    if !probe.status.success() {
-        if std::env::var("WEFT_SKIP_NETNS").as_deref() == Ok("1") {
-            return None;
-        }
-        panic!(
-            "cannot create network namespaces ({}); run as root or set WEFT_SKIP_NETNS=1",
-            String::from_utf8_lossy(&probe.stderr).trim()
-        );
-    }
-    support::ok(&["netns", "del", &format!("{prefix}-probe")]);
-    Some(Lab {
-        state: PathBuf::from(format!("/run/weft-test-{prefix}")),
-        prefix,
-    })
-}
 
 /// Seals `body` as node `sender` would and sends it from node 1's
 /// namespace to node 2's gossip port; returns the datagram.
-fn send_to_node2(lab: &Lab, ring: Keyring, body: &[u8], again: Option<&[u8]>) -> Vec<u8> {
+fn send_to_node2(
+    lab: &support::lab::Lab,
+    ring: Keyring,
+    body: &[u8],
+    again: Option<&[u8]>,
+) -> Vec<u8> {
     let mut datagram = Vec::new();
     match again {
         Some(d) => datagram.extend_from_slice(d),
@@ -187,7 +51,9 @@ fn records_body(records: Vec<Record>) -> Vec<u8> {
 
 #[test]
 fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = support::lab::lab("wg") else {
+        return;
+    };
     let t0 = Instant::now();
     lab.run(&["up", "--nodes", "5", "--pods", "1"]);
     let converged = lab.run(&["wait", "60"]);

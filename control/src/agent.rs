@@ -280,6 +280,21 @@ struct Peer {
     member: Member,
     up: bool,
     since: u64,
+    /// Smoothed round-trip time (µs), from anti-entropy probes.
+    rtt_us: Option<u64>,
+}
+
+/// A member as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Node name.
+    pub name: String,
+    /// Gossip address.
+    pub addr: SocketAddr,
+    /// Alive (or suspect) rather than down.
+    pub up: bool,
+    /// Smoothed round-trip time in µs, once measured.
+    pub rtt_us: Option<u64>,
 }
 
 /// The control-plane core of one node.
@@ -309,6 +324,7 @@ pub struct Agent {
     scratch: Vec<u8>,
     bytes_sent: u64,
     bytes_by_kind: [u64; 4],
+    clock_us: Option<u64>,
 }
 
 impl Agent {
@@ -366,6 +382,7 @@ impl Agent {
             scratch: Vec::new(),
             bytes_sent: 0,
             bytes_by_kind: [0; 4],
+            clock_us: None,
         };
         agent.write(
             Key::Node {
@@ -447,12 +464,14 @@ impl Agent {
             match n {
                 OwnedNotification::MemberUp(m) => {
                     self.events.push(Event::MemberUp(m.name.clone()));
+                    let rtt_us = self.peers.get(&m.name).and_then(|p| p.rtt_us);
                     self.peers.insert(
                         m.name.clone(),
                         Peer {
                             member: m,
                             up: true,
                             since: now,
+                            rtt_us,
                         },
                     );
                     self.mark_changed();
@@ -653,6 +672,18 @@ impl Agent {
                 self.with_foca(now_ms, |f, rt| f.handle_data(packet, rt));
             }
             Ok(Body::Summary(b)) => self.on_summary(from, &b),
+            Ok(Body::Probe(t)) => {
+                let mut body = Vec::new();
+                Body::ProbeAck(t).encode(&mut body);
+                self.bodies.push((from, body));
+            }
+            Ok(Body::ProbeAck(t)) => {
+                let sample = self.clock_us(now_ms).saturating_sub(t);
+                if let Some(p) = self.peers.values_mut().find(|p| p.member.addr == from) {
+                    // EWMA, 1/4 weight to the new sample.
+                    p.rtt_us = Some(p.rtt_us.map_or(sample, |r| (3 * r + sample) / 4));
+                }
+            }
             Ok(Body::Digest(d)) => self.on_digest(from, d, now_ms),
             Ok(Body::Records(records)) => {
                 let mut sh = self.shared.lock().expect("not poisoned");
@@ -733,6 +764,7 @@ impl Agent {
     /// Runs whatever is due at `now_ms`: foca's timers, anti-entropy,
     /// claims, tombstone expiry.
     pub fn tick(&mut self, now_ms: u64) {
+        self.shared.lock().expect("not poisoned").now_ms = now_ms;
         while let Some(Reverse((due, _, _))) = self.timers.peek() {
             if *due > now_ms {
                 break;
@@ -807,6 +839,10 @@ impl Agent {
         let mut body = Vec::new();
         Body::Summary(buckets).encode(&mut body);
         self.bodies.push((to, body));
+        let now = self.shared.lock().expect("not poisoned").now_ms;
+        let mut probe = Vec::new();
+        Body::Probe(self.clock_us(now)).encode(&mut probe);
+        self.bodies.push((to, probe));
     }
 
     fn may_claim(&self, owner: &str, now: u64) -> bool {
@@ -947,6 +983,7 @@ impl Agent {
             self.bytes_sent += sealed.len() as u64;
             if let Some(k) = body.first() {
                 self.bytes_by_kind[usize::from(*k).min(3)] += sealed.len() as u64;
+                // (Probes, kinds 4 and 5, count with summaries.)
             }
             self.out.push((to, sealed));
         }
@@ -1020,6 +1057,29 @@ impl Agent {
             .values()
             .map(|p| (p.member.name.clone(), p.member.addr, p.up))
             .collect()
+    }
+
+    /// Members with their round-trip times.
+    pub fn member_info(&self) -> Vec<MemberInfo> {
+        self.peers
+            .values()
+            .map(|p| MemberInfo {
+                name: p.member.name.clone(),
+                addr: p.member.addr,
+                up: p.up,
+                rtt_us: p.rtt_us,
+            })
+            .collect()
+    }
+
+    /// Gives the agent a finer clock (µs) for round-trip times; without
+    /// it, they are measured in whole ms of the agent's clock.
+    pub fn set_clock_us(&mut self, us: u64) {
+        self.clock_us = Some(us);
+    }
+
+    fn clock_us(&self, now_ms: u64) -> u64 {
+        self.clock_us.unwrap_or(now_ms * 1000)
     }
 
     /// The anti-entropy summary of this node's state (equal on two nodes

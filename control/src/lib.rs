@@ -32,7 +32,7 @@ pub mod sim;
 pub mod state;
 pub mod wire;
 
-pub use agent::{Agent, AgentConfig, AutoBlock, Event};
+pub use agent::{Agent, AgentConfig, AutoBlock, Event, MemberInfo};
 pub use auth::Keyring;
 pub use counters::Counters;
 pub use record::NodeInfo;

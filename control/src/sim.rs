@@ -362,6 +362,16 @@ mod tests {
         assert!(t < 60_000);
         let s = sim.disseminate(3, "10.103.0.9".parse().unwrap(), 10, 10_000);
         assert!(s.all_ms.is_some(), "{s:?}");
+        // Round-trip times are measured (latency 1-5 ms each way).
+        let t = sim.now();
+        sim.run_until(t + 20_000);
+        let members = sim.agent(0).unwrap().member_info();
+        let measured: Vec<u64> = members.iter().filter_map(|m| m.rtt_us).collect();
+        assert!(measured.len() >= 4, "{members:?}");
+        assert!(
+            measured.iter().all(|r| (2_000..=10_000).contains(r)),
+            "{measured:?}"
+        );
         sim.kill(5);
         let killed_at = sim.now();
         sim.run_until(killed_at + 30_000);

@@ -16,6 +16,10 @@ pub enum Body<'a> {
     Digest(Digest),
     /// Anti-entropy: full records of owners whose digests differed.
     Records(Vec<Record>),
+    /// A round-trip probe carrying the sender's clock (µs).
+    Probe(u64),
+    /// The answer to a probe, echoing its clock.
+    ProbeAck(u64),
 }
 
 /// Per-owner digests covering the owner-hash range `lo..=hi`: an owner in
@@ -58,6 +62,8 @@ const SWIM: u8 = 0;
 const DIGEST: u8 = 1;
 const RECORDS: u8 = 2;
 const SUMMARY: u8 = 3;
+const PROBE: u8 = 4;
+const PROBE_ACK: u8 = 5;
 /// The largest body we produce (fits a sealed datagram in 1400 bytes).
 pub const MAX_BODY: usize = 1400 - crate::auth::OVERHEAD;
 /// Most digest entries per datagram.
@@ -91,6 +97,8 @@ impl<'a> Body<'a> {
                 }
                 Ok(Body::Summary(b))
             }
+            PROBE => Ok(Body::Probe(whole(rest)?)),
+            PROBE_ACK => Ok(Body::ProbeAck(whole(rest)?)),
             _ => Err(WireError::UnknownKind),
         }
     }
@@ -114,6 +122,14 @@ impl<'a> Body<'a> {
             Body::Records(r) => {
                 out.push(RECORDS);
                 out.extend_from_slice(&postcard::to_allocvec(r).expect("serialises"));
+            }
+            Body::Probe(t) => {
+                out.push(PROBE);
+                out.extend_from_slice(&postcard::to_allocvec(t).expect("serialises"));
+            }
+            Body::ProbeAck(t) => {
+                out.push(PROBE_ACK);
+                out.extend_from_slice(&postcard::to_allocvec(t).expect("serialises"));
             }
         }
     }
@@ -191,6 +207,8 @@ mod tests {
         };
         Body::Digest(d.clone()).encode(&mut out);
         assert_eq!(Body::decode(&out).unwrap(), Body::Digest(d));
+        Body::Probe(1234).encode(&mut out);
+        assert_eq!(Body::decode(&out).unwrap(), Body::Probe(1234));
         assert_eq!(Body::decode(&[]), Err(WireError::Empty));
         assert_eq!(Body::decode(&[9, 1]), Err(WireError::UnknownKind));
         assert_eq!(Body::decode(&[1, 200]), Err(WireError::Malformed));

@@ -1,8 +1,10 @@
 //! `weftctl`: inspect a running weftd over its local admin socket.
 
 use clap::{Parser, Subcommand};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use weft::admin::{self, render, Request};
 
 /// Inspect and debug the weft daemon on this node.
 ///
@@ -27,22 +29,70 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Node, peers, blocks and convergence.
+    /// Node, peers (state, RTT, encapsulation), blocks and convergence.
     Status,
-    /// Routes weftd programmed.
+    /// Kernel routes weftd programmed (proto 87).
     Routes,
-    /// Forwarding table: blocks, nodes, endpoints.
+    /// Forwarding tables: blocks and nodes.
     Fdb,
-    /// Packet, byte and drop counters.
+    /// Pod endpoints, local and learned.
+    Endpoints,
+    /// Packet, byte and drop counters, gossip counters.
     Stats,
+    /// How weftd would forward a packet from SRC to DST, and why.
+    Trace {
+        /// Source address.
+        src: IpAddr,
+        /// Destination address.
+        dst: IpAddr,
+    },
+    /// Exit 0 if weftd answers (--live) or is ready to serve pods.
+    Health {
+        /// Only check that weftd answers (liveness).
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    eprintln!(
-        "weftctl {:?}: weftd's admin API is not built yet (socket {})",
-        cli.command,
-        cli.socket.display()
-    );
-    ExitCode::FAILURE
+    let req = match &cli.command {
+        Command::Status => Request::Status,
+        Command::Routes => Request::Routes,
+        Command::Fdb => Request::Fdb,
+        Command::Endpoints => Request::Endpoints,
+        Command::Stats => Request::Stats,
+        Command::Trace { src, dst } => Request::Trace {
+            src: *src,
+            dst: *dst,
+        },
+        Command::Health { .. } => Request::Health,
+    };
+    let v = match admin::call(&cli.socket, &req) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("weftctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+    } else {
+        let text = match &cli.command {
+            Command::Status => render::status(&v),
+            Command::Routes => render::routes(&v),
+            Command::Fdb => render::fdb(&v),
+            Command::Endpoints => render::endpoints(&v),
+            Command::Stats => render::stats(&v),
+            Command::Trace { .. } => render::trace(&v),
+            Command::Health { .. } => render::health(&v),
+        };
+        print!("{text}");
+    }
+    match cli.command {
+        Command::Health { live: false } if v["ready"] != serde_json::Value::Bool(true) => {
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }

@@ -200,6 +200,17 @@ fn run(cfg: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let node = std::sync::Arc::new(node);
+    if let Err(e) = weft::admin::server::serve(&cfg.admin_socket, std::sync::Arc::clone(&node)) {
+        tracing::error!("{e}");
+        return ExitCode::FAILURE;
+    }
+    if cfg.metrics.enabled {
+        if let Err(e) = weft::metrics::serve(cfg.metrics.listen, std::sync::Arc::clone(&node)) {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
     tracing::info!(
         node = %node.name,
         workers = node.counters.len(),

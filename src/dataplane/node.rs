@@ -22,6 +22,16 @@ pub struct Node {
     pub counters: Vec<Arc<WorkerCounters>>,
     /// The control plane, when gossip is enabled.
     pub gossip: Option<crate::gossip::Handle>,
+    /// What the node runs with (for the admin API).
+    pub settings: Settings,
+    /// Underlay address.
+    pub underlay: IpAddr,
+    /// Encapsulation.
+    pub encap: Encap,
+    /// The TUN device's index.
+    pub tun_index: u32,
+    /// When the node started.
+    pub started: std::time::Instant,
 }
 
 fn fail(what: impl std::fmt::Display) -> String {
@@ -303,6 +313,11 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         fdb,
         counters,
         gossip,
+        settings,
+        underlay,
+        encap: cfg.overlay.encap,
+        tun_index,
+        started: std::time::Instant::now(),
     })
 }
 

@@ -1,0 +1,254 @@
+//! Human-readable tables of admin answers (weftctl without `--json`).
+
+use serde_json::Value;
+use std::fmt::Write;
+
+/// Aligned columns: a header row, then rows.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &mut dyn Iterator<Item = String>| {
+        let cells: Vec<String> = cells.collect();
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i + 1 == n {
+                let _ = write!(out, "{c}");
+            } else {
+                let _ = write!(out, "{c:<w$}  ", w = width[i]);
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut out, &mut header.iter().map(|h| h.to_uppercase()));
+    for r in rows {
+        line(&mut out, &mut r.iter().cloned());
+    }
+    out
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+fn rtt(v: &Value) -> String {
+    v.as_u64()
+        .map_or("-".into(), |us| format!("{:.2} ms", us as f64 / 1000.0))
+}
+
+/// `weftctl status`.
+pub fn status(v: &Value) -> String {
+    let mut out = format!(
+        "node {}  underlay {}  encap {}  vni {}  mtu {}  workers {}  up {} s\nblocks {}\n",
+        s(&v["node"]),
+        s(&v["underlay"]),
+        s(&v["encap"]),
+        s(&v["vni"]),
+        s(&v["overlay_mtu"]),
+        s(&v["workers"]),
+        s(&v["uptime_s"]),
+        s(&v["blocks"]),
+    );
+    let c = &v["convergence"];
+    let _ = writeln!(
+        out,
+        "convergence: {} ({} blocks in fdb, {} kernel routes)",
+        if c["converged"] == Value::Bool(true) {
+            "converged"
+        } else {
+            "NOT converged"
+        },
+        s(&c["fdb_blocks"]),
+        s(&c["kernel_routes"]),
+    );
+    match &v["gossip"] {
+        Value::Null => out.push_str("gossip: off (static peers)\n"),
+        g => {
+            let _ = writeln!(
+                out,
+                "gossip: {}, {} members up, {} down",
+                if g["joined"] == Value::Bool(true) {
+                    "joined"
+                } else {
+                    "not joined"
+                },
+                s(&g["members_up"]),
+                s(&g["members_down"]),
+            );
+        }
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = v["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            vec![
+                s(&p["name"]),
+                s(&p["state"]),
+                s(&p["underlay"]),
+                rtt(&p["rtt_us"]),
+                s(&p["encap"]),
+                s(&p["source"]),
+                s(&p["blocks"]),
+            ]
+        })
+        .collect();
+    out + &table(
+        &[
+            "peer", "state", "underlay", "rtt", "encap", "source", "blocks",
+        ],
+        &rows,
+    )
+}
+
+/// `weftctl routes`.
+pub fn routes(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| vec![s(&r["dst"]), s(&r["kind"]), s(&r["ifindex"])])
+        .collect();
+    table(&["destination", "kind", "ifindex"], &rows)
+}
+
+/// `weftctl fdb`.
+pub fn fdb(v: &Value) -> String {
+    let blocks: Vec<Vec<String>> = v["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            vec![
+                s(&b["block"]),
+                s(&b["node"]),
+                if b["local"] == Value::Bool(true) {
+                    "local".into()
+                } else {
+                    "remote".into()
+                },
+                s(&b["source"]),
+                s(&b["version"]),
+            ]
+        })
+        .collect();
+    let nodes: Vec<Vec<String>> = v["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let mut enc = Vec::new();
+            if n["vxlan"] == Value::Bool(true) {
+                enc.push("vxlan");
+            }
+            if n["ipip"] == Value::Bool(true) {
+                enc.push("ipip");
+            }
+            vec![
+                s(&n["name"]),
+                s(&n["underlay_v4"]),
+                s(&n["underlay_v6"]),
+                s(&n["vtep_mac"]),
+                enc.join(","),
+                s(&n["source"]),
+            ]
+        })
+        .collect();
+    format!(
+        "{}\n{}",
+        table(&["block", "node", "where", "source", "version"], &blocks),
+        table(
+            &[
+                "node",
+                "underlay v4",
+                "underlay v6",
+                "vtep mac",
+                "encaps",
+                "source"
+            ],
+            &nodes
+        )
+    )
+}
+
+/// `weftctl endpoints`.
+pub fn endpoints(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| vec![s(&e["ip"]), s(&e["node"]), s(&e["mac"]), s(&e["source"])])
+        .collect();
+    table(&["ip", "node", "mac", "source"], &rows)
+}
+
+/// `weftctl stats`.
+pub fn stats(v: &Value) -> String {
+    let mut rows = vec![
+        vec!["tx packets".into(), s(&v["tx_packets"])],
+        vec!["tx bytes".into(), s(&v["tx_bytes"])],
+        vec!["rx packets".into(), s(&v["rx_packets"])],
+        vec!["rx bytes".into(), s(&v["rx_bytes"])],
+    ];
+    for (k, n) in v["drops"].as_object().into_iter().flatten() {
+        rows.push(vec![format!("drop {k}"), s(n)]);
+    }
+    if let Some(g) = v["gossip"].as_object() {
+        for k in ["received", "sent", "bytes_sent", "records", "endpoints"] {
+            rows.push(vec![format!("gossip {k}"), s(&g[k])]);
+        }
+        for (k, n) in g["drops"].as_object().into_iter().flatten() {
+            rows.push(vec![format!("gossip drop {k}"), s(n)]);
+        }
+    }
+    table(&["counter", "value"], &rows)
+}
+
+/// `weftctl trace`.
+pub fn trace(v: &Value) -> String {
+    let mut out = format!("verdict: {}", s(&v["verdict"]));
+    if let Some(r) = v["reason"].as_str() {
+        let _ = write!(out, " ({r})");
+    }
+    out.push('\n');
+    for (i, step) in v["steps"].as_array().into_iter().flatten().enumerate() {
+        let _ = writeln!(out, "  {}. {}", i + 1, s(step));
+    }
+    out
+}
+
+/// `weftctl health`.
+pub fn health(v: &Value) -> String {
+    if v["ready"] == Value::Bool(true) {
+        "live, ready\n".into()
+    } else {
+        format!("live, NOT ready: {}\n", s(&v["reasons"]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let t = table(
+            &["a", "bb"],
+            &[
+                vec!["xxx".into(), "1".into()],
+                vec!["y".into(), "22".into()],
+            ],
+        );
+        assert_eq!(t, "A    BB\nxxx  1\ny    22\n");
+    }
+}

@@ -1,0 +1,231 @@
+//! The admin socket's server: answers requests from a running node's
+//! tables, counters, control plane and kernel routes.
+
+use super::request::{Request, MAX_REQUEST};
+use super::trace::{trace, TraceContext};
+use crate::dataplane::counters;
+use crate::dataplane::node::Node;
+use crate::kernel::routes::{Routes, WeftRoute};
+use fdb::Source;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::Arc;
+
+fn source(s: Source) -> &'static str {
+    match s {
+        Source::Learned => "learned",
+        Source::Gossip => "gossip",
+        Source::LocalCni => "cni",
+        Source::Static => "static",
+    }
+}
+
+/// Listens on `path` (replacing a stale socket) and answers on a thread.
+pub fn serve(path: &Path, node: Arc<Node>) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("admin_socket: {}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
+        .map_err(|e| format!("admin_socket: bind {}: {e}", path.display()))?;
+    std::thread::Builder::new()
+        .name("weft-admin".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                let mut line = Vec::new();
+                let read = BufReader::new((&conn).take(MAX_REQUEST as u64 + 1))
+                    .read_until(b'\n', &mut line);
+                let answer = match read {
+                    Err(e) => json!({"ok": false, "error": format!("read: {e}")}),
+                    Ok(_) => match Request::parse(line.trim_ascii()) {
+                        Ok(req) => answer(&node, &req),
+                        Err(e) => json!({"ok": false, "error": e}),
+                    },
+                };
+                let _ = writeln!(conn, "{answer}");
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The answer to one request.
+pub fn answer(node: &Node, req: &Request) -> Value {
+    let mut v = match req {
+        Request::Status => status(node),
+        Request::Routes => match routes() {
+            Ok(r) => json!({ "routes": r }),
+            Err(e) => return json!({"ok": false, "error": e}),
+        },
+        Request::Fdb => fdb(node),
+        Request::Endpoints => endpoints(node),
+        Request::Stats => stats(node),
+        Request::Health => health(node),
+        Request::Trace { src, dst } => {
+            let snap = node.fdb.snapshot();
+            let cx = TraceContext {
+                snap: &snap,
+                encap: node.encap,
+                vni: node.settings.vni.get(),
+                port: node.settings.port,
+                overlay_mtu: node.settings.overlay_mtu,
+                underlay: node.underlay,
+            };
+            trace(&cx, *src, *dst)
+        }
+    };
+    v["ok"] = json!(true);
+    v
+}
+
+fn local_blocks(node: &Node) -> Vec<String> {
+    let snap = node.fdb.snapshot();
+    snap.blocks()
+        .filter(|(_, e)| e.value.node == *snap.local_node())
+        .map(|(b, _)| b.to_string())
+        .collect()
+}
+
+fn status(node: &Node) -> Value {
+    let snap = node.fdb.snapshot();
+    let gossip = node
+        .gossip
+        .as_ref()
+        .map(|g| g.status.lock().expect("not poisoned").clone());
+    let enc = node.encap.to_string();
+    let peers: Vec<Value> = snap
+        .nodes()
+        .filter(|(id, _)| *id != snap.local_node())
+        .map(|(id, e)| {
+            let member = gossip
+                .as_ref()
+                .and_then(|g| g.members.iter().find(|m| m.name == id.as_str()));
+            let blocks: Vec<String> = snap
+                .blocks()
+                .filter(|(_, b)| b.value.node == *id)
+                .map(|(p, _)| p.to_string())
+                .collect();
+            json!({
+                "name": id.as_str(),
+                "underlay": e.value.underlay_v4.map(|a| a.to_string())
+                    .or(e.value.underlay_v6.map(|a| a.to_string())),
+                "source": source(e.meta.source),
+                "state": match member { Some(m) if m.up => "up", Some(_) => "down", None => "static" },
+                "rtt_us": member.and_then(|m| m.rtt_us),
+                "encap": enc,
+                "blocks": blocks,
+            })
+        })
+        .collect();
+    let kernel_routes = routes().map(|r| r.len()).ok();
+    let blocks = snap.counts().blocks;
+    json!({
+        "node": node.name,
+        "underlay": node.underlay.to_string(),
+        "encap": enc,
+        "vni": node.settings.vni.get(),
+        "port": node.settings.port,
+        "overlay_mtu": node.settings.overlay_mtu,
+        "workers": node.counters.len(),
+        "uptime_s": node.started.elapsed().as_secs(),
+        "blocks": local_blocks(node),
+        "peers": peers,
+        "gossip": gossip.as_ref().map(|g| g.to_json()),
+        "convergence": {
+            "fdb_blocks": blocks,
+            "kernel_routes": kernel_routes,
+            "converged": kernel_routes == Some(blocks),
+        },
+    })
+}
+
+fn routes() -> Result<Vec<Value>, String> {
+    let list = crate::kernel::with_netlink(async |h| Routes::new(h).list().await)
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .iter()
+        .map(|r| match r {
+            WeftRoute::Device { dst, ifindex } => {
+                json!({"dst": dst.to_string(), "kind": "tun", "ifindex": ifindex})
+            }
+            WeftRoute::Blackhole { dst } => json!({"dst": dst.to_string(), "kind": "blackhole"}),
+        })
+        .collect())
+}
+
+fn fdb(node: &Node) -> Value {
+    let snap = node.fdb.snapshot();
+    let blocks: Vec<Value> = snap
+        .blocks()
+        .map(|(p, e)| {
+            json!({
+                "block": p.to_string(),
+                "node": e.value.node.as_str(),
+                "local": e.value.node == *snap.local_node(),
+                "source": source(e.meta.source),
+                "version": e.meta.version,
+            })
+        })
+        .collect();
+    let nodes: Vec<Value> = snap
+        .nodes()
+        .map(|(id, e)| {
+            json!({
+                "name": id.as_str(),
+                "local": id == snap.local_node(),
+                "underlay_v4": e.value.underlay_v4.map(|a| a.to_string()),
+                "underlay_v6": e.value.underlay_v6.map(|a| a.to_string()),
+                "vtep_mac": e.value.vtep_mac.to_string(),
+                "vxlan": e.value.encaps.vxlan,
+                "ipip": e.value.encaps.ipip,
+                "source": source(e.meta.source),
+            })
+        })
+        .collect();
+    json!({ "seq": snap.seq(), "blocks": blocks, "nodes": nodes })
+}
+
+fn endpoints(node: &Node) -> Value {
+    let snap = node.fdb.snapshot();
+    let eps: Vec<Value> = snap
+        .endpoints()
+        .map(|(ip, e)| {
+            json!({
+                "ip": ip.to_string(),
+                "node": e.value.node.as_str(),
+                "local": e.value.node == *snap.local_node(),
+                "mac": e.value.mac.to_string(),
+                "source": source(e.meta.source),
+            })
+        })
+        .collect();
+    json!({ "endpoints": eps })
+}
+
+fn stats(node: &Node) -> Value {
+    let all: Vec<&counters::WorkerCounters> = node.counters.iter().map(|c| c.as_ref()).collect();
+    let mut v = counters::snapshot_refs(&all);
+    if let Some(g) = &node.gossip {
+        v["gossip"] = g.status.lock().expect("not poisoned").to_json();
+    }
+    v
+}
+
+fn health(node: &Node) -> Value {
+    let mut reasons = Vec::new();
+    if local_blocks(node).is_empty() {
+        reasons.push("no pod block yet");
+    }
+    if let Some(g) = &node.gossip {
+        let st = g.status.lock().expect("not poisoned");
+        if !st.joined && !st.members.is_empty() {
+            reasons.push("not joined to the cluster");
+        }
+    }
+    json!({ "live": true, "ready": reasons.is_empty(), "reasons": reasons })
+}

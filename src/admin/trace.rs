@@ -1,0 +1,141 @@
+//! `trace SRC DST`: how weftd would forward a packet from SRC to DST, and
+//! why, from the same fdb snapshot the data path reads.
+
+use crate::config::Encap;
+use fdb::{Route, Snapshot};
+use serde_json::{json, Value};
+use std::net::IpAddr;
+
+/// What the data path needs to explain a forwarding decision.
+pub struct TraceContext<'a> {
+    /// The tables.
+    pub snap: &'a Snapshot,
+    /// This node's encapsulation.
+    pub encap: Encap,
+    /// VXLAN VNI and port.
+    pub vni: u32,
+    /// VXLAN UDP port.
+    pub port: u16,
+    /// Overlay MTU.
+    pub overlay_mtu: usize,
+    /// This node's underlay address.
+    pub underlay: IpAddr,
+}
+
+/// The verdict and the steps that led to it.
+pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
+    let mut steps: Vec<String> = Vec::new();
+    let local = cx.snap.local_node();
+    // Where the source lives: which node would send it.
+    let src_owner = cx.snap.owner_of(src).cloned();
+    match &src_owner {
+        Some(n) if n == local => steps.push(format!("{src} is in a block of this node ({n}): a local pod sends it into the TUN")),
+        Some(n) => steps.push(format!("{src} is in a block of {n}: it would arrive from {n}'s underlay address, and is accepted because {src} lies in {n}'s blocks")),
+        None => steps.push(format!("{src} is in no known block: a packet from it arriving over the underlay would be dropped (spoofed_inner)")),
+    }
+    if src.is_ipv4() != dst.is_ipv4() {
+        steps.push("source and destination are of different families: no such packet".into());
+        return json!({"verdict": "drop", "reason": "family_mismatch", "steps": steps});
+    }
+    let verdict = match cx.snap.route(dst) {
+        Route::NoRoute => {
+            steps.push(format!("{dst} is in no known block: dropped (no_route)"));
+            json!({"verdict": "drop", "reason": "no_route"})
+        }
+        Route::Local { block } => {
+            steps.push(format!("{dst} is in {block}, a block of this node: the kernel delivers it to the pod's veth by its /32 (or /128) host route; without one, the block's blackhole route drops it"));
+            json!({"verdict": "local", "block": block.to_string()})
+        }
+        Route::Remote {
+            block,
+            node,
+            record,
+        } => {
+            steps.push(format!("{dst} is in {block}, owned by {node}"));
+            let peer = match dst {
+                IpAddr::V4(_) if cx.underlay.is_ipv4() => record.underlay_v4.map(IpAddr::V4),
+                _ if cx.underlay.is_ipv6() => record.underlay_v6.map(IpAddr::V6),
+                _ => record.underlay_v4.map(IpAddr::V4),
+            };
+            let Some(peer) = peer.or(record.underlay_v6.map(IpAddr::V6)) else {
+                steps.push(format!(
+                    "{node} has no underlay address of this node's family: dropped (no_underlay)"
+                ));
+                return json!({"verdict": "drop", "reason": "no_underlay", "steps": steps});
+            };
+            let how = match cx.encap {
+                Encap::Vxlan => {
+                    steps.push(format!("encapsulated as VXLAN: {} -> {peer} UDP {} (source port from the inner flow hash), VNI {}, inner Ethernet to {node}'s VTEP MAC {}", cx.underlay, cx.port, cx.vni, record.vtep_mac));
+                    json!({"encap": "vxlan", "peer": peer.to_string(), "port": cx.port, "vni": cx.vni, "vtep_mac": record.vtep_mac.to_string()})
+                }
+                Encap::Ipip => {
+                    let proto = if dst.is_ipv4() { 4 } else { 41 };
+                    steps.push(format!(
+                        "encapsulated as IP-in-IP: {} -> {peer}, IP protocol {proto}",
+                        cx.underlay
+                    ));
+                    json!({"encap": "ipip", "peer": peer.to_string(), "protocol": proto})
+                }
+                Encap::None => {
+                    steps.push(format!("routed without encapsulation to {peer}"));
+                    json!({"encap": "none", "peer": peer.to_string()})
+                }
+            };
+            steps.push(format!("packets larger than the overlay MTU ({}) with DF set are answered with ICMP too-big", cx.overlay_mtu));
+            json!({"verdict": "forward", "node": node.to_string(), "block": block.to_string(), "how": how})
+        }
+    };
+    let mut v = verdict;
+    v["steps"] = json!(steps);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fdb::{Fdb, Meta, NodeId, NodeRecord, Source};
+
+    #[test]
+    fn local_remote_unknown() {
+        let local = NodeId::new("n1");
+        let fdb = Fdb::new(local.clone(), NodeRecord::default());
+        let m = Meta::new(Source::Static, 1);
+        fdb.update(|t| {
+            t.upsert_block("10.244.0.0/26".parse().unwrap(), local.clone(), m)?;
+            let rec = NodeRecord {
+                underlay_v4: Some("10.99.0.2".parse().unwrap()),
+                ..NodeRecord::default()
+            };
+            t.upsert_node(NodeId::new("n2"), rec, m)?;
+            t.upsert_block("10.244.1.0/26".parse().unwrap(), NodeId::new("n2"), m)
+        })
+        .unwrap();
+        let snap = fdb.snapshot();
+        let cx = TraceContext {
+            snap: &snap,
+            encap: Encap::Vxlan,
+            vni: 1,
+            port: 4789,
+            overlay_mtu: 1450,
+            underlay: "10.99.0.1".parse().unwrap(),
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let t = trace(&cx, ip("10.244.0.5"), ip("10.244.1.5"));
+        assert_eq!(t["verdict"], "forward");
+        assert_eq!(t["node"], "n2");
+        assert_eq!(t["how"]["peer"], "10.99.0.2");
+        assert_eq!(
+            trace(&cx, ip("10.244.1.5"), ip("10.244.0.5"))["verdict"],
+            "local"
+        );
+        assert_eq!(
+            trace(&cx, ip("10.244.0.5"), ip("10.9.9.9"))["reason"],
+            "no_route"
+        );
+        let spoof = trace(&cx, ip("10.8.0.1"), ip("10.244.0.5"));
+        assert!(spoof["steps"][0]
+            .as_str()
+            .unwrap()
+            .contains("spoofed_inner"));
+    }
+}
