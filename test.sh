@@ -6,7 +6,9 @@
 #   ./test.sh
 #
 # Environment: WEFT_SKIP_TSHARK=1 skips the tshark dissection test when
-# tshark cannot be installed (it fails loudly otherwise).
+# tshark cannot be installed, WEFT_SKIP_NETNS=1 the tests that need network
+# namespaces, WEFT_SKIP_K8S_VALIDATE=1 the manifest validation (each fails
+# loudly otherwise).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,6 +32,14 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The Kubernetes manifest validator (PyPI; it ships the API schemas).
+if [[ ! -d target/k8s-validate/kubernetes_validate ]]; then
+  echo "== installing kubernetes-validate into target/k8s-validate"
+  python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq python3-pip >/dev/null; }
+  pip_install=(python3 -m pip install -q --disable-pip-version-check --target target/k8s-validate kubernetes-validate==1.37.0)
+  "${pip_install[@]}" 2>/dev/null || "${pip_install[@]}" --break-system-packages
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -37,3 +47,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+echo "== image build stage as plain shell (deploy/image/build-stage.sh)"
+rootfs=$(mktemp -d)
+trap 'rm -rf "$rootfs"' EXIT
+deploy/image/build-stage.sh "$rootfs"
+for f in usr/local/bin/weftd usr/local/bin/weft usr/local/bin/weftctl usr/local/bin/install-cni etc/weft/cni/10-weft.conflist; do
+  [[ -e $rootfs/$f ]] || { echo "build stage: $f missing" >&2; exit 1; }
+done
+"$rootfs/usr/local/bin/weftd" --version
