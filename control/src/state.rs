@@ -328,16 +328,22 @@ impl State {
                 view.blocks.insert(*block, owner.clone());
             }
         }
+        // Each owner's won blocks, so an endpoint is checked against its
+        // owner's few blocks, not every block of the cluster.
+        let mut blocks_of: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
+        for (b, owner) in &view.blocks {
+            blocks_of.entry(owner.as_str()).or_default().push(*b);
+        }
         for (name, o) in &self.owners {
             if !view.nodes.contains_key(name) {
                 continue;
             }
+            let Some(mine) = blocks_of.get(name.as_str()) else {
+                continue;
+            };
             for (k, s) in &o.records {
                 if let (Key::Endpoint { ip, .. }, Value::Endpoint { mac }) = (k, &s.value) {
-                    let inside = view
-                        .blocks
-                        .iter()
-                        .any(|(b, owner)| owner == name && b.contains(ip));
+                    let inside = mine.iter().any(|b| b.contains(ip));
                     if inside {
                         view.endpoints.insert(*ip, (name.clone(), *mac));
                     }

@@ -67,6 +67,28 @@ impl Lab {
         v["blocks"][0].as_str().unwrap().to_string()
     }
 
+    /// Node `k`'s counters (the whole stats file), written after now.
+    pub fn stats(&self, k: usize) -> Json {
+        let path = self.state.join(format!("stats-n{k}.json"));
+        let start = std::time::SystemTime::now();
+        loop {
+            if let Ok(m) = std::fs::metadata(&path) {
+                if m.modified().unwrap() > start + Duration::from_millis(50) {
+                    if let Ok(v) = serde_json::from_str::<Json>(
+                        &std::fs::read_to_string(&path).unwrap_or_default(),
+                    ) {
+                        return v;
+                    }
+                }
+            }
+            assert!(
+                start.elapsed().unwrap() < Duration::from_secs(10),
+                "no fresh stats"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Node `k`'s gossip counters, from a stats file written after now.
     pub fn gossip_stats(&self, k: usize) -> Json {
         let path = self.state.join(format!("stats-n{k}.json"));
