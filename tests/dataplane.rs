@@ -262,7 +262,8 @@ impl Cluster {
     }
 
     /// Node 2 runs the kernel's own VXLAN device instead of weftd, set up the
-    /// way a Flannel-style node would be, with static entries for node 1.
+    /// way a Flannel-style node would be, with static FDB entries for node 1
+    /// (its ARP for node 1's gateway address is answered by weftd).
     fn linux_vxlan_on_node2(&mut self) {
         let n2 = self.node(2);
         let weft_mac = weft::dataplane::vtep_mac("n1").to_string();
@@ -306,19 +307,27 @@ impl Cluster {
             "bridge fdb: {}",
             String::from_utf8_lossy(&b.stderr)
         );
-        ok(&[
-            "-n",
-            &n2,
-            "neigh",
-            "add",
-            "10.244.1.0",
-            "lladdr",
-            &weft_mac,
-            "dev",
-            "vx0",
-            "nud",
-            "permanent",
-        ]);
+        // No static neighbour entry: broadcasts (ARP) go to weft's VTEP
+        // through the all-zeros FDB entry, and weftd answers from its tables.
+        let b = Command::new("bridge")
+            .args([
+                "-n",
+                &n2,
+                "fdb",
+                "append",
+                "00:00:00:00:00:00",
+                "dev",
+                "vx0",
+                "dst",
+                "10.99.0.1",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            b.status.success(),
+            "bridge fdb: {}",
+            String::from_utf8_lossy(&b.stderr)
+        );
         ok(&[
             "-n",
             &n2,
@@ -621,6 +630,21 @@ fn weft_interoperates_with_linux_vxlan() {
         s1["rx_packets"].as_u64().unwrap() >= 3 && s1["tx_packets"].as_u64().unwrap() >= 3,
         "{s1}"
     );
+    // The Linux node resolved weft's gateway address by ARP, answered by
+    // weftd with its VTEP MAC.
+    assert!(s1["arp_replies"].as_u64().unwrap() >= 1, "{s1}");
+    let neigh = ip(&[
+        "-n",
+        &c.node(2),
+        "neigh",
+        "show",
+        "10.244.1.0",
+        "dev",
+        "vx0",
+    ]);
+    let neigh = String::from_utf8_lossy(&neigh.stdout);
+    let weft_mac = weft::dataplane::vtep_mac("n1").to_string();
+    assert!(neigh.contains(&weft_mac), "{neigh}");
 }
 
 #[test]

@@ -25,6 +25,8 @@ pub enum Layer {
     Icmp,
     /// The packet carried inside a tunnel.
     Inner,
+    /// An ARP message.
+    Arp,
     /// A caller-supplied output buffer.
     Buffer,
 }
@@ -40,6 +42,7 @@ impl fmt::Display for Layer {
             Layer::Vxlan => "vxlan",
             Layer::Icmp => "icmp",
             Layer::Inner => "inner",
+            Layer::Arp => "arp",
             Layer::Buffer => "buffer",
         })
     }
@@ -128,6 +131,7 @@ impl Error {
                 Layer::Icmp => "icmp_truncated",
                 Layer::Inner => "inner_truncated",
                 Layer::Buffer => "buffer_truncated",
+                Layer::Arp => "arp_truncated",
             },
             Error::Malformed { layer, .. } => match layer {
                 Layer::Ethernet => "ethernet_malformed",
@@ -139,6 +143,7 @@ impl Error {
                 Layer::Icmp => "icmp_malformed",
                 Layer::Inner => "inner_malformed",
                 Layer::Buffer => "buffer_malformed",
+                Layer::Arp => "arp_malformed",
             },
             Error::Checksum { layer } => match layer {
                 Layer::Ipv4 => "ipv4_bad_checksum",

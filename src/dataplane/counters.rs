@@ -84,6 +84,8 @@ pub struct WorkerCounters {
     pub rx_packets: AtomicU64,
     /// Bytes of those inner packets.
     pub rx_bytes: AtomicU64,
+    /// ARP requests that arrived inside VXLAN and were answered.
+    pub arp_replies: AtomicU64,
     /// Drops by reason.
     pub drops: [AtomicU64; DROP_REASONS],
 }
@@ -121,6 +123,7 @@ pub fn snapshot_refs(workers: &[&WorkerCounters]) -> serde_json::Value {
         "tx_bytes": sum(&|w| &w.tx_bytes),
         "rx_packets": sum(&|w| &w.rx_packets),
         "rx_bytes": sum(&|w| &w.rx_bytes),
+        "arp_replies": sum(&|w| &w.arp_replies),
         "drops": drops,
     })
 }

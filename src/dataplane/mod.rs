@@ -465,6 +465,7 @@ impl Worker {
         let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
         let mut merged = vec![0u8; virtio::HEADER_LEN + MAX_PACKET];
         let mut accepted = Vec::with_capacity(64);
+        let mut arp_out = [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN];
         loop {
             let got = if gro {
                 udp_gso::recv(sock, &mut buf[HEADROOM..])
@@ -489,6 +490,18 @@ impl Worker {
                     HEADROOM + k * segment,
                     HEADROOM + ((k + 1) * segment).min(n),
                 );
+                match self.arp(snap, &peer, &buf[bounds.0..bounds.1], &mut arp_out) {
+                    Arp::NotArp => {}
+                    Arp::Handled => continue,
+                    Arp::Reply(len) => {
+                        let to = SocketAddr::new(from.ip(), self.settings.port);
+                        match sock.send_to(&arp_out[..len], to) {
+                            Ok(_) => WorkerCounters::add(&self.counters.arp_replies, 1),
+                            Err(_) => self.counters.dropped(DropReason::IoError),
+                        }
+                        continue;
+                    }
+                }
                 if let Some(r) = self.accept_datagram(&dec, snap, &peer, &mut buf, bounds) {
                     accepted.push(r);
                 }
@@ -535,6 +548,45 @@ impl Worker {
         }
     }
 
+    /// Answers an ARP request that arrived inside VXLAN (from a Linux vxlan
+    /// peer resolving a weft gateway or pod address) from fdb, instead of
+    /// flooding it: the address's block owner's VTEP MAC, or this node's.
+    /// The reply (VXLAN header + frame) is written into `out`.
+    fn arp(&self, snap: &fdb::Snapshot, peer: &NodeId, datagram: &[u8], out: &mut [u8]) -> Arp {
+        let h = encap::vxlan::HEADER_LEN;
+        if datagram.len() < h + 14
+            || datagram[0] & encap::vxlan::FLAG_I == 0
+            || u32::from_be_bytes([0, datagram[4], datagram[5], datagram[6]])
+                != self.settings.vni.get()
+            || !encap::arp::is_arp(&datagram[h..])
+        {
+            return Arp::NotArp;
+        }
+        let Ok(req) = encap::arp::parse_request(&datagram[h..]) else {
+            self.counters.dropped(DropReason::BadVxlan);
+            return Arp::Handled;
+        };
+        let answer = match snap.owner_of(IpAddr::V4(req.target_ip)) {
+            Some(owner) if owner == peer => return Arp::Handled, // its own
+            Some(owner) if owner == snap.local_node() => self.settings.local_mac,
+            Some(owner) => match snap.node(owner) {
+                Some(e) => MacAddr(e.value.vtep_mac.0),
+                None => return Arp::Handled,
+            },
+            None => {
+                self.counters.dropped(DropReason::NoRoute);
+                return Arp::Handled;
+            }
+        };
+        if encap::vxlan::write_header(&mut out[..h], self.settings.vni).is_err() {
+            return Arp::Handled;
+        }
+        match encap::arp::write_reply(&mut out[h..], &req, answer) {
+            Ok(n) => Arp::Reply(h + n),
+            Err(_) => Arp::Handled,
+        }
+    }
+
     /// Decapsulates the datagram at `buf[from..to]` and checks it came from
     /// `peer` with an inner source in `peer`'s blocks; returns the inner
     /// packet's range in `buf`, or counts the drop.
@@ -578,6 +630,16 @@ fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
     // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, every `u8` is a
     // valid `MaybeUninit<u8>`, and the receive only writes initialised bytes.
     unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) }
+}
+
+/// What to do with a datagram that may carry ARP.
+enum Arp {
+    /// Not ARP: decapsulate as usual.
+    NotArp,
+    /// ARP, dropped (counted) or not ours to answer.
+    Handled,
+    /// ARP, answered: this many bytes of reply to send back.
+    Reply(usize),
 }
 
 /// Underlay address → node, rebuilt when the fdb snapshot changes.
