@@ -491,7 +491,7 @@ impl Worker {
                     HEADROOM + ((k + 1) * segment).min(n),
                 );
                 match self.arp(snap, &peer, &buf[bounds.0..bounds.1], &mut arp_out) {
-                    Arp::NotArp => {}
+                    Arp::Pass => {}
                     Arp::Handled => continue,
                     Arp::Reply(len) => {
                         let to = SocketAddr::new(from.ip(), self.settings.port);
@@ -560,7 +560,7 @@ impl Worker {
                 != self.settings.vni.get()
             || !encap::arp::is_arp(&datagram[h..])
         {
-            return Arp::NotArp;
+            return Arp::Pass;
         }
         let Ok(req) = encap::arp::parse_request(&datagram[h..]) else {
             self.counters.dropped(DropReason::BadVxlan);
@@ -635,7 +635,7 @@ fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
 /// What to do with a datagram that may carry ARP.
 enum Arp {
     /// Not ARP: decapsulate as usual.
-    NotArp,
+    Pass,
     /// ARP, dropped (counted) or not ours to answer.
     Handled,
     /// ARP, answered: this many bytes of reply to send back.
