@@ -5,7 +5,7 @@
 # claims its pod block; pods are then wired by weft's CNI plugin exactly as
 # a runtime would.
 #
-#   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip] [--static]
+#   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip|none] [--static]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP, node
 #   netns-lab/lab.sh exec POD CMD...   run a command in a pod
 #   netns-lab/lab.sh status            nodes, weftd processes, members, counters
@@ -68,7 +68,7 @@ up() {
       *) die "unknown option $1" ;;
     esac
   done
-  [[ $encap == vxlan || $encap == ipip ]] || die "--encap must be vxlan or ipip"
+  [[ $encap == vxlan || $encap == ipip || $encap == none ]] || die "--encap must be vxlan, ipip or none"
   ((nodes >= 1 && nodes <= 50 && pods >= 0 && pods <= 60)) || die "--nodes 1-50, --pods 0-60"
   [[ ! -d $STATE ]] || die "a lab is up already (netns-lab/lab.sh down)"
   need_root

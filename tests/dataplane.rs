@@ -45,6 +45,7 @@ struct Cluster {
     namespaces: Vec<String>,
     daemons: Vec<Option<Child>>,
     pods: Vec<Pod>,
+    /// vxlan, ipip or none; "+cross-subnet" turns CrossSubnet on.
     encap: &'static str,
 }
 
@@ -177,10 +178,11 @@ impl Cluster {
     fn config(&self, k: usize) -> PathBuf {
         let o = 3 - k;
         let text = format!(
-            "node_name = \"n{k}\"\ncni_socket = \"{}\"\nadmin_socket = \"{}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\npools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
+            "node_name = \"n{k}\"\ncni_socket = \"{}\"\nadmin_socket = \"{}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\ncross_subnet = {}\npools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
             self.dir.join(format!("cni{k}.sock")).display(),
             self.dir.join(format!("admin{k}.sock")).display(),
-            self.encap,
+            self.encap.trim_end_matches("+cross-subnet"),
+            self.encap.ends_with("+cross-subnet"),
             self.stats_path(k).display(),
             if o == 2 { format!("vtep_mac = \"{LINUX_VXLAN_MAC}\"\n") } else { String::new() },
         );
@@ -209,9 +211,11 @@ impl Cluster {
         } else {
             self.daemons.push(Some(child));
         }
-        // Up when its routes are in place and it has written stats.
+        // Up when its routes are in place and it has written stats (with
+        // encap none, the peer's IPv6 block has no route: 3, not 4).
+        let routes = if self.encap == "none" { 3 } else { 4 };
         let start = Instant::now();
-        while !(self.weft_routes(k) >= 4 && self.stats_path(k).exists()) {
+        while !(self.weft_routes(k) >= routes && self.stats_path(k).exists()) {
             let d = self.daemons[k - 1].as_mut().unwrap();
             if let Ok(Some(status)) = d.try_wait() {
                 let mut err = String::new();
@@ -689,4 +693,62 @@ fn two_weft_nodes_over_ip_in_ip_without_the_ipip_module() {
     assert!(!ip(&["-n", &c.node(1), "link", "show", "tunl0"])
         .status
         .success());
+}
+
+/// Node n2's weft routes as `ip route` prints them.
+fn route_lines(c: &Cluster, k: usize) -> String {
+    let out = ip(&["-n", &c.node(k), "route", "show", "proto", "87"]);
+    let out6 = ip(&["-n", &c.node(k), "-6", "route", "show", "proto", "87"]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out6.stdout)
+    )
+}
+
+#[test]
+fn two_nodes_without_encapsulation() {
+    let Some(c) = Cluster::new(false, "none") else {
+        return;
+    };
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+    assert!(ping(&p1.ns, p2.v4), "pod 1 -> pod 2, routed");
+    assert!(ping(&p2.ns, p1.v4), "pod 2 -> pod 1, routed");
+    let routes = route_lines(&c, 1);
+    assert!(
+        routes.contains("10.244.2.0/26 via 10.99.0.2 dev u1"),
+        "{routes}"
+    );
+    // IPv6 blocks over an IPv4 underlay cannot be routed directly: no route.
+    assert!(!routes.contains("fd00:244:0:2::/122"), "{routes}");
+    // Nothing went through weftd's tunnel.
+    let s1 = c.stats(1);
+    assert_eq!(s1["tx_packets"].as_u64(), Some(0), "{s1}");
+}
+
+#[test]
+fn cross_subnet_routes_same_subnet_nodes_directly_and_encapsulates_the_rest() {
+    let Some(c) = Cluster::new(false, "vxlan+cross-subnet") else {
+        return;
+    };
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+    let before = c.stats(1)["tx_packets"].as_u64().unwrap();
+    assert!(ping(&p1.ns, p2.v4) && ping(&p2.ns, p1.v4), "IPv4: direct");
+    let routes = route_lines(&c, 1);
+    assert!(
+        routes.contains("10.244.2.0/26 via 10.99.0.2 dev u1"),
+        "{routes}"
+    );
+    assert_eq!(
+        c.stats(1)["tx_packets"].as_u64().unwrap(),
+        before,
+        "IPv4 bypassed the tunnel"
+    );
+    // IPv6 pods over the IPv4 underlay: through the TUN, VXLAN.
+    assert!(routes.contains("fd00:244:0:2::/122 dev weft0"), "{routes}");
+    assert!(
+        ping(&p1.ns, p2.v6) && ping(&p2.ns, p1.v6),
+        "IPv6: encapsulated"
+    );
+    assert!(c.stats(1)["tx_packets"].as_u64().unwrap() > before);
 }

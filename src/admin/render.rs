@@ -117,9 +117,9 @@ pub fn routes(v: &Value) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|r| vec![s(&r["dst"]), s(&r["kind"]), s(&r["ifindex"])])
+        .map(|r| vec![s(&r["dst"]), s(&r["kind"]), s(&r["via"]), s(&r["ifindex"])])
         .collect();
-    table(&["destination", "kind", "ifindex"], &rows)
+    table(&["destination", "kind", "via", "ifindex"], &rows)
 }
 
 /// `weftctl fdb`.

@@ -75,6 +75,7 @@ pub fn answer(node: &Node, req: &Request) -> Value {
                 port: node.settings.port,
                 overlay_mtu: node.settings.overlay_mtu,
                 underlay: node.underlay,
+                policy: Some(&node.policy),
             };
             trace(&cx, *src, *dst)
         }
@@ -154,6 +155,11 @@ fn routes() -> Result<Vec<Value>, String> {
                 json!({"dst": dst.to_string(), "kind": "tun", "ifindex": ifindex})
             }
             WeftRoute::Blackhole { dst } => json!({"dst": dst.to_string(), "kind": "blackhole"}),
+            WeftRoute::Via {
+                dst,
+                gateway,
+                ifindex,
+            } => json!({"dst": dst.to_string(), "kind": "direct", "via": gateway.to_string(), "ifindex": ifindex}),
         })
         .collect())
 }

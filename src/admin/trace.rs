@@ -20,6 +20,8 @@ pub struct TraceContext<'a> {
     pub overlay_mtu: usize,
     /// This node's underlay address.
     pub underlay: IpAddr,
+    /// Direct (unencapsulated) routing, if CrossSubnet or encap none.
+    pub policy: Option<&'a crate::dataplane::node::RoutePolicy>,
 }
 
 /// The verdict and the steps that led to it.
@@ -52,6 +54,20 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
             record,
         } => {
             steps.push(format!("{dst} is in {block}, owned by {node}"));
+            let direct = cx
+                .policy
+                .and_then(|p| p.direct.map(|d| (p.direct_gateway(block, record), d)));
+            match direct {
+                Some((Some(gw), d)) => {
+                    steps.push(format!("{gw} is in this node's underlay subnet {}: routed by the kernel straight to it, without encapsulation (weftd is not on the path)", d.subnet));
+                    return json!({"verdict": "forward", "node": node.to_string(), "block": block.to_string(), "how": {"encap": "none", "peer": gw.to_string()}, "steps": steps});
+                }
+                Some((None, d)) if d.only => {
+                    steps.push(format!("{node} is outside this node's underlay subnet {} and encap is none: no route", d.subnet));
+                    return json!({"verdict": "drop", "reason": "not_on_link", "steps": steps});
+                }
+                _ => {}
+            }
             let peer = match dst {
                 IpAddr::V4(_) if cx.underlay.is_ipv4() => record.underlay_v4.map(IpAddr::V4),
                 _ if cx.underlay.is_ipv6() => record.underlay_v6.map(IpAddr::V6),
@@ -118,6 +134,7 @@ mod tests {
             port: 4789,
             overlay_mtu: 1450,
             underlay: "10.99.0.1".parse().unwrap(),
+            policy: None,
         };
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let t = trace(&cx, ip("10.244.0.5"), ip("10.244.1.5"));

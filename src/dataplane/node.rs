@@ -28,8 +28,8 @@ pub struct Node {
     pub underlay: IpAddr,
     /// Encapsulation.
     pub encap: Encap,
-    /// The TUN device's index.
-    pub tun_index: u32,
+    /// How remote blocks are routed.
+    pub policy: RoutePolicy,
     /// When the node started.
     pub started: std::time::Instant,
 }
@@ -131,21 +131,96 @@ pub fn initial_fdb(cfg: &Config, name: &str, underlay: IpAddr) -> Result<Fdb, St
     Ok(fdb)
 }
 
+/// How remote blocks are reached without encapsulation: nodes whose
+/// underlay address lies in this node's underlay subnet get a direct route
+/// over the underlay interface (CrossSubnet for them; every node with
+/// `encap = "none"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Direct {
+    /// This node's underlay subnet.
+    pub subnet: ipnet::IpNet,
+    /// The underlay interface.
+    pub ifindex: u32,
+    /// No encapsulation at all (`encap = "none"`): nodes outside the
+    /// subnet get no route.
+    pub only: bool,
+}
+
+/// How this node routes remote blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutePolicy {
+    /// The TUN device (encapsulated paths).
+    pub tun_index: u32,
+    /// Direct paths, if any.
+    pub direct: Option<Direct>,
+}
+
+impl RoutePolicy {
+    /// The address to route `block` straight to, if `record`'s node is
+    /// reachable directly (same subnet, same family as the block).
+    pub fn direct_gateway(&self, block: ipnet::IpNet, record: &NodeRecord) -> Option<IpAddr> {
+        let d = self.direct?;
+        let peer = match block {
+            ipnet::IpNet::V4(_) => record.underlay_v4.map(IpAddr::V4),
+            ipnet::IpNet::V6(_) => record.underlay_v6.map(IpAddr::V6),
+        }?;
+        d.subnet.contains(&peer).then_some(peer)
+    }
+}
+
 /// The routes this node's kernel should hold.
-pub fn desired_routes(fdb: &Fdb, tun_index: u32) -> BTreeSet<WeftRoute> {
+pub fn desired_routes(fdb: &Fdb, policy: &RoutePolicy) -> BTreeSet<WeftRoute> {
     let snap = fdb.snapshot();
     snap.blocks()
-        .map(|(dst, owner)| {
+        .filter_map(|(dst, owner)| {
             if owner.value.node == *snap.local_node() {
-                WeftRoute::Blackhole { dst }
-            } else {
-                WeftRoute::Device {
+                return Some(WeftRoute::Blackhole { dst });
+            }
+            let record = &snap.node(&owner.value.node)?.value;
+            match (policy.direct_gateway(dst, record), policy.direct) {
+                (Some(gateway), Some(d)) => Some(WeftRoute::Via {
                     dst,
-                    ifindex: tun_index,
-                }
+                    gateway,
+                    ifindex: d.ifindex,
+                }),
+                // encap none: a node outside the subnet is not reachable.
+                (None, Some(Direct { only: true, .. })) => None,
+                _ => Some(WeftRoute::Device {
+                    dst,
+                    ifindex: policy.tun_index,
+                }),
             }
         })
         .collect()
+}
+
+/// The subnet and interface index of the interface holding `addr`.
+pub fn underlay_link(addr: IpAddr) -> Result<(ipnet::IpNet, u32), String> {
+    for a in nix::ifaddrs::getifaddrs().map_err(fail)? {
+        let (Some(sa), Some(mask)) = (a.address, a.netmask) else {
+            continue;
+        };
+        let found = match (sa.as_sockaddr_in(), mask.as_sockaddr_in(), addr) {
+            (Some(s), Some(m), IpAddr::V4(want)) if s.ip() == want => {
+                ipnet::Ipv4Net::with_netmask(want, m.ip())
+                    .ok()
+                    .map(|n| ipnet::IpNet::V4(n.trunc()))
+            }
+            _ => match (sa.as_sockaddr_in6(), mask.as_sockaddr_in6(), addr) {
+                (Some(s), Some(m), IpAddr::V6(want)) if s.ip() == want => {
+                    ipnet::Ipv6Net::with_netmask(want, m.ip())
+                        .ok()
+                        .map(|n| ipnet::IpNet::V6(n.trunc()))
+                }
+                _ => None,
+            },
+        };
+        if let Some(net) = found {
+            let index = nix::net::if_::if_nametoindex(a.interface_name.as_str()).map_err(fail)?;
+            return Ok((net, index));
+        }
+    }
+    Err(format!("no interface holds the underlay address {addr}"))
 }
 
 fn socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
@@ -209,11 +284,6 @@ fn sysctl(path: &str, value: &str) -> Result<(), String> {
 
 /// Brings the node up and starts its workers.
 pub fn start(cfg: &Config) -> Result<Node, String> {
-    if cfg.overlay.encap == Encap::None {
-        return Err(
-            "overlay.encap: none (plain routing) is not built yet; use vxlan or ipip".into(),
-        );
-    }
     let name = match &cfg.node_name {
         Some(n) => n.clone(),
         None => nix::unistd::gethostname()
@@ -246,7 +316,18 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     let queues = super::tun::open(&cfg.overlay.tun_name, overlay_mtu as u16, workers)
         .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
     let tun_index = queues[0].if_index().map_err(fail)?;
-    let desired = desired_routes(&fdb, tun_index);
+    let direct = if cfg.overlay.encap == Encap::None || cfg.overlay.cross_subnet {
+        let (subnet, ifindex) = underlay_link(underlay)?;
+        Some(Direct {
+            subnet,
+            ifindex,
+            only: cfg.overlay.encap == Encap::None,
+        })
+    } else {
+        None
+    };
+    let policy = RoutePolicy { tun_index, direct };
+    let desired = desired_routes(&fdb, &policy);
     tracing::info!(node = %name, %underlay, overlay_mtu, workers, encap = %cfg.overlay.encap, "starting");
     let reconciled =
         crate::kernel::with_netlink(async |h| Routes::new(h).reconcile(&desired).await)
@@ -284,7 +365,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     let gossip = if cfg.gossip.enabled {
         let (tx, rx) = std::sync::mpsc::channel();
         crate::endpoints::serve(&cfg.cni_socket, fdb.clone(), Some(tx))?;
-        spawn_route_sync(fdb.clone(), tun_index)?;
+        spawn_route_sync(fdb.clone(), policy)?;
         Some(crate::gossip::start(
             cfg,
             &name,
@@ -316,7 +397,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         settings,
         underlay,
         encap: cfg.overlay.encap,
-        tun_index,
+        policy,
         started: std::time::Instant::now(),
     })
 }
@@ -324,7 +405,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
 /// Keeps the kernel routes equal to fdb: every change (from gossip) is
 /// followed, after a short pause that gathers a burst of changes into one
 /// pass, by a reconcile of weft's routes.
-fn spawn_route_sync(fdb: Fdb, tun_index: u32) -> Result<(), String> {
+fn spawn_route_sync(fdb: Fdb, policy: RoutePolicy) -> Result<(), String> {
     let sub = fdb.subscribe(4096);
     std::thread::Builder::new()
         .name("weft-routes".into())
@@ -339,7 +420,7 @@ fn spawn_route_sync(fdb: Fdb, tun_index: u32) -> Result<(), String> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 while sub.try_next().is_some() {}
-                let desired = desired_routes(&fdb, tun_index);
+                let desired = desired_routes(&fdb, &policy);
                 match crate::kernel::with_netlink(async |h| {
                     Routes::new(h).reconcile(&desired).await
                 }) {

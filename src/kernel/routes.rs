@@ -37,13 +37,25 @@ pub enum WeftRoute {
         /// The block.
         dst: IpNet,
     },
+    /// A remote block straight to its node over the underlay, without
+    /// encapsulation (CrossSubnet for a same-subnet node, or encap none).
+    Via {
+        /// The block.
+        dst: IpNet,
+        /// The node's underlay address.
+        gateway: IpAddr,
+        /// The underlay interface's index.
+        ifindex: u32,
+    },
 }
 
 impl WeftRoute {
     /// The destination prefix.
     pub fn dst(&self) -> IpNet {
         match self {
-            WeftRoute::Device { dst, .. } | WeftRoute::Blackhole { dst } => *dst,
+            WeftRoute::Device { dst, .. }
+            | WeftRoute::Blackhole { dst }
+            | WeftRoute::Via { dst, .. } => *dst,
         }
     }
 
@@ -56,6 +68,13 @@ impl WeftRoute {
         match self {
             WeftRoute::Device { ifindex, .. } => builder.output_interface(*ifindex).build(),
             WeftRoute::Blackhole { .. } => builder.kind(RouteType::BlackHole).build(),
+            WeftRoute::Via {
+                gateway, ifindex, ..
+            } => builder
+                .gateway(*gateway)
+                .expect("gateway of the block's family")
+                .output_interface(*ifindex)
+                .build(),
         }
     }
 }
@@ -65,6 +84,11 @@ impl std::fmt::Display for WeftRoute {
         match self {
             WeftRoute::Device { dst, ifindex } => write!(f, "{dst} dev #{ifindex}"),
             WeftRoute::Blackhole { dst } => write!(f, "blackhole {dst}"),
+            WeftRoute::Via {
+                dst,
+                gateway,
+                ifindex,
+            } => write!(f, "{dst} via {gateway} dev #{ifindex}"),
         }
     }
 }
@@ -92,8 +116,11 @@ fn parse(msg: &RouteMessage) -> Option<WeftRoute> {
     }
     let mut dst: Option<IpAddr> = None;
     let mut oif = None;
+    let mut gateway: Option<IpAddr> = None;
     for a in &msg.attributes {
         match a {
+            RouteAttribute::Gateway(RouteAddress::Inet(v4)) => gateway = Some((*v4).into()),
+            RouteAttribute::Gateway(RouteAddress::Inet6(v6)) => gateway = Some((*v6).into()),
             RouteAttribute::Destination(RouteAddress::Inet(v4)) => dst = Some((*v4).into()),
             RouteAttribute::Destination(RouteAddress::Inet6(v6)) => dst = Some((*v6).into()),
             RouteAttribute::Oif(i) => oif = Some(*i),
@@ -107,9 +134,14 @@ fn parse(msg: &RouteMessage) -> Option<WeftRoute> {
         _ => return None,
     };
     let dst = IpNet::new(dst, h.destination_prefix_length).ok()?;
-    match (h.kind, oif) {
-        (RouteType::BlackHole, _) => Some(WeftRoute::Blackhole { dst }),
-        (RouteType::Unicast, Some(ifindex)) => Some(WeftRoute::Device { dst, ifindex }),
+    match (h.kind, oif, gateway) {
+        (RouteType::BlackHole, _, _) => Some(WeftRoute::Blackhole { dst }),
+        (RouteType::Unicast, Some(ifindex), Some(gateway)) => Some(WeftRoute::Via {
+            dst,
+            gateway,
+            ifindex,
+        }),
+        (RouteType::Unicast, Some(ifindex), None) => Some(WeftRoute::Device { dst, ifindex }),
         _ => None,
     }
 }
