@@ -5,8 +5,9 @@
 # claims its pod block; pods are then wired by weft's CNI plugin exactly as
 # a runtime would.
 #
-#   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip|none] [--static]
-#   netns-lab/lab.sh pods              one line per pod: namespace, IP, node
+#   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip|none]
+#                       [--family 4|6|dual] [--cross-subnet] [--static | --kernel-vxlan]
+#   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
 #   netns-lab/lab.sh exec POD CMD...   run a command in a pod
 #   netns-lab/lab.sh status            nodes, weftd processes, members, counters
 #   netns-lab/lab.sh wait [SECONDS]    until every node routes to every block
@@ -19,7 +20,11 @@
 #   netns-lab/lab.sh bench [ARGS]      the data-plane benchmark (bench.sh)
 #   netns-lab/lab.sh chaos             fault scenarios, one PASS/FAIL line each
 #
-# --static gives every node the others as static peers and no gossip.
+# --static gives every node the others as static peers and no gossip;
+# --kernel-vxlan builds the same shape on the kernel's VXLAN device with
+# Flannel-style static entries (no weftd: the reference); --cross-subnet
+# puts the second half of the nodes on 10.99.1.0/24 behind a router and
+# turns CrossSubnet on; --family 6|dual gives pods IPv6 or both.
 # Names start with "wl-" and state lives in /run/weft-lab, unless
 # WEFT_LAB_PREFIX and WEFT_LAB_STATE say otherwise (tests run their own
 # labs side by side); WEFT_LAB_BIN names a directory of prebuilt binaries
@@ -57,83 +62,147 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan mode=gossip
+  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
       --pods) pods=$2; shift 2 ;;
       --encap) encap=$2; shift 2 ;;
       --static) mode=static; shift ;;
-      --attach|--family|--cross-subnet|--kernel-vxlan) die "$1 is not built yet" ;;
+      --kernel-vxlan) mode=kernel-vxlan; shift ;;
+      --family) family=$2; shift 2 ;;
+      --cross-subnet) cross=1; shift ;;
+      --attach)
+        [[ ${2:-} == tun ]] || die "--attach veth needs veth attachment in weftd (not built yet)"
+        shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
   [[ $encap == vxlan || $encap == ipip || $encap == none ]] || die "--encap must be vxlan, ipip or none"
+  [[ $family == 4 || $family == 6 || $family == dual ]] || die "--family must be 4, 6 or dual"
   ((nodes >= 1 && nodes <= 50 && pods >= 0 && pods <= 60)) || die "--nodes 1-50, --pods 0-60"
+  [[ $mode != kernel-vxlan || ($encap == vxlan && $cross == 0 && $family == 4) ]] || die "--kernel-vxlan is an IPv4, one-subnet VXLAN reference"
   [[ ! -d $STATE ]] || die "a lab is up already (netns-lab/lab.sh down)"
   need_root
   build
   mkdir -p "$STATE"
-  echo "$nodes $pods $encap $mode" > "$STATE/shape"
+  echo "$nodes $pods $encap $mode $family $cross" > "$STATE/shape"
   trap 'echo "lab: setup failed, cleaning up" >&2; down' ERR
   ip netns add $P-ul
   ip -n $P-ul link add br0 type bridge
   ip -n $P-ul link set br0 up
+  if ((cross)); then
+    # Two underlay subnets, 10.99.0.0/24 and 10.99.1.0/24, joined by a router.
+    ip -n $P-ul link add br1 type bridge
+    ip -n $P-ul link set br1 up
+    ip netns add $P-rt
+    ip -n $P-rt link set lo up
+    for s in 0 1; do
+      ip -n $P-rt link add r$s type veth peer name rt$s netns $P-ul
+      ip -n $P-ul link set rt$s master br$s up
+      ip -n $P-rt addr add 10.99.$s.254/24 dev r$s
+      ip -n $P-rt link set r$s up
+    done
+    ip netns exec $P-rt sysctl -qw net.ipv4.ip_forward=1
+  fi
   for k in $(seq "$nodes"); do
+    local s=0
+    ((cross && k > (nodes + 1) / 2)) && s=1
+    echo "10.99.$s.$k" > "$STATE/addr-n$k"
     ip netns add $P-n$k
     ip -n $P-n$k link set lo up
     ip -n $P-n$k link add ul0 type veth peer name n$k netns $P-ul
-    ip -n $P-ul link set n$k master br0 up
-    ip -n $P-n$k addr add 10.99.0.$k/24 dev ul0
+    ip -n $P-ul link set n$k master br$s up
+    ip -n $P-n$k addr add 10.99.$s.$k/24 dev ul0
     ip -n $P-n$k link set ul0 up
     # Real nodes have a default route; proxy ARP for 169.254.1.1 relies on it.
-    ip -n $P-n$k route add default via 10.99.0.254
+    ip -n $P-n$k route add default via 10.99.$s.254
   done
+  local pools=() b4 b6
+  [[ $family != 6 ]] && pools+=('"10.244.0.0/16"')
+  [[ $family != 4 ]] && pools+=('"fd00:244::/48"')
+  static_blocks() { # NODE: its blocks in static mode, as a JSON/TOML list
+    local l=()
+    [[ $family != 6 ]] && l+=("\"10.244.$1.0/26\"")
+    [[ $family != 4 ]] && l+=("\"fd00:244:0:$1::/122\"")
+    (IFS=,; echo "[${l[*]}]")
+  }
   # A fresh cluster key for this lab (32 random bytes).
   echo "1 $(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" > "$STATE/cluster.key"
   chmod 600 "$STATE/cluster.key"
-  for k in $(seq "$nodes"); do
-    {
-      echo "node_name = \"n$k\""
-      echo "cni_socket = \"$STATE/cni-n$k.sock\""
-      echo "admin_socket = \"$STATE/admin-n$k.sock\""
-      echo "[underlay]"; echo "address = \"10.99.0.$k\""
-      echo "[overlay]"; echo "encap = \"$encap\""
-      [[ $mode == static ]] && echo "blocks = [\"10.244.$k.0/26\"]"
-      echo "[dataplane]"; echo "stats_file = \"$STATE/stats-n$k.json\""
-      # Loopback inside the node's namespace: no clash between nodes.
-      echo "[metrics]"; echo "enabled = true"
-      if [[ $mode == gossip ]]; then
-        echo "[gossip]"; echo "enabled = true"; echo "seeds = [\"10.99.0.1\"]"
-        echo "key_file = \"$STATE/cluster.key\""; echo "blocks_file = \"$STATE/blocks-n$k.json\""
-        echo "cluster_size = $nodes"; echo "probe_interval_ms = 500"; echo "sync_interval_ms = 1000"
-      else
-        for o in $(seq "$nodes"); do
-          ((o == k)) && continue
-          echo "[[peers]]"; echo "node = \"n$o\""; echo "underlay = \"10.99.0.$o\""; echo "blocks = [\"10.244.$o.0/26\"]"
-        done
-      fi
-    } > "$STATE/n$k.toml"
-  done
-  date +%s.%N > "$STATE/started"
-  for k in $(seq "$nodes"); do start_weftd "$k"; done
-  for k in $(seq "$nodes"); do
-    for _ in $(seq 200); do [[ -f $STATE/stats-n$k.json ]] && break; sleep 0.05; done
-    [[ -f $STATE/stats-n$k.json ]] || { cat "$STATE/weftd-n$k.log" >&2; die "weftd on n$k did not start"; }
-  done
+  if [[ $mode == kernel-vxlan ]]; then
+    kernel_vxlan_nodes "$nodes"
+  else
+    for k in $(seq "$nodes"); do
+      {
+        echo "node_name = \"n$k\""
+        echo "cni_socket = \"$STATE/cni-n$k.sock\""
+        echo "admin_socket = \"$STATE/admin-n$k.sock\""
+        echo "[underlay]"; echo "address = \"$(cat "$STATE/addr-n$k")\""
+        echo "[overlay]"; echo "encap = \"$encap\""; echo "pools = [$(IFS=,; echo "${pools[*]}")]"
+        ((cross)) && echo "cross_subnet = true"
+        [[ $mode == static ]] && echo "blocks = $(static_blocks "$k")"
+        echo "[dataplane]"; echo "stats_file = \"$STATE/stats-n$k.json\""
+        # Loopback inside the node's namespace: no clash between nodes.
+        echo "[metrics]"; echo "enabled = true"
+        if [[ $mode == gossip ]]; then
+          echo "[gossip]"; echo "enabled = true"; echo "seeds = [\"10.99.0.1\"]"
+          echo "key_file = \"$STATE/cluster.key\""; echo "blocks_file = \"$STATE/blocks-n$k.json\""
+          echo "cluster_size = $nodes"; echo "probe_interval_ms = 500"; echo "sync_interval_ms = 1000"
+        else
+          for o in $(seq "$nodes"); do
+            ((o == k)) && continue
+            echo "[[peers]]"; echo "node = \"n$o\""; echo "underlay = \"$(cat "$STATE/addr-n$o")\""; echo "blocks = $(static_blocks "$o")"
+          done
+        fi
+      } > "$STATE/n$k.toml"
+    done
+    date +%s.%N > "$STATE/started"
+    for k in $(seq "$nodes"); do start_weftd "$k"; done
+    for k in $(seq "$nodes"); do
+      for _ in $(seq 200); do [[ -f $STATE/stats-n$k.json ]] && break; sleep 0.05; done
+      [[ -f $STATE/stats-n$k.json ]] || { cat "$STATE/weftd-n$k.log" >&2; die "weftd on n$k did not start"; }
+    done
+  fi
   # As a runtime would, wire pods once the node's network is ready: with
-  # gossip, when weftd has published the block it claimed.
+  # gossip, when weftd has published the block(s) it claimed.
+  local want=1
+  [[ $family == dual ]] && want=2
   for k in $(seq "$nodes"); do
-    local blocks="\"blocks\":[\"10.244.$k.0/26\"]"
+    local blocks="\"blocks\":$(static_blocks "$k")"
     if [[ $mode == gossip ]]; then
       blocks="\"blocksFile\":\"$STATE/blocks-n$k.json\""
-      for _ in $(seq 300); do grep -q '/' "$STATE/blocks-n$k.json" 2>/dev/null && break; sleep 0.1; done
-      grep -q '/' "$STATE/blocks-n$k.json" 2>/dev/null || { tail -5 "$STATE/weftd-n$k.log" >&2; die "n$k claimed no block in 30 s"; }
+      local got=0
+      for _ in $(seq 300); do
+        got=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["blocks"]))' "$STATE/blocks-n$k.json" 2>/dev/null || echo 0)
+        ((got >= want)) && break
+        sleep 0.1
+      done
+      ((got >= want)) || { tail -5 "$STATE/weftd-n$k.log" >&2; die "n$k claimed no block in 30 s"; }
     fi
     for j in $(seq "$pods"); do add_pod "$k" "$j" "$blocks"; done
   done
   trap - ERR
-  echo "== lab up: $nodes nodes x $pods pods, $encap, $mode"
+  echo "== lab up: $nodes nodes x $pods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets (CrossSubnet)")"
+}
+
+# The reference cluster: the kernel's own VXLAN device on every node,
+# Flannel-style static entries, no weftd.
+kernel_vxlan_nodes() {
+  local nodes=$1 k o
+  for k in $(seq "$nodes"); do
+    ip -n $P-n$k link add vx0 address "02:00:00:00:0b:$(printf %02x "$k")" type vxlan id 1 dstport 4789 local 10.99.0.$k dev ul0 nolearning
+    ip -n $P-n$k link set vx0 mtu 1450 up
+    ip netns exec $P-n$k sysctl -qw net.ipv4.ip_forward=1
+    ip -n $P-n$k route add blackhole 10.244.$k.0/26
+    for o in $(seq "$nodes"); do
+      ((o == k)) && continue
+      local mac; mac="02:00:00:00:0b:$(printf %02x "$o")"
+      bridge -n $P-n$k fdb append "$mac" dev vx0 dst 10.99.0.$o
+      ip -n $P-n$k neigh add 10.244.$o.0 lladdr "$mac" dev vx0 nud permanent
+      ip -n $P-n$k route add 10.244.$o.0/26 via 10.244.$o.0 dev vx0 onlink
+    done
+  done
 }
 
 # add_pod NODE INDEX BLOCKS-JSON: a pod namespace wired by the CNI plugin.
@@ -143,7 +212,7 @@ add_pod() {
   ip -n "$pod" link set lo up
   echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",$blocks,\"stateDir\":\"$STATE/cni-n$k\",\"weftdSocket\":\"$STATE/cni-n$k.sock\"}" \
     | ip netns exec $P-n$k env CNI_COMMAND=ADD CNI_CONTAINERID="$pod" CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/"$pod" "$BIN/weft" \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(r["msg"]) if "code" in r else print(r["ips"][0]["address"].split("/")[0])' \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(r["msg"]) if "code" in r else print(",".join(i["address"].split("/")[0] for i in r["ips"]))' \
     > "$STATE/$pod.ip"
 }
 
@@ -164,11 +233,14 @@ kill_weftd() {
 # Every node has a kernel route (proto 87) for every node's block: the
 # control plane converged and the kernel follows it.
 converged() {
-  local nodes; read -r nodes _ < "$STATE/shape"
+  local nodes mode family; read -r nodes _ _ mode family _ < "$STATE/shape"
+  [[ $mode == kernel-vxlan ]] && return 0
+  local per=1
+  [[ $family == dual ]] && per=2
   for k in $(seq "$nodes"); do
     [[ -f $STATE/weftd-n$k.pid ]] || continue
-    local n; n=$(ip -n $P-n$k route show proto 87 | wc -l)
-    ((n == nodes)) || return 1
+    local n; n=$( (ip -n $P-n$k route show proto 87; ip -n $P-n$k -6 route show proto 87) | wc -l)
+    ((n == nodes * per)) || return 1
   done
 }
 
@@ -200,8 +272,9 @@ block_pair() {
     ip netns exec "$ns" nft add chain inet weftlab input '{ type filter hook input priority 0; policy accept; }'
     ip netns exec "$ns" nft add chain inet weftlab output '{ type filter hook output priority 0; policy accept; }'
   }
-  ip netns exec "$ns" nft add rule inet weftlab input ip saddr "10.99.0.$2" drop
-  ip netns exec "$ns" nft add rule inet weftlab output ip daddr "10.99.0.$2" drop
+  local addr; addr=$(cat "$STATE/addr-n$2")
+  ip netns exec "$ns" nft add rule inet weftlab input ip saddr "$addr" drop
+  ip netns exec "$ns" nft add rule inet weftlab output ip daddr "$addr" drop
 }
 
 heal() {
@@ -220,12 +293,13 @@ pods() {
 
 status() {
   [[ -d $STATE ]] || { echo "no lab is up"; return 0; }
-  read -r nodes npods encap mode < "$STATE/shape"
-  echo "lab: $nodes nodes x $npods pods, $encap, $mode"
+  read -r nodes npods encap mode family cross < "$STATE/shape"
+  echo "lab: $nodes nodes x $npods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets")"
   for k in $(seq "$nodes"); do
     local pid alive=dead
     pid=$(cat "$STATE/weftd-n$k.pid" 2>/dev/null || true)
     [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && alive="running (pid $pid)"
+    [[ $mode == kernel-vxlan ]] && alive="absent (kernel VXLAN reference)"
     printf 'n%s  weftd %s  %s\n' "$k" "$alive" "$(python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -297,5 +371,5 @@ case $cmd in
   partition) need_root; partition "$@" ;;
   heal) need_root; heal ;;
   chaos) chaos ;;
-  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

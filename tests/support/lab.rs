@@ -114,19 +114,21 @@ impl Lab {
     pub fn all_pods_reach_all_pods(&self) {
         let pods = self.pods();
         for (from, _, _) in &pods {
-            for (to, addr, _) in &pods {
+            for (to, addrs, _) in &pods {
                 if from == to {
                     continue;
                 }
-                let ok = (0..3).any(|_| {
-                    Command::new("ip")
-                        .args(["netns", "exec", from, "ping", "-c", "1", "-W", "1", addr])
-                        .output()
-                        .unwrap()
-                        .status
-                        .success()
-                });
-                assert!(ok, "{from} cannot reach {to} ({addr})");
+                for addr in addrs.split(',') {
+                    let ok = (0..3).any(|_| {
+                        Command::new("ip")
+                            .args(["netns", "exec", from, "ping", "-c", "1", "-W", "1", addr])
+                            .output()
+                            .unwrap()
+                            .status
+                            .success()
+                    });
+                    assert!(ok, "{from} cannot reach {to} ({addr})");
+                }
             }
         }
     }
