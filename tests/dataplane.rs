@@ -292,46 +292,10 @@ impl Cluster {
             "nolearning",
         ]);
         ok(&["-n", &n2, "link", "set", "vx0", "mtu", "1450", "up"]);
-        let b = Command::new("bridge")
-            .args([
-                "-n",
-                &n2,
-                "fdb",
-                "append",
-                &weft_mac,
-                "dev",
-                "vx0",
-                "dst",
-                "10.99.0.1",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            b.status.success(),
-            "bridge fdb: {}",
-            String::from_utf8_lossy(&b.stderr)
-        );
+        bridge_fdb_append(&n2, &weft_mac, "10.99.0.1");
         // No static neighbour entry: broadcasts (ARP) go to weft's VTEP
         // through the all-zeros FDB entry, and weftd answers from its tables.
-        let b = Command::new("bridge")
-            .args([
-                "-n",
-                &n2,
-                "fdb",
-                "append",
-                "00:00:00:00:00:00",
-                "dev",
-                "vx0",
-                "dst",
-                "10.99.0.1",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            b.status.success(),
-            "bridge fdb: {}",
-            String::from_utf8_lossy(&b.stderr)
-        );
+        bridge_fdb_append(&n2, "00:00:00:00:00:00", "10.99.0.1");
         ok(&[
             "-n",
             &n2,
@@ -357,6 +321,19 @@ impl Cluster {
             .unwrap();
         assert!(s.status.success());
     }
+}
+
+/// `bridge fdb append MAC dev vx0 dst DST` in namespace `ns`.
+fn bridge_fdb_append(ns: &str, mac: &str, dst: &str) {
+    let b = Command::new("bridge")
+        .args(["-n", ns, "fdb", "append", mac, "dev", "vx0", "dst", dst])
+        .output()
+        .unwrap();
+    assert!(
+        b.status.success(),
+        "bridge fdb: {}",
+        String::from_utf8_lossy(&b.stderr)
+    );
 }
 
 const LINUX_VXLAN_MAC: &str = "02:00:00:00:0a:02";

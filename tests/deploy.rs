@@ -31,9 +31,15 @@ fn validator() -> Option<PathBuf> {
     );
 }
 
+/// python3 with the validator's packages on its path.
+fn python(dir: &Path) -> Command {
+    let mut c = Command::new("python3");
+    c.env("PYTHONPATH", dir);
+    c
+}
+
 fn validate(dir: &Path, version: &str, files: &[PathBuf]) -> (bool, String) {
-    let out = Command::new("python3")
-        .env("PYTHONPATH", dir)
+    let out = python(dir)
         .args(["-m", "kubernetes_validate", "--strict", "-k", version])
         .args(files)
         .output()
@@ -78,8 +84,7 @@ fn manifests_pass_schema_validation_and_typos_do_not() {
 /// The ConfigMap's weftd.toml, extracted with the validator's YAML parser.
 fn configmap_toml(dir: &Path) -> String {
     let script = "import sys, yaml\nfor d in yaml.safe_load_all(open(sys.argv[1])):\n    if d and d['kind'] == 'ConfigMap':\n        sys.stdout.write(d['data']['weftd.toml'])\n";
-    let out = Command::new("python3")
-        .env("PYTHONPATH", dir)
+    let out = python(dir)
         .args(["-c", script])
         .arg(Path::new(ROOT).join("deploy/k8s/weft.yaml"))
         .output()

@@ -592,19 +592,10 @@ impl Agent {
         if fresh.is_empty() {
             return;
         }
-        let updates: Vec<foca::Member<Member>> =
-            fresh.into_iter().map(foca::Member::alive).collect();
-        self.shared.lock().expect("not poisoned").now_ms = now;
-        let mut rt = Runtime {
-            now,
-            timers: &mut self.timers,
-            timer_seq: &mut self.timer_seq,
-            sends: &mut self.bodies,
-            notes: &mut self.notes,
-        };
-        let _ = self.foca.apply_many(updates.into_iter(), false, &mut rt);
-        // The notifications this produced (MemberUp) are handled by the
-        // caller, `after_foca`, right after.
+        let updates = fresh.into_iter().map(foca::Member::alive);
+        // (The nested `after_foca` finds no new owners and handles the
+        // MemberUp notifications this produces.)
+        self.with_foca(now, |f, rt| f.apply_many(updates, false, rt));
     }
 
     fn mark_changed(&self) {

@@ -91,24 +91,7 @@ impl Lab {
 
     /// Node `k`'s gossip counters, from a stats file written after now.
     pub fn gossip_stats(&self, k: usize) -> Json {
-        let path = self.state.join(format!("stats-n{k}.json"));
-        let start = std::time::SystemTime::now();
-        loop {
-            if let Ok(m) = std::fs::metadata(&path) {
-                if m.modified().unwrap() > start + Duration::from_millis(50) {
-                    if let Ok(v) = serde_json::from_str::<Json>(
-                        &std::fs::read_to_string(&path).unwrap_or_default(),
-                    ) {
-                        return v["gossip"].clone();
-                    }
-                }
-            }
-            assert!(
-                start.elapsed().unwrap() < Duration::from_secs(10),
-                "no fresh stats"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.stats(k)["gossip"].clone()
     }
 
     pub fn all_pods_reach_all_pods(&self) {
