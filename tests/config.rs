@@ -54,6 +54,8 @@ fn errors_name_file_key_and_expectation() {
         ("[underlay]\naddress = \"10.0.0\"\n", "underlay.address", "invalid IP address"),
         ("[underlay]\nautodetect = \"can-reach=nowhere\"\n", "underlay.autodetect", "can-reach needs an IP address"),
         ("[underlay]\nautodetect = \"interface=(\"\n", "underlay.autodetect", "valid regex"),
+        // Found by the fuzzer: deep nesting is refused, not recursed into.
+        ("[underlay]\nautodetect = \"interface=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[a]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\"\n", "underlay.autodetect", "nest"),
         ("[underlay]\nautodetect = \"guess\"\n", "underlay.autodetect", "first-found, can-reach=ADDRESS or interface=REGEX"),
         ("[dataplane]\nworkers = 0\n", "dataplane.workers", "1-256"),
         ("node_name = \"\"\n", "node_name", "1-253 printable"),

@@ -59,7 +59,7 @@ pub fn underlay_address(cfg: &Config) -> Result<IpAddr, String> {
         }
         method => {
             let re = match method {
-                Autodetect::Interface(r) => Some(regex::Regex::new(r).map_err(fail)?),
+                Autodetect::Interface(r) => Some(crate::config::interface_regex(r).map_err(fail)?),
                 _ => None,
             };
             let addrs = nix::ifaddrs::getifaddrs().map_err(fail)?;
