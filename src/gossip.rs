@@ -17,7 +17,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// What the control plane reports (for stats and, later, weftctl).
+/// What the control plane reports (stats file, weftctl, metrics).
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     /// Counters, drops by reason included.
@@ -213,7 +213,7 @@ fn run(
     let mut acfg = acfg;
     acfg.wall_clock_offset_ms = epoch.saturating_sub(now());
     let mut agent = Agent::new(acfg, now(), epoch, seed);
-    tracing::info!(node = agent.name(), seeds = ?agent.members().len(), "gossip started");
+    tracing::info!(node = agent.name(), "gossip started");
     let mut buf = vec![0u8; 2048];
     let mut version = 0u64;
     let mut published: Option<Vec<IpNet>> = None;
