@@ -56,7 +56,7 @@ pod_addr() { pods | awk -v n="$1" '$1 == n {print $2}'; }
 # under a running TCP stream and a 100/s ping; measure the interruption.
 scenario_kill_restart() {
   local src=$P-n1-p1 dst=$P-n3-p1 addr; addr=$(pod_addr "$dst")
-  ip netns exec "$dst" iperf3 -s -1 -D -p 5301 >/dev/null
+  ip netns exec "$dst" iperf3 -s -1 -D -p 5301 --pidfile "$STATE/iperf-chaos-1.pid" >/dev/null
   sleep 0.3
   ip netns exec "$src" iperf3 -c "$addr" -p 5301 -t 8 -b 200M > "$STATE/chaos-iperf.log" 2>&1 &
   local iperf=$!
@@ -120,7 +120,7 @@ scenario_loss() {
     ip netns exec $P-n$k nft add rule inet weftloss input iifname ul0 numgen random mod 10 == 0 drop
   done
   local addr; addr=$(pod_addr $P-n2-p1)
-  ip netns exec $P-n2-p1 iperf3 -s -1 -D -p 5302 >/dev/null
+  ip netns exec $P-n2-p1 iperf3 -s -1 -D -p 5302 --pidfile "$STATE/iperf-chaos-2.pid" >/dev/null
   sleep 0.3
   local ok=1 withdrawn=0
   ip netns exec $P-n1-p1 iperf3 -c "$addr" -p 5302 -n 20M > "$STATE/chaos-loss.log" 2>&1 &

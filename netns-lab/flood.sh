@@ -24,7 +24,11 @@ export WEFT_LAB_PREFIX=wf WEFT_LAB_STATE=/run/weft-flood
 L=netns-lab/lab.sh
 cargo build --release --bins --example vxlan_flood -q
 FLOOD=target/release/examples/vxlan_flood
-cleanup() { ip netns del wf-rogue 2>/dev/null || true; $L down >/dev/null 2>&1 || true; }
+cleanup() {
+  kill "$(cat /run/weft-flood/iperf.pid 2>/dev/null)" 2>/dev/null || true
+  ip netns del wf-rogue 2>/dev/null || true
+  $L down >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 $L down >/dev/null 2>&1 || true
 $L up --nodes 2 --pods 1 >/dev/null
@@ -38,7 +42,7 @@ mapfile -t pods < <($L pods)
 read -r p1 a1 _ <<< "${pods[0]}"
 read -r p2 a2 _ <<< "${pods[1]}"
 mac=$(target/release/weftctl --socket /run/weft-flood/admin-n1.sock --json fdb | python3 -c 'import json,sys; print([n["vtep_mac"] for n in json.load(sys.stdin)["nodes"] if n["name"]=="n2"][0])')
-ip netns exec "$p2" iperf3 -s -D -p 5401 >/dev/null
+ip netns exec "$p2" iperf3 -s -D -p 5401 --pidfile /run/weft-flood/iperf.pid >/dev/null
 sleep 0.3
 tput() { ip netns exec "$p1" iperf3 -c "$a2" -p 5401 -t "$secs" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'; }
 flood_to() { # PORT: both flooders at node 2's PORT for secs+1 seconds
