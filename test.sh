@@ -12,25 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-missing=()
-command -v tshark >/dev/null || missing+=(tshark)
-command -v ip >/dev/null || missing+=(iproute2)
-command -v ping >/dev/null || missing+=(iputils-ping)
-command -v iptables >/dev/null || missing+=(iptables)
-command -v nft >/dev/null || missing+=(nftables)
-command -v iperf3 >/dev/null || missing+=(iperf3)
-command -v python3 >/dev/null || missing+=(python3)
-[[ -x /usr/lib/cni/portmap ]] || missing+=(containernetworking-plugins)
-if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "test.sh: missing ${missing[*]}; run as root to install them, or install them yourself" >&2
-    exit 1
-  fi
-  echo "== installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=netns-lab/common.sh
+source netns-lab/common.sh
+ensure_commands tshark:tshark ip:iproute2 ping:iputils-ping iptables:iptables nft:nftables \
+  iperf3:iperf3 python3:python3 /usr/lib/cni/portmap:containernetworking-plugins
 
 # The Kubernetes manifest validator (PyPI; it ships the API schemas).
 if [[ ! -d target/k8s-validate/kubernetes_validate ]]; then

@@ -1,6 +1,7 @@
 # Shared by the lab scripts: install what they use on a fresh Debian machine.
 #
 #   ensure_commands CMD:PACKAGE ...   installs PACKAGE for each missing CMD
+#                                     (CMD may be an absolute path)
 ensure_commands() {
   local missing=()
   for pair in "$@"; do

@@ -218,14 +218,7 @@ impl Worker {
         };
         let sent = match &self.underlay {
             UnderlayIo::Vxlan(sock) => {
-                let enc = VxlanEncap {
-                    dst_port: self.settings.port,
-                    ..VxlanEncap::new(
-                        self.settings.vni,
-                        self.settings.local_mac,
-                        MacAddr(record.vtep_mac.0),
-                    )
-                };
+                let enc = self.encapsulator(record);
                 let Ok(at) = enc.encap_payload(buf, start..end) else {
                     return self.counters.dropped(DropReason::BadInner);
                 };
@@ -242,6 +235,18 @@ impl Worker {
                 WorkerCounters::add(&self.counters.tx_bytes, len as u64);
             }
             Err(_) => self.counters.dropped(DropReason::IoError),
+        }
+    }
+
+    /// The VXLAN encapsulator towards the node of `record`.
+    fn encapsulator(&self, record: &fdb::NodeRecord) -> VxlanEncap {
+        VxlanEncap {
+            dst_port: self.settings.port,
+            ..VxlanEncap::new(
+                self.settings.vni,
+                self.settings.local_mac,
+                MacAddr(record.vtep_mac.0),
+            )
         }
     }
 
@@ -321,14 +326,7 @@ impl Worker {
         let Ok(count) = split_tcp(pkt, mss, segs, layout, lens) else {
             return self.counters.dropped(DropReason::BadOffload);
         };
-        let enc = VxlanEncap {
-            dst_port: self.settings.port,
-            ..VxlanEncap::new(
-                self.settings.vni,
-                self.settings.local_mac,
-                MacAddr(record.vtep_mac.0),
-            )
-        };
+        let enc = self.encapsulator(record);
         for (i, len) in lens.iter().enumerate().take(count) {
             let at = i * stride + layout.headroom;
             if enc.encap_payload(segs, at..at + len).is_err() {
