@@ -51,6 +51,23 @@ pub fn headers(data: &[u8]) {
     if let Ok(e) = crate::ethernet::EthernetFrame::new_checked(data) {
         let _ = (e.src(), e.dst(), e.ethertype(), e.payload());
     }
+    // The L2 answers weftd gives pods (veth attach) and Linux peers.
+    let mut reply = [0u8; crate::nd::ADVERT_FRAME_LEN];
+    if let Ok(req) = crate::arp::parse_request(data) {
+        assert_eq!(
+            crate::arp::write_reply(&mut reply, &req, MacAddr([0xee; 6])),
+            Ok(crate::arp::FRAME_LEN)
+        );
+    }
+    if let Ok(sol) = crate::nd::parse_solicitation(data) {
+        assert!(!sol.target.is_multicast());
+        if let Ok(n) = crate::nd::write_advertisement(&mut reply, &sol, MacAddr([0xee; 6]), true) {
+            assert!(
+                crate::nd::parse_solicitation(&reply[..n]).is_err(),
+                "an advert is no solicitation"
+            );
+        }
+    }
     if let Ok(v) = crate::vxlan::VxlanHeader::new_checked(data) {
         let _ = (v.vni(), v.payload());
     }

@@ -44,6 +44,7 @@ pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod mtu;
+pub mod nd;
 pub mod segment;
 pub mod tcp;
 pub mod tunnel;
