@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # weft's data-plane benchmark, in network namespaces on this machine.
 #
-# Builds four two-node clusters side by side (one pod per node, wired by
+# Builds five two-node clusters side by side (one pod per node, wired by
 # weft's CNI plugin in every case) and measures them in interleaved rounds:
 #   plain    routed, no encapsulation (the ceiling)
 #   kvxlan   the kernel's VXLAN device, Flannel-style static entries
-#   wvxlan   weftd, VXLAN
+#   wvxlan   weftd, VXLAN (TUN attachment)
 #   wipip    weftd, IP-in-IP (raw sockets; no ipip module)
+#   wveth    weftd, VXLAN, veth attachment (no TUN, no routes, forwarding off)
 # Metrics: TCP 1 stream, TCP 4 streams, UDP 64-byte packets/s, ping RTT,
 # and CPU (cores busy during the 1-stream run). Medians, ranges, and ratios
 # to kernel VXLAN go to a markdown table; a PNG chart is drawn with gnuplot.
@@ -57,23 +58,32 @@ trap 'exit 130' INT TERM
 
 ns() { ip netns add "$1"; NSS+=("$1"); ip -n "$1" link set lo up; }
 
-# cluster NAME: nodes $NAME-n1/-n2 joined by a veth, pods $NAME-p1/-p2.
+# cluster NAME [ATTACH]: nodes $NAME-n1/-n2 joined by a veth, pod
+# namespaces $NAME-p1/-p2 (wired by pods_on). Veth attachment leaves
+# forwarding off: weftd does not need it.
 cluster() {
-  local c=$1
+  local c=$1 attach=${2:-tun}
   ns $c-n1; ns $c-n2; ns $c-p1; ns $c-p2
   ip -n $c-n1 link add u1 type veth peer name u2 netns $c-n2
   for k in 1 2; do
     ip -n $c-n$k addr add 10.99.0.$k/24 dev u$k
     ip -n $c-n$k link set u$k up
     ip -n $c-n$k route add default via 10.99.0.254
-    ip netns exec $c-n$k sysctl -qw net.ipv4.ip_forward=1
-    echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",\"mtu\":1450,\"blocks\":[\"10.244.$k.0/26\"],\"stateDir\":\"$TMP/$c-cni$k\",\"weftdSocket\":\"$TMP/$c-cni$k.sock\"}" \
+    [[ $attach == veth ]] || ip netns exec $c-n$k sysctl -qw net.ipv4.ip_forward=1
+  done
+}
+
+# pods_on NAME [ATTACH]: one pod per node, wired by weft's CNI plugin.
+pods_on() {
+  local c=$1 attach=${2:-tun}
+  for k in 1 2; do
+    echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",\"attach\":\"$attach\",\"mtu\":1450,\"blocks\":[\"10.244.$k.0/26\"],\"stateDir\":\"$TMP/$c-cni$k\",\"weftdSocket\":\"$TMP/$c-cni$k.sock\"}" \
       | ip netns exec $c-n$k env CNI_COMMAND=ADD CNI_CONTAINERID=$c-pod$k CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/$c-p$k "$WEFT" >/dev/null
   done
 }
 
-weftd_on() { # cluster encap
-  local c=$1 e=$2
+weftd_on() { # cluster encap [attach]
+  local c=$1 e=$2 attach=${3:-tun}
   for k in 1 2; do
     local o=$((3 - k))
     cat > "$TMP/$c-n$k.toml" <<CONF
@@ -87,6 +97,8 @@ encap = "$e"
 blocks = ["10.244.$k.0/26"]
 [dataplane]
 stats_file = "$TMP/$c-stats$k.json"
+attach = "$attach"
+ports_file = "$TMP/$c-ports$k.json"
 [[peers]]
 node = "n$o"
 underlay = "10.99.0.$o"
@@ -120,13 +132,16 @@ plain_on() {
   ip -n $c-n2 route add 10.244.1.0/26 via 10.99.0.1
 }
 
-VARIANTS=(plain kvxlan wvxlan wipip)
+VARIANTS=(plain kvxlan wvxlan wipip wveth)
 echo "== building clusters: ${VARIANTS[*]}"
-for v in "${VARIANTS[@]}"; do cluster $P$v; done
+for v in plain kvxlan wvxlan wipip; do cluster $P$v; pods_on $P$v; done
+cluster ${P}wveth veth
 plain_on ${P}plain
 kernel_vxlan_on ${P}kvxlan
 weftd_on ${P}wvxlan vxlan
 weftd_on ${P}wipip ipip
+weftd_on ${P}wveth vxlan veth
+pods_on ${P}wveth veth
 for v in "${VARIANTS[@]}"; do
   ip netns exec $P$v-p2 iperf3 -s -D -p 5201 --pidfile "$TMP/$v-iperf.pid"
   ip netns exec $P$v-p1 ping -c 3 -i 0.2 -W 2 10.244.2.1 >/dev/null || { echo "bench: $v: no connectivity" >&2; exit 1; }
@@ -161,8 +176,9 @@ python3 - "$RAW" "$OUT" "$ROUNDS" "$SECS" <<'PY'
 import csv, statistics, subprocess, sys, datetime
 raw, out, rounds, secs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 rows = list(csv.DictReader(open(raw)))
-variants = ["plain", "kvxlan", "wvxlan", "wipip"]
-names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "wvxlan": "weft VXLAN", "wipip": "weft IP-in-IP"}
+variants = ["plain", "kvxlan", "wvxlan", "wipip", "wveth"]
+names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "wvxlan": "weft VXLAN", "wipip": "weft IP-in-IP",
+         "wveth": "weft VXLAN, veth attach"}
 metrics = [("tcp1_gbps", "TCP 1 stream (Gbit/s)", True), ("tcp4_gbps", "TCP 4 streams (Gbit/s)", True),
            ("udp64_kpps", "UDP 64 B (kpps)", True), ("rtt_us", "ping RTT (µs)", False), ("cpu_cores", "CPU, 1 stream (cores)", False)]
 med = {}
@@ -193,7 +209,7 @@ with open(f"{out}/chart.dat", "w") as f:
 PY
 
 gnuplot <<GP
-set terminal pngcairo size 900,500 font ",11"
+set terminal pngcairo size 1100,500 font ",11"
 set output "$OUT/chart.png"
 set title "Pod-to-pod TCP throughput, two nodes in namespaces (median, min–max)"
 set ylabel "Gbit/s"

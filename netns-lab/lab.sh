@@ -7,6 +7,7 @@
 #
 #   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip|none]
 #                       [--family 4|6|dual] [--cross-subnet] [--static | --kernel-vxlan]
+#                       [--attach tun|veth]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
 #   netns-lab/lab.sh exec POD CMD...   run a command in a pod
 #   netns-lab/lab.sh status            nodes, weftd processes, members, counters
@@ -24,7 +25,8 @@
 # --kernel-vxlan builds the same shape on the kernel's VXLAN device with
 # Flannel-style static entries (no weftd: the reference); --cross-subnet
 # puts the second half of the nodes on 10.99.1.0/24 behind a router and
-# turns CrossSubnet on; --family 6|dual gives pods IPv6 or both.
+# turns CrossSubnet on; --family 6|dual gives pods IPv6 or both; --attach
+# veth has weftd own the pods' veths (no TUN, no routes on the nodes).
 # Names start with "wl-" and state lives in /run/weft-lab, unless
 # WEFT_LAB_PREFIX and WEFT_LAB_STATE say otherwise (tests run their own
 # labs side by side); WEFT_LAB_BIN names a directory of prebuilt binaries
@@ -62,7 +64,7 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0
+  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
@@ -72,9 +74,7 @@ up() {
       --kernel-vxlan) mode=kernel-vxlan; shift ;;
       --family) family=$2; shift 2 ;;
       --cross-subnet) cross=1; shift ;;
-      --attach)
-        [[ ${2:-} == tun ]] || die "--attach veth needs veth attachment in weftd (not built yet)"
-        shift 2 ;;
+      --attach) attach=${2:-}; shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -82,11 +82,14 @@ up() {
   [[ $family == 4 || $family == 6 || $family == dual ]] || die "--family must be 4, 6 or dual"
   ((nodes >= 1 && nodes <= 50 && pods >= 0 && pods <= 60)) || die "--nodes 1-50, --pods 0-60"
   [[ $mode != kernel-vxlan || ($encap == vxlan && $cross == 0 && $family == 4) ]] || die "--kernel-vxlan is an IPv4, one-subnet VXLAN reference"
+  [[ $attach == tun || $attach == veth ]] || die "--attach must be tun or veth"
+  [[ $attach == tun || ($mode != kernel-vxlan && $encap != none && $cross == 0) ]] || die "--attach veth needs weftd, vxlan or ipip, one subnet"
   [[ ! -d $STATE ]] || die "a lab is up already (netns-lab/lab.sh down)"
   need_root
   build
   mkdir -p "$STATE"
-  echo "$nodes $pods $encap $mode $family $cross" > "$STATE/shape"
+  echo "$nodes $pods $encap $mode $family $cross $attach" > "$STATE/shape"
+  echo "$attach" > "$STATE/attach"
   trap 'echo "lab: setup failed, cleaning up" >&2; down' ERR
   ip netns add $P-ul
   ip -n $P-ul link add br0 type bridge
@@ -143,6 +146,7 @@ up() {
         ((cross)) && echo "cross_subnet = true"
         [[ $mode == static ]] && echo "blocks = $(static_blocks "$k")"
         echo "[dataplane]"; echo "stats_file = \"$STATE/stats-n$k.json\""
+        [[ $attach == veth ]] && { echo "attach = \"veth\""; echo "ports_file = \"$STATE/ports-n$k.json\""; }
         # Loopback inside the node's namespace: no clash between nodes.
         echo "[metrics]"; echo "enabled = true"
         if [[ $mode == gossip ]]; then
@@ -183,7 +187,7 @@ up() {
     for j in $(seq "$pods"); do add_pod "$k" "$j" "$blocks"; done
   done
   trap - ERR
-  echo "== lab up: $nodes nodes x $pods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets (CrossSubnet)")"
+  echo "== lab up: $nodes nodes x $pods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets (CrossSubnet)"), $attach attachment"
 }
 
 # The reference cluster: the kernel's own VXLAN device on every node,
@@ -210,7 +214,9 @@ add_pod() {
   local k=$1 j=$2 blocks=$3 pod=$P-n$1-p$2
   ip netns add "$pod"
   ip -n "$pod" link set lo up
-  echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",$blocks,\"stateDir\":\"$STATE/cni-n$k\",\"weftdSocket\":\"$STATE/cni-n$k.sock\"}" \
+  local attach=tun
+  [[ -f $STATE/attach ]] && attach=$(cat "$STATE/attach")
+  echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",\"attach\":\"$attach\",$blocks,\"stateDir\":\"$STATE/cni-n$k\",\"weftdSocket\":\"$STATE/cni-n$k.sock\"}" \
     | ip netns exec $P-n$k env CNI_COMMAND=ADD CNI_CONTAINERID="$pod" CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/"$pod" "$BIN/weft" \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(r["msg"]) if "code" in r else print(",".join(i["address"].split("/")[0] for i in r["ips"]))' \
     > "$STATE/$pod.ip"
@@ -231,14 +237,21 @@ kill_weftd() {
 }
 
 # Every node has a kernel route (proto 87) for every node's block: the
-# control plane converged and the kernel follows it.
+# control plane converged and the kernel follows it. With veth attachment
+# (no kernel routes), every node's fdb holds every node's block.
 converged() {
-  local nodes mode family; read -r nodes _ _ mode family _ < "$STATE/shape"
+  local nodes mode family attach; read -r nodes _ _ mode family _ attach < "$STATE/shape"
   [[ $mode == kernel-vxlan ]] && return 0
   local per=1
   [[ $family == dual ]] && per=2
   for k in $(seq "$nodes"); do
     [[ -f $STATE/weftd-n$k.pid ]] || continue
+    if [[ ${attach:-tun} == veth ]]; then
+      local b; b=$("$BIN/weftctl" --socket "$STATE/admin-n$k.sock" --json status 2>/dev/null \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["convergence"]["fdb_blocks"])' 2>/dev/null || echo 0)
+      ((b == nodes * per)) || return 1
+      continue
+    fi
     local n; n=$( (ip -n $P-n$k route show proto 87; ip -n $P-n$k -6 route show proto 87) | wc -l)
     ((n == nodes * per)) || return 1
   done
@@ -293,8 +306,8 @@ pods() {
 
 status() {
   [[ -d $STATE ]] || { echo "no lab is up"; return 0; }
-  read -r nodes npods encap mode family cross < "$STATE/shape"
-  echo "lab: $nodes nodes x $npods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets")"
+  read -r nodes npods encap mode family cross attach < "$STATE/shape"
+  echo "lab: $nodes nodes x $npods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets"), ${attach:-tun} attachment"
   for k in $(seq "$nodes"); do
     local pid alive=dead
     pid=$(cat "$STATE/weftd-n$k.pid" 2>/dev/null || true)

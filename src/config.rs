@@ -270,6 +270,12 @@ pub struct Dataplane {
     pub workers: AutoOr<u16>,
     /// A file weftd rewrites every second with its counters (JSON).
     pub stats_file: Option<PathBuf>,
+    /// How pods' traffic reaches weftd: through the TUN device and kernel
+    /// routes, or straight from the pods' veths.
+    pub attach: Attach,
+    /// Veth attachment: where weftd keeps its registered ports, to take
+    /// them up again after a restart.
+    pub ports_file: PathBuf,
 }
 
 impl Default for Dataplane {
@@ -277,7 +283,31 @@ impl Default for Dataplane {
         Dataplane {
             workers: AutoOr::AUTO,
             stats_file: None,
+            attach: Attach::Tun,
+            ports_file: PathBuf::from("/run/weft/ports.json"),
         }
+    }
+}
+
+/// How pod traffic reaches weftd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attach {
+    /// A TUN device; the kernel routes pods' traffic to it (host routes,
+    /// proxy ARP and forwarding on).
+    Tun,
+    /// weftd owns the host ends of the pod veths (AF_PACKET): it answers
+    /// ARP/ND, switches same-node traffic and delivers decapsulated frames
+    /// itself; the host's routing table is not touched.
+    Veth,
+}
+
+impl fmt::Display for Attach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Attach::Tun => "tun",
+            Attach::Veth => "veth",
+        })
     }
 }
 
@@ -619,6 +649,20 @@ impl Config {
                 return err(
                     "dataplane.workers".into(),
                     format!("expected \"auto\" or 1-256 (got {w})"),
+                );
+            }
+        }
+        if self.dataplane.attach == Attach::Veth {
+            if o.encap == Encap::None {
+                return err(
+                    "overlay.encap".into(),
+                    "expected \"vxlan\" or \"ipip\" with dataplane.attach = \"veth\" (plain routing needs the kernel's routes)".into(),
+                );
+            }
+            if o.cross_subnet {
+                return err(
+                    "overlay.cross_subnet".into(),
+                    "expected false with dataplane.attach = \"veth\" (direct routes need the kernel's routes)".into(),
                 );
             }
         }

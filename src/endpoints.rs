@@ -1,17 +1,26 @@
 //! The local socket the CNI plugin tells weftd about pods on: one JSON line
 //! per event, `{"event": "endpoint_added" | "endpoint_removed", "ips": [...],
-//! "mac": "..."}`. Added endpoints go into fdb (source `LocalCni`) and, with
-//! gossip, are published to the cluster; removed ones are withdrawn.
+//! "mac": "...", "host_ifname": "..."}`. Added endpoints go into fdb (source
+//! `LocalCni`) and, with gossip, are published to the cluster; removed ones
+//! are withdrawn. weftd answers each line with `{"ok": true}` or
+//! `{"ok": false, "error": "..."}`.
 //!
-//! Bad input (not JSON, unknown event, a line over 4 KiB) is logged and
-//! ignored: the plugin's wiring never depends on weftd.
+//! `host_ifname` registers (or unregisters) the pod's veth as a port in veth
+//! attachment; the plugin then waits for the answer, since the pod has no
+//! network until weftd reads its port. Without it (TUN attachment) the
+//! plugin does not wait: its wiring never depends on weftd.
+//!
+//! Bad input (not JSON, unknown event, a line over 4 KiB) is logged,
+//! answered with an error and otherwise ignored.
 
+use crate::dataplane::ports::{PortSpec, Ports};
 use fdb::{Endpoint, Fdb, Mac, Meta, Source};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 /// An endpoint change for the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +32,30 @@ pub enum EndpointEvent {
 }
 
 const MAX_LINE: u64 = 4096;
+
+/// One line from the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The endpoint changes.
+    pub events: Vec<EndpointEvent>,
+    /// Veth attachment: the host end of the pod's veth.
+    pub host_ifname: Option<String>,
+}
+
+/// Parses one line from the plugin, with the port it names, if any.
+pub fn parse_message(line: &str) -> Result<Message, String> {
+    let events = parse(line)?;
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let host_ifname = match v.get("host_ifname") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(n)) if !n.is_empty() && n.len() <= 15 => Some(n.clone()),
+        Some(other) => return Err(format!("bad \"host_ifname\": {other}")),
+    };
+    Ok(Message {
+        events,
+        host_ifname,
+    })
+}
 
 /// Parses one line from the plugin.
 pub fn parse(line: &str) -> Result<Vec<EndpointEvent>, String> {
@@ -55,11 +88,14 @@ pub fn parse(line: &str) -> Result<Vec<EndpointEvent>, String> {
     }
 }
 
-/// Listens on `path` (replacing a stale socket) on its own thread.
+/// Listens on `path` (replacing a stale socket) on its own thread. With
+/// `ports` (veth attachment), the ports weftd held before a restart are
+/// taken up again first.
 pub fn serve(
     path: &Path,
     fdb: Fdb,
     to_gossip: Option<Sender<EndpointEvent>>,
+    ports: Option<Arc<Ports>>,
 ) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cni_socket: {}: {e}", dir.display()))?;
@@ -67,58 +103,144 @@ pub fn serve(
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)
         .map_err(|e| format!("cni_socket: bind {}: {e}", path.display()))?;
-    let mut version = 0u64;
+    let mut book = Book {
+        fdb,
+        to_gossip,
+        ports,
+        version: 0,
+    };
+    if let Some(ports) = book.ports.clone() {
+        for (spec, ifindex) in ports.restore() {
+            tracing::info!(port = %spec.name, ifindex, "port taken up again");
+            let events = spec
+                .ips
+                .iter()
+                .map(|ip| EndpointEvent::Added(*ip, spec.mac.0))
+                .collect::<Vec<_>>();
+            book.apply(&events, Some(ifindex));
+        }
+    }
     std::thread::Builder::new()
         .name("weft-cni-socket".into())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
+                let Ok(mut conn) = conn else { continue };
                 let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+                let _ = conn.set_write_timeout(Some(std::time::Duration::from_secs(1)));
                 let mut line = String::new();
-                if BufReader::new(conn.take(MAX_LINE))
+                let Ok(reader) = conn.try_clone() else {
+                    continue;
+                };
+                if BufReader::new(reader.take(MAX_LINE))
                     .read_line(&mut line)
                     .is_err()
                     || line.is_empty()
                 {
                     continue; // a STATUS probe connects and says nothing
                 }
-                let events = match parse(line.trim()) {
-                    Ok(e) => e,
+                let answer = match parse_message(line.trim()) {
+                    Ok(m) => book.handle(m),
+                    Err(e) => Err(e),
+                };
+                let reply = match answer {
+                    Ok(()) => serde_json::json!({ "ok": true }),
                     Err(e) => {
                         tracing::warn!("cni socket: {e}");
-                        continue;
+                        serde_json::json!({ "ok": false, "error": e })
                     }
                 };
-                for ev in events {
-                    version += 1;
-                    let meta = Meta::new(Source::LocalCni, version);
-                    let local = fdb.snapshot().local_node().clone();
-                    let r = fdb.update(|t| match ev {
-                        EndpointEvent::Added(ip, mac) => t
-                            .upsert_endpoint(
-                                ip,
-                                Endpoint {
-                                    mac: Mac(mac),
-                                    node: local,
-                                    local_port: None,
-                                },
-                                meta,
-                            )
-                            .map(|_| ()),
-                        EndpointEvent::Removed(ip) => t.remove_endpoint(ip, meta).map(|_| ()),
-                    });
-                    if let Err(e) = r {
-                        tracing::warn!("cni socket: fdb: {e}");
-                    }
-                    tracing::info!(?ev, "endpoint from the CNI plugin");
-                    if let Some(tx) = &to_gossip {
-                        let _ = tx.send(ev);
-                    }
-                }
+                // The plugin may not wait for the answer (TUN attachment).
+                let _ = writeln!(conn, "{reply}");
             }
         })
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// What the socket thread keeps: where endpoint changes go.
+struct Book {
+    fdb: Fdb,
+    to_gossip: Option<Sender<EndpointEvent>>,
+    ports: Option<Arc<Ports>>,
+    version: u64,
+}
+
+impl Book {
+    /// One message: its port (veth attachment) first, then its endpoints.
+    fn handle(&mut self, m: Message) -> Result<(), String> {
+        let added = m.events.iter().find_map(|e| match e {
+            EndpointEvent::Added(_, mac) => Some(*mac),
+            EndpointEvent::Removed(_) => None,
+        });
+        let local_port = match (&self.ports, &m.host_ifname, added) {
+            (None, Some(_), _) => {
+                return Err(
+                    "weftd runs with dataplane.attach = \"tun\": set \"attach\": \"tun\" in the CNI configuration".into(),
+                )
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(
+                    "weftd runs with dataplane.attach = \"veth\": set \"attach\": \"veth\" in the CNI configuration".into(),
+                )
+            }
+            (Some(ports), Some(name), Some(mac)) => {
+                let ips = m
+                    .events
+                    .iter()
+                    .map(|e| match e {
+                        EndpointEvent::Added(ip, _) | EndpointEvent::Removed(ip) => *ip,
+                    })
+                    .collect();
+                let spec = PortSpec {
+                    name: name.clone(),
+                    mac: encap::MacAddr(mac),
+                    ips,
+                };
+                let ifindex = ports.register(spec)?;
+                tracing::info!(port = %name, ifindex, "port registered");
+                Some(ifindex)
+            }
+            (Some(ports), Some(name), None) => {
+                if ports.unregister(name).is_some() {
+                    tracing::info!(port = %name, "port unregistered");
+                }
+                None
+            }
+            (_, None, _) => None,
+        };
+        self.apply(&m.events, local_port);
+        Ok(())
+    }
+
+    /// Endpoint changes into fdb and to the control plane.
+    fn apply(&mut self, events: &[EndpointEvent], local_port: Option<u32>) {
+        for ev in events {
+            self.version += 1;
+            let meta = Meta::new(Source::LocalCni, self.version);
+            let local = self.fdb.snapshot().local_node().clone();
+            let r = self.fdb.update(|t| match ev {
+                EndpointEvent::Added(ip, mac) => t
+                    .upsert_endpoint(
+                        *ip,
+                        Endpoint {
+                            mac: Mac(*mac),
+                            node: local,
+                            local_port,
+                        },
+                        meta,
+                    )
+                    .map(|_| ()),
+                EndpointEvent::Removed(ip) => t.remove_endpoint(*ip, meta).map(|_| ()),
+            });
+            if let Err(e) = r {
+                tracing::warn!("cni socket: fdb: {e}");
+            }
+            tracing::info!(?ev, "endpoint from the CNI plugin");
+            if let Some(tx) = &self.to_gossip {
+                let _ = tx.send(ev.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,24 @@ impl Collector for NodeCollector {
             "Bytes received from the underlay and delivered.",
             sum(&|w| w.rx_bytes.load(Ordering::Relaxed)),
         )?;
+        counter(
+            &mut e,
+            "weft_arp_replies",
+            "ARP requests from VXLAN peers answered from fdb.",
+            sum(&|w| w.arp_replies.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            &mut e,
+            "weft_gateway_replies",
+            "Veth attachment: ARP and neighbour solicitations from pods answered.",
+            sum(&|w| w.gateway_replies.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            &mut e,
+            "weft_local_packets",
+            "Veth attachment: pod-to-pod packets switched on this node.",
+            sum(&|w| w.local_packets.load(Ordering::Relaxed)),
+        )?;
         {
             let c = ConstCounter::new(0u64);
             let mut m = e.encode_descriptor(

@@ -7,8 +7,8 @@
 //! persistent TUN device and routes).
 
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,21 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
+use support::traffic::{self, in_ns, ping};
 use support::{enter, ip, ok, spawn_with_stdin};
 
 static N: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `f` on a thread inside namespace `ns`.
-fn in_ns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let mut e = enter(ns);
-    std::thread::spawn(move || {
-        e().unwrap();
-        f()
-    })
-}
 
 struct Pod {
     ns: String,
@@ -338,80 +327,10 @@ fn bridge_fdb_append(ns: &str, mac: &str, dst: &str) {
 
 const LINUX_VXLAN_MAC: &str = "02:00:00:00:0a:02";
 
-fn ping(ns: &str, to: IpAddr) -> bool {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "ping",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            &to.to_string(),
-        ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// A deterministic byte stream and its FNV-1a hash.
-fn stream_byte(i: u64) -> u8 {
-    (i.wrapping_mul(2_654_435_761) >> 13) as u8
-}
-
-fn fnv(h: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
-}
-
-/// Sends `bytes` of a deterministic stream from pod 1 to pod 2 over TCP and
-/// checks, on the far side, that every byte arrived in order (FNV-1a over
-/// the stream). Returns the seconds it took.
+/// 200 MB-class transfer from pod 1 to pod 2, checksummed.
 fn tcp_transfer(c: &Cluster, bytes: u64, port: u16) -> f64 {
     let (p1, p2) = (&c.pods[0], &c.pods[1]);
-    let listen = SocketAddr::new(p2.v4, port);
-    let server = in_ns(&p2.ns, move || {
-        let l = TcpListener::bind(listen).unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        let (mut h, mut n, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
-        loop {
-            let k = s.read(&mut buf).unwrap();
-            if k == 0 {
-                break;
-            }
-            h = fnv(h, &buf[..k]);
-            n += k as u64;
-        }
-        (n, h)
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    let started = Instant::now();
-    let client = in_ns(&p1.ns, move || {
-        let mut s = TcpStream::connect(listen).unwrap();
-        let (mut h, mut sent, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
-        while sent < bytes {
-            let k = buf.len().min((bytes - sent) as usize);
-            for (j, b) in buf[..k].iter_mut().enumerate() {
-                *b = stream_byte(sent + j as u64);
-            }
-            s.write_all(&buf[..k]).unwrap();
-            h = fnv(h, &buf[..k]);
-            sent += k as u64;
-        }
-        h
-    });
-    let sent_hash = client.join().unwrap();
-    assert_eq!(
-        server.join().unwrap(),
-        (bytes, sent_hash),
-        "the stream arrived intact"
-    );
-    started.elapsed().as_secs_f64()
+    traffic::tcp_transfer(&p1.ns, &p2.ns, SocketAddr::new(p2.v4, port), bytes)
 }
 
 #[test]

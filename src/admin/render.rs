@@ -48,16 +48,24 @@ fn rtt(v: &Value) -> String {
 /// `weftctl status`.
 pub fn status(v: &Value) -> String {
     let mut out = format!(
-        "node {}  underlay {}  encap {}  vni {}  mtu {}  workers {}  up {} s\nblocks {}\n",
+        "node {}  underlay {}  encap {}  attach {}  vni {}  mtu {}  workers {}  up {} s\nblocks {}\n",
         s(&v["node"]),
         s(&v["underlay"]),
         s(&v["encap"]),
+        s(&v["attach"]),
         s(&v["vni"]),
         s(&v["overlay_mtu"]),
         s(&v["workers"]),
         s(&v["uptime_s"]),
         s(&v["blocks"]),
     );
+    if let Some(ports) = v["ports"].as_array() {
+        let rows: Vec<Vec<String>> = ports
+            .iter()
+            .map(|p| vec![s(&p["name"]), s(&p["ifindex"]), s(&p["mac"]), s(&p["ips"])])
+            .collect();
+        out.push_str(&table(&["port", "ifindex", "pod mac", "pod ips"], &rows));
+    }
     let c = &v["convergence"];
     let _ = writeln!(
         out,
@@ -199,6 +207,9 @@ pub fn stats(v: &Value) -> String {
         vec!["tx bytes".into(), s(&v["tx_bytes"])],
         vec!["rx packets".into(), s(&v["rx_packets"])],
         vec!["rx bytes".into(), s(&v["rx_bytes"])],
+        vec!["arp replies".into(), s(&v["arp_replies"])],
+        vec!["gateway replies".into(), s(&v["gateway_replies"])],
+        vec!["local packets".into(), s(&v["local_packets"])],
     ];
     for (k, n) in v["drops"].as_object().into_iter().flatten() {
         rows.push(vec![format!("drop {k}"), s(n)]);

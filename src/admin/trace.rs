@@ -22,6 +22,8 @@ pub struct TraceContext<'a> {
     pub underlay: IpAddr,
     /// Direct (unencapsulated) routing, if CrossSubnet or encap none.
     pub policy: Option<&'a crate::dataplane::node::RoutePolicy>,
+    /// Veth attachment: weftd delivers to pods' ports itself.
+    pub veth: bool,
 }
 
 /// The verdict and the steps that led to it.
@@ -43,6 +45,13 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
         Route::NoRoute => {
             steps.push(format!("{dst} is in no known block: dropped (no_route)"));
             json!({"verdict": "drop", "reason": "no_route"})
+        }
+        Route::Local { block } if cx.veth => {
+            match cx.snap.endpoint(dst).and_then(|e| e.value.local_port) {
+                Some(port) => steps.push(format!("{dst} is in {block}, a block of this node: weftd writes it to the pod's port (ifindex {port})")),
+                None => steps.push(format!("{dst} is in {block}, a block of this node, but no pod port holds it: dropped (no_endpoint)")),
+            }
+            json!({"verdict": "local", "block": block.to_string()})
         }
         Route::Local { block } => {
             steps.push(format!("{dst} is in {block}, a block of this node: the kernel delivers it to the pod's veth by its /32 (or /128) host route; without one, the block's blackhole route drops it"));
@@ -135,6 +144,7 @@ mod tests {
             overlay_mtu: 1450,
             underlay: "10.99.0.1".parse().unwrap(),
             policy: None,
+            veth: false,
         };
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let t = trace(&cx, ip("10.244.0.5"), ip("10.244.1.5"));

@@ -104,7 +104,7 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
     let ips = store.allocate(&blocks, id, ifname)?;
     let host = wiring::host_ifname(id, ifname);
-    let wired = match wiring::add(netns, ifname, &host, &ips, conf.mtu) {
+    let wired = match wiring::add(netns, ifname, &host, &ips, conf.mtu, conf.veth_attach) {
         Ok(w) => w,
         Err(e) => {
             // Nothing half-applied: the wiring undid itself; release too.
@@ -112,19 +112,37 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
             return Err(e);
         }
     };
-    notify_weftd(
-        conf,
-        "endpoint_added",
-        id,
-        ifname,
-        &ips,
-        Some(&wired.container_mac),
-    );
+    if conf.veth_attach {
+        // The pod has no network until weftd reads its port: wait for it.
+        if let Err(e) = register_port(conf, id, ifname, &host, &ips, &wired.container_mac) {
+            let _ = wiring::del(&host);
+            let _ = store.release(id, ifname);
+            return Err(e);
+        }
+    } else {
+        notify_weftd(
+            conf,
+            "endpoint_added",
+            id,
+            ifname,
+            &ips,
+            Some(&wired.container_mac),
+        );
+    }
+    let host_mac = if conf.veth_attach {
+        wiring::port_mac(&host)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    } else {
+        "ee:ee:ee:ee:ee:ee".into()
+    };
     let result = AddResult {
         interfaces: vec![
             Interface {
                 name: host,
-                mac: "ee:ee:ee:ee:ee:ee".into(),
+                mac: host_mac,
                 sandbox: None,
                 mtu: Some(conf.mtu),
             },
@@ -193,7 +211,13 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             ));
         }
     }
-    wiring::check(netns, ifname, &wiring::host_ifname(id, ifname), &ips)
+    wiring::check(
+        netns,
+        ifname,
+        &wiring::host_ifname(id, ifname),
+        &ips,
+        conf.veth_attach,
+    )
 }
 
 fn gc(conf: &NetConf) -> Result<(), CniError> {
@@ -236,7 +260,8 @@ fn status(conf: &NetConf) -> Result<(), CniError> {
 
 /// Tells weftd about an endpoint change, one JSON line on its socket. Best
 /// effort: local wiring never depends on weftd; weftd re-reads the IPAM
-/// state when it starts.
+/// state when it starts. In veth attachment the line names the port, so
+/// weftd stops reading it.
 fn notify_weftd(
     conf: &NetConf,
     event: &str,
@@ -249,7 +274,64 @@ fn notify_weftd(
         return;
     };
     let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
-    let msg =
+    let mut msg =
         json!({ "event": event, "containerID": id, "ifname": ifname, "ips": ips, "mac": mac });
-    let _ = writeln!(s, "{msg}");
+    if conf.veth_attach {
+        msg["host_ifname"] = json!(wiring::host_ifname(id, ifname));
+    }
+    if writeln!(s, "{msg}").is_ok() && conf.veth_attach {
+        // The port is gone from weftd when DEL returns (best effort).
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&s), &mut String::new());
+    }
+}
+
+/// Veth attachment: hands the pod's port to weftd and waits for its answer
+/// (2 s). weftd not running is "try again later" (code 11); weftd refusing
+/// the port is a configuration error (code 7).
+fn register_port(
+    conf: &NetConf,
+    id: &str,
+    ifname: &str,
+    host: &str,
+    ips: &[IpAddr],
+    mac: &str,
+) -> Result<(), CniError> {
+    use std::io::BufRead;
+    let socket = conf.weftd_socket.display().to_string();
+    let unavailable = |e: std::io::Error| {
+        CniError::new(
+            code::TRY_AGAIN,
+            "weftd did not take the pod's port (veth attachment)",
+            format!("{socket}: {e}"),
+        )
+    };
+    let mut s = UnixStream::connect(&conf.weftd_socket).map_err(unavailable)?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))
+        .and_then(|_| s.set_read_timeout(Some(Duration::from_secs(2))))
+        .map_err(unavailable)?;
+    let msg = json!({ "event": "endpoint_added", "containerID": id, "ifname": ifname,
+        "ips": ips, "mac": mac, "host_ifname": host });
+    writeln!(s, "{msg}").map_err(unavailable)?;
+    let mut line = String::new();
+    std::io::BufReader::new(&s)
+        .read_line(&mut line)
+        .map_err(unavailable)?;
+    let answer: Value = serde_json::from_str(line.trim()).map_err(|e| {
+        unavailable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("unreadable answer {line:?}: {e}"),
+        ))
+    })?;
+    if answer["ok"] == Value::Bool(true) {
+        return Ok(());
+    }
+    Err(CniError::new(
+        code::INVALID_CONFIG,
+        "weftd refused the pod's port (veth attachment)",
+        answer["error"]
+            .as_str()
+            .unwrap_or("no reason given")
+            .to_string(),
+    ))
 }

@@ -213,6 +213,9 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` (GC).
     pub valid_attachments: Option<Vec<(String, String)>>,
+    /// `attach`: "veth" when weftd owns the pods' veths (no host routes or
+    /// proxy ARP; ADD waits for weftd to take the port), else "tun".
+    pub veth_attach: bool,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +233,7 @@ struct RawConf {
     prev_result: Option<Value>,
     #[serde(rename = "cni.dev/valid-attachments")]
     valid_attachments: Option<Value>,
+    attach: Option<Value>,
 }
 
 fn bad_field(field: &str, expected: &str, got: &Value) -> CniError {
@@ -390,8 +394,20 @@ impl NetConf {
             }
             Some(other) => return Err(bad_field("cni.dev/valid-attachments", "a list", other)),
         };
+        let veth_attach = match string_field("attach", &raw.attach)?.as_deref() {
+            None | Some("tun") => false,
+            Some("veth") => true,
+            Some(other) => {
+                return Err(bad_field(
+                    "attach",
+                    "\"tun\" or \"veth\"",
+                    &Value::String(other.into()),
+                ))
+            }
+        };
         Ok(NetConf {
             cni_version,
+            veth_attach,
             name,
             mtu,
             blocks,

@@ -4,6 +4,11 @@
 //! holds the addresses and a default route via 169.254.1.1 (IPv6: via the
 //! host end's link-local address, derived from that fixed MAC).
 //!
+//! In veth attachment (`veth_attach`) weftd owns the host end: it gets a MAC
+//! of its own (so the host's stack drops the frames pods send to the
+//! gateway MAC as meant for another host: only weftd reads them), no IPv6,
+//! no proxy ARP and no host routes.
+//!
 //! Work inside the pod's namespace runs on a thread that has `setns`'d into
 //! it, with its own netlink socket (a netlink socket talks to the namespace
 //! it was opened in).
@@ -120,6 +125,16 @@ pub struct Wired {
     pub container_mac: String,
 }
 
+/// The host end's MAC in veth attachment: locally administered, derived
+/// from its name, never the gateway MAC.
+pub fn port_mac(host: &str) -> [u8; 6] {
+    let h = host.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let b = h.to_be_bytes();
+    [0x02, b[0], b[1], b[2], b[3], b[4]]
+}
+
 /// Wires the pod: see the module comment. On failure the host end is
 /// deleted (taking the pod end and the host routes with it).
 pub fn add(
@@ -128,6 +143,7 @@ pub fn add(
     host: &str,
     ips: &[IpAddr],
     mtu: u32,
+    veth_attach: bool,
 ) -> Result<Wired, CniError> {
     let netns_file = open_netns(netns)?;
     let (host_owned, ifname_owned) = (host.to_string(), ifname.to_string());
@@ -165,10 +181,22 @@ pub fn add(
         let (host_index, _) = link_index(&h, &host_owned)
             .await?
             .ok_or_else(|| kernel("find the new veth", "missing"))?;
+        let mac = if veth_attach {
+            // No IPv6 on weftd's port: the host stack must neither answer
+            // the pod's neighbour solicitations nor send it anything.
+            let path = format!("/proc/sys/net/ipv6/conf/{host_owned}/disable_ipv6");
+            if std::path::Path::new(&path).exists() {
+                std::fs::write(&path, "1")
+                    .map_err(|e| kernel(format!("disable IPv6 on {host_owned}"), e))?;
+            }
+            port_mac(&host_owned)
+        } else {
+            HOST_MAC
+        };
         h.link()
             .set(
                 LinkUnspec::new_with_index(host_index)
-                    .address(HOST_MAC.to_vec())
+                    .address(mac.to_vec())
                     .up()
                     .build(),
             )
@@ -185,8 +213,10 @@ pub fn add(
         }
     };
     let result = (|| {
-        std::fs::write(format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"), "1")
-            .map_err(|e| kernel(format!("enable proxy ARP on {host}"), e))?;
+        if !veth_attach {
+            std::fs::write(format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"), "1")
+                .map_err(|e| kernel(format!("enable proxy ARP on {host}"), e))?;
+        }
         let (ifname_owned, ips_owned) = (ifname.to_string(), ips.to_vec());
         let mac = in_netns(netns, async move |h| {
             let (index, attrs) = link_index(&h, &ifname_owned)
@@ -247,6 +277,9 @@ pub fn add(
             });
             Ok(mac.unwrap_or_default())
         })?;
+        if veth_attach {
+            return Ok(Wired { container_mac: mac });
+        }
         let ips_owned = ips.to_vec();
         let host_owned = host.to_string();
         with_netlink(async move |h| {
@@ -291,12 +324,21 @@ pub fn del(host: &str) -> Result<(), CniError> {
 }
 
 /// Checks that the attachment is as ADD left it.
-pub fn check(netns: &Path, ifname: &str, host: &str, ips: &[IpAddr]) -> Result<(), CniError> {
+pub fn check(
+    netns: &Path,
+    ifname: &str,
+    host: &str,
+    ips: &[IpAddr],
+    veth_attach: bool,
+) -> Result<(), CniError> {
     let (host_owned, ips_owned) = (host.to_string(), ips.to_vec());
     with_netlink(async move |h| {
         let (index, attrs) = link_index(&h, &host_owned)
             .await?
             .ok_or_else(|| mismatch(format!("host interface {host_owned} is missing")))?;
+        if veth_attach {
+            return Ok(()); // no host MAC or routes to check: weftd owns the port
+        }
         if !attrs
             .iter()
             .any(|a| matches!(a, LinkAttribute::Address(b) if b[..] == HOST_MAC))

@@ -31,10 +31,20 @@ pub enum DropReason {
     EcnDrop,
     /// A send or write failed.
     IoError,
+    /// Veth attach: destination in a local block with no registered port.
+    NoEndpoint,
+    /// Veth attach: a frame whose source MAC or IP is not the port's.
+    SpoofedSource,
+    /// Veth attach: a frame weftd does not route or answer (not addressed
+    /// to the gateway MAC, ARP/ND for another address, link-local or
+    /// multicast IP, other EtherTypes).
+    NotForGateway,
+    /// Veth attach: TTL or hop limit would reach 0.
+    TtlExpired,
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 12;
+pub const DROP_REASONS: usize = 16;
 
 impl DropReason {
     /// All reasons, in index order.
@@ -51,6 +61,10 @@ impl DropReason {
         DropReason::WrongVni,
         DropReason::EcnDrop,
         DropReason::IoError,
+        DropReason::NoEndpoint,
+        DropReason::SpoofedSource,
+        DropReason::NotForGateway,
+        DropReason::TtlExpired,
     ];
 
     /// The reason's name.
@@ -68,6 +82,10 @@ impl DropReason {
             DropReason::WrongVni => "wrong_vni",
             DropReason::EcnDrop => "ecn_ce_over_not_ect",
             DropReason::IoError => "io_error",
+            DropReason::NoEndpoint => "no_endpoint",
+            DropReason::SpoofedSource => "spoofed_source",
+            DropReason::NotForGateway => "not_for_gateway",
+            DropReason::TtlExpired => "ttl_expired",
         }
     }
 }
@@ -86,6 +104,10 @@ pub struct WorkerCounters {
     pub rx_bytes: AtomicU64,
     /// ARP requests that arrived inside VXLAN and were answered.
     pub arp_replies: AtomicU64,
+    /// Veth attach: ARP and neighbour solicitations from pods answered.
+    pub gateway_replies: AtomicU64,
+    /// Veth attach: pod-to-pod packets switched on this node.
+    pub local_packets: AtomicU64,
     /// Drops by reason.
     pub drops: [AtomicU64; DROP_REASONS],
 }
@@ -124,6 +146,8 @@ pub fn snapshot_refs(workers: &[&WorkerCounters]) -> serde_json::Value {
         "rx_packets": sum(&|w| &w.rx_packets),
         "rx_bytes": sum(&|w| &w.rx_bytes),
         "arp_replies": sum(&|w| &w.arp_replies),
+        "gateway_replies": sum(&|w| &w.gateway_replies),
+        "local_packets": sum(&|w| &w.local_packets),
         "drops": drops,
     })
 }

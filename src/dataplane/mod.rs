@@ -12,9 +12,12 @@
 
 pub mod counters;
 pub mod node;
+pub mod packet_socket;
+pub mod ports;
 pub mod raw_batch;
 pub mod tun;
 pub mod udp_gso;
+mod veth;
 
 use counters::{DropReason, WorkerCounters};
 use encap::ecn::Ecn;
@@ -32,6 +35,9 @@ use std::sync::Arc;
 const HEADROOM: usize = 64;
 /// Largest packet a TUN read can return (a 64 KiB super-packet).
 const MAX_PACKET: usize = 65_536;
+/// Bytes every packet handed to [`Attachment::emit`] must have free in
+/// front of it: a virtio-net header and an Ethernet header.
+const EMIT_HEADROOM: usize = virtio::HEADER_LEN + 14;
 
 /// What a worker needs to know.
 #[derive(Debug, Clone)]
@@ -77,10 +83,74 @@ pub enum UnderlayIo {
     },
 }
 
-/// One worker's two loops over a TUN queue and its underlay sockets.
+/// Where pods' packets come from and decapsulated ones go.
+pub enum Attachment {
+    /// A TUN queue (with virtio-net headers); the kernel routes to it.
+    Tun(Arc<tun_rs::SyncDevice>),
+    /// The pods' veths (veth attachment): weftd reads and writes their
+    /// frames itself.
+    Veth(Arc<ports::Ports>),
+}
+
+impl Attachment {
+    /// Writes the IP packet at `buf[start..end]` towards its destination
+    /// pod with virtio-net header `hdr` (whose checksum offsets count from
+    /// the IP header). `buf` has [`EMIT_HEADROOM`] bytes free before
+    /// `start`. With the TUN the kernel routes it; with veths it goes, in
+    /// an Ethernet frame, to the port fdb names for the destination.
+    fn emit(
+        &self,
+        snap: &fdb::Snapshot,
+        buf: &mut [u8],
+        start: usize,
+        end: usize,
+        mut hdr: VirtioNetHdr,
+    ) -> Result<(), DropReason> {
+        match self {
+            Attachment::Tun(tun) => {
+                let at = start - virtio::HEADER_LEN;
+                let _ = hdr.write(&mut buf[at..start]);
+                tun.send(&buf[at..end])
+                    .map(|_| ())
+                    .map_err(|_| DropReason::IoError)
+            }
+            Attachment::Veth(ports) => {
+                let ip =
+                    IpPacket::new_checked(&buf[start..end]).map_err(|_| DropReason::BadInner)?;
+                let port = snap
+                    .endpoint(ip.dst())
+                    .and_then(|e| e.value.local_port)
+                    .and_then(|i| ports.get(i))
+                    .ok_or(DropReason::NoEndpoint)?;
+                let ethertype = if buf[start] >> 4 == 4 { 0x0800 } else { 0x86dd };
+                let eth = start - 14;
+                let _ = encap::ethernet::write_header(
+                    &mut buf[eth..start],
+                    port.spec.mac,
+                    ports::GATEWAY_MAC,
+                    ethertype,
+                );
+                if hdr.flags & virtio::FLAG_NEEDS_CSUM != 0 {
+                    hdr.csum_start += 14;
+                }
+                if hdr.hdr_len != 0 {
+                    hdr.hdr_len += 14;
+                }
+                let at = eth - virtio::HEADER_LEN;
+                let _ = hdr.write(&mut buf[at..eth]);
+                port.socket
+                    .send(&buf[at..end])
+                    .map(|_| ())
+                    .map_err(|_| DropReason::IoError)
+            }
+        }
+    }
+}
+
+/// One worker's two loops over its attachment and its underlay sockets.
 pub struct Worker {
-    /// The TUN queue (with virtio-net headers).
-    pub tun: Arc<tun_rs::SyncDevice>,
+    /// Where pods' packets come from and decapsulated ones go.
+    pub attach: Attachment,
     /// The underlay sockets.
     pub underlay: UnderlayIo,
     /// The forwarding tables.
@@ -98,7 +168,10 @@ impl Worker {
         let tx = Arc::clone(&w);
         std::thread::Builder::new()
             .name(format!("weft-tx{index}"))
-            .spawn(move || tx.tun_to_underlay())?;
+            .spawn(move || match &tx.attach {
+                Attachment::Tun(tun) => tx.tun_to_underlay(tun),
+                Attachment::Veth(ports) => tx.ports_to_underlay(ports, index),
+            })?;
         match &w.underlay {
             UnderlayIo::Vxlan(sock) => {
                 let (rx, sock) = (Arc::clone(&w), Arc::clone(sock));
@@ -123,19 +196,13 @@ impl Worker {
         Ok(())
     }
 
-    fn tun_to_underlay(&self) {
+    fn tun_to_underlay(&self, tun: &tun_rs::SyncDevice) {
         let mut reader = self.fdb.reader();
         let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
-        let layout = Layout {
-            headroom: HEADROOM,
-            stride: HEADROOM + self.settings.overlay_mtu.max(1280) + 64,
-        };
-        let mut segs = vec![0u8; 64 * layout.stride];
-        let mut lens = [0usize; 64];
-        let mut batch = raw_batch::Batch::default();
+        let mut scratch = TxScratch::new(self.settings.overlay_mtu);
         let hdr_at = HEADROOM - virtio::HEADER_LEN;
         loop {
-            let n = match self.tun.recv(&mut buf[hdr_at..]) {
+            let n = match tun.recv(&mut buf[hdr_at..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
@@ -145,52 +212,65 @@ impl Worker {
                 self.counters.dropped(DropReason::BadOffload);
                 continue;
             };
-            match hdr.gso_type {
-                GsoType::None => {
-                    if hdr.flags & virtio::FLAG_NEEDS_CSUM != 0
-                        && virtio::complete_checksum(
-                            &mut buf[HEADROOM..end],
-                            hdr.csum_start.into(),
-                            hdr.csum_offset.into(),
-                        )
-                        .is_err()
-                    {
-                        self.counters.dropped(DropReason::BadOffload);
-                        continue;
-                    }
-                    self.forward(&mut reader, &mut buf, HEADROOM, end);
-                }
-                GsoType::TcpV4 | GsoType::TcpV6
-                    if matches!(self.underlay, UnderlayIo::Vxlan(_)) =>
+            self.send_from_pod(&mut reader, hdr, &mut buf, end, &mut scratch);
+        }
+    }
+
+    /// Sends the pod packet at `buf[HEADROOM..end]`, as its virtio-net
+    /// header `hdr` describes it (checksum offsets from the IP header):
+    /// checksum completed, super-packets segmented, to the owner of its
+    /// destination.
+    fn send_from_pod(
+        &self,
+        reader: &mut Reader,
+        hdr: VirtioNetHdr,
+        buf: &mut [u8],
+        end: usize,
+        scratch: &mut TxScratch,
+    ) {
+        match hdr.gso_type {
+            GsoType::None => {
+                if hdr.flags & virtio::FLAG_NEEDS_CSUM != 0
+                    && virtio::complete_checksum(
+                        &mut buf[HEADROOM..end],
+                        hdr.csum_start.into(),
+                        hdr.csum_offset.into(),
+                    )
+                    .is_err()
                 {
-                    self.forward_super(
-                        &mut reader,
-                        &buf[HEADROOM..end],
-                        hdr.gso_size.into(),
-                        &mut segs,
-                        &mut lens,
-                    );
+                    self.counters.dropped(DropReason::BadOffload);
+                    return;
                 }
-                GsoType::TcpV4 | GsoType::TcpV6 => {
-                    match split_tcp(
-                        &buf[HEADROOM..end],
-                        hdr.gso_size.into(),
-                        &mut segs,
-                        layout,
-                        &mut lens,
-                    ) {
-                        Ok(count) => self.forward_ipip_segments(
-                            &mut reader,
-                            &segs,
-                            layout,
-                            &lens[..count],
-                            &mut batch,
-                        ),
-                        Err(_) => self.counters.dropped(DropReason::BadOffload),
-                    }
-                }
-                GsoType::UdpL4 => self.counters.dropped(DropReason::BadOffload),
+                self.forward(reader, buf, HEADROOM, end);
             }
+            GsoType::TcpV4 | GsoType::TcpV6 if matches!(self.underlay, UnderlayIo::Vxlan(_)) => {
+                self.forward_super(
+                    reader,
+                    &buf[HEADROOM..end],
+                    hdr.gso_size.into(),
+                    &mut scratch.segs,
+                    &mut scratch.lens,
+                );
+            }
+            GsoType::TcpV4 | GsoType::TcpV6 => {
+                match split_tcp(
+                    &buf[HEADROOM..end],
+                    hdr.gso_size.into(),
+                    &mut scratch.segs,
+                    scratch.layout,
+                    &mut scratch.lens,
+                ) {
+                    Ok(count) => self.forward_ipip_segments(
+                        reader,
+                        &scratch.segs,
+                        scratch.layout,
+                        &scratch.lens[..count],
+                        &mut scratch.batch,
+                    ),
+                    Err(_) => self.counters.dropped(DropReason::BadOffload),
+                }
+            }
+            GsoType::UdpL4 => self.counters.dropped(DropReason::BadOffload),
         }
     }
 
@@ -203,16 +283,16 @@ impl Worker {
         };
         let dst = ip.dst();
         let len = end - start;
+        let snap = reader.load();
         if len > self.settings.overlay_mtu {
             if let encap::mtu::MtuVerdict::TooBig { mtu } =
                 encap::mtu::check(&ip, self.settings.overlay_mtu)
             {
                 self.counters.dropped(DropReason::TooBig);
-                self.answer_too_big(&buf[start..end], mtu);
+                self.answer_too_big(snap, &buf[start..end], mtu);
                 return;
             }
         }
-        let snap = reader.load();
         let Some((record, underlay)) = self.next_hop(snap, dst) else {
             return;
         };
@@ -384,9 +464,9 @@ impl Worker {
         }
     }
 
-    fn answer_too_big(&self, offending: &[u8], mtu: usize) {
-        let mut out = [0u8; virtio::HEADER_LEN + 1280];
-        let (hdr, body) = out.split_at_mut(virtio::HEADER_LEN);
+    fn answer_too_big(&self, snap: &fdb::Snapshot, offending: &[u8], mtu: usize) {
+        let mut out = [0u8; EMIT_HEADROOM + 1280];
+        let body = &mut out[EMIT_HEADROOM..];
         let n = match offending.first().map(|b| b >> 4) {
             Some(4) => encap::icmp::frag_needed_v4(
                 offending,
@@ -402,22 +482,25 @@ impl Worker {
             ),
         };
         if let Ok(n) = n {
-            let _ = VirtioNetHdr::NONE.write(hdr);
-            let _ = self.tun.send(&out[..virtio::HEADER_LEN + n]);
+            let _ = self.attach.emit(
+                snap,
+                &mut out,
+                EMIT_HEADROOM,
+                EMIT_HEADROOM + n,
+                VirtioNetHdr::NONE,
+            );
         }
     }
 
-    /// Writes an accepted inner packet at `buf[start..end]` to the TUN, its
-    /// virtio header in the bytes in front of it.
-    fn deliver_checked(&self, buf: &mut [u8], start: usize, end: usize) {
-        let hdr_at = start - virtio::HEADER_LEN;
-        let _ = VirtioNetHdr::NONE.write(&mut buf[hdr_at..start]);
-        match self.tun.send(&buf[hdr_at..end]) {
-            Ok(_) => {
+    /// Delivers an accepted inner packet at `buf[start..end]` (with
+    /// [`EMIT_HEADROOM`] free in front of it) to its pod.
+    fn deliver_checked(&self, snap: &fdb::Snapshot, buf: &mut [u8], start: usize, end: usize) {
+        match self.attach.emit(snap, buf, start, end, VirtioNetHdr::NONE) {
+            Ok(()) => {
                 WorkerCounters::add(&self.counters.rx_packets, 1);
                 WorkerCounters::add(&self.counters.rx_bytes, (end - start) as u64);
             }
-            Err(_) => self.counters.dropped(DropReason::IoError),
+            Err(why) => self.counters.dropped(why),
         }
     }
 
@@ -427,7 +510,7 @@ impl Worker {
         let mut reader = self.fdb.reader();
         let mut peers = PeerIndex::default();
         let mut buf = vec![0u8; BATCH * SLOT];
-        let mut merged = vec![0u8; virtio::HEADER_LEN + MAX_PACKET];
+        let mut merged = vec![0u8; EMIT_HEADROOM + MAX_PACKET];
         let mut accepted = Vec::with_capacity(BATCH);
         let dontwait = nix::sys::socket::MsgFlags::MSG_DONTWAIT.bits();
         loop {
@@ -458,7 +541,7 @@ impl Worker {
                     Err(_) => return,
                 }
             }
-            self.deliver_batch(&mut buf, &accepted, &mut merged);
+            self.deliver_batch(reader.load(), &mut buf, &accepted, &mut merged);
             accepted.clear();
         }
     }
@@ -506,7 +589,7 @@ impl Worker {
         };
         let gro = udp_gso::enable_gro(sock);
         let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
-        let mut merged = vec![0u8; virtio::HEADER_LEN + MAX_PACKET];
+        let mut merged = vec![0u8; EMIT_HEADROOM + MAX_PACKET];
         let mut accepted = Vec::with_capacity(64);
         let mut arp_out = [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN];
         loop {
@@ -549,19 +632,25 @@ impl Worker {
                     accepted.push(r);
                 }
             }
-            self.deliver_batch(&mut buf, &accepted, &mut merged);
+            self.deliver_batch(snap, &mut buf, &accepted, &mut merged);
         }
     }
 
     /// Writes accepted inner packets to the TUN: in-order TCP segments of one
     /// flow become one super-packet and one write (GRO); anything else goes
     /// alone.
-    fn deliver_batch(&self, buf: &mut [u8], inners: &[std::ops::Range<usize>], merged: &mut [u8]) {
+    fn deliver_batch(
+        &self,
+        snap: &fdb::Snapshot,
+        buf: &mut [u8],
+        inners: &[std::ops::Range<usize>],
+        merged: &mut [u8],
+    ) {
         let mut k = 0;
         while k < inners.len() {
-            let body = &mut merged[virtio::HEADER_LEN..];
+            let body = &mut merged[EMIT_HEADROOM..];
             let Ok(mut run) = TcpCoalescer::start(body, &buf[inners[k].clone()], true) else {
-                self.deliver_checked(buf, inners[k].start, inners[k].end);
+                self.deliver_checked(snap, buf, inners[k].start, inners[k].end);
                 k += 1;
                 continue;
             };
@@ -577,16 +666,19 @@ impl Worker {
                 }
             }
             let done = run.finish(ChecksumFill::Partial);
-            let _ = VirtioNetHdr::for_coalesced(&done).write(&mut merged[..virtio::HEADER_LEN]);
-            match self.tun.send(&merged[..virtio::HEADER_LEN + done.len]) {
-                Ok(_) => {
+            let hdr = VirtioNetHdr::for_coalesced(&done);
+            match self
+                .attach
+                .emit(snap, merged, EMIT_HEADROOM, EMIT_HEADROOM + done.len, hdr)
+            {
+                Ok(()) => {
                     WorkerCounters::add(&self.counters.rx_packets, done.segments as u64);
                     WorkerCounters::add(
                         &self.counters.rx_bytes,
                         (done.len + (done.segments - 1) * done.header_len) as u64,
                     );
                 }
-                Err(_) => self.counters.dropped(DropReason::IoError),
+                Err(why) => self.counters.dropped(why),
             }
         }
     }
@@ -663,6 +755,30 @@ impl Worker {
             return None;
         }
         Some(range)
+    }
+}
+
+/// Per-thread buffers for sending pods' packets: segments of a split
+/// super-packet and a raw-socket batch.
+struct TxScratch {
+    layout: Layout,
+    segs: Vec<u8>,
+    lens: [usize; 64],
+    batch: raw_batch::Batch,
+}
+
+impl TxScratch {
+    fn new(overlay_mtu: usize) -> TxScratch {
+        let layout = Layout {
+            headroom: HEADROOM,
+            stride: HEADROOM + overlay_mtu.max(1280) + 64,
+        };
+        TxScratch {
+            layout,
+            segs: vec![0u8; 64 * layout.stride],
+            lens: [0; 64],
+            batch: raw_batch::Batch::default(),
+        }
     }
 }
 

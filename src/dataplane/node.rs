@@ -2,8 +2,9 @@
 //! and sysctls, sockets, workers, stats; and taking it down (uninstall).
 
 use super::counters::{self, WorkerCounters};
-use super::{vtep_mac, Settings, Worker};
-use crate::config::{Autodetect, Config, Encap};
+use super::ports::Ports;
+use super::{vtep_mac, Attachment, Settings, Worker};
+use crate::config::{Attach, Autodetect, Config, Encap};
 use crate::kernel::routes::{Routes, WeftRoute};
 use encap::vxlan::Vni;
 use fdb::{EncapSet, Fdb, Mac, Meta, NodeId, NodeRecord, Source};
@@ -32,6 +33,8 @@ pub struct Node {
     pub policy: RoutePolicy,
     /// When the node started.
     pub started: std::time::Instant,
+    /// The pod ports, in veth attachment.
+    pub ports: Option<Arc<Ports>>,
 }
 
 fn fail(what: impl std::fmt::Display) -> String {
@@ -313,33 +316,6 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             .min(8),
     };
     let fdb = initial_fdb(cfg, &name, underlay)?;
-    let queues = super::tun::open(&cfg.overlay.tun_name, overlay_mtu as u16, workers)
-        .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
-    let tun_index = queues[0].if_index().map_err(fail)?;
-    let direct = if cfg.overlay.encap == Encap::None || cfg.overlay.cross_subnet {
-        let (subnet, ifindex) = underlay_link(underlay)?;
-        Some(Direct {
-            subnet,
-            ifindex,
-            only: cfg.overlay.encap == Encap::None,
-        })
-    } else {
-        None
-    };
-    let policy = RoutePolicy { tun_index, direct };
-    let desired = desired_routes(&fdb, &policy);
-    tracing::info!(node = %name, %underlay, overlay_mtu, workers, encap = %cfg.overlay.encap, "starting");
-    let reconciled =
-        crate::kernel::with_netlink(async |h| Routes::new(h).reconcile(&desired).await)
-            .map_err(|e| format!("kernel routes: {e}"))?;
-    tracing::info!(
-        installed = reconciled.installed.len(),
-        removed = reconciled.removed.len(),
-        kept = reconciled.kept,
-        "kernel routes reconciled"
-    );
-    sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
-    let _ = sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
     let settings = Settings {
         vni: Vni::new(cfg.overlay.vni).ok_or("overlay.vni out of range")?,
         port: cfg.overlay.port,
@@ -348,12 +324,38 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         icmp_source_v4: crate::cni::wiring::GATEWAY_V4,
         icmp_source_v6: crate::cni::wiring::GATEWAY_V6,
     };
+    tracing::info!(node = %name, %underlay, overlay_mtu, workers, encap = %cfg.overlay.encap, attach = %cfg.dataplane.attach, "starting");
+    let (attachments, policy, ports) = match cfg.dataplane.attach {
+        Attach::Tun => {
+            let (queues, policy) = attach_tun(cfg, &fdb, underlay, overlay_mtu, workers)?;
+            let queues = queues
+                .into_iter()
+                .map(|q| Attachment::Tun(Arc::new(q)))
+                .collect::<Vec<_>>();
+            (queues, policy, None)
+        }
+        Attach::Veth => {
+            // No TUN, no routes, no sysctls: the host's routing is untouched.
+            let ports = Arc::new(
+                Ports::new(workers, cfg.dataplane.ports_file.clone())
+                    .map_err(|e| format!("dataplane: epoll: {e}"))?,
+            );
+            let policy = RoutePolicy {
+                tun_index: 0,
+                direct: None,
+            };
+            let all = (0..workers)
+                .map(|_| Attachment::Veth(Arc::clone(&ports)))
+                .collect();
+            (all, policy, Some(ports))
+        }
+    };
     let mut counters = Vec::new();
-    for (i, q) in queues.into_iter().enumerate() {
+    for (i, attach) in attachments.into_iter().enumerate() {
         let c = Arc::new(WorkerCounters::default());
         counters.push(Arc::clone(&c));
         Worker {
-            tun: Arc::new(q),
+            attach,
             underlay: underlay_io(cfg, underlay, i == 0)?,
             fdb: fdb.clone(),
             settings: settings.clone(),
@@ -362,10 +364,13 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         .spawn(i)
         .map_err(fail)?;
     }
+    let routed = cfg.dataplane.attach == Attach::Tun;
     let gossip = if cfg.gossip.enabled {
         let (tx, rx) = std::sync::mpsc::channel();
-        crate::endpoints::serve(&cfg.cni_socket, fdb.clone(), Some(tx))?;
-        spawn_route_sync(fdb.clone(), policy)?;
+        crate::endpoints::serve(&cfg.cni_socket, fdb.clone(), Some(tx), ports.clone())?;
+        if routed {
+            spawn_route_sync(fdb.clone(), policy)?;
+        }
         Some(crate::gossip::start(
             cfg,
             &name,
@@ -375,7 +380,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             rx,
         )?)
     } else {
-        crate::endpoints::serve(&cfg.cni_socket, fdb.clone(), None)?;
+        crate::endpoints::serve(&cfg.cni_socket, fdb.clone(), None, ports.clone())?;
         None
     };
     if let Some(path) = cfg.dataplane.stats_file.clone() {
@@ -399,7 +404,46 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         encap: cfg.overlay.encap,
         policy,
         started: std::time::Instant::now(),
+        ports,
     })
+}
+
+/// The TUN attachment's kernel side: the TUN queues, weft's routes
+/// reconciled, forwarding on.
+fn attach_tun(
+    cfg: &Config,
+    fdb: &Fdb,
+    underlay: IpAddr,
+    overlay_mtu: usize,
+    workers: usize,
+) -> Result<(Vec<tun_rs::SyncDevice>, RoutePolicy), String> {
+    let queues = super::tun::open(&cfg.overlay.tun_name, overlay_mtu as u16, workers)
+        .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
+    let tun_index = queues[0].if_index().map_err(fail)?;
+    let direct = if cfg.overlay.encap == Encap::None || cfg.overlay.cross_subnet {
+        let (subnet, ifindex) = underlay_link(underlay)?;
+        Some(Direct {
+            subnet,
+            ifindex,
+            only: cfg.overlay.encap == Encap::None,
+        })
+    } else {
+        None
+    };
+    let policy = RoutePolicy { tun_index, direct };
+    let desired = desired_routes(fdb, &policy);
+    let reconciled =
+        crate::kernel::with_netlink(async |h| Routes::new(h).reconcile(&desired).await)
+            .map_err(|e| format!("kernel routes: {e}"))?;
+    tracing::info!(
+        installed = reconciled.installed.len(),
+        removed = reconciled.removed.len(),
+        kept = reconciled.kept,
+        "kernel routes reconciled"
+    );
+    sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    let _ = sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+    Ok((queues, policy))
 }
 
 /// Keeps the kernel routes equal to fdb: every change (from gossip) is

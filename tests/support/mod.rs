@@ -5,6 +5,7 @@
 
 pub mod flood;
 pub mod lab;
+pub mod traffic;
 
 use std::process::{Command, Output};
 

@@ -1,0 +1,297 @@
+//! Veth attachment, pods → out: each worker waits on its ports' packet
+//! sockets (epoll), reads the frames that are ready (a budget per port, for
+//! fairness), and for each one checks that it came from the pod the port
+//! was registered for (source MAC and IP), answers ARP and neighbour
+//! solicitations for the gateway, switches pod-to-pod traffic on this node
+//! straight to the other pod's port, and sends the rest through the same
+//! forwarding path as the TUN attachment. The other direction (underlay →
+//! pod) is `Attachment::emit`.
+
+use super::counters::{DropReason, WorkerCounters};
+use super::ports::{Port, Ports, GATEWAY_MAC};
+use super::{TxScratch, Worker, HEADROOM, MAX_PACKET};
+use encap::virtio::{self, VirtioNetHdr};
+use encap::IpPacket;
+use fdb::{Reader, Route};
+use nix::sys::epoll::{EpollEvent, EpollTimeout};
+use std::net::IpAddr;
+
+/// Where a frame is read into the buffer: its IP header then starts at
+/// `HEADROOM`, with room in front for the VXLAN headers.
+const FRAME_AT: usize = HEADROOM - 14;
+/// Where the frame's virtio-net header is read.
+const VNET_AT: usize = FRAME_AT - virtio::HEADER_LEN;
+/// Frames read from one port before the next ready port gets its turn.
+const BUDGET: usize = 64;
+
+const GATEWAY_V4: std::net::Ipv4Addr = crate::cni::wiring::GATEWAY_V4;
+const GATEWAY_V6: std::net::Ipv6Addr = crate::cni::wiring::GATEWAY_V6;
+
+/// True for destinations a router forwards (not multicast, broadcast,
+/// link-local or unspecified).
+fn routable(dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => {
+            !(a.is_multicast() || a.is_broadcast() || a.is_link_local() || a.is_unspecified())
+        }
+        IpAddr::V6(a) => !(a.is_multicast() || a.is_unicast_link_local() || a.is_unspecified()),
+    }
+}
+
+/// Decrements the IPv4 TTL (updating the header checksum) or the IPv6 hop
+/// limit of the packet at the start of `ip`; false if it would reach 0.
+fn decrement_ttl(ip: &mut [u8]) -> bool {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => {
+            if ip[8] <= 1 {
+                return false;
+            }
+            let old = u16::from_be_bytes([ip[8], ip[9]]);
+            ip[8] -= 1;
+            let new = u16::from_be_bytes([ip[8], ip[9]]);
+            let sum = u16::from_be_bytes([ip[10], ip[11]]);
+            let sum = encap::checksum::update(sum, old, new);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            true
+        }
+        Some(6) if ip.len() >= 40 => {
+            if ip[7] <= 1 {
+                return false;
+            }
+            ip[7] -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+impl Worker {
+    /// The pods → underlay loop of worker `index` in veth attachment.
+    pub(super) fn ports_to_underlay(&self, ports: &Ports, index: usize) {
+        let mut reader = self.fdb.reader();
+        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
+        let mut scratch = TxScratch::new(self.settings.overlay_mtu);
+        let mut events = [EpollEvent::empty(); 64];
+        let epoll = ports.epoll(index);
+        loop {
+            let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("worker {index}: epoll: {e}");
+                    return;
+                }
+            };
+            for ev in &events[..n] {
+                let Some(port) = ports.get(ev.data() as u32) else {
+                    continue;
+                };
+                for _ in 0..BUDGET {
+                    match port.socket.recv(&mut buf[VNET_AT..]) {
+                        Ok(len) => self.frame_from_port(
+                            &mut reader,
+                            ports,
+                            &port,
+                            &mut buf,
+                            VNET_AT + len,
+                            &mut scratch,
+                        ),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                            self.counters.dropped(DropReason::BadOffload)
+                        }
+                        // The link went away (ENETDOWN, once): the CNI
+                        // plugin's DEL unregisters the port.
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// One frame from `port` at `buf[VNET_AT..end]` (virtio-net header
+    /// first).
+    fn frame_from_port(
+        &self,
+        reader: &mut Reader,
+        ports: &Ports,
+        port: &Port,
+        buf: &mut [u8],
+        end: usize,
+        scratch: &mut TxScratch,
+    ) {
+        let Ok(mut hdr) = VirtioNetHdr::parse(&buf[VNET_AT..end]) else {
+            return self.counters.dropped(DropReason::BadOffload);
+        };
+        let frame = &buf[FRAME_AT..end];
+        if frame.len() < 14 {
+            return self.counters.dropped(DropReason::BadInner);
+        }
+        if frame[6..12] != port.spec.mac.0 {
+            return self.counters.dropped(DropReason::SpoofedSource);
+        }
+        match u16::from_be_bytes([frame[12], frame[13]]) {
+            encap::arp::ETHERTYPE => self.answer_arp(port, frame),
+            encap::nd::ETHERTYPE_IPV6 if encap::nd::is_solicitation(frame) => {
+                self.answer_nd(port, frame)
+            }
+            0x0800 | encap::nd::ETHERTYPE_IPV6 => {
+                if frame[0..6] != GATEWAY_MAC.0 {
+                    return self.counters.dropped(DropReason::NotForGateway);
+                }
+                // The header's offsets count from the frame; the forwarding
+                // path counts from the IP header.
+                if hdr.flags & virtio::FLAG_NEEDS_CSUM != 0 {
+                    let Some(start) = hdr.csum_start.checked_sub(14) else {
+                        return self.counters.dropped(DropReason::BadOffload);
+                    };
+                    hdr.csum_start = start;
+                }
+                hdr.hdr_len = hdr.hdr_len.saturating_sub(14);
+                self.route_from_pod(reader, ports, port, hdr, buf, end, scratch);
+            }
+            _ => self.counters.dropped(DropReason::NotForGateway),
+        }
+    }
+
+    /// An IP packet from a pod (at `buf[HEADROOM..end]`, its Ethernet
+    /// header in front): checked, then switched to a local pod or sent on.
+    #[allow(clippy::too_many_arguments)]
+    fn route_from_pod(
+        &self,
+        reader: &mut Reader,
+        ports: &Ports,
+        port: &Port,
+        hdr: VirtioNetHdr,
+        buf: &mut [u8],
+        end: usize,
+        scratch: &mut TxScratch,
+    ) {
+        let Ok(ip) = IpPacket::new_checked(&buf[HEADROOM..end]) else {
+            return self.counters.dropped(DropReason::BadInner);
+        };
+        let (src, dst) = (ip.src(), ip.dst());
+        if !port.owns(src) {
+            return self.counters.dropped(DropReason::SpoofedSource);
+        }
+        if !routable(dst) {
+            return self.counters.dropped(DropReason::NotForGateway);
+        }
+        if !decrement_ttl(&mut buf[HEADROOM..end]) {
+            return self.counters.dropped(DropReason::TtlExpired);
+        }
+        let snap = reader.load();
+        if let Route::Local { .. } = snap.route(dst) {
+            let Some(to) = snap
+                .endpoint(dst)
+                .and_then(|e| e.value.local_port)
+                .and_then(|i| ports.get(i))
+            else {
+                return self.counters.dropped(DropReason::NoEndpoint);
+            };
+            // Same node: a new Ethernet header, the rest (virtio-net header
+            // included, its offsets count from the frame) as it came.
+            buf[FRAME_AT..FRAME_AT + 6].copy_from_slice(&to.spec.mac.0);
+            buf[FRAME_AT + 6..FRAME_AT + 12].copy_from_slice(&GATEWAY_MAC.0);
+            match to.socket.send(&buf[VNET_AT..end]) {
+                Ok(_) => WorkerCounters::add(&self.counters.local_packets, 1),
+                Err(_) => self.counters.dropped(DropReason::IoError),
+            }
+            return;
+        }
+        self.send_from_pod(reader, hdr, buf, end, scratch);
+    }
+
+    /// Answers a pod's ARP request for its gateway, 169.254.1.1.
+    fn answer_arp(&self, port: &Port, frame: &[u8]) {
+        let Ok(req) = encap::arp::parse_request(frame) else {
+            return self.counters.dropped(DropReason::NotForGateway);
+        };
+        if !port.owns(IpAddr::V4(req.sender_ip)) {
+            return self.counters.dropped(DropReason::SpoofedSource);
+        }
+        if req.target_ip != GATEWAY_V4 {
+            return self.counters.dropped(DropReason::NotForGateway);
+        }
+        let mut out = [0u8; virtio::HEADER_LEN + encap::arp::FRAME_LEN];
+        let _ = VirtioNetHdr::NONE.write(&mut out);
+        let Ok(n) = encap::arp::write_reply(&mut out[virtio::HEADER_LEN..], &req, GATEWAY_MAC)
+        else {
+            return;
+        };
+        self.reply(port, &out[..virtio::HEADER_LEN + n]);
+    }
+
+    /// Answers a pod's neighbour solicitation for its IPv6 gateway.
+    fn answer_nd(&self, port: &Port, frame: &[u8]) {
+        let Ok(sol) = encap::nd::parse_solicitation(frame) else {
+            return self.counters.dropped(DropReason::NotForGateway);
+        };
+        let from_pod = port.owns(IpAddr::V6(sol.asker_ip)) || sol.asker_ip.is_unicast_link_local();
+        if !from_pod || sol.target != GATEWAY_V6 {
+            // Duplicate address detection and other targets included.
+            return self.counters.dropped(DropReason::NotForGateway);
+        }
+        let mut out = [0u8; virtio::HEADER_LEN + encap::nd::ADVERT_FRAME_LEN];
+        let _ = VirtioNetHdr::NONE.write(&mut out);
+        let Ok(n) =
+            encap::nd::write_advertisement(&mut out[virtio::HEADER_LEN..], &sol, GATEWAY_MAC, true)
+        else {
+            return self.counters.dropped(DropReason::NotForGateway);
+        };
+        self.reply(port, &out[..virtio::HEADER_LEN + n]);
+    }
+
+    fn reply(&self, port: &Port, frame: &[u8]) {
+        match port.socket.send(frame) {
+            Ok(_) => WorkerCounters::add(&self.counters.gateway_replies, 1),
+            Err(_) => self.counters.dropped(DropReason::IoError),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_decrement_keeps_the_ipv4_checksum_right() {
+        let mut p = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 244, 1, 2], [10, 244, 2, 3], 64)
+            .udp(1, 2)
+            .write(&mut p, b"hello")
+            .unwrap();
+        assert!(decrement_ttl(&mut p));
+        assert_eq!(p[8], 63);
+        assert_eq!(
+            encap::checksum::checksum(&p[..20]),
+            0,
+            "header sums to zero"
+        );
+        p[8] = 1;
+        assert!(!decrement_ttl(&mut p), "TTL 1 expires");
+        let mut v6 = vec![0x60u8; 40];
+        v6[7] = 2;
+        assert!(decrement_ttl(&mut v6) && v6[7] == 1);
+        assert!(!decrement_ttl(&mut v6));
+        assert!(!decrement_ttl(&mut [0x45; 10]), "too short");
+    }
+
+    #[test]
+    fn routers_do_not_forward_link_scope() {
+        for a in ["10.244.2.3", "fd00::1", "8.8.8.8"] {
+            assert!(routable(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "169.254.1.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "0.0.0.0",
+            "fe80::1",
+            "ff02::2",
+            "::",
+        ] {
+            assert!(!routable(a.parse().unwrap()), "{a}");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Traffic between pods for the namespace tests: ping, and a checksummed
+//! TCP transfer.
+
+use super::enter;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Runs `f` on a thread inside namespace `ns`.
+pub fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let mut e = enter(ns);
+    std::thread::spawn(move || {
+        e().unwrap();
+        f()
+    })
+}
+
+/// Three pings from namespace `ns` to `to`; true if any came back.
+pub fn ping(ns: &str, to: IpAddr) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &to.to_string(),
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A deterministic byte stream and its FNV-1a hash.
+fn stream_byte(i: u64) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Sends `bytes` of a deterministic stream from namespace `from_ns` to a
+/// listener at `to` in `to_ns` over TCP and checks, on the far side, that
+/// every byte arrived in order (FNV-1a over the stream). Returns the
+/// seconds it took.
+pub fn tcp_transfer(from_ns: &str, to_ns: &str, to: SocketAddr, bytes: u64) -> f64 {
+    let server = in_ns(to_ns, move || {
+        let l = TcpListener::bind(to).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let (mut h, mut n, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
+        loop {
+            let k = s.read(&mut buf).unwrap();
+            if k == 0 {
+                break;
+            }
+            h = fnv(h, &buf[..k]);
+            n += k as u64;
+        }
+        (n, h)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let client = in_ns(from_ns, move || {
+        let mut s = TcpStream::connect(to).unwrap();
+        let (mut h, mut sent, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
+        while sent < bytes {
+            let k = buf.len().min((bytes - sent) as usize);
+            for (j, b) in buf[..k].iter_mut().enumerate() {
+                *b = stream_byte(sent + j as u64);
+            }
+            s.write_all(&buf[..k]).unwrap();
+            h = fnv(h, &buf[..k]);
+            sent += k as u64;
+        }
+        h
+    });
+    let sent_hash = client.join().unwrap();
+    assert_eq!(
+        server.join().unwrap(),
+        (bytes, sent_hash),
+        "the stream arrived intact"
+    );
+    started.elapsed().as_secs_f64()
+}
