@@ -9,7 +9,6 @@
 //! carries a unique prefix and is removed by Drop guards.
 
 use serde_json::{json, Value};
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -60,15 +59,8 @@ impl Cluster {
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
-        let probe = ip(&["netns", "add", &format!("{prefix}-n1")]);
-        if !probe.status.success() {
-            if std::env::var("WEFT_SKIP_NETNS").as_deref() == Ok("1") {
-                return None;
-            }
-            panic!(
-                "cannot create network namespaces ({}); run as root or set WEFT_SKIP_NETNS=1",
-                String::from_utf8_lossy(&probe.stderr)
-            );
+        if !support::first_netns(&format!("{prefix}-n1")) {
+            return None;
         }
         let dir = std::env::temp_dir().join(format!("{prefix}-dir"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -137,20 +129,11 @@ impl Cluster {
         // SAFETY: setns only, between fork and exec.
         unsafe { cmd.pre_exec(enter(&self.node(k))) };
         self.daemons[k - 1] = Some(cmd.spawn().unwrap());
-        let start = Instant::now();
-        while !(self.stats_path(k).exists() && self.socket(k).exists()) {
-            let d = self.daemons[k - 1].as_mut().unwrap();
-            if let Ok(Some(status)) = d.try_wait() {
-                let mut err = String::new();
-                let _ = d.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("weftd on node {k} exited ({status}): {err}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "weftd on node {k} did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut d = self.daemons[k - 1].take().unwrap();
+        support::wait_until_up(&mut d, &format!("weftd on node {k}"), || {
+            self.stats_path(k).exists() && self.socket(k).exists()
+        });
+        self.daemons[k - 1] = Some(d);
     }
 
     fn kill_weftd(&mut self, k: usize) {
@@ -211,21 +194,7 @@ impl Cluster {
 
     /// weftd's counters, from a stats file written after this call began.
     fn stats(&self, k: usize) -> Value {
-        let asked = std::time::SystemTime::now();
-        let path = self.stats_path(k);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let fresh = std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > asked);
-            if fresh {
-                if let Ok(v) = serde_json::from_slice(&std::fs::read(&path).unwrap_or_default()) {
-                    return v;
-                }
-            }
-            assert!(Instant::now() < deadline, "no fresh stats from node {k}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        support::fresh_json(&self.stats_path(k), &format!("stats from node {k}"))
     }
 
     /// Everything in node `k`'s routing tables and the sysctls the TUN

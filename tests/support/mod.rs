@@ -45,3 +45,60 @@ pub fn spawn_with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::Child 
     let _ = child.stdin.take().unwrap().write_all(input);
     child
 }
+
+/// Creates network namespace `name`, a test's first: false if that is not
+/// possible and WEFT_SKIP_NETNS=1 asks to skip; a loud failure otherwise.
+pub fn first_netns(name: &str) -> bool {
+    let probe = ip(&["netns", "add", name]);
+    if probe.status.success() {
+        return true;
+    }
+    if std::env::var("WEFT_SKIP_NETNS").as_deref() == Ok("1") {
+        return false;
+    }
+    panic!(
+        "cannot create network namespaces ({}); run as root or set WEFT_SKIP_NETNS=1",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+}
+
+/// Waits (10 s at most) until `ready()`; fails with the daemon's stderr if
+/// `daemon` exits first, and kills it if it never gets ready.
+pub fn wait_until_up(daemon: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    while !ready() {
+        if let Ok(Some(status)) = daemon.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = daemon.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{what} exited ({status}): {err}");
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            panic!("{what} did not come up in 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The JSON file at `path` (weftd's stats file, rewritten every 500 ms)
+/// once it has been written after this call began.
+pub fn fresh_json(path: &std::path::Path, what: &str) -> serde_json::Value {
+    let asked = std::time::SystemTime::now();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let fresh = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > asked);
+        if fresh {
+            if let Ok(v) = serde_json::from_slice(&std::fs::read(path).unwrap_or_default()) {
+                return v;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no fresh {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
