@@ -1,7 +1,8 @@
 //! The lab's other shapes, through `netns-lab/lab.sh` as users run them:
 //! dual-stack pods on two underlay subnets joined by a router with
 //! CrossSubnet (same-subnet nodes routed directly, the others through
-//! VXLAN), and the kernel-VXLAN reference cluster.
+//! VXLAN), the kernel-VXLAN reference cluster, and veth attachment over
+//! IP-in-IP.
 //!
 //! Needs root. Fails when it cannot run, unless WEFT_SKIP_NETNS=1 is set.
 
@@ -59,4 +60,25 @@ fn kernel_vxlan_reference_cluster() {
     assert!(status.contains("kernel VXLAN reference"), "{status}");
     // No weft route anywhere: the kernel's device carries it all.
     assert!(routes(&lab, 1).is_empty());
+}
+
+#[test]
+fn veth_attachment_over_ip_in_ip_with_dual_stack_pods() {
+    let Some(lab) = support::lab::lab("wy") else {
+        return;
+    };
+    lab.run(&[
+        "up", "--nodes", "3", "--pods", "2", "--family", "dual", "--encap", "ipip", "--attach",
+        "veth",
+    ]);
+    lab.run(&["wait", "60"]);
+    lab.all_pods_reach_all_pods();
+    let status = lab.run(&["status"]);
+    assert!(status.contains("veth attachment"), "{status}");
+    // No TUN and no weft route on any node: weftd is the pods' router.
+    for k in 1..=3 {
+        assert!(routes(&lab, k).is_empty(), "node {k}: {}", routes(&lab, k));
+        let links = support::ip(&["-n", &lab.ns(k), "link", "show", "weft0"]);
+        assert!(!links.status.success(), "node {k} has a TUN");
+    }
 }
