@@ -262,6 +262,13 @@ impl Default for Overlay {
     }
 }
 
+/// Default `dataplane.busy_poll_us`: about one round trip between two
+/// nodes through weft, so the answer to what a worker just sent usually
+/// finds it still awake.
+pub const DEFAULT_BUSY_POLL_US: u32 = 100;
+/// Largest `dataplane.busy_poll_us` accepted.
+pub const MAX_BUSY_POLL_US: u32 = 10_000;
+
 /// Data-path threads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -276,6 +283,10 @@ pub struct Dataplane {
     /// Veth attachment: where weftd keeps its registered ports, to take
     /// them up again after a restart.
     pub ports_file: PathBuf,
+    /// Microseconds a worker keeps polling its sockets after the last
+    /// packet before it sleeps (0: sleep at once). Trades a little CPU for
+    /// latency: answers arriving within the window need no wake-up.
+    pub busy_poll_us: u32,
 }
 
 impl Default for Dataplane {
@@ -285,6 +296,7 @@ impl Default for Dataplane {
             stats_file: None,
             attach: Attach::Tun,
             ports_file: PathBuf::from("/run/weft/ports.json"),
+            busy_poll_us: DEFAULT_BUSY_POLL_US,
         }
     }
 }
@@ -651,6 +663,15 @@ impl Config {
                     format!("expected \"auto\" or 1-256 (got {w})"),
                 );
             }
+        }
+        if self.dataplane.busy_poll_us > MAX_BUSY_POLL_US {
+            return err(
+                "dataplane.busy_poll_us".into(),
+                format!(
+                    "expected 0-{MAX_BUSY_POLL_US} microseconds (got {})",
+                    self.dataplane.busy_poll_us
+                ),
+            );
         }
         if self.dataplane.attach == Attach::Veth {
             if o.encap == Encap::None {

@@ -58,6 +58,8 @@ fn errors_name_file_key_and_expectation() {
         ("[underlay]\nautodetect = \"interface=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[a]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\"\n", "underlay.autodetect", "nest"),
         ("[underlay]\nautodetect = \"guess\"\n", "underlay.autodetect", "first-found, can-reach=ADDRESS or interface=REGEX"),
         ("[dataplane]\nworkers = 0\n", "dataplane.workers", "1-256"),
+        ("[dataplane]\nbusy_poll_us = 20000\n", "dataplane.busy_poll_us", "0-10000 microseconds"),
+        ("[dataplane]\nbusy_poll_us = -1\n", "dataplane.busy_poll_us", "u32"),
         ("node_name = \"\"\n", "node_name", "1-253 printable"),
         (
             "[[peers]]\nnode = \"b\"\nunderlay = \"10.99.0.2\"\nblocks = [\"10.245.0.0/26\"]\n",

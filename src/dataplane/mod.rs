@@ -1,16 +1,17 @@
-//! weftd's data plane, first cut: TUN (with offloads) ↔ VXLAN over a UDP
-//! socket or IP-in-IP over raw sockets, one worker per queue.
+//! weftd's data plane: pods' packets (from a TUN queue with offloads, or
+//! from their veths) ↔ VXLAN over UDP sockets or IP-in-IP over raw sockets.
 //!
-//! Each worker owns one TUN queue and its underlay sockets (for VXLAN a UDP
-//! socket with SO_REUSEPORT on the VXLAN port) and runs two threads: TUN →
-//! underlay (segment TSO
-//! super-packets, look the destination up in fdb, encapsulate in the headroom,
-//! send) and underlay → TUN (check the sender is a known peer, the VNI, and
-//! that the inner source lies in that peer's blocks; decapsulate; write).
-//! Packets are handled one at a time with blocking syscalls: batching
-//! (recvmmsg/sendmmsg, UDP GSO/GRO) is the next step, see docs/ARCHITECTURE.md.
+//! One worker per TUN queue, each with its own underlay sockets (for VXLAN
+//! a UDP socket with SO_REUSEPORT on the VXLAN port) and one thread for
+//! both directions (`event_loop`). Pods → underlay: TCP super-packets are
+//! segmented straight into back-to-back datagrams and sent with UDP GSO
+//! (or `sendmmsg` on raw sockets), after an fdb lookup. Underlay → pods:
+//! UDP GRO receive; the sender must be a known peer, the VNI right and the
+//! inner source in that peer's blocks; in-order TCP segments are coalesced
+//! into one super-packet per write. See docs/ARCHITECTURE.md.
 
 pub mod counters;
+mod event_loop;
 pub mod node;
 pub mod packet_socket;
 pub mod ports;
@@ -54,6 +55,9 @@ pub struct Settings {
     pub icmp_source_v4: std::net::Ipv4Addr,
     /// Source of ICMPv6 errors to pods.
     pub icmp_source_v6: std::net::Ipv6Addr,
+    /// How long a worker keeps polling after its last packet before it
+    /// sleeps (zero: sleep at once).
+    pub busy_poll: std::time::Duration,
 }
 
 /// The derived VTEP MAC of a node: stable, locally administered, the same
@@ -72,6 +76,9 @@ pub enum UnderlayIo {
     /// IP-in-IP over IPv4: raw sockets for protocol 4 (inner IPv4) and 41
     /// (inner IPv6); the kernel writes the outer header on send and hands the
     /// whole packet over on receive. No ipip kernel module is involved.
+    /// One pair serves all workers: the kernel gives every raw socket of a
+    /// protocol its own copy of every packet, so a pair per worker would
+    /// only multiply that work.
     IpIp {
         /// Protocol 4.
         v4: Arc<socket2::Socket>,
@@ -162,58 +169,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the two threads.
+    /// Starts the worker's thread (both directions; see `event_loop`).
     pub fn spawn(self, index: usize) -> std::io::Result<()> {
-        let w = Arc::new(self);
-        let tx = Arc::clone(&w);
         std::thread::Builder::new()
-            .name(format!("weft-tx{index}"))
-            .spawn(move || match &tx.attach {
-                Attachment::Tun(tun) => tx.tun_to_underlay(tun),
-                Attachment::Veth(ports) => tx.ports_to_underlay(ports, index),
-            })?;
-        match &w.underlay {
-            UnderlayIo::Vxlan(sock) => {
-                let (rx, sock) = (Arc::clone(&w), Arc::clone(sock));
-                std::thread::Builder::new()
-                    .name(format!("weft-rx{index}"))
-                    .spawn(move || rx.vxlan_to_tun(&sock))?;
-            }
-            UnderlayIo::IpIp {
-                v4,
-                v6,
-                receive: true,
-            } => {
-                for (name, sock) in [("4", Arc::clone(v4)), ("41", Arc::clone(v6))] {
-                    let rx = Arc::clone(&w);
-                    std::thread::Builder::new()
-                        .name(format!("weft-ipip{name}"))
-                        .spawn(move || rx.ipip_to_tun(&sock))?;
-                }
-            }
-            UnderlayIo::IpIp { .. } => {}
-        }
-        Ok(())
-    }
-
-    fn tun_to_underlay(&self, tun: &tun_rs::SyncDevice) {
-        let mut reader = self.fdb.reader();
-        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
-        let mut scratch = TxScratch::new(self.settings.overlay_mtu);
-        let hdr_at = HEADROOM - virtio::HEADER_LEN;
-        loop {
-            let n = match tun.recv(&mut buf[hdr_at..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            let end = hdr_at + n;
-            let Ok(hdr) = VirtioNetHdr::parse(&buf[hdr_at..end]) else {
-                self.counters.dropped(DropReason::BadOffload);
-                continue;
-            };
-            self.send_from_pod(&mut reader, hdr, &mut buf, end, &mut scratch);
-        }
+            .name(format!("weft-w{index}"))
+            .spawn(move || self.run(index))
+            .map(|_| ())
     }
 
     /// Sends the pod packet at `buf[HEADROOM..end]`, as its virtio-net
@@ -504,48 +465,6 @@ impl Worker {
         }
     }
 
-    fn ipip_to_tun(&self, sock: &socket2::Socket) {
-        const SLOT: usize = 2048;
-        const BATCH: usize = 64;
-        let mut reader = self.fdb.reader();
-        let mut peers = PeerIndex::default();
-        let mut buf = vec![0u8; BATCH * SLOT];
-        let mut merged = vec![0u8; EMIT_HEADROOM + MAX_PACKET];
-        let mut accepted = Vec::with_capacity(BATCH);
-        let dontwait = nix::sys::socket::MsgFlags::MSG_DONTWAIT.bits();
-        loop {
-            // One blocking read, then whatever else is already queued: the
-            // batch lets consecutive segments of a flow become one TUN write.
-            let mut got = 0;
-            while got < BATCH {
-                let slot = &mut buf[got * SLOT + HEADROOM..(got + 1) * SLOT];
-                let r = if got == 0 {
-                    sock.recv(as_uninit(slot))
-                } else {
-                    sock.recv_with_flags(as_uninit(slot), dontwait)
-                };
-                match r {
-                    Ok(n) => {
-                        self.accept_ipip(
-                            &mut buf,
-                            got * SLOT + HEADROOM,
-                            n,
-                            &mut reader,
-                            &mut peers,
-                            &mut accepted,
-                        );
-                        got += 1;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => return,
-                }
-            }
-            self.deliver_batch(reader.load(), &mut buf, &accepted, &mut merged);
-            accepted.clear();
-        }
-    }
-
     /// Checks one IP-in-IP packet at `buf[at..at + n]` (outer header
     /// included) and records its inner packet's range if it is acceptable.
     fn accept_ipip(
@@ -578,62 +497,6 @@ impl Worker {
             return self.counters.dropped(DropReason::SpoofedInner);
         }
         accepted.push(range);
-    }
-
-    fn vxlan_to_tun(&self, sock: &UdpSocket) {
-        let mut reader = self.fdb.reader();
-        let mut peers = PeerIndex::default();
-        let dec = VxlanDecap {
-            vni: self.settings.vni,
-            port: self.settings.port,
-        };
-        let gro = udp_gso::enable_gro(sock);
-        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
-        let mut merged = vec![0u8; EMIT_HEADROOM + MAX_PACKET];
-        let mut accepted = Vec::with_capacity(64);
-        let mut arp_out = [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN];
-        loop {
-            let got = if gro {
-                udp_gso::recv(sock, &mut buf[HEADROOM..])
-            } else {
-                sock.recv_from(&mut buf[HEADROOM..])
-                    .map(|(n, from)| (n, from, n))
-            };
-            let (n, from, segment) = match got {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            let snap = reader.load();
-            let Some(peer) = peers.lookup(snap, from.ip()) else {
-                self.counters.dropped(DropReason::UnknownSource);
-                continue;
-            };
-            let datagrams = n.div_ceil(segment);
-            accepted.clear();
-            for k in 0..datagrams {
-                let bounds = (
-                    HEADROOM + k * segment,
-                    HEADROOM + ((k + 1) * segment).min(n),
-                );
-                match self.arp(snap, &peer, &buf[bounds.0..bounds.1], &mut arp_out) {
-                    Arp::Pass => {}
-                    Arp::Handled => continue,
-                    Arp::Reply(len) => {
-                        let to = SocketAddr::new(from.ip(), self.settings.port);
-                        match sock.send_to(&arp_out[..len], to) {
-                            Ok(_) => WorkerCounters::add(&self.counters.arp_replies, 1),
-                            Err(_) => self.counters.dropped(DropReason::IoError),
-                        }
-                        continue;
-                    }
-                }
-                if let Some(r) = self.accept_datagram(&dec, snap, &peer, &mut buf, bounds) {
-                    accepted.push(r);
-                }
-            }
-            self.deliver_batch(snap, &mut buf, &accepted, &mut merged);
-        }
     }
 
     /// Writes accepted inner packets to the TUN: in-order TCP segments of one
@@ -780,15 +643,6 @@ impl TxScratch {
             batch: raw_batch::Batch::default(),
         }
     }
-}
-
-/// socket2's receive calls take `MaybeUninit<u8>` buffers; an initialised
-/// byte buffer is a valid one.
-#[allow(unsafe_code)]
-fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
-    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, every `u8` is a
-    // valid `MaybeUninit<u8>`, and the receive only writes initialised bytes.
-    unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) }
 }
 
 /// What to do with a datagram that may carry ARP.

@@ -265,20 +265,35 @@ fn raw_socket(underlay: IpAddr, protocol: i32) -> Result<Socket, String> {
     Ok(s)
 }
 
-fn underlay_io(cfg: &Config, underlay: IpAddr, first: bool) -> Result<super::UnderlayIo, String> {
-    Ok(match cfg.overlay.encap {
-        Encap::Ipip => {
-            if underlay.is_ipv6() {
-                return Err("overlay.encap: ipip over an IPv6 underlay is not built yet".into());
-            }
-            super::UnderlayIo::IpIp {
-                v4: Arc::new(raw_socket(underlay, 4)?),
-                v6: Arc::new(raw_socket(underlay, 41)?),
-                receive: first,
-            }
-        }
-        _ => super::UnderlayIo::Vxlan(Arc::new(socket(underlay, cfg.overlay.port)?)),
-    })
+/// Every worker's underlay sockets: for VXLAN a UDP socket each
+/// (SO_REUSEPORT spreads flows over them); for IP-in-IP one shared pair of
+/// raw sockets that worker 0 receives on.
+fn underlay_ios(
+    cfg: &Config,
+    underlay: IpAddr,
+    workers: usize,
+) -> Result<Vec<super::UnderlayIo>, String> {
+    if cfg.overlay.encap != Encap::Ipip {
+        return (0..workers)
+            .map(|_| {
+                socket(underlay, cfg.overlay.port).map(|s| super::UnderlayIo::Vxlan(Arc::new(s)))
+            })
+            .collect();
+    }
+    if underlay.is_ipv6() {
+        return Err("overlay.encap: ipip over an IPv6 underlay is not built yet".into());
+    }
+    let (v4, v6) = (
+        Arc::new(raw_socket(underlay, 4)?),
+        Arc::new(raw_socket(underlay, 41)?),
+    );
+    Ok((0..workers)
+        .map(|i| super::UnderlayIo::IpIp {
+            v4: Arc::clone(&v4),
+            v6: Arc::clone(&v6),
+            receive: i == 0,
+        })
+        .collect())
 }
 
 fn sysctl(path: &str, value: &str) -> Result<(), String> {
@@ -323,6 +338,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         overlay_mtu,
         icmp_source_v4: crate::cni::wiring::GATEWAY_V4,
         icmp_source_v6: crate::cni::wiring::GATEWAY_V6,
+        busy_poll: std::time::Duration::from_micros(cfg.dataplane.busy_poll_us.into()),
     };
     tracing::info!(node = %name, %underlay, overlay_mtu, workers, encap = %cfg.overlay.encap, attach = %cfg.dataplane.attach, "starting");
     let (attachments, policy, ports) = match cfg.dataplane.attach {
@@ -351,12 +367,13 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         }
     };
     let mut counters = Vec::new();
-    for (i, attach) in attachments.into_iter().enumerate() {
+    let ios = underlay_ios(cfg, underlay, attachments.len())?;
+    for (i, (attach, io)) in attachments.into_iter().zip(ios).enumerate() {
         let c = Arc::new(WorkerCounters::default());
         counters.push(Arc::clone(&c));
         Worker {
             attach,
-            underlay: underlay_io(cfg, underlay, i == 0)?,
+            underlay: io,
             fdb: fdb.clone(),
             settings: settings.clone(),
             counters: c,

@@ -1,9 +1,10 @@
-//! Many packets to one address in one `sendmmsg` call: how IP-in-IP sends
-//! the segments of a TCP super-packet over its raw socket (raw sockets have
-//! no segmentation offload, so batching syscalls is what is left).
+//! Many packets per syscall on IP-in-IP's raw sockets: one `sendmmsg` for
+//! the segments of a TCP super-packet, one `recvmmsg` for whatever is
+//! queued (raw sockets have no segmentation or receive offload, so
+//! batching syscalls is what is left).
 
-use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
-use std::io::IoSlice;
+use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
@@ -53,5 +54,71 @@ impl Batch {
             }
         }
         sent
+    }
+}
+
+/// Reusable `recvmmsg` headers for one thread.
+pub struct RecvBatch {
+    headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch {
+            headers: MultiHeaders::preallocate(MAX_BATCH, None),
+        }
+    }
+}
+
+/// What one [`RecvBatch::recv`] got.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// Packets received (0: none was queued).
+    pub count: usize,
+    /// Each packet's length; `usize::MAX` for one cut short because it did
+    /// not fit its slot.
+    pub lens: [usize; MAX_BATCH],
+}
+
+impl RecvBatch {
+    /// Receives, without waiting, up to [`MAX_BATCH`] packets from `sock`
+    /// into `buf`, packet k at `buf[k * slot + skip..(k + 1) * slot]`.
+    pub fn recv(
+        &mut self,
+        sock: &impl AsRawFd,
+        buf: &mut [u8],
+        slot: usize,
+        skip: usize,
+    ) -> std::io::Result<Received> {
+        let mut chunks = buf.chunks_exact_mut(slot);
+        let mut iovs: [[IoSliceMut<'_>; 1]; MAX_BATCH] = std::array::from_fn(|_| {
+            let chunk = chunks.next().unwrap_or_default();
+            let from = skip.min(chunk.len());
+            [IoSliceMut::new(&mut chunk[from..])]
+        });
+        let mut got = Received {
+            count: 0,
+            lens: [0; MAX_BATCH],
+        };
+        let results = match recvmmsg(
+            sock.as_raw_fd(),
+            &mut self.headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(got),
+            Err(e) => return Err(e.into()),
+        };
+        for (k, msg) in results.enumerate() {
+            got.lens[k] = if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+                usize::MAX
+            } else {
+                msg.bytes
+            };
+            got.count = k + 1;
+        }
+        Ok(got)
     }
 }

@@ -52,8 +52,9 @@ pub fn enable_gro(sock: &UdpSocket) -> bool {
     setsockopt(sock, sockopt::UdpGroSegment, &true).is_ok()
 }
 
-/// Receives into `buf`: bytes, sender, and the datagram size when the
-/// kernel coalesced several (GRO), else the byte count.
+/// Receives into `buf` without waiting (`WouldBlock` when nothing is
+/// queued): bytes, sender, and the datagram size when the kernel coalesced
+/// several (GRO), else the byte count.
 pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, usize)> {
     let mut cmsg = nix::cmsg_space!(i32);
     let mut iov = [IoSliceMut::new(buf)];
@@ -61,7 +62,7 @@ pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketA
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
-        MsgFlags::empty(),
+        MsgFlags::MSG_DONTWAIT,
     )?;
     let n = msg.bytes;
     let mut segment = n;

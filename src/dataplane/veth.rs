@@ -8,12 +8,13 @@
 //! pod) is `Attachment::emit`.
 
 use super::counters::{DropReason, WorkerCounters};
+use super::event_loop::{LoopState, Polled, BUDGET};
 use super::ports::{Port, Ports, GATEWAY_MAC};
-use super::{TxScratch, Worker, HEADROOM, MAX_PACKET};
+use super::{TxScratch, Worker, HEADROOM};
 use encap::virtio::{self, VirtioNetHdr};
 use encap::IpPacket;
 use fdb::{Reader, Route};
-use nix::sys::epoll::{EpollEvent, EpollTimeout};
+use nix::sys::epoll::EpollTimeout;
 use std::net::IpAddr;
 
 /// Where a frame is read into the buffer: its IP header then starts at
@@ -21,8 +22,6 @@ use std::net::IpAddr;
 const FRAME_AT: usize = HEADROOM - 14;
 /// Where the frame's virtio-net header is read.
 const VNET_AT: usize = FRAME_AT - virtio::HEADER_LEN;
-/// Frames read from one port before the next ready port gets its turn.
-const BUDGET: usize = 64;
 
 const GATEWAY_V4: std::net::Ipv4Addr = crate::cni::wiring::GATEWAY_V4;
 const GATEWAY_V6: std::net::Ipv6Addr = crate::cni::wiring::GATEWAY_V6;
@@ -66,46 +65,45 @@ fn decrement_ttl(ip: &mut [u8]) -> bool {
 }
 
 impl Worker {
-    /// The pods → underlay loop of worker `index` in veth attachment.
-    pub(super) fn ports_to_underlay(&self, ports: &Ports, index: usize) {
-        let mut reader = self.fdb.reader();
-        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
-        let mut scratch = TxScratch::new(self.settings.overlay_mtu);
-        let mut events = [EpollEvent::empty(); 64];
-        let epoll = ports.epoll(index);
-        loop {
-            let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    tracing::error!("worker {index}: epoll: {e}");
-                    return;
-                }
+    /// Pods → underlay in veth attachment: the ports of worker `index`
+    /// that are ready, up to [`BUDGET`] frames each.
+    pub(super) fn poll_ports(&self, ports: &Ports, index: usize, st: &mut LoopState) -> Polled {
+        let n = match ports.epoll(index).wait(&mut st.events, EpollTimeout::ZERO) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => return Polled::Idle,
+            Err(e) => {
+                tracing::error!("worker {index}: ports epoll failed, no longer reading pods: {e}");
+                return Polled::Gone;
+            }
+        };
+        for k in 0..n {
+            let Some(port) = ports.get(st.events[k].data() as u32) else {
+                continue;
             };
-            for ev in &events[..n] {
-                let Some(port) = ports.get(ev.data() as u32) else {
-                    continue;
-                };
-                for _ in 0..BUDGET {
-                    match port.socket.recv(&mut buf[VNET_AT..]) {
-                        Ok(len) => self.frame_from_port(
-                            &mut reader,
-                            ports,
-                            &port,
-                            &mut buf,
-                            VNET_AT + len,
-                            &mut scratch,
-                        ),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                            self.counters.dropped(DropReason::BadOffload)
-                        }
-                        // The link went away (ENETDOWN, once): the CNI
-                        // plugin's DEL unregisters the port.
-                        Err(_) => break,
+            for _ in 0..BUDGET {
+                match port.socket.recv(&mut st.tx_buf[VNET_AT..]) {
+                    Ok(len) => self.frame_from_port(
+                        &mut st.reader,
+                        ports,
+                        &port,
+                        &mut st.tx_buf,
+                        VNET_AT + len,
+                        &mut st.scratch,
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        self.counters.dropped(DropReason::BadOffload)
                     }
+                    // The link went away (ENETDOWN, once): the CNI
+                    // plugin's DEL unregisters the port.
+                    Err(_) => break,
                 }
             }
+        }
+        if n > 0 {
+            Polled::Busy
+        } else {
+            Polled::Idle
         }
     }
 

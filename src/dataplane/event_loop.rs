@@ -1,0 +1,340 @@
+//! One thread per worker, both directions: the worker's attachment (its TUN
+//! queue or its ports' epoll) and its underlay sockets are all
+//! non-blocking and polled in turn, a budget of reads each, until none has
+//! anything; then the thread keeps polling for a short busy-poll window
+//! (`dataplane.busy_poll_us`) before it sleeps in `epoll_wait`.
+//!
+//! Why one thread and not one per direction: a packet written to the TUN
+//! (or a pod's veth) is handled by the pod's stack inline, inside that
+//! write, and its answer — a TCP ACK, an echo reply — is then already
+//! queued on the same worker's TUN queue (tun's automatic flow steering
+//! sends a flow's replies to the queue that wrote it). The same thread
+//! picks it up on its next turn, with no wake-up and no hand-off to a
+//! second thread; wake-ups are what a userspace router's latency is made
+//! of. The busy-poll window covers the other half: the answer from the far
+//! node usually arrives within a round trip, before the thread would have
+//! gone to sleep.
+
+use super::counters::DropReason;
+use super::{Attachment, PeerIndex, TxScratch, UnderlayIo, Worker};
+use super::{EMIT_HEADROOM, HEADROOM, MAX_PACKET};
+use encap::virtio::{self, VirtioNetHdr};
+use encap::vxlan::VxlanDecap;
+use fdb::Reader;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Instant;
+
+/// Reads from one source before the others get their turn.
+pub(super) const BUDGET: usize = 16;
+/// IP-in-IP receive: packets read per batch.
+const IPIP_BATCH: usize = super::raw_batch::MAX_BATCH;
+
+/// What one turn at a source found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Polled {
+    /// Nothing was waiting.
+    Idle,
+    /// Packets were handled (more may be waiting).
+    Busy,
+    /// The source failed for good (logged); stop watching it.
+    Gone,
+}
+
+/// A worker thread's buffers and caches: allocated once, reused for every
+/// packet.
+pub(super) struct LoopState {
+    /// The fdb reader (snapshot cache).
+    pub reader: Reader,
+    /// Underlay address -> peer, for received packets.
+    pub peers: PeerIndex,
+    /// Pod packets are read into here (HEADROOM free in front).
+    pub tx_buf: Vec<u8>,
+    /// Segments of split super-packets and the raw-socket batch.
+    pub scratch: TxScratch,
+    /// Underlay datagrams are read into here.
+    pub rx_buf: Vec<u8>,
+    /// Coalesced super-packets are built here.
+    pub merged: Vec<u8>,
+    /// Ranges of `rx_buf` accepted for delivery.
+    pub accepted: Vec<Range<usize>>,
+    /// ARP replies to Linux vxlan peers.
+    pub arp_out: [u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
+    /// Ready ports (veth attachment).
+    pub events: [EpollEvent; 64],
+    /// IP-in-IP receive headers.
+    recv_batch: super::raw_batch::RecvBatch,
+    dec: VxlanDecap,
+}
+
+impl Worker {
+    /// Worker `index`'s thread: polls its sources until the process ends.
+    pub(super) fn run(&self, index: usize) {
+        let mut st = LoopState {
+            reader: self.fdb.reader(),
+            peers: PeerIndex::default(),
+            tx_buf: vec![0u8; HEADROOM + MAX_PACKET],
+            scratch: TxScratch::new(self.settings.overlay_mtu),
+            rx_buf: vec![
+                0u8;
+                (HEADROOM + MAX_PACKET)
+                    .max(IPIP_BATCH * ipip_slot(self.settings.overlay_mtu))
+            ],
+            merged: vec![0u8; EMIT_HEADROOM + MAX_PACKET],
+            accepted: Vec::with_capacity(IPIP_BATCH),
+            arp_out: [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
+            events: [EpollEvent::empty(); 64],
+            recv_batch: Default::default(),
+            dec: VxlanDecap {
+                vni: self.settings.vni,
+                port: self.settings.port,
+            },
+        };
+        let sources = match self.sources(index) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("worker {index}: cannot watch its sockets: {e}");
+                return;
+            }
+        };
+        let Sources { poller, mut live } = sources;
+        let mut wake = [EpollEvent::empty(); 4];
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let mut busy = false;
+            for (k, slot) in live.iter_mut().enumerate() {
+                let Some(fd) = *slot else { continue };
+                match self.poll(k, index, &mut st) {
+                    Polled::Idle => {}
+                    Polled::Busy => busy = true,
+                    Polled::Gone => {
+                        let _ = poller.delete(borrow(fd));
+                        *slot = None;
+                    }
+                }
+            }
+            if busy {
+                idle_since = None;
+                continue;
+            }
+            if !self.settings.busy_poll.is_zero() {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < self.settings.busy_poll {
+                    std::thread::yield_now();
+                    continue;
+                }
+            }
+            idle_since = None;
+            match poller.wait(&mut wake, EpollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::error!("worker {index}: epoll: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The epoll that wakes the thread, and the raw fds of its sources in
+    /// the order [`Worker::poll`] numbers them.
+    fn sources(&self, index: usize) -> std::io::Result<Sources> {
+        let poller = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let mut live = Vec::new();
+        let mut watch = |fd: BorrowedFd<'_>| -> std::io::Result<()> {
+            poller.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, live.len() as u64))?;
+            live.push(Some(fd.as_raw_fd()));
+            Ok(())
+        };
+        match &self.attach {
+            Attachment::Tun(tun) => {
+                tun.set_nonblocking(true)?;
+                watch(tun.as_fd())?;
+            }
+            Attachment::Veth(ports) => watch(ports.epoll(index).0.as_fd())?,
+        }
+        match &self.underlay {
+            UnderlayIo::Vxlan(sock) => {
+                if !super::udp_gso::enable_gro(sock) {
+                    tracing::warn!(
+                        "worker {index}: no UDP GRO on this kernel; datagrams come one by one"
+                    );
+                }
+                watch(sock.as_fd())?
+            }
+            UnderlayIo::IpIp {
+                v4,
+                v6,
+                receive: true,
+            } => {
+                watch(v4.as_fd())?;
+                watch(v6.as_fd())?;
+            }
+            UnderlayIo::IpIp { .. } => {}
+        }
+        Ok(Sources { poller, live })
+    }
+
+    /// One turn at source `k` (0: the attachment; then the underlay
+    /// sockets).
+    fn poll(&self, k: usize, index: usize, st: &mut LoopState) -> Polled {
+        match (k, &self.attach, &self.underlay) {
+            (0, Attachment::Tun(tun), _) => self.poll_tun(tun, st),
+            (0, Attachment::Veth(ports), _) => self.poll_ports(ports, index, st),
+            (_, _, UnderlayIo::Vxlan(sock)) => self.poll_vxlan(sock, st),
+            (1, _, UnderlayIo::IpIp { v4, .. }) => self.poll_ipip(v4, st),
+            (_, _, UnderlayIo::IpIp { v6, .. }) => self.poll_ipip(v6, st),
+        }
+    }
+
+    /// Pods -> underlay through the TUN queue: up to [`BUDGET`] packets.
+    fn poll_tun(&self, tun: &tun_rs::SyncDevice, st: &mut LoopState) -> Polled {
+        let hdr_at = HEADROOM - virtio::HEADER_LEN;
+        let mut got = 0;
+        while got < BUDGET {
+            let n = match tun.recv(&mut st.tx_buf[hdr_at..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::error!("TUN queue read failed, no longer reading it: {e}");
+                    return Polled::Gone;
+                }
+            };
+            got += 1;
+            let end = hdr_at + n;
+            let Ok(hdr) = VirtioNetHdr::parse(&st.tx_buf[hdr_at..end]) else {
+                self.counters.dropped(DropReason::BadOffload);
+                continue;
+            };
+            self.send_from_pod(&mut st.reader, hdr, &mut st.tx_buf, end, &mut st.scratch);
+        }
+        if got > 0 {
+            Polled::Busy
+        } else {
+            Polled::Idle
+        }
+    }
+
+    /// Underlay -> pods over VXLAN: up to [`BUDGET`] receives (each one
+    /// datagram, or a GRO train of them).
+    fn poll_vxlan(&self, sock: &std::net::UdpSocket, st: &mut LoopState) -> Polled {
+        let mut got = 0;
+        while got < BUDGET {
+            match super::udp_gso::recv(sock, &mut st.rx_buf[HEADROOM..]) {
+                Ok((n, from, segment)) => {
+                    got += 1;
+                    self.vxlan_received(sock, st, n, from, segment);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.counters.dropped(DropReason::IoError);
+                    break;
+                }
+            }
+        }
+        if got > 0 {
+            Polled::Busy
+        } else {
+            Polled::Idle
+        }
+    }
+
+    /// The `n` bytes at `rx_buf[HEADROOM..]` from `from`, datagrams of
+    /// `segment` bytes: ARP answered, the rest checked, decapsulated and
+    /// delivered (coalesced).
+    fn vxlan_received(
+        &self,
+        sock: &std::net::UdpSocket,
+        st: &mut LoopState,
+        n: usize,
+        from: std::net::SocketAddr,
+        segment: usize,
+    ) {
+        let snap = st.reader.load();
+        let Some(peer) = st.peers.lookup(snap, from.ip()) else {
+            return self.counters.dropped(DropReason::UnknownSource);
+        };
+        st.accepted.clear();
+        for k in 0..n.div_ceil(segment) {
+            let bounds = (
+                HEADROOM + k * segment,
+                HEADROOM + ((k + 1) * segment).min(n),
+            );
+            let datagram = &st.rx_buf[bounds.0..bounds.1];
+            match self.arp(snap, &peer, datagram, &mut st.arp_out) {
+                super::Arp::Pass => {}
+                super::Arp::Handled => continue,
+                super::Arp::Reply(len) => {
+                    let to = std::net::SocketAddr::new(from.ip(), self.settings.port);
+                    match sock.send_to(&st.arp_out[..len], to) {
+                        Ok(_) => super::WorkerCounters::add(&self.counters.arp_replies, 1),
+                        Err(_) => self.counters.dropped(DropReason::IoError),
+                    }
+                    continue;
+                }
+            }
+            if let Some(r) = self.accept_datagram(&st.dec, snap, &peer, &mut st.rx_buf, bounds) {
+                st.accepted.push(r);
+            }
+        }
+        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.merged);
+    }
+
+    /// Underlay -> pods over IP-in-IP: whatever is queued on one raw
+    /// socket, up to a batch of packets in one `recvmmsg`, delivered
+    /// together so consecutive segments of a flow become one write.
+    fn poll_ipip(&self, sock: &socket2::Socket, st: &mut LoopState) -> Polled {
+        let slot = ipip_slot(self.settings.overlay_mtu);
+        let got = match st.recv_batch.recv(sock, &mut st.rx_buf, slot, HEADROOM) {
+            Ok(got) => got,
+            Err(_) => {
+                self.counters.dropped(DropReason::IoError);
+                return Polled::Idle;
+            }
+        };
+        if got.count == 0 {
+            return Polled::Idle;
+        }
+        st.accepted.clear();
+        for (k, &n) in got.lens[..got.count].iter().enumerate() {
+            if n == usize::MAX {
+                // Longer than our MTU allows: not from a peer of this overlay.
+                self.counters.dropped(DropReason::BadVxlan);
+                continue;
+            }
+            self.accept_ipip(
+                &mut st.rx_buf,
+                k * slot + HEADROOM,
+                n,
+                &mut st.reader,
+                &mut st.peers,
+                &mut st.accepted,
+            );
+        }
+        let snap = st.reader.load();
+        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.merged);
+        Polled::Busy
+    }
+}
+
+/// The receive slot of one IP-in-IP packet: headroom, the outer header and
+/// an inner packet of the overlay MTU, with room to spare.
+fn ipip_slot(overlay_mtu: usize) -> usize {
+    (HEADROOM + overlay_mtu + 128).next_multiple_of(64)
+}
+
+/// The epoll a worker sleeps in and its sources' fds (None once gone).
+struct Sources {
+    poller: Epoll,
+    live: Vec<Option<std::os::fd::RawFd>>,
+}
+
+/// A borrowed fd for epoll's delete.
+#[allow(unsafe_code)]
+fn borrow<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
+    // SAFETY: the fd is one of the worker's own sockets or its TUN queue,
+    // held open by the worker for the whole life of its thread.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
