@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 mod support;
-use support::traffic::{self, in_ns, ping};
+use support::traffic::{self, in_ns, ping, udp_gso_transfer};
 use support::{enter, ip, ok, spawn_with_stdin};
 
 static N: AtomicUsize = AtomicUsize::new(0);
@@ -369,6 +369,14 @@ fn two_weft_nodes_carry_pod_traffic() {
     let got = sink.join().unwrap();
     eprintln!("UDP burst: {got} of 2000 datagrams arrived");
     assert!(got >= 1800, "UDP burst: {got} of 2000 datagrams arrived");
+
+    // Applications that send with UDP segmentation offload (QUIC stacks):
+    // the TUN hands weftd UDP super-packets, which must reach the far pod
+    // as the datagrams the application asked for, in both families.
+    for (from, to) in [(p1.v4, p2.v4), (p1.v6, p2.v6)] {
+        let (good, bad) = udp_gso_transfer(&p1.ns, from, &p2.ns, SocketAddr::new(to, 5004), 20);
+        assert_eq!((good, bad), (60, 0), "UDP_SEGMENT datagrams to {to}");
+    }
     let s2 = c.stats(2);
     let weft_drops: u64 = s2["drops"]
         .as_object()
@@ -529,6 +537,9 @@ fn two_weft_nodes_over_ip_in_ip_without_the_ipip_module() {
     assert!(ping(&p2.ns, p1.v6), "IPv6 in IPv4 (protocol 41)");
     // 200 MB over TCP, checksummed on the far side.
     tcp_transfer(&c, 200 * 1024 * 1024, 5003);
+    // UDP super-packets from an application using UDP_SEGMENT.
+    let (good, bad) = udp_gso_transfer(&p1.ns, p1.v4, &p2.ns, SocketAddr::new(p2.v4, 5004), 20);
+    assert_eq!((good, bad), (60, 0), "UDP_SEGMENT datagrams over IP-in-IP");
     // An IP-in-IP packet from an address that is no node is dropped, counted.
     ok(&["-n", &c.node(2), "addr", "add", "10.99.0.3/24", "dev", "u2"]);
     in_ns(&c.node(2), move || {

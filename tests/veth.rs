@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::traffic::{ping, tcp_transfer};
+use support::traffic::{ping, tcp_transfer, udp_gso_transfer};
 use support::{enter, ip, ok, spawn_with_stdin};
 
 struct Pod {
@@ -281,6 +281,12 @@ fn weftd_owns_the_pod_veths() {
     let secs = tcp_transfer(&r.ns, &a.ns, SocketAddr::new(a.v4, 5002), BYTES);
     eprintln!("200 MB back in {secs:.2} s");
     tcp_transfer(&a.ns, &b.ns, SocketAddr::new(b.v4, 5003), 50 * 1024 * 1024);
+
+    // UDP super-packets (UDP_SEGMENT) across nodes and on the node.
+    for (to, port) in [(&r, 5004), (&b, 5005)] {
+        let (good, bad) = udp_gso_transfer(&a.ns, a.v4, &to.ns, SocketAddr::new(to.v4, port), 20);
+        assert_eq!((good, bad), (60, 0), "UDP_SEGMENT datagrams to {}", to.v4);
+    }
 
     // An oversized DF packet: pods have MTU 1500, the overlay 1450; with no
     // TUN in between, weftd itself answers "fragmentation needed".

@@ -1,7 +1,9 @@
-//! TCP segmentation and coalescing for TUN offloads.
+//! TCP (and UDP) segmentation and TCP coalescing for TUN offloads.
 //!
 //! A TUN device with `IFF_VNET_HDR` and TSO hands weftd TCP super-packets of
-//! up to 64 KiB; the wire needs MSS-sized segments ([`split_tcp`]). On the way
+//! up to 64 KiB; the wire needs MSS-sized segments ([`split_tcp`]). With USO
+//! it also hands over UDP super-packets from applications that send with
+//! `UDP_SEGMENT` (QUIC stacks do); [`split_udp`] cuts them into datagrams. On the way
 //! back, in-order segments of one flow are merged into one super-packet
 //! ([`TcpCoalescer`]) so the receiving TUN takes one write per window, not per
 //! segment.
@@ -16,7 +18,7 @@
 use crate::checksum::Checksum;
 use crate::error::{Error, Layer, Result};
 use crate::ip::Family;
-use crate::ipv4::{Ipv4Packet, PROTO_TCP};
+use crate::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
 use crate::ipv6::Ipv6Packet;
 use crate::tcp::{self, TcpSegment};
 use core::net::IpAddr;
@@ -284,6 +286,124 @@ fn split(
         segments: n,
         header_len: hdr_len,
         mss,
+    })
+}
+
+/// Splits a UDP super-packet (virtio `GSO_UDP_L4`) into datagrams of at
+/// most `size` payload bytes each, written at `layout` positions in `out`,
+/// their lengths in `lens`. Each datagram gets the IP header (its length,
+/// IPv4 id +1 per datagram and header checksum) and the UDP header (its
+/// length and a full checksum) of the original. Returns the number of
+/// datagrams.
+pub fn split_udp(
+    packet: &[u8],
+    size: usize,
+    out: &mut [u8],
+    layout: Layout,
+    lens: &mut [usize],
+) -> Result<usize> {
+    if size == 0 {
+        return Err(Error::Malformed {
+            layer: Layer::Udp,
+            what: "segment size of zero",
+        });
+    }
+    let p = parse_udp(packet)?;
+    let hdr_len = p.hdr_len();
+    let payload = &packet[hdr_len..p.total];
+    let n = payload.len().div_ceil(size).max(1);
+    if n > lens.len() {
+        return Err(Error::NoRoom {
+            need: n,
+            have: lens.len(),
+        });
+    }
+    if n > 1 && layout.stride < layout.headroom + hdr_len + size {
+        return Err(Error::NoRoom {
+            need: layout.headroom + hdr_len + size,
+            have: layout.stride,
+        });
+    }
+    let need = (n - 1) * layout.stride + layout.headroom + hdr_len + payload.len() - (n - 1) * size;
+    if out.len() < need {
+        return Err(Error::NoRoom {
+            need,
+            have: out.len(),
+        });
+    }
+    let id0 = u16::from_be_bytes([packet[4], packet[5]]);
+    for i in 0..n {
+        let chunk = &payload[i * size..((i + 1) * size).min(payload.len())];
+        let at = i * layout.stride + layout.headroom;
+        let seg = &mut out[at..at + hdr_len + chunk.len()];
+        seg[..hdr_len].copy_from_slice(&packet[..hdr_len]);
+        seg[hdr_len..].copy_from_slice(chunk);
+        let ident = (p.family == Family::V4).then(|| id0.wrapping_add(i as u16));
+        set_ip_lengths(seg, &p, chunk.len(), ident);
+        let udp_len = 8 + chunk.len();
+        let u = &mut seg[p.ip_hl..];
+        u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        u[6..8].fill(0);
+        let mut c = match (p.src, p.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Checksum::pseudo_v4(s, d, PROTO_UDP, udp_len as u32),
+            (IpAddr::V6(s), IpAddr::V6(d)) => Checksum::pseudo_v6(s, d, PROTO_UDP, udp_len as u32),
+            _ => Checksum::new(),
+        };
+        // A computed zero is sent as all ones (zero means "no checksum").
+        let sum = match c.add(&u[..udp_len]).finish() {
+            0 => 0xffff,
+            x => x,
+        };
+        u[6..8].copy_from_slice(&sum.to_be_bytes());
+        lens[i] = hdr_len + chunk.len();
+    }
+    Ok(n)
+}
+
+/// The parts of a UDP-over-IP packet (`tcp_hl` is the UDP header's 8).
+fn parse_udp(packet: &[u8]) -> Result<TcpParts> {
+    let not_udp = |layer| Error::Unsupported {
+        layer,
+        what: "not UDP (or a fragment, or extension headers)",
+    };
+    let (family, src, dst, ip_hl, total) = match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let p = Ipv4Packet::new_checked(packet)?;
+            if p.protocol() != PROTO_UDP || p.is_fragment() {
+                return Err(not_udp(Layer::Ipv4));
+            }
+            let (s, d) = (p.src().into(), p.dst().into());
+            (Family::V4, s, d, p.header_len(), p.total_len())
+        }
+        Some(6) => {
+            let p = Ipv6Packet::new_checked(packet)?;
+            if p.next_header() != PROTO_UDP {
+                return Err(not_udp(Layer::Ipv6));
+            }
+            let (s, d) = (p.src().into(), p.dst().into());
+            (Family::V6, s, d, crate::ipv6::HEADER_LEN, p.total_len())
+        }
+        _ => {
+            return Err(Error::Malformed {
+                layer: Layer::Inner,
+                what: "IP version is neither 4 nor 6",
+            })
+        }
+    };
+    if total < ip_hl + 8 {
+        return Err(Error::Truncated {
+            layer: Layer::Udp,
+            need: ip_hl + 8,
+            have: total,
+        });
+    }
+    Ok(TcpParts {
+        family,
+        src,
+        dst,
+        ip_hl,
+        tcp_hl: 8,
+        total,
     })
 }
 

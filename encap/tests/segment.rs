@@ -330,3 +330,94 @@ fn headers_only_split_matches_the_copying_split() {
         assert!(s.payload(&pkt, n).is_empty());
     }
 }
+
+fn udp_super_packet(v6: bool, payload: &[u8]) -> Vec<u8> {
+    let b = if v6 {
+        etherparse::PacketBuilder::ipv6(
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+    } else {
+        etherparse::PacketBuilder::ipv4([10, 244, 0, 2], [10, 244, 1, 2], 64)
+    };
+    let mut out = Vec::new();
+    b.udp(4433, 443).write(&mut out, payload).unwrap();
+    out
+}
+
+/// Every datagram of a split UDP super-packet is a valid packet on its own
+/// (IP header checksum, UDP length and checksum, as an independent parser
+/// and checksum see them), the IPv4 ids count up, and the payloads join
+/// back into the original.
+#[test]
+fn split_udp_makes_valid_datagrams_that_join_back() {
+    use encap::segment::split_udp;
+    for v6 in [false, true] {
+        for (len, size) in [
+            (3500usize, 1000usize),
+            (1000, 1000),
+            (1, 1200),
+            (64000, 1350),
+        ] {
+            let payload: Vec<u8> = (0..len as u32).map(|i| (i * 13 % 251) as u8).collect();
+            let pkt = udp_super_packet(v6, &payload);
+            let mut out = vec![0u8; 64 * LAYOUT.stride];
+            let mut lens = vec![0usize; 64];
+            let n = split_udp(&pkt, size, &mut out, LAYOUT, &mut lens).unwrap();
+            assert_eq!(n, len.div_ceil(size), "v6 {v6} len {len}");
+            let mut joined = Vec::new();
+            for i in 0..n {
+                let s = seg(&out, &lens, i);
+                let e = etherparse::SlicedPacket::from_ip(s).unwrap();
+                let udp = match e.transport {
+                    Some(etherparse::TransportSlice::Udp(u)) => u,
+                    _ => panic!("datagram {i} not UDP"),
+                };
+                let body = udp.payload();
+                assert_eq!(usize::from(udp.length()), 8 + body.len());
+                let (src, dst): (std::net::IpAddr, std::net::IpAddr) = match &e.net {
+                    Some(etherparse::NetSlice::Ipv4(_)) => {
+                        let h = encap::ipv4::Ipv4Packet::new_checked(s).unwrap();
+                        assert!(h.verify_checksum(), "IPv4 header checksum of datagram {i}");
+                        (h.src().into(), h.dst().into())
+                    }
+                    Some(etherparse::NetSlice::Ipv6(ip)) => (
+                        ip.header().source_addr().into(),
+                        ip.header().destination_addr().into(),
+                    ),
+                    _ => panic!("datagram {i} not IP"),
+                };
+                let ip_hl = if v6 { 40 } else { 20 };
+                let u = encap::udp::UdpPacket::new_checked(&s[ip_hl..]).unwrap();
+                assert!(u.verify_checksum(src, dst), "UDP checksum of datagram {i}");
+                if !v6 {
+                    let first = u16::from_be_bytes([pkt[4], pkt[5]]);
+                    assert_eq!(
+                        u16::from_be_bytes([s[4], s[5]]),
+                        first.wrapping_add(i as u16)
+                    );
+                }
+                joined.extend_from_slice(body);
+            }
+            assert_eq!(joined, payload, "v6 {v6} len {len}");
+        }
+    }
+}
+
+/// TCP, fragments and a zero size are refused, not split.
+#[test]
+fn split_udp_refuses_what_it_cannot_split() {
+    use encap::segment::split_udp;
+    let mut out = vec![0u8; 64 * LAYOUT.stride];
+    let mut lens = vec![0usize; 64];
+    let tcp = super_packet(false, &[1; 3000], &[]);
+    assert!(split_udp(&tcp, 1000, &mut out, LAYOUT, &mut lens).is_err());
+    let udp = udp_super_packet(false, &[1; 3000]);
+    assert!(split_udp(&udp, 0, &mut out, LAYOUT, &mut lens).is_err());
+    let mut frag = udp.clone();
+    frag[6] |= 0x20; // more fragments
+    assert!(split_udp(&frag, 1000, &mut out, LAYOUT, &mut lens).is_err());
+    let mut few = vec![0usize; 2];
+    assert!(split_udp(&udp, 1000, &mut out, LAYOUT, &mut few).is_err());
+}

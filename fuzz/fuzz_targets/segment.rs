@@ -1,4 +1,4 @@
-//! TCP split and coalesce on arbitrary bytes: no panic; what split accepts,
+//! TCP and UDP split, TCP coalesce, on arbitrary bytes: no panic; what split accepts,
 //! coalesce merges back into the same number of segments.
 #![no_main]
 use libfuzzer_sys::fuzz_target;

@@ -209,6 +209,7 @@ impl Worker {
             };
             self.send_from_pod(&mut st.reader, hdr, &mut st.tx_buf, end, &mut st.scratch);
         }
+        self.flush_pending(&mut st.scratch);
         if got > 0 {
             Polled::Busy
         } else {

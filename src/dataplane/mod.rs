@@ -14,6 +14,7 @@ pub mod counters;
 mod event_loop;
 pub mod node;
 pub mod packet_socket;
+pub mod pending;
 pub mod ports;
 pub mod raw_batch;
 pub mod tun;
@@ -202,9 +203,10 @@ impl Worker {
                     self.counters.dropped(DropReason::BadOffload);
                     return;
                 }
-                self.forward(reader, buf, HEADROOM, end);
+                self.forward(reader, buf, HEADROOM, end, &mut scratch.pending);
             }
             GsoType::TcpV4 | GsoType::TcpV6 if matches!(self.underlay, UnderlayIo::Vxlan(_)) => {
+                self.flush_pending(scratch);
                 self.forward_super(
                     reader,
                     &buf[HEADROOM..end],
@@ -231,13 +233,59 @@ impl Worker {
                     Err(_) => self.counters.dropped(DropReason::BadOffload),
                 }
             }
-            GsoType::UdpL4 => self.counters.dropped(DropReason::BadOffload),
+            GsoType::UdpL4 => self.forward_udp_super(reader, hdr, &buf[HEADROOM..end], scratch),
+        }
+    }
+
+    /// A UDP super-packet (an application sending with `UDP_SEGMENT`, as
+    /// QUIC stacks do): cut into datagrams of the size it asked for, each
+    /// sent like any single packet (over VXLAN they leave together, in one
+    /// GSO send, at the end of the turn).
+    fn forward_udp_super(
+        &self,
+        reader: &mut Reader,
+        hdr: VirtioNetHdr,
+        pkt: &[u8],
+        scratch: &mut TxScratch,
+    ) {
+        let TxScratch {
+            layout,
+            segs,
+            lens,
+            batch,
+            pending,
+        } = scratch;
+        let Ok(count) = encap::segment::split_udp(pkt, hdr.gso_size.into(), segs, *layout, lens)
+        else {
+            return self.counters.dropped(DropReason::BadOffload);
+        };
+        if matches!(self.underlay, UnderlayIo::IpIp { .. }) {
+            return self.forward_ipip_segments(reader, segs, *layout, &lens[..count], batch);
+        }
+        for (i, len) in lens.iter().enumerate().take(count) {
+            let at = i * layout.stride + layout.headroom;
+            self.forward(reader, segs, at, at + len, pending);
+        }
+    }
+
+    /// Sends what waits in `scratch.pending` (VXLAN single datagrams).
+    fn flush_pending(&self, scratch: &mut TxScratch) {
+        if let (UnderlayIo::Vxlan(sock), false) = (&self.underlay, scratch.pending.is_empty()) {
+            scratch.pending.flush(sock, &self.counters);
         }
     }
 
     /// Sends the inner packet at `buf[start..end]` (with HEADROOM free in
-    /// front of it) to the node that owns its destination.
-    fn forward(&self, reader: &mut Reader, buf: &mut [u8], start: usize, end: usize) {
+    /// front of it) to the node that owns its destination: over IP-in-IP at
+    /// once, over VXLAN into `pending` (sent at the end of the turn).
+    fn forward(
+        &self,
+        reader: &mut Reader,
+        buf: &mut [u8],
+        start: usize,
+        end: usize,
+        pending: &mut pending::PendingSends,
+    ) {
         let Ok(ip) = IpPacket::new_checked(&buf[start..end]) else {
             self.counters.dropped(DropReason::BadInner);
             return;
@@ -263,7 +311,8 @@ impl Worker {
                 let Ok(at) = enc.encap_payload(buf, start..end) else {
                     return self.counters.dropped(DropReason::BadInner);
                 };
-                sock.send_to(&buf[at..end], SocketAddr::new(underlay, self.settings.port))
+                let to = SocketAddr::new(underlay, self.settings.port);
+                return pending.push(sock, &self.counters, &buf[at..end], len, to);
             }
             UnderlayIo::IpIp { v4, v6, .. } => {
                 let sock = if buf[start] >> 4 == 4 { v4 } else { v6 };
@@ -628,6 +677,7 @@ struct TxScratch {
     segs: Vec<u8>,
     lens: [usize; 64],
     batch: raw_batch::Batch,
+    pending: pending::PendingSends,
 }
 
 impl TxScratch {
@@ -641,6 +691,9 @@ impl TxScratch {
             segs: vec![0u8; 64 * layout.stride],
             lens: [0; 64],
             batch: raw_batch::Batch::default(),
+            pending: pending::PendingSends::new(
+                overlay_mtu.max(1280) + encap::vxlan::PAYLOAD_OVERHEAD,
+            ),
         }
     }
 }

@@ -100,6 +100,7 @@ impl Worker {
                 }
             }
         }
+        self.flush_pending(&mut st.scratch);
         if n > 0 {
             Polled::Busy
         } else {

@@ -94,3 +94,49 @@ pub fn tcp_transfer(from_ns: &str, to_ns: &str, to: SocketAddr, bytes: u64) -> f
     );
     started.elapsed().as_secs_f64()
 }
+
+/// An application's UDP segmentation offload through the overlay: from
+/// namespace `ns`, `sends` super-packets of 3 × 1000-byte datagrams
+/// (`UDP_SEGMENT` 1000) from `from` to `to`. Returns how many 1000-byte
+/// datagrams arrived intact at `to` (in `to_ns`) and how many were wrong.
+pub fn udp_gso_transfer(
+    ns: &str,
+    from: IpAddr,
+    to_ns: &str,
+    to: SocketAddr,
+    sends: u8,
+) -> (u32, u32) {
+    use std::net::UdpSocket;
+    let sink = in_ns(to_ns, move || {
+        let s = UdpSocket::bind(to).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let (mut good, mut bad, mut buf) = (0u32, 0u32, [0u8; 4096]);
+        while let Ok(k) = s.recv(&mut buf) {
+            // Datagram j of send i is 1000 bytes of (i * 3 + j).
+            if k == 1000 && buf[..k].iter().all(|b| *b == buf[0]) {
+                good += 1;
+            } else {
+                bad += 1;
+            }
+        }
+        (good, bad)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    in_ns(ns, move || {
+        let s = UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::UdpGsoSegment, &1000)
+            .expect("UDP_SEGMENT");
+        for i in 0..sends {
+            let mut d = vec![0u8; 3000];
+            for (j, part) in d.chunks_mut(1000).enumerate() {
+                part.fill(i.wrapping_mul(3).wrapping_add(j as u8));
+            }
+            s.send_to(&d, to).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+    .join()
+    .unwrap();
+    sink.join().unwrap()
+}

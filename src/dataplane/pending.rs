@@ -1,0 +1,194 @@
+//! Single VXLAN datagrams gathered over one turn at the pods' side (a TUN
+//! queue or a worker's ports) and sent together at its end: each run of
+//! equal-size datagrams to one peer — a burst of small UDP packets, TCP
+//! ACKs, pings — leaves in one UDP GSO `sendmsg` instead of one syscall
+//! each, and the receiving node's UDP GRO takes it in one read.
+//!
+//! Datagrams are copied into an arena (they are at most an MTU, and the
+//! read buffer is needed for the next packet); order is kept.
+
+use super::counters::{DropReason, WorkerCounters};
+use super::udp_gso;
+use std::net::{SocketAddr, UdpSocket};
+
+/// Most datagrams gathered before they are sent (the kernel's UDP GSO
+/// limit on segments per send).
+const MAX_ITEMS: usize = 64;
+/// Largest UDP payload one send may carry.
+const MAX_SEND: usize = 65_507;
+
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    at: usize,
+    len: usize,
+    inner_len: usize,
+    to: SocketAddr,
+}
+
+/// Datagrams waiting to be sent, in arrival order.
+pub struct PendingSends {
+    arena: Vec<u8>,
+    used: usize,
+    items: Vec<Item>,
+}
+
+impl PendingSends {
+    /// Room for [`MAX_ITEMS`] datagrams of up to `max_datagram` bytes.
+    pub fn new(max_datagram: usize) -> PendingSends {
+        PendingSends {
+            arena: vec![0u8; MAX_ITEMS * max_datagram.max(1)],
+            used: 0,
+            items: Vec::with_capacity(MAX_ITEMS),
+        }
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Adds `datagram` (carrying an inner packet of `inner_len` bytes) for
+    /// `to`, sending what waits first when there is no room.
+    pub fn push(
+        &mut self,
+        sock: &UdpSocket,
+        counters: &WorkerCounters,
+        datagram: &[u8],
+        inner_len: usize,
+        to: SocketAddr,
+    ) {
+        if datagram.len() > self.arena.len() {
+            return counters.dropped(DropReason::BadInner);
+        }
+        if self.items.len() == MAX_ITEMS || self.used + datagram.len() > self.arena.len() {
+            self.flush(sock, counters);
+        }
+        self.arena[self.used..self.used + datagram.len()].copy_from_slice(datagram);
+        self.items.push(Item {
+            at: self.used,
+            len: datagram.len(),
+            inner_len,
+            to,
+        });
+        self.used += datagram.len();
+    }
+
+    /// Sends everything that waits: a run of datagrams to one address, all
+    /// of one size but the last, goes in one GSO send.
+    pub fn flush(&mut self, sock: &UdpSocket, counters: &WorkerCounters) {
+        let mut i = 0;
+        while i < self.items.len() {
+            let first = self.items[i];
+            let most = (MAX_SEND / first.len).max(1);
+            let mut j = i + 1;
+            while j < self.items.len() && j - i < most {
+                let next = self.items[j];
+                if next.to != first.to || next.len > first.len {
+                    break;
+                }
+                j += 1;
+                if next.len < first.len {
+                    break; // a shorter one can only close a GSO run
+                }
+            }
+            let last = self.items[j - 1];
+            let bytes = &self.arena[first.at..last.at + last.len];
+            if udp_gso::send(sock, bytes, first.len, first.to).is_ok() {
+                let inner: usize = self.items[i..j].iter().map(|it| it.inner_len).sum();
+                WorkerCounters::add(&counters.tx_packets, (j - i) as u64);
+                WorkerCounters::add(&counters.tx_bytes, inner as u64);
+            } else {
+                // A run the kernel refuses whole (a datagram over the path
+                // MTU, which only a single send may fragment): one by one.
+                for it in &self.items[i..j] {
+                    match sock.send_to(&self.arena[it.at..it.at + it.len], it.to) {
+                        Ok(_) => {
+                            WorkerCounters::add(&counters.tx_packets, 1);
+                            WorkerCounters::add(&counters.tx_bytes, it.inner_len as u64);
+                        }
+                        Err(_) => counters.dropped(DropReason::IoError),
+                    }
+                }
+            }
+            i = j;
+        }
+        self.items.clear();
+        self.used = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pair() -> (UdpSocket, UdpSocket) {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        (tx, rx)
+    }
+
+    /// Datagrams arrive whole, in order, with their own sizes, whatever
+    /// runs they were grouped in; the counters count each one.
+    #[test]
+    fn runs_of_sizes_and_addresses_arrive_whole_and_in_order() {
+        let (tx, rx) = pair();
+        let (_, other) = pair();
+        let counters = WorkerCounters::default();
+        let mut p = PendingSends::new(1500);
+        let sizes = [100usize, 100, 100, 60, 100, 1500, 1500, 7, 100];
+        let to = rx.local_addr().unwrap();
+        for (k, &n) in sizes.iter().enumerate() {
+            let d = vec![k as u8; n];
+            // One datagram to another address in the middle splits a run.
+            if k == 4 {
+                p.push(
+                    &tx,
+                    &counters,
+                    &[0xee; 100],
+                    50,
+                    other.local_addr().unwrap(),
+                );
+            }
+            p.push(&tx, &counters, &d, n / 2, to);
+        }
+        assert!(!p.is_empty());
+        p.flush(&tx, &counters);
+        assert!(p.is_empty());
+        let mut buf = [0u8; 2048];
+        for (k, &n) in sizes.iter().enumerate() {
+            let got = rx.recv(&mut buf).unwrap();
+            assert_eq!(got, n, "datagram {k}");
+            assert!(buf[..got].iter().all(|&b| b == k as u8), "datagram {k}");
+        }
+        assert_eq!(other.recv(&mut buf).unwrap(), 100);
+        let sent = counters
+            .tx_packets
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(sent, sizes.len() as u64 + 1);
+        let bytes = counters.tx_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            bytes,
+            sizes.iter().map(|n| n / 2).sum::<usize>() as u64 + 50
+        );
+    }
+
+    /// More datagrams than one send may carry are sent anyway, in order.
+    #[test]
+    fn more_than_a_batch_flushes_on_the_way() {
+        let (tx, rx) = pair();
+        let counters = WorkerCounters::default();
+        let mut p = PendingSends::new(200);
+        let to = rx.local_addr().unwrap();
+        for k in 0..100u8 {
+            p.push(&tx, &counters, &[k; 200], 150, to);
+        }
+        p.flush(&tx, &counters);
+        let mut buf = [0u8; 2048];
+        for k in 0..100u8 {
+            assert_eq!(rx.recv(&mut buf).unwrap(), 200);
+            assert_eq!(buf[0], k);
+        }
+    }
+}
