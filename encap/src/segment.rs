@@ -219,31 +219,20 @@ fn split(
     let hdr_len = p.hdr_len();
     let payload = &packet[hdr_len..p.total];
     let n = payload.len().div_ceil(mss).max(1);
-    if n > lens.len() {
-        return Err(Error::NoRoom {
-            need: n,
-            have: lens.len(),
-        });
-    }
-    let slot = layout.headroom + hdr_len + if copy { mss } else { 0 };
-    if n > 1 && layout.stride < slot {
-        return Err(Error::NoRoom {
-            need: slot,
-            have: layout.stride,
-        });
-    }
+    let per_slot = hdr_len + if copy { mss } else { 0 };
     let last_len = if copy {
         payload.len() - (n - 1) * mss
     } else {
         0
     };
-    let need = (n - 1) * layout.stride + layout.headroom + hdr_len + last_len;
-    if out.len() < need {
-        return Err(Error::NoRoom {
-            need,
-            have: out.len(),
-        });
-    }
+    check_room(
+        n,
+        lens.len(),
+        layout,
+        per_slot,
+        hdr_len + last_len,
+        out.len(),
+    )?;
     let seq0 = u32::from_be_bytes([
         packet[p.ip_hl + 4],
         packet[p.ip_hl + 5],
@@ -289,6 +278,36 @@ fn split(
     })
 }
 
+/// Checks that `n` pieces fit: as many length slots, a stride that holds
+/// `per_slot` bytes after the headroom (when there is more than one), and
+/// an output buffer that reaches the end of the last piece (`last` bytes).
+fn check_room(
+    n: usize,
+    slots: usize,
+    layout: Layout,
+    per_slot: usize,
+    last: usize,
+    out: usize,
+) -> Result<()> {
+    if n > slots {
+        return Err(Error::NoRoom {
+            need: n,
+            have: slots,
+        });
+    }
+    if n > 1 && layout.stride < layout.headroom + per_slot {
+        return Err(Error::NoRoom {
+            need: layout.headroom + per_slot,
+            have: layout.stride,
+        });
+    }
+    let need = (n - 1) * layout.stride + layout.headroom + last;
+    if out < need {
+        return Err(Error::NoRoom { need, have: out });
+    }
+    Ok(())
+}
+
 /// Splits a UDP super-packet (virtio `GSO_UDP_L4`) into datagrams of at
 /// most `size` payload bytes each, written at `layout` positions in `out`,
 /// their lengths in `lens`. Each datagram gets the IP header (its length,
@@ -312,25 +331,15 @@ pub fn split_udp(
     let hdr_len = p.hdr_len();
     let payload = &packet[hdr_len..p.total];
     let n = payload.len().div_ceil(size).max(1);
-    if n > lens.len() {
-        return Err(Error::NoRoom {
-            need: n,
-            have: lens.len(),
-        });
-    }
-    if n > 1 && layout.stride < layout.headroom + hdr_len + size {
-        return Err(Error::NoRoom {
-            need: layout.headroom + hdr_len + size,
-            have: layout.stride,
-        });
-    }
-    let need = (n - 1) * layout.stride + layout.headroom + hdr_len + payload.len() - (n - 1) * size;
-    if out.len() < need {
-        return Err(Error::NoRoom {
-            need,
-            have: out.len(),
-        });
-    }
+    let last_len = payload.len() - (n - 1) * size;
+    check_room(
+        n,
+        lens.len(),
+        layout,
+        hdr_len + size,
+        hdr_len + last_len,
+        out.len(),
+    )?;
     let id0 = u16::from_be_bytes([packet[4], packet[5]]);
     for i in 0..n {
         let chunk = &payload[i * size..((i + 1) * size).min(payload.len())];

@@ -5,6 +5,8 @@ use encap::segment::{split_tcp, ChecksumFill, Layout, Refusal, TcpCoalescer};
 use encap::Error;
 use proptest::prelude::*;
 
+mod common;
+
 fn super_packet(v6: bool, payload: &[u8], flags: &[&str]) -> Vec<u8> {
     super_packet_at(v6, 0xffff_f000, payload, flags)
 }
@@ -331,19 +333,9 @@ fn headers_only_split_matches_the_copying_split() {
     }
 }
 
+/// A UDP super-packet: one datagram with all of `payload`.
 fn udp_super_packet(v6: bool, payload: &[u8]) -> Vec<u8> {
-    let b = if v6 {
-        etherparse::PacketBuilder::ipv6(
-            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-            64,
-        )
-    } else {
-        etherparse::PacketBuilder::ipv4([10, 244, 0, 2], [10, 244, 1, 2], 64)
-    };
-    let mut out = Vec::new();
-    b.udp(4433, 443).write(&mut out, payload).unwrap();
-    out
+    common::inner_packet(v6, false, 0, payload)
 }
 
 /// Every datagram of a split UDP super-packet is a valid packet on its own
