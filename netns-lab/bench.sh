@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # weft's data-plane benchmark, in network namespaces on this machine.
 #
-# Builds five two-node clusters side by side (one pod per node, wired by
+# Builds six two-node clusters side by side (one pod per node, wired by
 # weft's CNI plugin in every case) and measures them in interleaved rounds:
 #   plain    routed, no encapsulation (the ceiling)
 #   kvxlan   the kernel's VXLAN device, Flannel-style static entries
 #   wvxlan   weftd, VXLAN (TUN attachment)
+#   wvxbp0   the same with busy polling off (dataplane.busy_poll_us = 0)
 #   wipip    weftd, IP-in-IP (raw sockets; no ipip module)
 #   wveth    weftd, VXLAN, veth attachment (no TUN, no routes, forwarding off)
 # Metrics: TCP 1 stream, TCP 4 streams, UDP 64-byte packets/s, ping RTT,
@@ -82,8 +83,8 @@ pods_on() {
   done
 }
 
-weftd_on() { # cluster encap [attach]
-  local c=$1 e=$2 attach=${3:-tun}
+weftd_on() { # cluster encap [attach] [busy_poll_us]
+  local c=$1 e=$2 attach=${3:-tun} busy=${4:-100}
   for k in 1 2; do
     local o=$((3 - k))
     cat > "$TMP/$c-n$k.toml" <<CONF
@@ -99,6 +100,7 @@ blocks = ["10.244.$k.0/26"]
 stats_file = "$TMP/$c-stats$k.json"
 attach = "$attach"
 ports_file = "$TMP/$c-ports$k.json"
+busy_poll_us = $busy
 [[peers]]
 node = "n$o"
 underlay = "10.99.0.$o"
@@ -132,13 +134,14 @@ plain_on() {
   ip -n $c-n2 route add 10.244.1.0/26 via 10.99.0.1
 }
 
-VARIANTS=(plain kvxlan wvxlan wipip wveth)
+VARIANTS=(plain kvxlan wvxlan wvxbp0 wipip wveth)
 echo "== building clusters: ${VARIANTS[*]}"
-for v in plain kvxlan wvxlan wipip; do cluster $P$v; pods_on $P$v; done
+for v in plain kvxlan wvxlan wvxbp0 wipip; do cluster $P$v; pods_on $P$v; done
 cluster ${P}wveth veth
 plain_on ${P}plain
 kernel_vxlan_on ${P}kvxlan
 weftd_on ${P}wvxlan vxlan
+weftd_on ${P}wvxbp0 vxlan tun 0
 weftd_on ${P}wipip ipip
 weftd_on ${P}wveth vxlan veth
 pods_on ${P}wveth veth
@@ -176,8 +179,8 @@ python3 - "$RAW" "$OUT" "$ROUNDS" "$SECS" <<'PY'
 import csv, statistics, subprocess, sys, datetime
 raw, out, rounds, secs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 rows = list(csv.DictReader(open(raw)))
-variants = ["plain", "kvxlan", "wvxlan", "wipip", "wveth"]
-names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "wvxlan": "weft VXLAN", "wipip": "weft IP-in-IP",
+variants = ["plain", "kvxlan", "wvxlan", "wvxbp0", "wipip", "wveth"]
+names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "wvxlan": "weft VXLAN", "wvxbp0": "weft VXLAN, no busy poll", "wipip": "weft IP-in-IP",
          "wveth": "weft VXLAN, veth attach"}
 metrics = [("tcp1_gbps", "TCP 1 stream (Gbit/s)", True), ("tcp4_gbps", "TCP 4 streams (Gbit/s)", True),
            ("udp64_kpps", "UDP 64 B (kpps)", True), ("rtt_us", "ping RTT (µs)", False), ("cpu_cores", "CPU, 1 stream (cores)", False)]
