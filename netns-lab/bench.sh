@@ -212,7 +212,7 @@ with open(f"{out}/chart.dat", "w") as f:
 PY
 
 gnuplot <<GP
-set terminal pngcairo size 1100,500 font ",11"
+set terminal pngcairo size 1300,500 font ",11"
 set output "$OUT/chart.png"
 set title "Pod-to-pod TCP throughput, two nodes in namespaces (median, min–max)"
 set ylabel "Gbit/s"
