@@ -7,95 +7,58 @@
 //! persistent TUN device and routes).
 
 use serde_json::{json, Value};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod support;
 use support::traffic::{self, in_ns, ping, udp_gso_transfer};
+use support::two_nodes::{Pod, TwoNodes};
 use support::{enter, ip, ok, spawn_with_stdin};
-
-static N: AtomicUsize = AtomicUsize::new(0);
-
-struct Pod {
-    ns: String,
-    v4: IpAddr,
-    v6: IpAddr,
-}
 
 /// Two nodes, one pod each, weftd on each (or a Linux vxlan on node 2).
 struct Cluster {
-    prefix: String,
-    dir: PathBuf,
-    namespaces: Vec<String>,
-    daemons: Vec<Option<Child>>,
+    nodes: TwoNodes,
     pods: Vec<Pod>,
     /// vxlan, ipip or none; "+cross-subnet" turns CrossSubnet on.
     encap: &'static str,
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for d in self.daemons.iter_mut().flatten() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
-        for ns in self.namespaces.iter().rev() {
-            let _ = ip(&["netns", "del", ns]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Cluster {
+    type Target = TwoNodes;
+    fn deref(&self) -> &TwoNodes {
+        &self.nodes
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut TwoNodes {
+        &mut self.nodes
     }
 }
 
 impl Cluster {
-    fn node(&self, k: usize) -> String {
-        format!("{}-n{k}", self.prefix)
-    }
-
     /// Builds the namespaces; None if they cannot be made and WEFT_SKIP_NETNS=1.
     fn new(linux_vxlan_on_node2: bool, encap: &'static str) -> Option<Cluster> {
-        let prefix = format!(
-            "wd{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        if !support::first_netns(&format!("{prefix}-n1")) {
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!("{prefix}-dir"));
-        std::fs::create_dir_all(&dir).unwrap();
         let mut c = Cluster {
-            prefix: prefix.clone(),
-            dir,
-            namespaces: vec![format!("{prefix}-n1")],
-            daemons: vec![],
+            nodes: TwoNodes::new("wd")?,
             pods: vec![],
             encap,
         };
-        let (n1, n2) = (c.node(1), c.node(2));
-        ok(&["netns", "add", &n2]);
-        c.namespaces.push(n2.clone());
-        ok(&[
-            "-n", &n1, "link", "add", "u1", "type", "veth", "peer", "name", "u2", "netns", &n2,
-        ]);
-        for (k, ns, dev) in [(1, &n1, "u1"), (2, &n2, "u2")] {
-            ok(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("10.99.0.{k}/24"),
-                "dev",
-                dev,
-            ]);
-            ok(&["-n", ns, "link", "set", dev, "up"]);
-            ok(&["-n", ns, "link", "set", "lo", "up"]);
+        for k in 1..=2 {
             // A default route, as real nodes have: proxy ARP answers for
             // 169.254.1.1 because it is routed elsewhere.
-            ok(&["-n", ns, "route", "add", "default", "via", "10.99.0.254"]);
+            ok(&[
+                "-n",
+                &c.node(k),
+                "route",
+                "add",
+                "default",
+                "via",
+                "10.99.0.254",
+            ]);
         }
         for k in 1..=2 {
             let pod = c.pod(k);
@@ -103,7 +66,6 @@ impl Cluster {
         }
         if linux_vxlan_on_node2 {
             c.start_weftd(1);
-            c.daemons.push(None);
             c.linux_vxlan_on_node2();
         } else {
             c.start_weftd(1);
@@ -113,10 +75,7 @@ impl Cluster {
     }
 
     fn pod(&mut self, k: usize) -> Pod {
-        let ns = format!("{}-p{k}", self.prefix);
-        ok(&["netns", "add", &ns]);
-        self.namespaces.push(ns.clone());
-        ok(&["-n", &ns, "link", "set", "lo", "up"]);
+        let ns = self.namespace(&format!("p{k}"));
         let conf = json!({
             "cniVersion": "1.1.0", "name": "weft", "type": "weft",
             // Larger than the overlay MTU on purpose: weftd must answer too-big.
@@ -139,21 +98,7 @@ impl Cluster {
         let out = child.wait_with_output().unwrap();
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(out.status.success(), "CNI ADD: {v}");
-        let addr = |i: usize| {
-            v["ips"][i]["address"]
-                .as_str()
-                .unwrap()
-                .split('/')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        Pod {
-            ns,
-            v4: addr(0),
-            v6: addr(1),
-        }
+        Pod::from_add(ns, &v)
     }
 
     fn config(&self, k: usize) -> PathBuf {
@@ -175,55 +120,14 @@ impl Cluster {
         path
     }
 
-    fn stats_path(&self, k: usize) -> PathBuf {
-        self.dir.join(format!("stats{k}.json"))
-    }
-
     fn start_weftd(&mut self, k: usize) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weftd"));
-        cmd.env_clear()
-            .arg("--config")
-            .arg(self.config(k))
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: setns only, between fork and exec.
-        unsafe { cmd.pre_exec(enter(&self.node(k))) };
-        let child = cmd.spawn().unwrap();
-        if self.daemons.len() >= k {
-            self.daemons[k - 1] = Some(child);
-        } else {
-            self.daemons.push(Some(child));
-        }
+        let config = self.config(k);
         // Up when its routes are in place and it has written stats (with
         // encap none, the peer's IPv6 block has no route: 3, not 4).
         let routes = if self.encap == "none" { 3 } else { 4 };
-        let mut d = self.daemons[k - 1].take().unwrap();
-        support::wait_until_up(&mut d, &format!("weftd on node {k}"), || {
-            self.weft_routes(k) >= routes && self.stats_path(k).exists()
+        self.nodes.start_weftd(k, &config, |n| {
+            n.weft_routes(k) >= routes && n.stats_path(k).exists()
         });
-        self.daemons[k - 1] = Some(d);
-    }
-
-    fn kill_weftd(&mut self, k: usize) {
-        let mut d = self.daemons[k - 1].take().unwrap();
-        d.kill().unwrap();
-        d.wait().unwrap();
-        let _ = std::fs::remove_file(self.stats_path(k));
-    }
-
-    fn weft_routes(&self, k: usize) -> usize {
-        let n = self.node(k);
-        let v4 = ip(&["-n", &n, "route", "show", "proto", "87"]);
-        let v6 = ip(&["-n", &n, "-6", "route", "show", "proto", "87"]);
-        String::from_utf8_lossy(&v4.stdout).lines().count()
-            + String::from_utf8_lossy(&v6.stdout).lines().count()
-    }
-
-    /// weftd's counters, from a stats file written after this call began
-    /// (it is rewritten every 500 ms; a loaded machine may take longer).
-    fn stats(&self, k: usize) -> Value {
-        support::fresh_json(&self.stats_path(k), &format!("stats from node {k}"))
     }
 
     /// Node 2 runs the kernel's own VXLAN device instead of weftd, set up the

@@ -9,80 +9,37 @@
 //! carries a unique prefix and is removed by Drop guards.
 
 use serde_json::{json, Value};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
 use support::traffic::{ping, tcp_transfer, udp_gso_transfer};
+use support::two_nodes::{Pod, TwoNodes};
 use support::{enter, ip, ok, spawn_with_stdin};
 
-struct Pod {
-    ns: String,
-    v4: IpAddr,
-    v6: IpAddr,
+/// Two nodes on one underlay link, weftd on each in veth attachment.
+struct Cluster(TwoNodes);
+
+impl std::ops::Deref for Cluster {
+    type Target = TwoNodes;
+    fn deref(&self) -> &TwoNodes {
+        &self.0
+    }
 }
 
-struct Cluster {
-    prefix: String,
-    dir: PathBuf,
-    namespaces: Vec<String>,
-    daemons: Vec<Option<Child>>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for d in self.daemons.iter_mut().flatten() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
-        for ns in self.namespaces.iter().rev() {
-            let _ = ip(&["netns", "del", ns]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut TwoNodes {
+        &mut self.0
     }
 }
 
 impl Cluster {
-    fn node(&self, k: usize) -> String {
-        format!("{}-n{k}", self.prefix)
-    }
-
-    /// Two nodes on one underlay link, weftd on each in veth attachment.
+    /// The namespaces; None if they cannot be made and WEFT_SKIP_NETNS=1.
     fn new() -> Option<Cluster> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let prefix = format!(
-            "wv{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        if !support::first_netns(&format!("{prefix}-n1")) {
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!("{prefix}-dir"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut c = Cluster {
-            prefix: prefix.clone(),
-            dir,
-            namespaces: vec![format!("{prefix}-n1")],
-            daemons: vec![None, None],
-        };
-        let (n1, n2) = (c.node(1), c.node(2));
-        ok(&["netns", "add", &n2]);
-        c.namespaces.push(n2.clone());
-        ok(&[
-            "-n", &n1, "link", "add", "u1", "type", "veth", "peer", "name", "u2", "netns", &n2,
-        ]);
-        for (k, ns, dev) in [(1, &n1, "u1"), (2, &n2, "u2")] {
-            let addr = format!("10.99.0.{k}/24");
-            ok(&["-n", ns, "addr", "add", &addr, "dev", dev]);
-            ok(&["-n", ns, "link", "set", dev, "up"]);
-            ok(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        Some(c)
+        TwoNodes::new("wv").map(Cluster)
     }
 
     fn config(&self, k: usize) -> PathBuf {
@@ -113,33 +70,11 @@ impl Cluster {
         self.dir.join(format!("ports{k}.json"))
     }
 
-    fn stats_path(&self, k: usize) -> PathBuf {
-        self.dir.join(format!("stats{k}.json"))
-    }
-
     fn start_weftd(&mut self, k: usize) {
-        let _ = std::fs::remove_file(self.stats_path(k));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weftd"));
-        cmd.env_clear()
-            .arg("--config")
-            .arg(self.config(k))
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: setns only, between fork and exec.
-        unsafe { cmd.pre_exec(enter(&self.node(k))) };
-        self.daemons[k - 1] = Some(cmd.spawn().unwrap());
-        let mut d = self.daemons[k - 1].take().unwrap();
-        support::wait_until_up(&mut d, &format!("weftd on node {k}"), || {
-            self.stats_path(k).exists() && self.socket(k).exists()
-        });
-        self.daemons[k - 1] = Some(d);
-    }
-
-    fn kill_weftd(&mut self, k: usize) {
-        let mut d = self.daemons[k - 1].take().unwrap();
-        d.kill().unwrap();
-        d.wait().unwrap();
+        let config = self.config(k);
+        let socket = self.socket(k);
+        self.0
+            .start_weftd(k, &config, |n| n.stats_path(k).exists() && socket.exists());
     }
 
     fn cni(&self, k: usize, command: &str, id: &str, ns: &str) -> (bool, Value) {
@@ -169,32 +104,10 @@ impl Cluster {
     }
 
     fn pod(&mut self, k: usize, name: &str) -> Pod {
-        let ns = format!("{}-{name}", self.prefix);
-        ok(&["netns", "add", &ns]);
-        self.namespaces.push(ns.clone());
-        ok(&["-n", &ns, "link", "set", "lo", "up"]);
+        let ns = self.namespace(name);
         let (success, v) = self.cni(k, "ADD", name, &ns);
         assert!(success, "CNI ADD: {v}");
-        let addr = |i: usize| {
-            v["ips"][i]["address"]
-                .as_str()
-                .unwrap()
-                .split('/')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        Pod {
-            ns,
-            v4: addr(0),
-            v6: addr(1),
-        }
-    }
-
-    /// weftd's counters, from a stats file written after this call began.
-    fn stats(&self, k: usize) -> Value {
-        support::fresh_json(&self.stats_path(k), &format!("stats from node {k}"))
+        Pod::from_add(ns, &v)
     }
 
     /// Everything in node `k`'s routing tables and the sysctls the TUN
@@ -396,9 +309,7 @@ fn veth_add_without_weftd_is_try_again_and_leaves_nothing() {
     let Some(mut c) = Cluster::new() else {
         return;
     };
-    let ns = format!("{}-pt", c.prefix);
-    ok(&["netns", "add", &ns]);
-    c.namespaces.push(ns.clone());
+    let ns = c.namespace("pt");
     let conf = json!({
         "cniVersion": "1.1.0", "name": "weft", "type": "weft",
         "attach": "veth",

@@ -6,6 +6,7 @@
 pub mod flood;
 pub mod lab;
 pub mod traffic;
+pub mod two_nodes;
 
 use std::process::{Command, Output};
 
