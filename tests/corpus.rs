@@ -26,6 +26,23 @@ fn weftd_config_corpus() {
     replay("weftd_config", weft::fuzzing::weftd_config);
 }
 
+/// The inputs that once found defects stay in the corpora by name:
+/// `cargo fuzz cmin` drops any input whose features others cover, and has
+/// dropped these before.
+#[test]
+fn named_regressions_and_seeds_are_kept() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    for kept in [
+        "weftd_config/regression-empty-key",
+        "weftd_config/regression-deep-regex-nesting",
+        "segment/seed-tcp4",
+        "segment/seed-tcp6",
+        "segment/seed-udp-gso-v4",
+    ] {
+        assert!(root.join(kept).is_file(), "fuzz/corpus/{kept} is missing");
+    }
+}
+
 #[test]
 fn admin_request_corpus() {
     replay("admin_request", weft::fuzzing::admin_request);
