@@ -295,26 +295,7 @@ fn two_weft_nodes_carry_pod_traffic() {
     // with the overlay MTU (pods have MTU 1500, the overlay 1450). The node's
     // kernel sends it: the TUN's MTU is the overlay MTU, so nothing too big
     // reaches weftd (whose own check is for attachments without a TUN).
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &p1.ns,
-            "ping",
-            "-c",
-            "2",
-            "-i",
-            "0.3",
-            "-M",
-            "do",
-            "-s",
-            "1472",
-            &p2.v4.to_string(),
-        ])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = traffic::oversized_df_ping(&p1.ns, p2.v4);
     assert!(
         text.contains("mtu = 1450") || text.contains("mtu=1450"),
         "ping -M do: {text}"

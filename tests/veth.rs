@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::traffic::{ping, tcp_transfer, udp_gso_transfer};
+use support::traffic::{oversized_df_ping, ping, tcp_transfer, udp_gso_transfer};
 use support::two_nodes::{Pod, TwoNodes};
 use support::{enter, ip, ok, spawn_with_stdin};
 
@@ -203,15 +203,7 @@ fn weftd_owns_the_pod_veths() {
 
     // An oversized DF packet: pods have MTU 1500, the overlay 1450; with no
     // TUN in between, weftd itself answers "fragmentation needed".
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", &a.ns, "ping", "-c", "2", "-i", "0.3", "-M", "do", "-s", "1472",
-        ])
-        .arg(r.v4.to_string())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = oversized_df_ping(&a.ns, r.v4);
     assert!(
         text.contains("mtu = 1450") || text.contains("mtu=1450"),
         "ping -M do: {text}"

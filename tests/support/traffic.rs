@@ -140,3 +140,17 @@ pub fn udp_gso_transfer(
     .unwrap();
     sink.join().unwrap()
 }
+
+/// Two pings from namespace `ns` to `to` of 1,500 bytes with DF set (the
+/// pods' MTU, above the overlay's): ping's output, which names the MTU the
+/// ICMP "fragmentation needed" answer carried.
+pub fn oversized_df_ping(ns: &str, to: IpAddr) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-c", "2", "-i", "0.3", "-M", "do",
+        ])
+        .args(["-s", "1472", &to.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
