@@ -459,17 +459,6 @@ fn two_weft_nodes_over_ip_in_ip_without_the_ipip_module() {
         .success());
 }
 
-/// Node n2's weft routes as `ip route` prints them.
-fn route_lines(c: &Cluster, k: usize) -> String {
-    let out = ip(&["-n", &c.node(k), "route", "show", "proto", "87"]);
-    let out6 = ip(&["-n", &c.node(k), "-6", "route", "show", "proto", "87"]);
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out6.stdout)
-    )
-}
-
 #[test]
 fn two_nodes_without_encapsulation() {
     let Some(c) = Cluster::new(false, "none") else {
@@ -478,7 +467,7 @@ fn two_nodes_without_encapsulation() {
     let (p1, p2) = (&c.pods[0], &c.pods[1]);
     assert!(ping(&p1.ns, p2.v4), "pod 1 -> pod 2, routed");
     assert!(ping(&p2.ns, p1.v4), "pod 2 -> pod 1, routed");
-    let routes = route_lines(&c, 1);
+    let routes = support::weft_route_lines(&c.node(1));
     assert!(
         routes.contains("10.244.2.0/26 via 10.99.0.2 dev u1"),
         "{routes}"
@@ -498,7 +487,7 @@ fn cross_subnet_routes_same_subnet_nodes_directly_and_encapsulates_the_rest() {
     let (p1, p2) = (&c.pods[0], &c.pods[1]);
     let before = c.stats(1)["tx_packets"].as_u64().unwrap();
     assert!(ping(&p1.ns, p2.v4) && ping(&p2.ns, p1.v4), "IPv4: direct");
-    let routes = route_lines(&c, 1);
+    let routes = support::weft_route_lines(&c.node(1));
     assert!(
         routes.contains("10.244.2.0/26 via 10.99.0.2 dev u1"),
         "{routes}"

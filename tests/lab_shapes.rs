@@ -9,13 +9,7 @@
 mod support;
 
 fn routes(lab: &support::lab::Lab, k: usize) -> String {
-    let v4 = support::ip(&["-n", &lab.ns(k), "route", "show", "proto", "87"]);
-    let v6 = support::ip(&["-n", &lab.ns(k), "-6", "route", "show", "proto", "87"]);
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&v4.stdout),
-        String::from_utf8_lossy(&v6.stdout)
-    )
+    support::weft_route_lines(&lab.ns(k))
 }
 
 #[test]

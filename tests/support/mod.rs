@@ -103,3 +103,11 @@ pub fn fresh_json(path: &std::path::Path, what: &str) -> serde_json::Value {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// weft's routes (protocol 87) in namespace `ns`, both families, as `ip
+/// route` prints them.
+pub fn weft_route_lines(ns: &str) -> String {
+    let v4 = ip(&["-n", ns, "route", "show", "proto", "87"]);
+    let v6 = ip(&["-n", ns, "-6", "route", "show", "proto", "87"]);
+    String::from_utf8_lossy(&v4.stdout).to_string() + &String::from_utf8_lossy(&v6.stdout)
+}

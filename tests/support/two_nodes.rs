@@ -117,11 +117,7 @@ impl TwoNodes {
 
     /// How many routes weft (protocol 87) has in node `k`, both families.
     pub fn weft_routes(&self, k: usize) -> usize {
-        let n = self.node(k);
-        let v4 = ip(&["-n", &n, "route", "show", "proto", "87"]);
-        let v6 = ip(&["-n", &n, "-6", "route", "show", "proto", "87"]);
-        String::from_utf8_lossy(&v4.stdout).lines().count()
-            + String::from_utf8_lossy(&v6.stdout).lines().count()
+        super::weft_route_lines(&self.node(k)).lines().count()
     }
 
     /// A further namespace named `PREFIX-suffix`, loopback up; deleted on
