@@ -20,8 +20,9 @@
 
 use crate::auth::{Keyring, Opener, Sealer};
 use crate::counters::Counters;
+use crate::identity::{NodeKey, TrustedNodes};
 use crate::member::Member;
-use crate::record::{Key, NodeInfo, Record, RecordError, Value, Version};
+use crate::record::{Key, NodeInfo, Record, RecordError, Signed, Value, Version};
 use crate::state::{fnv, Rules, State, View};
 use crate::wire::{self, Body};
 use foca::{BroadcastHandler, Foca, Invalidates, OwnedNotification, PostcardCodec, Timer};
@@ -59,6 +60,10 @@ pub struct AgentConfig {
     pub keyring: Keyring,
     /// Encrypt control traffic (it is always authenticated).
     pub encrypt: bool,
+    /// This node's signing key: every record it writes carries its
+    /// signature. Needed when `rules.trusted` is set (other nodes then
+    /// refuse unsigned records).
+    pub node_key: Option<NodeKey>,
     /// What records are accepted and how many.
     pub rules: Rules,
     /// Blocks from this node's configuration (claimed at time 0).
@@ -93,6 +98,7 @@ impl AgentConfig {
             seeds: Vec::new(),
             keyring,
             encrypt: false,
+            node_key: None,
             rules: Rules::default(),
             static_blocks: Vec::new(),
             auto_blocks: Vec::new(),
@@ -174,8 +180,13 @@ struct Shared {
 }
 
 impl Shared {
-    fn merge(&mut self, r: Record) -> Result<bool, RecordError> {
-        if r.key.owner() == self.name {
+    fn merge(&mut self, s: Signed) -> Result<bool, RecordError> {
+        if s.record.key.owner() == self.name {
+            // Checked first: with node keys, a record in our name that does
+            // not verify is a forgery, not worth a refutation.
+            self.state.admit(&s.record)?;
+            self.state.verify(&s)?;
+            let r = s.record;
             // Only this node writes its records; anything else about it is
             // from before a restart (or forged): never believed.
             let mine = self.state.version(&r.key);
@@ -184,8 +195,8 @@ impl Shared {
             }
             return Ok(false);
         }
-        let node_record = matches!(r.key, Key::Node { .. });
-        let changed = self.state.apply(r, self.now_ms)?;
+        let node_record = matches!(s.record.key, Key::Node { .. });
+        let changed = self.state.apply(s, self.now_ms)?;
         self.new_owners |= changed && node_record;
         self.changed |= changed;
         Ok(changed)
@@ -213,7 +224,7 @@ impl BroadcastHandler<Member> for Handler {
         sender: Option<&Member>,
     ) -> Result<Option<BroadcastKey>, Never> {
         let mut sh = self.0.lock().expect("not poisoned");
-        let r = match Record::decode(data) {
+        let r = match Signed::decode(data) {
             Ok(r) => r,
             Err(e) => {
                 sh.counters.drop(e.reason());
@@ -221,8 +232,8 @@ impl BroadcastHandler<Member> for Handler {
             }
         };
         let key = BroadcastKey {
-            key: r.key.clone(),
-            version: r.version,
+            key: r.record.key.clone(),
+            version: r.record.version,
         };
         let result = if sender.is_none() {
             // Our own write, handed in by `Agent::write`.
@@ -612,6 +623,10 @@ impl Agent {
             },
             value,
         };
+        let r = match &self.cfg.node_key {
+            Some(k) => k.sign(r),
+            None => Signed::from(r),
+        };
         let bytes = r.encode();
         self.shared.lock().expect("not poisoned").now_ms = now;
         if self.foca.add_broadcast(&bytes).is_err() {
@@ -622,6 +637,30 @@ impl Agent {
         self.shared.lock().expect("not poisoned").changed = true;
         // Push it now rather than waiting for the next probe or gossip.
         self.with_foca(now, |f, rt| f.broadcast(rt));
+    }
+
+    /// Hands foca an already encoded record to broadcast as if this node
+    /// had written it, skipping this node's own signature checks (tests:
+    /// an insider running altered code, gossiping forged records).
+    #[cfg(test)]
+    pub(crate) fn broadcast_raw(&mut self, bytes: &[u8], now: u64) {
+        let trusted = self
+            .shared
+            .lock()
+            .expect("not poisoned")
+            .state
+            .rules_mut()
+            .trusted
+            .take();
+        self.foca.add_broadcast(bytes).expect("fits a broadcast");
+        self.shared
+            .lock()
+            .expect("not poisoned")
+            .state
+            .rules_mut()
+            .trusted = trusted;
+        self.with_foca(now, |f, rt| f.broadcast(rt));
+        self.flush();
     }
 
     /// Publishes (or updates) a local pod endpoint.
@@ -729,7 +768,7 @@ impl Agent {
                 .filter(|(name, digest)| theirs.get(&fnv(name.as_bytes())) != Some(digest))
                 .map(|(name, _)| name.to_string())
                 .collect();
-            let records: Vec<Record> = differing
+            let records: Vec<Signed> = differing
                 .iter()
                 .flat_map(|o| sh.state.records_of(o).collect::<Vec<_>>())
                 .collect();
@@ -990,6 +1029,14 @@ impl Agent {
     /// Takes the events since the last call.
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// Replaces the trusted-nodes file (see [`State::set_trusted`]);
+    /// returns how many records no longer verify and were dropped.
+    pub fn set_trusted(&mut self, trusted: Option<Arc<TrustedNodes>>) -> usize {
+        let mut sh = self.shared.lock().expect("not poisoned");
+        sh.changed = true;
+        sh.state.set_trusted(trusted)
     }
 
     /// True (once) if the view may have changed since the last call.

@@ -83,7 +83,25 @@ impl std::fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
-/// An error in a keyring file: the line and what was expected.
+/// Parses exactly 64 hex digits into 32 bytes.
+pub fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Formats bytes as lower-case hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An error in a key file (keyring, node key, trusted nodes): the line
+/// and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyringError {
     /// 1-based line number (0: the file as a whole).
@@ -168,13 +186,8 @@ impl Keyring {
             let id: u8 = id
                 .parse()
                 .map_err(|_| bad(format!("key id {id:?}: expected 0-255")))?;
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad("key: expected exactly 64 hex digits (32 bytes)".into()));
-            }
-            let mut key = [0u8; 32];
-            for (i, k) in key.iter_mut().enumerate() {
-                *k = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
-            }
+            let key = parse_hex32(hex)
+                .ok_or_else(|| bad("key: expected exactly 64 hex digits (32 bytes)".into()))?;
             keys.push((id, key));
         }
         Keyring::new(&keys).map_err(|mut e| {

@@ -5,6 +5,8 @@
 //!
 //! - [`auth`]: every datagram authenticated (optionally encrypted) with the
 //!   cluster keyring, with a replay window per sender;
+//! - [`identity`]: per-node signing keys and the operator's trusted-nodes
+//!   file, so a member cannot write records in another node's name;
 //! - [`wire`]: the bodies inside (SWIM packets, anti-entropy digests and
 //!   records);
 //! - [`record`] and [`state`]: single-writer versioned records and their
@@ -26,6 +28,7 @@ pub mod counters;
 pub mod fdb_sync;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod identity;
 pub mod member;
 pub mod record;
 pub mod sim;

@@ -126,6 +126,16 @@ pub enum RecordError {
     BadBlock,
     /// A state limit is reached (owners, records per owner).
     LimitReached,
+    /// Node keys are in use and the owner is not in the trusted-nodes file.
+    UnknownOwner,
+    /// Node keys are in use and the record carries no signature.
+    Unsigned,
+    /// The signature does not verify under the owner's public key: forged
+    /// (by a member writing in another's name) or altered.
+    BadSignature,
+    /// A claim or endpoint outside the ranges the trusted-nodes file allows
+    /// its owner.
+    NotAllowed,
 }
 
 impl RecordError {
@@ -139,6 +149,10 @@ impl RecordError {
             RecordError::BadNode => "record_bad_node",
             RecordError::BadBlock => "record_bad_block",
             RecordError::LimitReached => "record_limit_reached",
+            RecordError::UnknownOwner => "record_unknown_owner",
+            RecordError::Unsigned => "record_unsigned",
+            RecordError::BadSignature => "record_bad_signature",
+            RecordError::NotAllowed => "record_not_allowed",
         }
     }
 }
@@ -205,6 +219,93 @@ impl Record {
     }
 }
 
+/// An owner's Ed25519 signature over a record (see [`crate::identity`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OwnerSig(pub [u8; 64]);
+
+impl std::fmt::Debug for OwnerSig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OwnerSig({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
+    }
+}
+
+// serde implements arrays only up to 32 elements: a signature travels as
+// a byte string (postcard: a length and the 64 bytes).
+impl Serialize for OwnerSig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for OwnerSig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bytes64;
+        impl serde::de::Visitor<'_> for Bytes64 {
+            type Value = OwnerSig;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("64 bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<OwnerSig, E> {
+                <[u8; 64]>::try_from(v)
+                    .map(OwnerSig)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(Bytes64)
+    }
+}
+
+/// A record as it travels and is stored: with its owner's signature when
+/// the cluster uses node keys ([`crate::identity`]), which relays and
+/// anti-entropy pass on unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Signed {
+    /// The record.
+    pub record: Record,
+    /// Its owner's signature, if any.
+    pub sig: Option<OwnerSig>,
+}
+
+impl From<Record> for Signed {
+    fn from(record: Record) -> Self {
+        Signed { record, sig: None }
+    }
+}
+
+impl Signed {
+    /// Encodes as a gossip broadcast: the record's own encoding, then the
+    /// 64 signature bytes if signed. An unsigned record encodes exactly as
+    /// [`Record::encode`], so clusters without node keys keep the format
+    /// of earlier releases (rolling upgrades).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.record.encode();
+        if let Some(sig) = &self.sig {
+            out.extend_from_slice(&sig.0);
+        }
+        out
+    }
+
+    /// Decodes [`Self::encode`]'s form and checks the record's shape.
+    pub fn decode(bytes: &[u8]) -> Result<Signed, RecordError> {
+        if bytes.len() > MAX_RECORD {
+            return Err(RecordError::Oversized);
+        }
+        let (record, rest): (Record, &[u8]) =
+            postcard::take_from_bytes(bytes).map_err(|_| RecordError::Malformed)?;
+        let sig = match rest.len() {
+            0 => None,
+            64 => Some(OwnerSig(rest.try_into().expect("64 bytes"))),
+            _ => return Err(RecordError::Malformed),
+        };
+        record.check_shape()?;
+        Ok(Signed { record, sig })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +359,33 @@ mod tests {
         assert_eq!(r.check_shape(), Err(RecordError::BadNode));
         let long = "a".repeat(MAX_NAME + 1);
         assert_eq!(node(&long).check_shape(), Err(RecordError::BadName));
+    }
+
+    #[test]
+    fn signed_records_round_trip_and_unsigned_keep_the_old_format() {
+        let unsigned = Signed::from(node("node-1"));
+        assert_eq!(unsigned.encode(), node("node-1").encode());
+        assert_eq!(Signed::decode(&unsigned.encode()).unwrap(), unsigned);
+        let signed = Signed {
+            record: node("node-1"),
+            sig: Some(OwnerSig([7; 64])),
+        };
+        let b = signed.encode();
+        assert_eq!(b.len(), unsigned.encode().len() + 64);
+        assert_eq!(Signed::decode(&b).unwrap(), signed);
+        // A signature cut short, or anything but 0 or 64 trailing bytes.
+        for cut in [1, 32, 63] {
+            assert_eq!(
+                Signed::decode(&b[..b.len() - cut]),
+                Err(RecordError::Malformed)
+            );
+        }
+        // The serde form (anti-entropy batches) round-trips too.
+        let v = postcard::to_allocvec(&signed).unwrap();
+        assert_eq!(postcard::from_bytes::<Signed>(&v).unwrap(), signed);
+        let mut short = postcard::to_allocvec(&(node("n"), Some(&[1u8; 10][..]))).unwrap();
+        assert!(postcard::from_bytes::<Signed>(&short).is_err());
+        short.truncate(3);
+        assert!(postcard::from_bytes::<Signed>(&short).is_err());
     }
 }

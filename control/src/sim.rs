@@ -9,12 +9,14 @@
 
 use crate::agent::{Agent, AgentConfig, Event};
 use crate::auth::Keyring;
+use crate::identity::{NodeKey, TrustedNodes};
 use crate::record::{Key, NodeInfo};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 /// The simulated network and cluster.
 #[derive(Debug, Clone)]
@@ -32,6 +34,10 @@ pub struct SimConfig {
     /// Nodes claim their block from this pool, of this prefix length, over
     /// gossip instead of having one configured.
     pub auto_claim: Option<(ipnet::IpNet, u8)>,
+    /// Every node signs its records with its own key, and every node
+    /// trusts exactly the cluster's keys (with its configured block as the
+    /// allowed range when blocks are configured).
+    pub node_keys: bool,
 }
 
 impl Default for SimConfig {
@@ -43,6 +49,7 @@ impl Default for SimConfig {
             seed: 1,
             stagger_ms: 5,
             auto_claim: None,
+            node_keys: false,
         }
     }
 }
@@ -79,11 +86,25 @@ pub struct Sim {
     /// `(time, node, block)` of every confirmed block later lost.
     pub lost: Vec<(u64, usize, ipnet::IpNet)>,
     keyring: Keyring,
+    trusted: Option<Arc<TrustedNodes>>,
 }
 
 fn addr(i: usize) -> SocketAddr {
     let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
     SocketAddr::new(IpAddr::V4(ip), 7947)
+}
+
+/// The signing key of simulated node `i` (when [`SimConfig::node_keys`]).
+pub fn node_key(i: usize) -> NodeKey {
+    let mut secret = [0x5a; 32];
+    secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    NodeKey::from_secret(secret)
+}
+
+fn static_block(i: usize) -> ipnet::IpNet {
+    format!("10.{}.{}.0/24", 100 + (i >> 8), i & 255)
+        .parse()
+        .expect("valid")
 }
 
 /// The name of node `i`.
@@ -96,6 +117,18 @@ impl Sim {
     pub fn new(cfg: SimConfig) -> Self {
         let keyring = Keyring::new(&[(1, crate::fuzzing::SIM_KEY)]).expect("one key");
         let n = cfg.nodes;
+        let trusted = cfg.node_keys.then(|| {
+            let file: String = (0..n)
+                .map(|i| {
+                    let allowed = match cfg.auto_claim {
+                        Some((pool, _)) => pool.to_string(),
+                        None => static_block(i).to_string(),
+                    };
+                    format!("{} {} {allowed}\n", name(i), node_key(i).public_hex())
+                })
+                .collect();
+            Arc::new(TrustedNodes::parse(&file).expect("generated file parses"))
+        });
         let mut sim = Sim {
             agents: (0..n).map(|_| None).collect(),
             alive: vec![false; n],
@@ -112,6 +145,7 @@ impl Sim {
             lost: Vec::new(),
             capture: None,
             keyring,
+            trusted,
             cfg,
         };
         for i in 0..n {
@@ -138,9 +172,11 @@ impl Sim {
             c.auto_blocks = vec![crate::agent::AutoBlock { pool, len }];
             c.rules.pools = vec![pool];
         } else {
-            c.static_blocks = vec![format!("10.{}.{}.0/24", 100 + (i >> 8), i & 255)
-                .parse()
-                .expect("valid")];
+            c.static_blocks = vec![static_block(i)];
+        }
+        if let Some(t) = &self.trusted {
+            c.node_key = Some(node_key(i));
+            c.rules.trusted = Some(Arc::clone(t));
         }
         c
     }
@@ -467,5 +503,92 @@ mod tests {
         };
         let v = sim.agent(4).unwrap().last_version();
         assert_eq!(sim.holders(&key, v), 5, "anti-entropy carried it across");
+    }
+
+    #[test]
+    fn with_node_keys_an_insider_cannot_write_in_another_nodes_name() {
+        use crate::auth::Sealer;
+        use crate::record::{Record, Value, Version};
+        use crate::wire::Body;
+        let mut sim = Sim::new(SimConfig {
+            nodes: 6,
+            node_keys: true,
+            ..SimConfig::default()
+        });
+        // Signed records cross relays and anti-entropy: the cluster
+        // converges as it does without keys.
+        sim.run_until_converged(30_000)
+            .expect("converges with node keys");
+        let now = sim.now();
+        let before = sim.agent(0).unwrap().view(now);
+        assert_eq!(before.nodes.len(), 6);
+        assert_eq!(before.blocks.len(), 6);
+        // Node 2 holds the cluster key and its own node key. It writes, in
+        // node 1's name, a node record pointing node 1's traffic at its own
+        // underlay and an endpoint in node 1's block; and, in its own name,
+        // a claim on node 1's block dated before node 1's (0 = configured).
+        let far = Version {
+            epoch: u64::MAX / 2,
+            counter: 1,
+        };
+        let mut redirect = before.nodes["node-1"].clone();
+        redirect.underlay = vec![sim.addr_of[2].ip()];
+        let insider = node_key(2);
+        let forged = vec![
+            insider.sign(Record {
+                key: Key::Node { owner: name(1) },
+                version: far,
+                value: Value::Node(redirect),
+            }),
+            insider.sign(Record {
+                key: Key::Endpoint {
+                    owner: name(1),
+                    ip: "10.100.1.66".parse().unwrap(),
+                },
+                version: far,
+                value: Value::Endpoint { mac: [2; 6] },
+            }),
+            insider.sign(Record {
+                key: Key::Claim {
+                    owner: name(2),
+                    block: static_block(1),
+                },
+                version: far,
+                value: Value::Claim { claimed_at: 0 },
+            }),
+        ];
+        let mut body = Vec::new();
+        Body::Records(forged.clone()).encode(&mut body);
+        let mut datagram = Vec::new();
+        Sealer::new(sim.keyring.clone(), 2, now, false).seal(&body, &mut datagram);
+        let from = sim.addr_of[2];
+        let a = sim.agent(0).unwrap();
+        a.handle_datagram(from, &mut datagram, now);
+        let c = a.counters();
+        assert_eq!(c.dropped("record_bad_signature"), 2, "{c:?}");
+        assert_eq!(c.dropped("record_not_allowed"), 1, "{c:?}");
+        // The same records broadcast through SWIM by the insider (foca
+        // relays them as they come): refused everywhere, nothing changes.
+        let t0 = sim.now();
+        for r in &forged {
+            sim.agent(2).unwrap().broadcast_raw(&r.encode(), t0);
+        }
+        let t = sim.now();
+        sim.run_until(t + 10_000);
+        let now = sim.now();
+        for i in [0, 1, 3, 4, 5] {
+            let v = sim.agent(i).unwrap().view(now);
+            assert_eq!(v.nodes, before.nodes, "node {i}");
+            assert_eq!(v.blocks, before.blocks, "node {i}");
+            assert!(!v.endpoints.contains_key(&"10.100.1.66".parse().unwrap()));
+        }
+        let refused: u64 = [0, 3, 4, 5]
+            .iter()
+            .map(|&i| {
+                let c = sim.agent(i).unwrap().counters();
+                c.dropped("record_bad_signature") + c.dropped("record_not_allowed")
+            })
+            .sum();
+        assert!(refused > 3, "the broadcasts were refused too: {refused}");
     }
 }

@@ -2,10 +2,12 @@
 //! digests for anti-entropy; and the effective view (who owns which block,
 //! which endpoints count) that is written into fdb.
 
-use crate::record::{Key, NodeInfo, Record, RecordError, Value, Version};
+use crate::identity::TrustedNodes;
+use crate::record::{Key, NodeInfo, OwnerSig, Record, RecordError, Signed, Value, Version};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What the cluster accepts, and how much of it.
 #[derive(Debug, Clone)]
@@ -22,6 +24,10 @@ pub struct Rules {
     pub min_prefix_v4: u8,
     /// Shortest IPv6 claim prefix.
     pub min_prefix_v6: u8,
+    /// Node keys: when set, a record changes the state only if its owner is
+    /// listed, its signature verifies and it lies in the owner's allowed
+    /// ranges ([`TrustedNodes::verify`]).
+    pub trusted: Option<Arc<TrustedNodes>>,
 }
 
 impl Default for Rules {
@@ -33,6 +39,7 @@ impl Default for Rules {
             tombstone_ttl_ms: 10 * 60 * 1000,
             min_prefix_v4: 16,
             min_prefix_v6: 64,
+            trusted: None,
         }
     }
 }
@@ -41,6 +48,9 @@ impl Default for Rules {
 struct Stored {
     version: Version,
     value: Value,
+    /// The owner's signature, passed on with the record (boxed: 8 bytes
+    /// per record in a cluster without node keys, not 65).
+    sig: Option<Box<OwnerSig>>,
     /// Local time it was stored (for tombstone expiry).
     stored_ms: u64,
 }
@@ -121,6 +131,12 @@ impl State {
         &self.rules
     }
 
+    /// The rules, to change (tests).
+    #[cfg(test)]
+    pub(crate) fn rules_mut(&mut self) -> &mut Rules {
+        &mut self.rules
+    }
+
     /// Checks a record against the rules (shape, pools).
     pub fn admit(&self, r: &Record) -> Result<(), RecordError> {
         r.check_shape()?;
@@ -139,10 +155,32 @@ impl State {
         Ok(())
     }
 
+    /// Checks `s` against the trusted-nodes file, if the cluster uses node
+    /// keys (otherwise every record passes).
+    pub fn verify(&self, s: &Signed) -> Result<(), RecordError> {
+        match &self.rules.trusted {
+            Some(t) => t.verify(s),
+            None => Ok(()),
+        }
+    }
+
     /// Merges one record. `Ok(true)` if it changed the state (new
     /// information, worth passing on), `Ok(false)` if it was stale or known.
-    pub fn apply(&mut self, r: Record, now_ms: u64) -> Result<bool, RecordError> {
-        self.admit(&r)?;
+    /// Signatures are checked only for records that would change the state:
+    /// re-sent known records cost no verification.
+    pub fn apply(&mut self, s: impl Into<Signed>, now_ms: u64) -> Result<bool, RecordError> {
+        let s: Signed = s.into();
+        self.admit(&s.record)?;
+        let (key, new) = (&s.record.key, (s.record.version, &s.record.value));
+        let old = self
+            .owners
+            .get(key.owner())
+            .and_then(|o| o.records.get(key));
+        if old.is_some_and(|old| (old.version, &old.value) >= new) {
+            return Ok(false);
+        }
+        self.verify(&s)?;
+        let Signed { record: r, sig } = s;
         let owner_name = r.key.owner();
         if !self.owners.contains_key(owner_name) && self.owners.len() >= self.rules.max_owners {
             return Err(RecordError::LimitReached);
@@ -150,7 +188,6 @@ impl State {
         let max_records = self.rules.max_records_per_owner;
         let owner = self.owners.entry(owner_name.to_string()).or_default();
         match owner.records.get(&r.key) {
-            Some(old) if (old.version, &old.value) >= (r.version, &r.value) => return Ok(false),
             Some(old) => owner.digest ^= entry_hash(&r.key, old.version, &old.value),
             None if owner.records.len() >= max_records => {
                 let empty = owner.records.is_empty();
@@ -167,6 +204,7 @@ impl State {
             Stored {
                 version: r.version,
                 value: r.value,
+                sig: sig.map(Box::new),
                 stored_ms: now_ms,
             },
         );
@@ -210,16 +248,56 @@ impl State {
         n
     }
 
+    /// Replaces the trusted-nodes file (reloaded by the operator) and drops
+    /// every record that no longer verifies under it: a node taken out of
+    /// the file loses its routes everywhere, a rotated key or a narrowed
+    /// range takes effect at once. Returns how many records were dropped.
+    /// Records refused before and now trusted come back through
+    /// anti-entropy (the owners' digests differ).
+    pub fn set_trusted(&mut self, trusted: Option<Arc<TrustedNodes>>) -> usize {
+        self.rules.trusted = trusted;
+        let Some(t) = self.rules.trusted.clone() else {
+            return 0;
+        };
+        let mut n = 0;
+        self.owners.retain(|_, o| {
+            let before = o.records.len();
+            let mut digest = o.digest;
+            o.records.retain(|k, s| {
+                let signed = Signed {
+                    record: Record {
+                        key: k.clone(),
+                        version: s.version,
+                        value: s.value.clone(),
+                    },
+                    sig: s.sig.as_deref().copied(),
+                };
+                let keep = t.verify(&signed).is_ok();
+                if !keep {
+                    digest ^= entry_hash(k, s.version, &s.value);
+                }
+                keep
+            });
+            o.digest = digest;
+            n += before - o.records.len();
+            !o.records.is_empty()
+        });
+        n
+    }
+
     /// All records of `owner`.
-    pub fn records_of<'a>(&'a self, owner: &str) -> impl Iterator<Item = Record> + 'a {
+    pub fn records_of<'a>(&'a self, owner: &str) -> impl Iterator<Item = Signed> + 'a {
         self.owners
             .get(owner)
             .into_iter()
             .flat_map(|o| o.records.iter())
-            .map(|(k, s)| Record {
-                key: k.clone(),
-                version: s.version,
-                value: s.value.clone(),
+            .map(|(k, s)| Signed {
+                record: Record {
+                    key: k.clone(),
+                    version: s.version,
+                    value: s.value.clone(),
+                },
+                sig: s.sig.as_deref().copied(),
             })
     }
 
@@ -553,8 +631,66 @@ mod tests {
 
     fn snapshot(s: &State) -> Vec<Record> {
         s.owner_names()
-            .flat_map(|o| s.records_of(o).collect::<Vec<_>>())
+            .flat_map(|o| s.records_of(o).map(|s| s.record).collect::<Vec<_>>())
             .collect()
+    }
+
+    #[test]
+    fn with_node_keys_only_owners_signed_records_change_the_state() {
+        use crate::identity::{NodeKey, TrustedNodes};
+        let (a, b) = (NodeKey::from_secret([1; 32]), NodeKey::from_secret([2; 32]));
+        let file = format!("a {} 10.244.0.0/24\nb {}\n", a.public_hex(), b.public_hex());
+        let mut s = State::new(Rules {
+            trusted: Some(Arc::new(TrustedNodes::parse(&file).unwrap())),
+            ..Rules::default()
+        });
+        let mine = a.sign(claim("a", "10.244.0.0/26", 100, v(1, 1)));
+        assert_eq!(s.apply(mine.clone(), 0), Ok(true));
+        // b writing a (backdated) claim in a's name; then the same with no
+        // signature; then a claiming outside the range the file gives it.
+        let forged = b.sign(claim("a", "10.244.0.64/26", 0, v(9, 9)));
+        assert_eq!(s.apply(forged, 0), Err(RecordError::BadSignature));
+        assert_eq!(
+            s.apply(claim("a", "10.244.0.128/26", 0, v(9, 9)), 0),
+            Err(RecordError::Unsigned)
+        );
+        let outside = a.sign(claim("a", "10.244.1.0/26", 0, v(1, 2)));
+        assert_eq!(s.apply(outside, 0), Err(RecordError::NotAllowed));
+        // Refusals leave no trace: no new owner, no changed digest.
+        assert_eq!(s.size(), (1, 1));
+        let digests = s.digests();
+        let c = NodeKey::from_secret([3; 32]);
+        assert_eq!(
+            s.apply(c.sign(node("c", v(1, 1))), 0),
+            Err(RecordError::UnknownOwner)
+        );
+        assert_eq!(s.digests(), digests);
+        // Known records are not verified again (the stale check comes
+        // first), and the signature is kept to be passed on.
+        assert_eq!(s.apply(mine.clone(), 0), Ok(false));
+        assert_eq!(s.records_of("a").collect::<Vec<_>>(), vec![mine]);
+
+        // The operator reloads the file: b added and a's range narrowed.
+        assert_eq!(s.apply(b.sign(node("b", v(1, 1))), 0), Ok(true));
+        let file = format!(
+            "a {} 10.244.0.128/25\nb {}\n",
+            a.public_hex(),
+            b.public_hex()
+        );
+        let before_reload = s.digests()[..].to_vec();
+        let dropped = s.set_trusted(Some(Arc::new(TrustedNodes::parse(&file).unwrap())));
+        assert_eq!(dropped, 1, "a's claim is outside its new range");
+        assert_eq!(s.size(), (1, 1));
+        assert_ne!(s.digests(), before_reload);
+        // b is taken out of the file: its records go.
+        let file = format!("a {} 10.244.0.0/24\n", a.public_hex());
+        assert_eq!(
+            s.set_trusted(Some(Arc::new(TrustedNodes::parse(&file).unwrap()))),
+            1
+        );
+        assert_eq!(s.size(), (0, 0));
+        // The digest of an emptied state is that of a fresh one.
+        assert_eq!(s.digests(), State::default().digests());
     }
 
     proptest! {

@@ -1,7 +1,7 @@
 //! The bodies inside a sealed control datagram (see [`crate::auth`]): the
 //! first byte says what follows.
 
-use crate::record::Record;
+use crate::record::{Record, Signed};
 use serde::{Deserialize, Serialize};
 
 /// What a datagram body carries.
@@ -14,8 +14,9 @@ pub enum Body<'a> {
     Summary(Vec<u64>),
     /// Anti-entropy: per-owner digests for a range of owner hashes.
     Digest(Digest),
-    /// Anti-entropy: full records of owners whose digests differed.
-    Records(Vec<Record>),
+    /// Anti-entropy: full records of owners whose digests differed, with
+    /// their owners' signatures if the cluster uses node keys.
+    Records(Vec<Signed>),
     /// A round-trip probe carrying the sender's clock (µs).
     Probe(u64),
     /// The answer to a probe, echoing its clock.
@@ -64,6 +65,9 @@ const RECORDS: u8 = 2;
 const SUMMARY: u8 = 3;
 const PROBE: u8 = 4;
 const PROBE_ACK: u8 = 5;
+/// Records with signatures. Unsigned batches keep the [`RECORDS`] kind and
+/// format, so clusters without node keys talk to earlier releases.
+const SIGNED_RECORDS: u8 = 6;
 /// The largest body we produce (fits a sealed datagram in 1400 bytes).
 pub const MAX_BODY: usize = 1400 - crate::auth::OVERHEAD;
 /// Most digest entries per datagram.
@@ -89,7 +93,13 @@ impl<'a> Body<'a> {
                 }
                 Ok(Body::Digest(d))
             }
-            RECORDS => Ok(Body::Records(whole(rest)?)),
+            RECORDS => {
+                let unsigned: Vec<Record> = whole(rest)?;
+                Ok(Body::Records(
+                    unsigned.into_iter().map(Signed::from).collect(),
+                ))
+            }
+            SIGNED_RECORDS => Ok(Body::Records(whole(rest)?)),
             SUMMARY => {
                 let b: Vec<u64> = whole(rest)?;
                 if b.len() != crate::state::BUCKETS {
@@ -119,8 +129,13 @@ impl<'a> Body<'a> {
                 out.push(SUMMARY);
                 out.extend_from_slice(&postcard::to_allocvec(b).expect("serialises"));
             }
-            Body::Records(r) => {
+            Body::Records(r) if r.iter().all(|s| s.sig.is_none()) => {
                 out.push(RECORDS);
+                let unsigned: Vec<&Record> = r.iter().map(|s| &s.record).collect();
+                out.extend_from_slice(&postcard::to_allocvec(&unsigned).expect("serialises"));
+            }
+            Body::Records(r) => {
+                out.push(SIGNED_RECORDS);
                 out.extend_from_slice(&postcard::to_allocvec(r).expect("serialises"));
             }
             Body::Probe(t) => {
@@ -136,12 +151,14 @@ impl<'a> Body<'a> {
 }
 
 /// Splits `records` into bodies of at most [`MAX_BODY`] bytes.
-pub fn pack_records(records: impl IntoIterator<Item = Record>) -> Vec<Vec<u8>> {
+pub fn pack_records(records: impl IntoIterator<Item = Signed>) -> Vec<Vec<u8>> {
     let mut bodies = Vec::new();
-    let mut batch: Vec<Record> = Vec::new();
+    let mut batch: Vec<Signed> = Vec::new();
     let mut size = 4;
     for r in records {
-        let len = r.encode().len();
+        // The serde form adds at most the option tag and the byte-string
+        // length to the broadcast form.
+        let len = r.encode().len() + 2;
         if !batch.is_empty() && size + len > MAX_BODY {
             let mut out = Vec::new();
             Body::Records(std::mem::take(&mut batch)).encode(&mut out);
@@ -213,6 +230,25 @@ mod tests {
         assert_eq!(Body::decode(&[9, 1]), Err(WireError::UnknownKind));
         assert_eq!(Body::decode(&[1, 200]), Err(WireError::Malformed));
         assert_eq!(Body::decode(&[2, 5, 0]), Err(WireError::Malformed));
+        assert_eq!(Body::decode(&[6, 1, 0]), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn unsigned_records_keep_the_earlier_format() {
+        let r = Record {
+            key: Key::Node { owner: "n1".into() },
+            version: Version {
+                epoch: 1,
+                counter: 1,
+            },
+            value: Value::Deleted,
+        };
+        let mut out = Vec::new();
+        Body::Records(vec![r.clone().into()]).encode(&mut out);
+        let mut earlier = vec![RECORDS];
+        earlier.extend(postcard::to_allocvec(&vec![r.clone()]).unwrap());
+        assert_eq!(out, earlier);
+        assert_eq!(Body::decode(&out).unwrap(), Body::Records(vec![r.into()]));
     }
 
     #[test]
@@ -228,7 +264,7 @@ mod tests {
             },
             value: Value::Endpoint { mac: [1; 6] },
         });
-        let bodies = pack_records(records);
+        let bodies = pack_records(records.clone().map(Signed::from));
         assert!(bodies.len() > 1);
         let mut n = 0;
         for b in &bodies {
@@ -239,6 +275,20 @@ mod tests {
             }
         }
         assert_eq!(n, 200);
+        // Signed, every record takes 66 bytes more, and still fits.
+        let key = crate::identity::NodeKey::from_secret([5; 32]);
+        let signed: Vec<Signed> = records.map(|r| key.sign(r)).collect();
+        let bodies = pack_records(signed.clone());
+        let mut back = Vec::new();
+        for b in &bodies {
+            assert!(b.len() <= MAX_BODY, "{}", b.len());
+            assert_eq!(b[0], SIGNED_RECORDS);
+            match Body::decode(b).unwrap() {
+                Body::Records(r) => back.extend(r),
+                _ => panic!("not records"),
+            }
+        }
+        assert_eq!(back, signed);
         let entries: Vec<(u64, u64)> = (0..150u64).map(|i| (i * 1000, i)).collect();
         let bodies = pack_digests(&entries, 0, u64::MAX, true);
         assert_eq!(bodies.len(), 3);
