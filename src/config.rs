@@ -335,6 +335,13 @@ pub struct Gossip {
     pub seeds: Vec<String>,
     /// The cluster keyring: lines `ID HEX64`, the first one seals.
     pub key_file: Option<PathBuf>,
+    /// This node's Ed25519 signing key (64 hex digits, `weftd genkey`):
+    /// every record it writes is signed. Set with `trusted_nodes_file`.
+    pub node_key_file: Option<PathBuf>,
+    /// The nodes allowed to write records: lines `NAME PUBLIC-KEY [CIDR
+    /// ...]`. When set, records not signed by their owner's listed key (or
+    /// claiming outside its ranges) are refused. Set with `node_key_file`.
+    pub trusted_nodes_file: Option<PathBuf>,
     /// Encrypt control traffic (it is always authenticated).
     pub encrypt: bool,
     /// SWIM probe period in milliseconds.
@@ -378,6 +385,8 @@ impl Default for Gossip {
             port: GOSSIP_PORT,
             seeds: Vec::new(),
             key_file: None,
+            node_key_file: None,
+            trusted_nodes_file: None,
             encrypt: false,
             probe_interval_ms: 1000,
             sync_interval_ms: 2000,
@@ -699,6 +708,21 @@ impl Config {
                 "gossip.key_file".into(),
                 "expected a keyring file (lines `ID HEX64`) when gossip.enabled = true".into(),
             );
+        }
+        match (&g.node_key_file, &g.trusted_nodes_file) {
+            (Some(_), None) => {
+                return err(
+                    "gossip.trusted_nodes_file".into(),
+                    "expected a trusted-nodes file (lines `NAME PUBLIC-KEY [CIDR ...]`) when gossip.node_key_file is set".into(),
+                )
+            }
+            (None, Some(_)) => {
+                return err(
+                    "gossip.node_key_file".into(),
+                    "expected this node's key file (from `weftd genkey`) when gossip.trusted_nodes_file is set".into(),
+                )
+            }
+            _ => {}
         }
         for (i, seed) in g.seeds.iter().enumerate() {
             if parse_seed(seed, g.port).is_none() {

@@ -8,6 +8,7 @@
 
 use crate::config::Config;
 use crate::endpoints::EndpointEvent;
+use control::identity::{NodeKey, TrustedNodes};
 use control::{Agent, AgentConfig, AutoBlock, Event, Keyring, NodeInfo, Rules};
 use fdb::Fdb;
 use ipnet::IpNet;
@@ -85,6 +86,86 @@ pub fn load_keyring(path: &Path) -> Result<Keyring, String> {
     Keyring::parse(&text).map_err(|e| format!("gossip.key_file: {}: {e}", path.display()))
 }
 
+/// Reads this node's signing key; errors name the key, file and line.
+pub fn load_node_key(path: &Path) -> Result<NodeKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("gossip.node_key_file: cannot read {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "gossip.node_key_file is readable by others than its owner; chmod 600 it"
+            );
+        }
+    }
+    NodeKey::parse(&text).map_err(|e| format!("gossip.node_key_file: {}: {e}", path.display()))
+}
+
+/// Reads the trusted-nodes file and checks that it lists `name` with the
+/// public key of `key` (a node that others would refuse is a
+/// misconfiguration to report at start, not after a silent failure).
+pub fn load_trusted_nodes(path: &Path, name: &str, key: &NodeKey) -> Result<TrustedNodes, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("gossip.trusted_nodes_file: cannot read {shown}: {e}"))?;
+    let trusted = TrustedNodes::parse(&text)
+        .map_err(|e| format!("gossip.trusted_nodes_file: {shown}: {e}"))?;
+    let me = trusted.get(name).ok_or_else(|| {
+        format!("gossip.trusted_nodes_file: {shown}: expected a line for this node, {name:?} (its public key is {})", key.public_hex())
+    })?;
+    if me.key.to_bytes() != key.public() {
+        return Err(format!(
+            "gossip.trusted_nodes_file: {shown}: the key listed for {name:?} is not the public key of gossip.node_key_file (expected {})",
+            key.public_hex()
+        ));
+    }
+    Ok(trusted)
+}
+
+/// Watches the trusted-nodes file and reloads it when it changes (a
+/// Kubernetes ConfigMap is updated in place by swapping a symlink): adding
+/// a node to the cluster, or revoking one, needs no restart.
+pub struct TrustedFileWatch {
+    path: PathBuf,
+    name: String,
+    key: NodeKey,
+    seen: Option<(std::time::SystemTime, u64, u64)>,
+}
+
+impl TrustedFileWatch {
+    /// Watches `path` for node `name` holding `key` (the file as loaded at
+    /// start counts as seen).
+    pub fn new(path: &Path, name: &str, key: &NodeKey) -> Self {
+        let mut w = TrustedFileWatch {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            key: key.clone(),
+            seen: None,
+        };
+        w.seen = w.stamp();
+        w
+    }
+
+    fn stamp(&self) -> Option<(std::time::SystemTime, u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&self.path).ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
+    }
+
+    /// The file's new content if it changed since the last call: `None` if
+    /// unchanged, `Some(Err)` if it changed into something unusable (the
+    /// caller keeps the trust it has).
+    pub fn poll(&mut self) -> Option<Result<TrustedNodes, String>> {
+        let stamp = self.stamp();
+        if stamp == self.seen {
+            return None;
+        }
+        self.seen = stamp;
+        Some(load_trusted_nodes(&self.path, &self.name, &self.key))
+    }
+}
+
 /// Writes `{"blocks": [...], "claims": [{"block", "claimed_at"}]}`
 /// atomically (temp file + rename): the CNI plugin reads `blocks`; weftd
 /// reads `claims` back after a restart.
@@ -141,6 +222,8 @@ pub fn start(
     let g = &cfg.gossip;
     let key_file = g.key_file.as_ref().ok_or("gossip.key_file is required")?;
     let keyring = load_keyring(key_file)?;
+    let mut trusted_nodes = None;
+    let mut trust_watch = None;
     let addr = SocketAddr::new(underlay, g.port);
     let sock = UdpSocket::bind(addr).map_err(|e| format!("gossip: bind {addr}: {e}"))?;
     let info = NodeInfo {
@@ -153,12 +236,25 @@ pub fn start(
         boot: 0,
     };
     let mut acfg = AgentConfig::new(name, addr, info, keyring);
+    if let (Some(key_file), Some(trusted_file)) = (&g.node_key_file, &g.trusted_nodes_file) {
+        let key = load_node_key(key_file)?;
+        let trusted = load_trusted_nodes(trusted_file, name, &key)?;
+        tracing::info!(
+            trusted = trusted.len(),
+            public_key = %key.public_hex(),
+            "node keys: records must be signed by their owner"
+        );
+        trust_watch = Some(TrustedFileWatch::new(trusted_file, name, &key));
+        acfg.node_key = Some(key);
+        trusted_nodes = Some(Arc::new(trusted));
+    }
     acfg.seeds = g.seed_addrs();
     acfg.encrypt = g.encrypt;
     acfg.rules = Rules {
         pools: cfg.overlay.pools.clone(),
         min_prefix_v4: cfg.overlay.block_size_v4,
         min_prefix_v6: cfg.overlay.block_size_v6,
+        trusted: trusted_nodes,
         ..Rules::default()
     };
     acfg.static_blocks = cfg.overlay.blocks.clone();
@@ -189,7 +285,7 @@ pub fn start(
     };
     std::thread::Builder::new()
         .name("weft-gossip".into())
-        .spawn(move || run(sock, acfg, fdb, blocks_file, status, endpoints))
+        .spawn(move || run(sock, acfg, fdb, blocks_file, status, endpoints, trust_watch))
         .map_err(fail)?;
     Ok(handle)
 }
@@ -201,6 +297,7 @@ fn run(
     blocks_file: PathBuf,
     status: Arc<Mutex<Status>>,
     endpoints: Receiver<EndpointEvent>,
+    mut trust_watch: Option<TrustedFileWatch>,
 ) {
     let clock = Instant::now();
     let now = || clock.elapsed().as_millis() as u64;
@@ -219,6 +316,7 @@ fn run(
     let mut published: Option<Vec<IpNet>> = None;
     let mut next_view = 0u64;
     let mut next_status = 0u64;
+    let mut next_trust_check = 0u64;
     let (mut dirty, mut last_view) = (false, 0u64);
     // When each gossip address was last heard from (failure-detection time).
     let mut last_heard: std::collections::HashMap<SocketAddr, u64> = Default::default();
@@ -291,6 +389,19 @@ fn run(
                 }
             }
         }
+        if let Some(w) = trust_watch.as_mut().filter(|_| t >= next_trust_check) {
+            next_trust_check = t + 2000;
+            match w.poll() {
+                None => {}
+                Some(Ok(trusted)) => {
+                    let nodes = trusted.len();
+                    let dropped = agent.set_trusted(Some(Arc::new(trusted)));
+                    tracing::info!(nodes, dropped, "trusted-nodes file reloaded");
+                    dirty = true;
+                }
+                Some(Err(e)) => tracing::error!("{e}; keeping the nodes trusted before"),
+            }
+        }
         if t >= next_status {
             next_status = t + 200;
             let mut st = status.lock().expect("not poisoned");
@@ -324,5 +435,81 @@ fn run(
         }
         agent.set_clock_us(clock.elapsed().as_micros() as u64);
         agent.tick(now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("weft-gossip-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn trusted_nodes_must_list_this_node_with_its_own_key() {
+        let d = dir("trust");
+        let (mine, other) = (NodeKey::from_secret([1; 32]), NodeKey::from_secret([2; 32]));
+        let file = d.join("trusted");
+        std::fs::write(
+            &file,
+            format!("n1 {}\nn2 {}\n", mine.public_hex(), other.public_hex()),
+        )
+        .unwrap();
+        assert_eq!(load_trusted_nodes(&file, "n1", &mine).unwrap().len(), 2);
+        let e = load_trusted_nodes(&file, "n2", &mine).unwrap_err();
+        assert!(e.starts_with("gossip.trusted_nodes_file: "), "{e}");
+        assert!(
+            e.contains("not the public key of gossip.node_key_file"),
+            "{e}"
+        );
+        let e = load_trusted_nodes(&file, "n3", &mine).unwrap_err();
+        assert!(e.contains("expected a line for this node, \"n3\""), "{e}");
+        std::fs::write(&file, "n1 zz\n").unwrap();
+        let e = load_trusted_nodes(&file, "n1", &mine).unwrap_err();
+        assert!(
+            e.contains(&format!("{}: line 1: public key of n1", file.display())),
+            "{e}"
+        );
+        let key = d.join("node.key");
+        std::fs::write(&key, "# key\n123\n").unwrap();
+        let e = load_node_key(&key).unwrap_err();
+        assert!(
+            e.starts_with("gossip.node_key_file: ") && e.contains("line 2"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_watch_reports_each_change_once() {
+        let d = dir("watch");
+        let mine = NodeKey::from_secret([1; 32]);
+        let file = d.join("trusted");
+        let write = |text: String| {
+            let tmp = d.join("tmp");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, &file).unwrap();
+        };
+        write(format!("n1 {}\n", mine.public_hex()));
+        let mut w = TrustedFileWatch::new(&file, "n1", &mine);
+        assert!(
+            w.poll().is_none(),
+            "the file loaded at start counts as seen"
+        );
+        let other = NodeKey::from_secret([2; 32]);
+        write(format!(
+            "n1 {}\nn2 {}\n",
+            mine.public_hex(),
+            other.public_hex()
+        ));
+        assert_eq!(w.poll().unwrap().unwrap().len(), 2);
+        assert!(w.poll().is_none());
+        write(format!("n2 {}\n", other.public_hex()));
+        assert!(w.poll().unwrap().is_err(), "this node left out: refused");
+        assert!(w.poll().is_none());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

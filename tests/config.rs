@@ -47,6 +47,16 @@ fn errors_name_file_key_and_expectation() {
         ("[overlay]\npools = []\n", "overlay.pools", "at least one pod pool"),
         ("[overlay]\nblocks = [\"10.244.0.0/24\"]\n", "overlay.blocks[0]", "no larger than the block size /26"),
         ("[gossip]\nenabled = true\n", "gossip.key_file", "keyring file"),
+        (
+            "[gossip]\nnode_key_file = \"/k\"\n",
+            "gossip.trusted_nodes_file",
+            "trusted-nodes file",
+        ),
+        (
+            "[gossip]\ntrusted_nodes_file = \"/t\"\n",
+            "gossip.node_key_file",
+            "weftd genkey",
+        ),
         ("[gossip]\nseeds = [\"node-1\"]\n", "gossip.seeds[0]", "ADDRESS or ADDRESS:PORT"),
         ("[gossip]\nprobe_interval_ms = 5\n", "gossip.probe_interval_ms", "100 to 60000"),
         ("[overlay]\npools = [\"ten\"]\n", "overlay.pools[0]", "invalid IP address"),
@@ -206,4 +216,45 @@ fn readme_reference_lists_every_key() {
             );
         }
     }
+}
+
+#[test]
+fn genkey_and_pubkey_make_the_node_key_files() {
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = weftd()
+            .env_clear()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let secret = String::from_utf8(run(&["genkey"], "").stdout).unwrap();
+    assert!(hex64(secret.trim()), "{secret:?}");
+    let other = String::from_utf8(run(&["genkey"], "").stdout).unwrap();
+    assert_ne!(secret, other, "keys are random");
+    let public = String::from_utf8(run(&["pubkey"], &secret).stdout).unwrap();
+    assert!(hex64(public.trim()), "{public:?}");
+    assert_ne!(public.trim(), secret.trim());
+    // The same secret, the same public key; the library agrees.
+    assert_eq!(
+        String::from_utf8(run(&["pubkey"], &secret).stdout).unwrap(),
+        public
+    );
+    let key = control::identity::NodeKey::parse(&secret).unwrap();
+    assert_eq!(key.public_hex(), public.trim());
+    let bad = run(&["pubkey"], "not a key\n");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("stdin: line 1: expected exactly 64 hex digits"));
 }

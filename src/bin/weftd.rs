@@ -80,6 +80,11 @@ enum Command {
     Uninstall,
     /// Check the configuration and print the effective settings as TOML.
     CheckConfig,
+    /// Print a new node signing key (for gossip.node_key_file).
+    Genkey,
+    /// Read a node key on stdin, print its public key (for the
+    /// trusted-nodes file).
+    Pubkey,
     /// Print the wire overheads and the overlay MTU for an underlay MTU.
     Mtu {
         /// Underlay MTU in bytes.
@@ -126,6 +131,28 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command.as_ref().unwrap_or(&Command::Run) {
+        Command::Genkey => {
+            println!("{}", control::identity::NodeKey::generate().secret_hex());
+            ExitCode::SUCCESS
+        }
+        Command::Pubkey => {
+            let mut text = String::new();
+            let parsed = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    control::identity::NodeKey::parse(&text).map_err(|e| format!("stdin: {e}"))
+                });
+            match parsed {
+                Ok(key) => {
+                    println!("{}", key.public_hex());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("weftd pubkey: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Mtu { underlay_mtu } => {
             use encap::{mtu, Encapsulation, Family};
             for (name, e, f) in [
