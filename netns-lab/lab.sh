@@ -133,6 +133,16 @@ up() {
   # A fresh cluster key for this lab (32 random bytes).
   echo "1 $(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" > "$STATE/cluster.key"
   chmod 600 "$STATE/cluster.key"
+  if [[ $mode == gossip ]]; then
+    # Node keys: each node signs its records, and every node trusts the
+    # lab's nodes only, in the lab's pools (lines `NAME PUBLIC-KEY CIDR...`).
+    : > "$STATE/trusted-nodes"
+    for k in $(seq "$nodes"); do
+      "$BIN/weftd" genkey > "$STATE/node-n$k.key"
+      chmod 600 "$STATE/node-n$k.key"
+      echo "n$k $("$BIN/weftd" pubkey < "$STATE/node-n$k.key") ${pools[*]//\"/}" >> "$STATE/trusted-nodes"
+    done
+  fi
   if [[ $mode == kernel-vxlan ]]; then
     kernel_vxlan_nodes "$nodes"
   else
@@ -152,6 +162,7 @@ up() {
         if [[ $mode == gossip ]]; then
           echo "[gossip]"; echo "enabled = true"; echo "seeds = [\"10.99.0.1\"]"
           echo "key_file = \"$STATE/cluster.key\""; echo "blocks_file = \"$STATE/blocks-n$k.json\""
+          echo "node_key_file = \"$STATE/node-n$k.key\""; echo "trusted_nodes_file = \"$STATE/trusted-nodes\""
           echo "cluster_size = $nodes"; echo "probe_interval_ms = 500"; echo "sync_interval_ms = 1000"
         else
           for o in $(seq "$nodes"); do

@@ -3,7 +3,8 @@
 //! through one seed converge and every pod reaches every pod; a killed
 //! weftd has its routes withdrawn everywhere and takes its block back on
 //! restart; a partition heals; forged, replayed and hijacking datagrams
-//! change nothing and are counted.
+//! change nothing and are counted, and so do records a member (holding the
+//! cluster key and its own node key) writes in another node's name.
 //!
 //! Needs root. Fails when it cannot run, unless WEFT_SKIP_NETNS=1 is set.
 //! The lab gets a unique prefix and state directory, and a Drop guard runs
@@ -12,7 +13,8 @@
 mod support;
 
 use control::auth::{Keyring, Sealer};
-use control::record::{Key, Record, Value, Version};
+use control::identity::NodeKey;
+use control::record::{Key, Record, Signed, Value, Version};
 use control::wire::Body;
 use serde_json::Value as Json;
 use std::net::UdpSocket;
@@ -29,7 +31,8 @@ fn send_to_node2(
     let mut datagram = Vec::new();
     match again {
         Some(d) => datagram.extend_from_slice(d),
-        None => Sealer::new(ring, 0xfeed, 1, false).seal(body, &mut datagram),
+        // One sender id per body, so distinct bodies are no replays.
+        None => Sealer::new(ring, control::state::fnv(body), 1, false).seal(body, &mut datagram),
     }
     let mut enter = support::enter(&lab.ns(1));
     let d = datagram.clone();
@@ -43,7 +46,7 @@ fn send_to_node2(
     datagram
 }
 
-fn records_body(records: Vec<Record>) -> Vec<u8> {
+fn records_body(records: Vec<Signed>) -> Vec<u8> {
     let mut b = Vec::new();
     Body::Records(records).encode(&mut b);
     b
@@ -147,23 +150,100 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
             boot: 1,
         }),
     };
-    let body = records_body(vec![node9.clone(), hijack.clone()]);
+    let body = records_body(vec![node9.clone().into(), hijack.clone().into()]);
     send_to_node2(&lab, wrong, &body, None);
     let signed = send_to_node2(&lab, real.clone(), &body, None);
-    send_to_node2(&lab, real, &body, Some(&signed));
+    send_to_node2(&lab, real.clone(), &body, Some(&signed));
     let count = |v: &Json, r: &str| v["drops"][r].as_u64().unwrap_or(0);
+    // An insider: n1 holds the cluster key and its own node key, and
+    // writes in n3's name a node record sending n3's traffic to n1, and an
+    // endpoint in n3's block. The lab runs with node keys, so n2 refuses
+    // them (and the unsigned n9 records above: n9 is no trusted node).
+    let insider =
+        NodeKey::parse(&std::fs::read_to_string(lab.state.join("node-n1.key")).unwrap()).unwrap();
+    let far = Version {
+        epoch: u64::MAX / 2,
+        counter: 3,
+    };
+    let mut redirect = match node9.value.clone() {
+        Value::Node(n) => n,
+        _ => unreachable!(),
+    };
+    redirect.underlay = vec!["10.99.0.1".parse().unwrap()];
+    redirect.gossip = "10.99.0.3:7947".parse().unwrap();
+    let in_b3 = b3
+        .split('/')
+        .next()
+        .unwrap()
+        .parse::<std::net::Ipv4Addr>()
+        .unwrap();
+    let pod_ip = std::net::Ipv4Addr::from(u32::from(in_b3) + 9);
+    let as_n3 = vec![
+        insider.sign(Record {
+            key: Key::Node { owner: "n3".into() },
+            version: far,
+            value: Value::Node(redirect),
+        }),
+        insider.sign(Record {
+            key: Key::Endpoint {
+                owner: "n3".into(),
+                ip: pod_ip.into(),
+            },
+            version: far,
+            value: Value::Endpoint {
+                mac: [2, 0, 0, 0, 0, 1],
+            },
+        }),
+    ];
+    send_to_node2(&lab, real.clone(), &records_body(as_n3), None);
     let counted = |after: &Json| {
         count(after, "auth_bad_tag") == count(&before, "auth_bad_tag") + 1
             && count(after, "auth_replayed") == count(&before, "auth_replayed") + 1
+            && count(after, "record_unknown_owner") >= count(&before, "record_unknown_owner") + 2
+            && count(after, "record_bad_signature") >= count(&before, "record_bad_signature") + 2
     };
     lab.until(
         "forged and replayed datagrams counted",
         Duration::from_secs(10),
         || counted(&lab.gossip_stats(2)),
     );
+    // The forged endpoint is not in n2's view (one endpoint per pod).
+    assert_eq!(lab.gossip_stats(2)["endpoints"], before["endpoints"]);
     // No route was hijacked: n3's block still goes to the TUN for n3 (and
     // n9, which is no member, owns nothing routed).
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(lab.routes(2), routes_before);
+    lab.all_pods_reach_all_pods();
+
+    // The operator revokes n3: its line leaves the trusted-nodes file
+    // (replaced atomically, as a ConfigMap update does). Every other node
+    // reloads the file and drops n3's records, so its routes go; n3 keeps
+    // the trust it had (the file no longer lists it: logged, not applied).
+    let trusted_file = lab.state.join("trusted-nodes");
+    let full = std::fs::read_to_string(&trusted_file).unwrap();
+    let without_n3: String = full
+        .lines()
+        .filter(|l| !l.starts_with("n3 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(without_n3.lines().count(), 4, "{full}");
+    let replace = |text: &str| {
+        let tmp = lab.state.join("trusted-nodes.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &trusted_file).unwrap();
+    };
+    replace(&without_n3);
+    let took = lab.until("n3 revoked everywhere", Duration::from_secs(20), || {
+        [1, 2, 4, 5]
+            .iter()
+            .all(|&k| !lab.routes(k).iter().any(|r| r.starts_with(&b3)))
+    });
+    eprintln!("n3's routes withdrawn {took:?} after its key was revoked");
+    // Trusted again: its records come back through anti-entropy.
+    replace(&full);
+    let took = lab.until("n3 trusted again", Duration::from_secs(30), || {
+        (1..=5).all(|k| lab.routes(k).len() == 5)
+    });
+    eprintln!("n3's routes back {took:?} after its key was restored");
     lab.all_pods_reach_all_pods();
 }
