@@ -38,6 +38,7 @@ fn named_regressions_and_seeds_are_kept() {
         "segment/seed-tcp4",
         "segment/seed-tcp6",
         "segment/seed-udp-gso-v4",
+        "gossip/seed-signed-records",
     ] {
         assert!(root.join(kept).is_file(), "fuzz/corpus/{kept} is missing");
     }

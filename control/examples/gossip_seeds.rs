@@ -1,10 +1,16 @@
 //! Writes fuzzing seeds for the `gossip` target: datagrams captured from a
 //! small simulated cluster (they authenticate under the simulator's key),
-//! one file per kind of body, in modes 0 (sealed) and 1 (body only).
+//! one file per kind of body, in modes 0 (sealed) and 1 (body only); and
+//! `seed-signed-records`: records signed with the key the fuzzing agent
+//! trusts for "node-1", in mode 1 with node keys (0x40), which pass every
+//! check (tested in control/tests/corpus.rs).
 //!
 //! cargo run -p weft-control --example gossip_seeds -- fuzz/corpus/gossip
 
+use control::identity::NodeKey;
+use control::record::{Key, NodeInfo, Record, Value, Version};
 use control::sim::{Sim, SimConfig};
+use control::wire::Body;
 use std::collections::BTreeMap;
 
 fn main() {
@@ -33,5 +39,48 @@ fn main() {
         body.extend_from_slice(&d[29..d.len() - 16]);
         std::fs::write(format!("{dir}/body-{kind}-{i}"), &body).expect("write");
     }
-    println!("{} seeds", picked.len() * 2);
+    std::fs::write(format!("{dir}/seed-signed-records"), signed_records()).expect("write");
+    println!("{} seeds", picked.len() * 2 + 1);
+}
+
+fn signed_records() -> Vec<u8> {
+    let key = NodeKey::from_secret([2; 32]);
+    let owner = || "node-1".to_string();
+    let version = |counter| Version { epoch: 5, counter };
+    let info = NodeInfo {
+        underlay: vec!["10.0.0.1".parse().expect("ip")],
+        vtep_mac: [2; 6],
+        vxlan: true,
+        ipip: false,
+        gossip: "10.0.0.1:7947".parse().expect("addr"),
+        boot: 5,
+    };
+    let records = vec![
+        Record {
+            key: Key::Node { owner: owner() },
+            version: version(1),
+            value: Value::Node(info),
+        },
+        Record {
+            key: Key::Claim {
+                owner: owner(),
+                block: "10.200.1.0/24".parse().expect("net"),
+            },
+            version: version(2),
+            value: Value::Claim { claimed_at: 0 },
+        },
+        Record {
+            key: Key::Endpoint {
+                owner: owner(),
+                ip: "10.200.1.5".parse().expect("ip"),
+            },
+            version: version(3),
+            value: Value::Endpoint { mac: [2; 6] },
+        },
+    ];
+    let mut body = Vec::new();
+    Body::Records(records.into_iter().map(|r| key.sign(r)).collect()).encode(&mut body);
+    let mut out = vec![0x40];
+    out.extend(body);
+    out
 }
