@@ -1,10 +1,13 @@
 //! Heap used by the control plane's replicated state at 1,000 nodes and
 //! 100,000 pod endpoints (100 per node), and by the fdb view built from
-//! it, counted by a global allocator that tracks live bytes.
+//! it, counted by a global allocator that tracks live bytes. With
+//! `--signed`, every node has a node key, every record is signed and
+//! verified on the way in (and the trusted-nodes file lists all 1,000).
 //!
-//! Run: `cargo run --release -p weft-control --example memory`
+//! Run: `cargo run --release -p weft-control --example memory [-- --signed]`
 
-use control::record::{Key, NodeInfo, Record, Value, Version};
+use control::identity::{NodeKey, TrustedNodes};
+use control::record::{Key, NodeInfo, Record, Signed, Value, Version};
 use control::state::{Rules, State};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
@@ -34,73 +37,91 @@ fn mib(b: isize) -> f64 {
 fn main() {
     const NODES: u32 = 1_000;
     const PER_NODE: u32 = 100;
+    let signed = std::env::args().any(|a| a == "--signed");
+    let key = |n: u32| {
+        let mut secret = [7u8; 32];
+        secret[..4].copy_from_slice(&n.to_be_bytes());
+        NodeKey::from_secret(secret)
+    };
+    let keys: Vec<NodeKey> = if signed {
+        (0..NODES).map(key).collect()
+    } else {
+        Vec::new()
+    };
+    let before_trust = LIVE.load(Ordering::Relaxed);
+    let trusted = signed.then(|| {
+        let file: String = keys
+            .iter()
+            .enumerate()
+            .map(|(n, k)| format!("node-{n} {}\n", k.public_hex()))
+            .collect();
+        std::sync::Arc::new(TrustedNodes::parse(&file).expect("parses"))
+    });
+    let trust_bytes = LIVE.load(Ordering::Relaxed) - before_trust;
     let base = LIVE.load(Ordering::Relaxed);
     let mut state = State::new(Rules {
         pools: vec!["10.0.0.0/8".parse().expect("net")],
+        trusted,
         ..Rules::default()
     });
+    let mut apply_time = std::time::Duration::ZERO;
     let v = |c| Version {
         epoch: 1,
         counter: c,
     };
+    let mut put = |state: &mut State, s: Signed| {
+        let t = std::time::Instant::now();
+        state.apply(s, 0).expect("admitted");
+        apply_time += t.elapsed();
+    };
     for n in 0..NODES {
         let owner = format!("node-{n}");
         let underlay = IpAddr::V4(Ipv4Addr::from(0x0a63_0000 + n));
-        let rec = |key, value, c| Record {
-            key,
-            version: v(c),
-            value,
+        let rec = |key, value, c| {
+            let r = Record {
+                key,
+                version: v(c),
+                value,
+            };
+            match keys.get(n as usize) {
+                Some(k) => k.sign(r),
+                None => Signed::from(r),
+            }
         };
-        state
-            .apply(
-                rec(
-                    Key::Node {
-                        owner: owner.clone(),
-                    },
-                    Value::Node(NodeInfo {
-                        underlay: vec![underlay],
-                        vtep_mac: [2, 0, 0, 0, (n >> 8) as u8, n as u8],
-                        vxlan: true,
-                        ipip: false,
-                        gossip: (underlay, 7947).into(),
-                        boot: 1,
-                    }),
-                    1,
-                ),
-                0,
-            )
-            .expect("admitted");
+        let node = Value::Node(NodeInfo {
+            underlay: vec![underlay],
+            vtep_mac: [2, 0, 0, 0, (n >> 8) as u8, n as u8],
+            vxlan: true,
+            ipip: false,
+            gossip: (underlay, 7947).into(),
+            boot: 1,
+        });
+        put(
+            &mut state,
+            rec(
+                Key::Node {
+                    owner: owner.clone(),
+                },
+                node,
+                1,
+            ),
+        );
         // One /25 per node: 10.<n/256+1>.<n%256>.0/25 holds its 100 pods.
         let block_base = 0x0a00_0000 + ((n + 256) << 8);
         let block = ipnet::IpNet::new(IpAddr::V4(Ipv4Addr::from(block_base)), 25).expect("net");
-        state
-            .apply(
-                rec(
-                    Key::Claim {
-                        owner: owner.clone(),
-                        block,
-                    },
-                    Value::Claim { claimed_at: 1 },
-                    2,
-                ),
-                0,
-            )
-            .expect("admitted");
+        let claim = Key::Claim {
+            owner: owner.clone(),
+            block,
+        };
+        put(&mut state, rec(claim, Value::Claim { claimed_at: 1 }, 2));
         for p in 0..PER_NODE {
             let ip = IpAddr::V4(Ipv4Addr::from(block_base + 1 + p));
-            state
-                .apply(
-                    rec(
-                        Key::Endpoint {
-                            owner: owner.clone(),
-                            ip,
-                        },
-                        Value::Endpoint { mac: [2; 6] },
-                        3 + u64::from(p),
-                    ),
-                    0,
-                )
-                .expect("admitted");
+            let endpoint = Key::Endpoint {
+                owner: owner.clone(),
+                ip,
+            };
+            let mac = Value::Endpoint { mac: [2; 6] };
+            put(&mut state, rec(endpoint, mac, 3 + u64::from(p)));
         }
     }
     let state_bytes = LIVE.load(Ordering::Relaxed) - base;
@@ -110,10 +131,15 @@ fn main() {
     let took = t0.elapsed();
     let view_bytes = LIVE.load(Ordering::Relaxed) - base - state_bytes;
     println!(
-        "control state: {owners} nodes, {records} records: {:.1} MiB ({:.0} bytes per record)",
+        "control state{}: {owners} nodes, {records} records: {:.1} MiB ({:.0} bytes per record); merged in {:.2} s",
+        if signed { " (signed, verified)" } else { "" },
         mib(state_bytes),
-        state_bytes as f64 / records as f64
+        state_bytes as f64 / records as f64,
+        apply_time.as_secs_f64()
     );
+    if signed {
+        println!("trusted-nodes file in memory: {:.2} MiB", mib(trust_bytes));
+    }
     println!(
         "view for fdb: {} nodes, {} blocks, {} endpoints: {:.1} MiB, computed in {:.1} ms",
         view.nodes.len(),
