@@ -55,6 +55,20 @@ struct Stored {
     stored_ms: u64,
 }
 
+impl Stored {
+    /// The record stored under `key`, with its signature.
+    fn signed(&self, key: &Key) -> Signed {
+        Signed {
+            record: Record {
+                key: key.clone(),
+                version: self.version,
+                value: self.value.clone(),
+            },
+            sig: self.sig.as_deref().copied(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Owner {
     records: BTreeMap<Key, Stored>,
@@ -230,22 +244,9 @@ impl State {
     /// Drops tombstones older than the TTL; returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let ttl = self.rules.tombstone_ttl_ms;
-        let mut n = 0;
-        self.owners.retain(|_, o| {
-            let before = o.records.len();
-            let mut digest = o.digest;
-            o.records.retain(|k, s| {
-                let keep = !(s.value == Value::Deleted && now_ms.saturating_sub(s.stored_ms) > ttl);
-                if !keep {
-                    digest ^= entry_hash(k, s.version, &s.value);
-                }
-                keep
-            });
-            o.digest = digest;
-            n += before - o.records.len();
-            !o.records.is_empty()
-        });
-        n
+        self.retain_records(|_, s| {
+            !(s.value == Value::Deleted && now_ms.saturating_sub(s.stored_ms) > ttl)
+        })
     }
 
     /// Replaces the trusted-nodes file (reloaded by the operator) and drops
@@ -259,24 +260,22 @@ impl State {
         let Some(t) = self.rules.trusted.clone() else {
             return 0;
         };
+        self.retain_records(|k, s| t.verify(&s.signed(k)).is_ok())
+    }
+
+    /// Keeps the records `keep` accepts, keeping digests right and dropping
+    /// owners left with none; returns how many records went.
+    fn retain_records(&mut self, mut keep: impl FnMut(&Key, &Stored) -> bool) -> usize {
         let mut n = 0;
         self.owners.retain(|_, o| {
             let before = o.records.len();
             let mut digest = o.digest;
             o.records.retain(|k, s| {
-                let signed = Signed {
-                    record: Record {
-                        key: k.clone(),
-                        version: s.version,
-                        value: s.value.clone(),
-                    },
-                    sig: s.sig.as_deref().copied(),
-                };
-                let keep = t.verify(&signed).is_ok();
-                if !keep {
+                let kept = keep(k, s);
+                if !kept {
                     digest ^= entry_hash(k, s.version, &s.value);
                 }
-                keep
+                kept
             });
             o.digest = digest;
             n += before - o.records.len();
@@ -291,14 +290,7 @@ impl State {
             .get(owner)
             .into_iter()
             .flat_map(|o| o.records.iter())
-            .map(|(k, s)| Signed {
-                record: Record {
-                    key: k.clone(),
-                    version: s.version,
-                    value: s.value.clone(),
-                },
-                sig: s.sig.as_deref().copied(),
-            })
+            .map(|(k, s)| s.signed(k))
     }
 
     /// Every owner's `(hash of its name, digest of its records)`, sorted by
