@@ -184,16 +184,10 @@ impl Record {
     /// Decodes and checks a record's shape (not its block against pools:
     /// that is [`crate::state::Rules`]' job).
     pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
-        if bytes.len() > MAX_RECORD {
-            return Err(RecordError::Oversized);
+        match Signed::decode(bytes)? {
+            Signed { record, sig: None } => Ok(record),
+            Signed { sig: Some(_), .. } => Err(RecordError::Malformed),
         }
-        let (r, rest): (Record, &[u8]) =
-            postcard::take_from_bytes(bytes).map_err(|_| RecordError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(RecordError::Malformed);
-        }
-        r.check_shape()?;
-        Ok(r)
     }
 
     /// Checks the owner name and that the value fits the key.
