@@ -13,7 +13,12 @@
 # and CPU (cores busy during the 1-stream run). Medians, ranges, and ratios
 # to kernel VXLAN go to a markdown table; a PNG chart is drawn with gnuplot.
 #
-#   netns-lab/bench.sh [--rounds N] [--seconds S] [--out DIR]
+#   netns-lab/bench.sh [--rounds N] [--seconds S] [--out DIR] [--variants "kvxlan wvxlan ..."]
+#
+# --variants measures a subset (kernel VXLAN is always included: ratios are
+# to it), for quick A/B runs while working on the data path. With
+# WEFTD_BASELINE=/path/to/weftd, variant "wbase" is weft VXLAN run by that
+# binary (an older build), measured in the same interleaved rounds.
 #
 # Everything lives in namespaces named wb<pid>-*, removed on exit, failure
 # or Ctrl-C. Traffic never leaves them.
@@ -23,12 +28,14 @@ cd "$(dirname "$0")/.."
 ROUNDS=3
 SECS=4
 OUT=""
+ONLY=""
 while (($#)); do
   case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
     --seconds) SECS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds N] [--seconds S] [--out DIR]" >&2; exit 2 ;;
+    --variants) ONLY=$2; shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--seconds S] [--out DIR] [--variants LIST]" >&2; exit 2 ;;
   esac
 done
 OUT=${OUT:-netns-lab/results/$(date +%Y-%m-%d)}
@@ -83,8 +90,8 @@ pods_on() {
   done
 }
 
-weftd_on() { # cluster encap [attach] [busy_poll_us]
-  local c=$1 e=$2 attach=${3:-tun} busy=${4:-100}
+weftd_on() { # cluster encap [attach] [busy_poll_us] [weftd binary]
+  local c=$1 e=$2 attach=${3:-tun} busy=${4:-100} bin=${5:-$WEFTD}
   for k in 1 2; do
     local o=$((3 - k))
     cat > "$TMP/$c-n$k.toml" <<CONF
@@ -106,7 +113,7 @@ node = "n$o"
 underlay = "10.99.0.$o"
 blocks = ["10.244.$o.0/26"]
 CONF
-    ip netns exec $c-n$k "$WEFTD" --config "$TMP/$c-n$k.toml" run 2>"$TMP/$c-weftd$k.log" &
+    ip netns exec $c-n$k "$bin" --config "$TMP/$c-n$k.toml" run 2>"$TMP/$c-weftd$k.log" &
     PIDS+=($!)
   done
   for _ in $(seq 100); do
@@ -134,17 +141,30 @@ plain_on() {
   ip -n $c-n2 route add 10.244.1.0/26 via 10.99.0.1
 }
 
-VARIANTS=(plain kvxlan wvxlan wvxbp0 wipip wveth)
+ALL=(plain kvxlan wvxlan wvxbp0 wipip wveth)
+if [[ -n ${WEFTD_BASELINE:-} ]]; then
+  [[ -x $WEFTD_BASELINE ]] || { echo "bench: WEFTD_BASELINE=$WEFTD_BASELINE is not an executable" >&2; exit 2; }
+  ALL+=(wbase)
+fi
+VARIANTS=()
+for v in "${ALL[@]}"; do
+  if [[ -z $ONLY || $v == kvxlan || " $ONLY " == *" $v "* ]]; then VARIANTS+=("$v"); fi
+done
+for v in $ONLY; do
+  [[ " ${ALL[*]} " == *" $v "* ]] || { echo "bench: unknown variant $v (one of: ${ALL[*]})" >&2; exit 2; }
+done
 echo "== building clusters: ${VARIANTS[*]}"
-for v in plain kvxlan wvxlan wvxbp0 wipip; do cluster $P$v; pods_on $P$v; done
-cluster ${P}wveth veth
-plain_on ${P}plain
-kernel_vxlan_on ${P}kvxlan
-weftd_on ${P}wvxlan vxlan
-weftd_on ${P}wvxbp0 vxlan tun 0
-weftd_on ${P}wipip ipip
-weftd_on ${P}wveth vxlan veth
-pods_on ${P}wveth veth
+for v in "${VARIANTS[@]}"; do
+  case $v in
+    plain) cluster $P$v; pods_on $P$v; plain_on $P$v ;;
+    kvxlan) cluster $P$v; pods_on $P$v; kernel_vxlan_on $P$v ;;
+    wvxlan) cluster $P$v; pods_on $P$v; weftd_on $P$v vxlan ;;
+    wvxbp0) cluster $P$v; pods_on $P$v; weftd_on $P$v vxlan tun 0 ;;
+    wipip) cluster $P$v; pods_on $P$v; weftd_on $P$v ipip ;;
+    wveth) cluster $P$v veth; weftd_on $P$v vxlan veth; pods_on $P$v veth ;;
+    wbase) cluster $P$v; pods_on $P$v; weftd_on $P$v vxlan tun 100 "$WEFTD_BASELINE" ;;
+  esac
+done
 for v in "${VARIANTS[@]}"; do
   ip netns exec $P$v-p2 iperf3 -s -D -p 5201 --pidfile "$TMP/$v-iperf.pid"
   ip netns exec $P$v-p1 ping -c 3 -i 0.2 -W 2 10.244.2.1 >/dev/null || { echo "bench: $v: no connectivity" >&2; exit 1; }
@@ -175,13 +195,13 @@ print((e["packets"]-e["lost_packets"])/e["seconds"]/1e3)')
   done
 done
 
-python3 - "$RAW" "$OUT" "$ROUNDS" "$SECS" <<'PY'
+python3 - "$RAW" "$OUT" "$ROUNDS" "$SECS" "${VARIANTS[*]}" <<'PY'
 import csv, statistics, subprocess, sys, datetime
 raw, out, rounds, secs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 rows = list(csv.DictReader(open(raw)))
-variants = ["plain", "kvxlan", "wvxlan", "wvxbp0", "wipip", "wveth"]
+variants = sys.argv[5].split()
 names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "wvxlan": "weft VXLAN", "wvxbp0": "weft VXLAN, no busy poll", "wipip": "weft IP-in-IP",
-         "wveth": "weft VXLAN, veth attach"}
+         "wveth": "weft VXLAN, veth attach", "wbase": "weft VXLAN, baseline build"}
 metrics = [("tcp1_gbps", "TCP 1 stream (Gbit/s)", True), ("tcp4_gbps", "TCP 4 streams (Gbit/s)", True),
            ("udp64_kpps", "UDP 64 B (kpps)", True), ("rtt_us", "ping RTT (µs)", False), ("cpu_cores", "CPU, 1 stream (cores)", False)]
 med = {}
