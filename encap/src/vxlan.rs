@@ -29,6 +29,24 @@ pub const FLAG_I: u8 = 0x08;
 pub const VNI_MAX: u32 = 0x00ff_ffff;
 /// Bytes in front of the inner IP packet in a VXLAN UDP payload.
 pub const PAYLOAD_OVERHEAD: usize = HEADER_LEN + ethernet::HEADER_LEN;
+/// The most UDP payload one UDP GSO send carries (an IPv4 datagram's limit).
+pub const GSO_MAX_BYTES: usize = 65_507;
+/// The most datagrams the kernel cuts one UDP GSO send into.
+pub const GSO_MAX_DATAGRAMS: usize = 64;
+
+/// How many inner packets of up to `inner_mtu` bytes one UDP GSO send of
+/// VXLAN datagrams carries: 44 at the usual overlay MTU of 1450. TCP
+/// super-packets capped at this many segments leave in one send.
+pub const fn gso_max_segments(inner_mtu: usize) -> usize {
+    let n = GSO_MAX_BYTES / (inner_mtu + PAYLOAD_OVERHEAD);
+    if n < 1 {
+        1
+    } else if n > GSO_MAX_DATAGRAMS {
+        GSO_MAX_DATAGRAMS
+    } else {
+        n
+    }
+}
 
 /// A VXLAN network identifier (24 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -292,6 +310,20 @@ impl VxlanDecap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gso_segments_fill_one_send_and_stay_in_the_kernels_limits() {
+        assert_eq!(gso_max_segments(1450), 44);
+        assert_eq!(gso_max_segments(1500), 42);
+        assert_eq!(gso_max_segments(9000), 7);
+        assert_eq!(gso_max_segments(68), 64);
+        assert_eq!(gso_max_segments(65_535), 1);
+        for mtu in [576, 1280, 1400, 1450, 8950] {
+            let n = gso_max_segments(mtu);
+            assert!(n * (mtu + PAYLOAD_OVERHEAD) <= GSO_MAX_BYTES, "{mtu}");
+            assert!((n + 1) * (mtu + PAYLOAD_OVERHEAD) > GSO_MAX_BYTES, "{mtu}");
+        }
+    }
 
     #[test]
     fn header_round_trip_and_errors() {

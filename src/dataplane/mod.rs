@@ -23,18 +23,23 @@ mod veth;
 
 use counters::{DropReason, WorkerCounters};
 use encap::ecn::Ecn;
-use encap::segment::{split_tcp, ChecksumFill, Layout, TcpCoalescer};
+use encap::segment::{split_tcp, split_tcp_headers, ChecksumFill, Layout, TcpCoalescer};
 use encap::virtio::{self, GsoType, VirtioNetHdr};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
 use encap::{IpPacket, MacAddr};
 use fdb::{Fdb, NodeId, Reader, Route};
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 /// Bytes reserved in front of every inner packet: the VXLAN header and
 /// inner Ethernet header are written there.
 const HEADROOM: usize = 64;
+/// A slot for one segment's headers when a super-packet is sent without
+/// copying its payload: VXLAN + Ethernet + IP and TCP with options (at most
+/// 22 + 60 + 60 bytes), rounded up to a cache line.
+const HEADER_SLOT: usize = 192;
 /// Largest packet a TUN read can return (a 64 KiB super-packet).
 const MAX_PACKET: usize = 65_536;
 /// Bytes every packet handed to [`Attachment::emit`] must have free in
@@ -216,17 +221,18 @@ impl Worker {
                 );
             }
             GsoType::TcpV4 | GsoType::TcpV6 => {
+                let layout = copy_layout(hdr.gso_size.into());
                 match split_tcp(
                     &buf[HEADROOM..end],
                     hdr.gso_size.into(),
                     &mut scratch.segs,
-                    scratch.layout,
+                    layout,
                     &mut scratch.lens,
                 ) {
                     Ok(count) => self.forward_ipip_segments(
                         reader,
                         &scratch.segs,
-                        scratch.layout,
+                        layout,
                         &scratch.lens[..count],
                         &mut scratch.batch,
                     ),
@@ -249,18 +255,18 @@ impl Worker {
         scratch: &mut TxScratch,
     ) {
         let TxScratch {
-            layout,
             segs,
             lens,
             batch,
             pending,
         } = scratch;
-        let Ok(count) = encap::segment::split_udp(pkt, hdr.gso_size.into(), segs, *layout, lens)
+        let layout = copy_layout(hdr.gso_size.into());
+        let Ok(count) = encap::segment::split_udp(pkt, hdr.gso_size.into(), segs, layout, lens)
         else {
             return self.counters.dropped(DropReason::BadOffload);
         };
         if matches!(self.underlay, UnderlayIo::IpIp { .. }) {
-            return self.forward_ipip_segments(reader, segs, *layout, &lens[..count], batch);
+            return self.forward_ipip_segments(reader, segs, layout, &lens[..count], batch);
         }
         for (i, len) in lens.iter().enumerate().take(count) {
             let at = i * layout.stride + layout.headroom;
@@ -366,32 +372,35 @@ impl Worker {
         };
         let sock = if first[0] >> 4 == 4 { v4 } else { v6 };
         let mut packets: [&[u8]; raw_batch::MAX_BATCH] = [&[]; raw_batch::MAX_BATCH];
-        for (i, len) in lens.iter().enumerate().take(raw_batch::MAX_BATCH) {
-            let at = i * layout.stride + layout.headroom;
-            packets[i] = &segs[at..at + len];
-        }
-        let n = lens.len().min(raw_batch::MAX_BATCH);
-        let sent = batch.send(sock.as_ref(), &packets[..n], SocketAddr::new(underlay, 0));
-        WorkerCounters::add(&self.counters.tx_packets, sent as u64);
-        WorkerCounters::add(
-            &self.counters.tx_bytes,
-            lens[..sent].iter().sum::<usize>() as u64,
-        );
-        for _ in sent..n {
-            self.counters.dropped(DropReason::IoError);
+        for (c, group) in lens.chunks(raw_batch::MAX_BATCH).enumerate() {
+            for (k, len) in group.iter().enumerate() {
+                let at = (c * raw_batch::MAX_BATCH + k) * layout.stride + layout.headroom;
+                packets[k] = &segs[at..at + len];
+            }
+            let n = group.len();
+            let sent = batch.send(sock.as_ref(), &packets[..n], SocketAddr::new(underlay, 0));
+            WorkerCounters::add(&self.counters.tx_packets, sent as u64);
+            WorkerCounters::add(
+                &self.counters.tx_bytes,
+                group[..sent].iter().sum::<usize>() as u64,
+            );
+            for _ in sent..n {
+                self.counters.dropped(DropReason::IoError);
+            }
         }
     }
 
-    /// A TCP super-packet over VXLAN: one route lookup, segments split
-    /// straight into back-to-back VXLAN datagrams (VXLAN + Ethernet headers
-    /// written in the gap before each), sent with UDP GSO in groups the
-    /// kernel accepts (at most 64 segments and 65,507 bytes per send).
+    /// A TCP super-packet over VXLAN, without copying its payload: one
+    /// route lookup; each segment's headers (VXLAN, Ethernet, IP, TCP with
+    /// its own checksum) are written into a slot of `hdrs`, and the
+    /// datagrams are gathered from those slots and the payload where it lies
+    /// in `pkt` by UDP GSO sends (at most 64 datagrams / 65,507 bytes each).
     fn forward_super(
         &self,
         reader: &mut Reader,
         pkt: &[u8],
         mss: usize,
-        segs: &mut [u8],
+        hdrs: &mut [u8],
         lens: &mut [usize],
     ) {
         let UnderlayIo::Vxlan(sock) = &self.underlay else {
@@ -400,42 +409,44 @@ impl Worker {
         let Ok(ip) = IpPacket::new_checked(pkt) else {
             return self.counters.dropped(DropReason::BadInner);
         };
-        let ihl = ip.header_len();
-        let Some(tcp_hl) = pkt.get(ihl + 12).map(|b| usize::from(b >> 4) * 4) else {
-            return self.counters.dropped(DropReason::BadOffload);
-        };
         let snap = reader.load();
         let Some((record, underlay)) = self.next_hop(snap, ip.dst()) else {
             return;
         };
-        let stride = encap::vxlan::PAYLOAD_OVERHEAD + ihl + tcp_hl + mss;
         let layout = Layout {
             headroom: encap::vxlan::PAYLOAD_OVERHEAD,
-            stride,
+            stride: HEADER_SLOT,
         };
-        let Ok(count) = split_tcp(pkt, mss, segs, layout, lens) else {
+        let Ok(split) = split_tcp_headers(pkt, mss, hdrs, layout, lens) else {
             return self.counters.dropped(DropReason::BadOffload);
         };
         let enc = self.encapsulator(record);
-        for (i, len) in lens.iter().enumerate().take(count) {
-            let at = i * stride + layout.headroom;
-            if enc.encap_payload(segs, at..at + len).is_err() {
+        let head = encap::vxlan::PAYLOAD_OVERHEAD + split.header_len;
+        for i in 0..split.segments {
+            let at = i * HEADER_SLOT + layout.headroom;
+            if enc.encap_payload(hdrs, at..at + split.header_len).is_err() {
                 return self.counters.dropped(DropReason::BadInner);
             }
         }
+        let datagram = head + split.mss;
         let to = SocketAddr::new(underlay, self.settings.port);
-        let per_send = (65_507 / stride).clamp(1, 64);
+        let per_send =
+            (encap::vxlan::GSO_MAX_BYTES / datagram).clamp(1, encap::vxlan::GSO_MAX_DATAGRAMS);
+        let mut pieces = [IoSlice::new(&[]); 2 * encap::vxlan::GSO_MAX_DATAGRAMS];
         let mut i = 0;
-        while i < count {
-            let j = (i + per_send).min(count);
-            let (from, till) = (i * stride, (j - 1) * stride + layout.headroom + lens[j - 1]);
-            match udp_gso::send(sock, &segs[from..till], stride, to) {
+        while i < split.segments {
+            let j = (i + per_send).min(split.segments);
+            let mut bytes = 0;
+            for (k, seg) in (i..j).enumerate() {
+                let payload = split.payload(pkt, seg);
+                pieces[2 * k] = IoSlice::new(&hdrs[seg * HEADER_SLOT..seg * HEADER_SLOT + head]);
+                pieces[2 * k + 1] = IoSlice::new(payload);
+                bytes += split.header_len + payload.len();
+            }
+            match udp_gso::send_vectored(sock, &pieces[..2 * (j - i)], 2, datagram, to) {
                 Ok(()) => {
                     WorkerCounters::add(&self.counters.tx_packets, (j - i) as u64);
-                    WorkerCounters::add(
-                        &self.counters.tx_bytes,
-                        lens[i..j].iter().sum::<usize>() as u64,
-                    );
+                    WorkerCounters::add(&self.counters.tx_bytes, bytes as u64);
                 }
                 Err(_) => self.counters.dropped(DropReason::IoError),
             }
@@ -673,23 +684,37 @@ impl Worker {
 /// Per-thread buffers for sending pods' packets: segments of a split
 /// super-packet and a raw-socket batch.
 struct TxScratch {
-    layout: Layout,
     segs: Vec<u8>,
-    lens: [usize; 64],
+    lens: Vec<usize>,
     batch: raw_batch::Batch,
     pending: pending::PendingSends,
 }
 
+/// The most segments a super-packet can hold: 64 KiB at TCP's smallest MSS
+/// (48 bytes; a peer may advertise that little), rounded up.
+const MAX_SEGMENTS: usize = 1408;
+/// Room allowed for a segment's IP and TCP/UDP headers when segments are
+/// copied into slots.
+const MAX_HEADERS: usize = 256;
+
+/// Where [`split_tcp`] / `split_udp` copy the segments of a super-packet
+/// cut at `gso_size`: slots just big enough, so the worst case (the most
+/// segments) still fits in [`TxScratch::segs`].
+fn copy_layout(gso_size: usize) -> Layout {
+    Layout {
+        headroom: HEADROOM,
+        stride: (HEADROOM + MAX_HEADERS + gso_size).next_multiple_of(64),
+    }
+}
+
 impl TxScratch {
     fn new(overlay_mtu: usize) -> TxScratch {
-        let layout = Layout {
-            headroom: HEADROOM,
-            stride: HEADROOM + overlay_mtu.max(1280) + 64,
-        };
+        // Slots of copy_layout: n * stride <= 64 KiB of payload + n * the
+        // slot overhead, rounded, for n <= MAX_SEGMENTS.
+        let copy = 2 * MAX_PACKET + MAX_SEGMENTS * (HEADROOM + MAX_HEADERS + 64);
         TxScratch {
-            layout,
-            segs: vec![0u8; 64 * layout.stride],
-            lens: [0; 64],
+            segs: vec![0u8; copy.max(MAX_SEGMENTS * HEADER_SLOT)],
+            lens: vec![0; MAX_SEGMENTS],
             batch: raw_batch::Batch::default(),
             pending: pending::PendingSends::new(
                 overlay_mtu.max(1280) + encap::vxlan::PAYLOAD_OVERHEAD,

@@ -47,6 +47,42 @@ pub fn send(sock: &UdpSocket, data: &[u8], segment: usize, to: SocketAddr) -> st
     Ok(())
 }
 
+/// Sends datagrams gathered from `pieces`: each datagram is `per_datagram`
+/// consecutive slices (headers, then the payload left in place where it
+/// was read), every datagram but the last `segment` bytes long. One GSO
+/// `sendmsg` for all of them: the kernel's copy from the slices is the only
+/// one the payload sees.
+pub fn send_vectored(
+    sock: &UdpSocket,
+    pieces: &[IoSlice<'_>],
+    per_datagram: usize,
+    segment: usize,
+    to: SocketAddr,
+) -> std::io::Result<()> {
+    let addr = SockaddrStorage::from(to);
+    let datagrams = pieces.len().div_ceil(per_datagram.max(1));
+    if datagrams > 1 && !GSO_BROKEN.load(Ordering::Relaxed) {
+        let size = segment as u16;
+        match sendmsg(
+            sock.as_raw_fd(),
+            pieces,
+            &[ControlMessage::UdpGsoSegments(&size)],
+            MsgFlags::empty(),
+            Some(&addr),
+        ) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EIO | nix::errno::Errno::EOPNOTSUPP) => {
+                GSO_BROKEN.store(true, Ordering::Relaxed)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for d in pieces.chunks(per_datagram.max(1)) {
+        sendmsg(sock.as_raw_fd(), d, &[], MsgFlags::empty(), Some(&addr))?;
+    }
+    Ok(())
+}
+
 /// Turns UDP GRO on for `sock` (false if the kernel refuses).
 pub fn enable_gro(sock: &UdpSocket) -> bool {
     setsockopt(sock, sockopt::UdpGroSegment, &true).is_ok()

@@ -56,6 +56,19 @@ fn fnv(h: u64, bytes: &[u8]) -> u64 {
 /// every byte arrived in order (FNV-1a over the stream). Returns the
 /// seconds it took.
 pub fn tcp_transfer(from_ns: &str, to_ns: &str, to: SocketAddr, bytes: u64) -> f64 {
+    tcp_transfer_with_mss(from_ns, to_ns, to, bytes, None)
+}
+
+/// [`tcp_transfer`] with the sender's MSS set (TCP_MAXSEG before connect,
+/// so it is also what the sender advertises): a small MSS makes the
+/// sender's super-packets carry hundreds of segments.
+pub fn tcp_transfer_with_mss(
+    from_ns: &str,
+    to_ns: &str,
+    to: SocketAddr,
+    bytes: u64,
+    mss: Option<u32>,
+) -> f64 {
     let server = in_ns(to_ns, move || {
         let l = TcpListener::bind(to).unwrap();
         let (mut s, _) = l.accept().unwrap();
@@ -73,7 +86,17 @@ pub fn tcp_transfer(from_ns: &str, to_ns: &str, to: SocketAddr, bytes: u64) -> f
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
     let client = in_ns(from_ns, move || {
-        let mut s = TcpStream::connect(to).unwrap();
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(to),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        if let Some(mss) = mss {
+            sock.set_mss(mss).unwrap();
+        }
+        sock.connect(&to.into()).unwrap();
+        let mut s: TcpStream = sock.into();
         let (mut h, mut sent, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
         while sent < bytes {
             let k = buf.len().min((bytes - sent) as usize);
