@@ -324,8 +324,10 @@ fn add_check_del_with_real_pods() {
 
     // Pod side: the interface, its addresses, MTU and routes.
     let pod_ns = Lab::ns_name(&a);
-    let link = &lab.json(&pod_ns, &["link", "show", "eth0"])[0];
+    let link = &lab.json(&pod_ns, &["-d", "link", "show", "eth0"])[0];
     assert_eq!(link["mtu"], 1400);
+    // Super-packets the pod's TCP builds fit one VXLAN GSO send at MTU 1400.
+    assert_eq!(link["gso_max_segs"], 46, "{link}");
     let routes = lab.json(&pod_ns, &["route", "show"]);
     assert!(
         routes
