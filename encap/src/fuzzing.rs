@@ -120,14 +120,29 @@ pub fn segment(data: &[u8]) {
     assert!((1..=64).contains(&n));
     let seg = |i: usize| &out[i * layout.stride + 50..i * layout.stride + 50 + lens[i]];
     let mut merged = vec![0u8; 70_000];
-    if let Ok(mut c) = TcpCoalescer::start(&mut merged, seg(0), true) {
+    let mut headers = vec![0u8; 256];
+    let copied = TcpCoalescer::start(&mut merged, seg(0), true);
+    let in_place = TcpCoalescer::start_in_place(&mut headers, seg(0), true);
+    assert_eq!(copied.is_ok(), in_place.is_ok());
+    if let (Ok(mut c), Ok((mut p, first))) = (copied, in_place) {
+        // The in-place run (headers + payloads where they lie) must be the
+        // copying run, byte for byte.
+        let mut gathered = seg(0)[first].to_vec();
         for i in 1..n {
-            if c.push(seg(i)).is_err() {
-                return;
+            let a = c.push(seg(i));
+            let b = p.push_in_place(seg(i));
+            assert_eq!(a.err(), b.as_ref().err().copied());
+            match b {
+                Ok(r) => gathered.extend_from_slice(&seg(i)[r]),
+                Err(_) => return,
             }
         }
-        let done = c.finish(ChecksumFill::Full);
+        let done = c.finish(ChecksumFill::Partial);
+        let place = p.finish(ChecksumFill::Partial);
+        assert_eq!(done, place);
         assert_eq!(done.segments, n);
+        assert_eq!(merged[..done.header_len], headers[..done.header_len]);
+        assert_eq!(merged[done.header_len..done.len], gathered[..]);
     }
 }
 

@@ -472,6 +472,12 @@ pub struct Coalesced {
 /// caller-owned buffer. Merges only what Linux GRO would: same addresses,
 /// ports, IP header fields, ACK number, TCP options; flags ACK (and PSH on
 /// the last); payloads of equal size but the last.
+///
+/// Two ways to build it: [`start`](Self::start) / [`push`](Self::push)
+/// copy every segment's payload into the buffer; [`start_in_place`]
+/// (Self::start_in_place) / [`push_in_place`](Self::push_in_place) write
+/// only the headers there and return where each payload lies, for a
+/// scatter-gather write of headers + payloads with no copy.
 #[derive(Debug)]
 pub struct TcpCoalescer<'a> {
     out: &'a mut [u8],
@@ -482,6 +488,7 @@ pub struct TcpCoalescer<'a> {
     segments: usize,
     closed: bool,
     verify: bool,
+    in_place: bool,
 }
 
 fn verify_tcp_checksum(packet: &[u8], p: &TcpParts) -> bool {
@@ -491,6 +498,13 @@ fn verify_tcp_checksum(packet: &[u8], p: &TcpParts) -> bool {
 }
 
 const MERGEABLE_FLAGS: u8 = tcp::FLAG_ACK | tcp::FLAG_PSH;
+
+/// What [`TcpCoalescer::admit`] learnt about a segment it accepts.
+struct Admitted {
+    payload: core::ops::Range<usize>,
+    seq: u32,
+    flags: u8,
+}
 
 impl<'a> TcpCoalescer<'a> {
     /// Starts a super-packet with `first` copied into `out`. With `verify`,
@@ -502,6 +516,27 @@ impl<'a> TcpCoalescer<'a> {
         first: &[u8],
         verify: bool,
     ) -> core::result::Result<Self, Refusal> {
+        Self::begin(out, first, verify, false).map(|(c, _)| c)
+    }
+
+    /// As [`start`](Self::start), but only `first`'s headers are copied into
+    /// `out`; returns where `first`'s payload lies in `first`. The result is
+    /// written with [`finish`](Self::finish) (its checksum always
+    /// [`ChecksumFill::Partial`]) followed by each payload, in order.
+    pub fn start_in_place(
+        out: &'a mut [u8],
+        first: &[u8],
+        verify: bool,
+    ) -> core::result::Result<(Self, core::ops::Range<usize>), Refusal> {
+        Self::begin(out, first, verify, true)
+    }
+
+    fn begin(
+        out: &'a mut [u8],
+        first: &[u8],
+        verify: bool,
+        in_place: bool,
+    ) -> core::result::Result<(Self, core::ops::Range<usize>), Refusal> {
         let parts = parse_tcp(first).map_err(|_| Refusal::NotTcp)?;
         let hdr_len = parts.hdr_len();
         let payload = parts.total - hdr_len;
@@ -512,20 +547,21 @@ impl<'a> TcpCoalescer<'a> {
         if flags & !MERGEABLE_FLAGS != 0 || flags & tcp::FLAG_ACK == 0 {
             return Err(Refusal::Flags);
         }
-        if out.len() < parts.total {
+        let copied = if in_place { hdr_len } else { parts.total };
+        if out.len() < copied {
             return Err(Refusal::Full);
         }
         if verify && !verify_tcp_checksum(first, &parts) {
             return Err(Refusal::BadChecksum);
         }
-        out[..parts.total].copy_from_slice(&first[..parts.total]);
+        out[..copied].copy_from_slice(&first[..copied]);
         let seq = u32::from_be_bytes([
             first[parts.ip_hl + 4],
             first[parts.ip_hl + 5],
             first[parts.ip_hl + 6],
             first[parts.ip_hl + 7],
         ]);
-        Ok(TcpCoalescer {
+        let run = TcpCoalescer {
             out,
             parts,
             len: parts.total,
@@ -534,7 +570,9 @@ impl<'a> TcpCoalescer<'a> {
             segments: 1,
             closed: flags & tcp::FLAG_PSH != 0,
             verify,
-        })
+            in_place,
+        };
+        Ok((run, hdr_len..parts.total))
     }
 
     /// Segments merged so far.
@@ -553,8 +591,37 @@ impl<'a> TcpCoalescer<'a> {
         }
     }
 
-    /// Merges `seg`, or says why not (nothing changes then).
+    /// Merges `seg` (its payload copied), or says why not (nothing changes
+    /// then). Only for a run begun with [`start`](Self::start).
     pub fn push(&mut self, seg: &[u8]) -> core::result::Result<(), Refusal> {
+        if self.in_place {
+            return Err(Refusal::Full);
+        }
+        let a = self.admit(seg)?;
+        let new_len = self.len + a.payload.len();
+        self.out[self.len..new_len].copy_from_slice(&seg[a.payload.clone()]);
+        self.accept(seg, a);
+        Ok(())
+    }
+
+    /// Merges `seg` without copying its payload and returns where that
+    /// payload lies in `seg`, or says why not (nothing changes then). Only
+    /// for a run begun with [`start_in_place`](Self::start_in_place).
+    pub fn push_in_place(
+        &mut self,
+        seg: &[u8],
+    ) -> core::result::Result<core::ops::Range<usize>, Refusal> {
+        if !self.in_place {
+            return Err(Refusal::Full);
+        }
+        let a = self.admit(seg)?;
+        let payload = a.payload.clone();
+        self.accept(seg, a);
+        Ok(payload)
+    }
+
+    /// Every check a segment must pass to be merged.
+    fn admit(&self, seg: &[u8]) -> core::result::Result<Admitted, Refusal> {
         if self.closed {
             return Err(Refusal::Closed);
         }
@@ -593,41 +660,53 @@ impl<'a> TcpCoalescer<'a> {
             Family::V4 => usize::from(u16::MAX),
             Family::V6 => usize::from(u16::MAX) + crate::ipv6::HEADER_LEN,
         };
-        if new_len > limit || new_len > self.out.len() {
+        if new_len > limit || (!self.in_place && new_len > self.out.len()) {
             return Err(Refusal::Full);
         }
         if self.verify && !verify_tcp_checksum(seg, &p) {
             return Err(Refusal::BadChecksum);
         }
-        self.out[self.len..new_len].copy_from_slice(&seg[hdr_len..p.total]);
-        self.len = new_len;
+        Ok(Admitted {
+            payload: hdr_len..p.total,
+            seq,
+            flags,
+        })
+    }
+
+    /// Counts an admitted segment in: length, sequence, window, PSH.
+    fn accept(&mut self, seg: &[u8], a: Admitted) {
+        let ip_hl = self.parts.ip_hl;
+        let payload = a.payload.len();
+        self.len += payload;
         self.segments += 1;
-        self.next_seq = seq.wrapping_add(payload as u32);
+        self.next_seq = a.seq.wrapping_add(payload as u32);
         // The newest window is the one that counts.
-        self.out[ip_hl + 14..ip_hl + 16].copy_from_slice(&theirs[14..16]);
-        if flags & tcp::FLAG_PSH != 0 {
+        self.out[ip_hl + 14..ip_hl + 16].copy_from_slice(&seg[ip_hl + 14..ip_hl + 16]);
+        if a.flags & tcp::FLAG_PSH != 0 {
             self.out[ip_hl + 13] |= tcp::FLAG_PSH;
             self.closed = true;
         }
         if payload < self.mss {
             self.closed = true;
         }
-        Ok(())
     }
 
-    /// Writes the final lengths and checksums and returns the result.
+    /// Writes the final lengths and checksums and returns the result. A run
+    /// built in place gets [`ChecksumFill::Partial`] whatever `fill` asks:
+    /// its payloads are not here to be summed.
     pub fn finish(self, fill: ChecksumFill) -> Coalesced {
         let p = self.parts;
         let hdr_len = p.hdr_len();
-        let pkt = &mut self.out[..self.len];
+        let here = if self.in_place { hdr_len } else { self.len };
+        let pkt = &mut self.out[..here];
         set_ip_lengths(pkt, &p, self.len - hdr_len, None);
         let tcp_len = self.len - p.ip_hl;
         let t = &mut pkt[p.ip_hl..];
         t[16..18].fill(0);
         let mut c = pseudo(&p, tcp_len);
         let field = match fill {
-            ChecksumFill::Partial => c.fold(),
-            ChecksumFill::Full => c.add(t).finish(),
+            ChecksumFill::Full if !self.in_place => c.add(t).finish(),
+            _ => c.fold(),
         };
         t[16..18].copy_from_slice(&field.to_be_bytes());
         Coalesced {

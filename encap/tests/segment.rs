@@ -151,6 +151,46 @@ proptest! {
     }
 }
 
+proptest! {
+    /// A run built in place (headers here, payloads left where they are)
+    /// is, headers followed by the payloads it points at, byte for byte the
+    /// run the copying coalescer builds; and it refuses what that refuses.
+    #[test]
+    fn in_place_run_equals_the_copying_run(v6: bool, len in 1usize..20000, mss in 200usize..1460, corrupt in proptest::option::of(0usize..40)) {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let pkt = super_packet(v6, &payload, &[]);
+        let (mut out, lens, n) = split(&pkt, mss);
+        if let Some(k) = corrupt.filter(|k| *k < n && *k > 0) {
+            // The last payload byte of segment k: both must refuse it.
+            out[k * LAYOUT.stride + LAYOUT.headroom + lens[k] - 1] ^= 0x55;
+        }
+        let mut copied = vec![0u8; 70000];
+        let mut run = TcpCoalescer::start(&mut copied, seg(&out, &lens, 0), true).unwrap();
+        let mut headers = vec![0u8; 256];
+        let (mut place, first) = TcpCoalescer::start_in_place(&mut headers, seg(&out, &lens, 0), true).unwrap();
+        let mut gathered: Vec<u8> = seg(&out, &lens, 0)[first].to_vec();
+        for i in 1..n {
+            let a = run.push(seg(&out, &lens, i));
+            let b = place.push_in_place(seg(&out, &lens, i));
+            prop_assert_eq!(a.is_ok(), b.is_ok());
+            match b {
+                Ok(r) => gathered.extend_from_slice(&seg(&out, &lens, i)[r]),
+                Err(e) => {
+                    prop_assert_eq!(Err(e), a);
+                    break;
+                }
+            }
+        }
+        prop_assert_eq!(place.push(seg(&out, &lens, 0)), Err(Refusal::Full));
+        let c = run.finish(ChecksumFill::Partial);
+        let d = place.finish(ChecksumFill::Full);
+        prop_assert_eq!(c, d);
+        let mut whole = headers[..d.header_len].to_vec();
+        whole.extend_from_slice(&gathered);
+        prop_assert_eq!(&copied[..c.len], &whole[..]);
+    }
+}
+
 #[test]
 fn partial_checksum_is_the_pseudo_header_sum() {
     let pkt = super_packet(false, &[7u8; 5000], &[]);
