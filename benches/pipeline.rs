@@ -1,7 +1,9 @@
 //! The in-process forwarding pipeline, no syscalls: for a batch of 64 inner
 //! packets, fdb route lookup + VXLAN encapsulation (what weftd does between
 //! a TUN read and a socket send), and VXLAN decapsulation + TCP coalescing
-//! of a batch of segments (between a socket read and a TUN write).
+//! of a batch of segments (between a socket read and a TUN write), both
+//! copying payloads into one buffer and in place (headers only, as weftd
+//! does before its vectored write).
 //!
 //! Run: `cargo bench --bench pipeline`.
 
@@ -131,6 +133,26 @@ fn pipeline(c: &mut Criterion) {
             for &(s, e) in &starts[1..] {
                 let inner = dec.decap_payload(&mut segs[s..e], Ecn::NotEct).unwrap();
                 c.push(&segs[s..e][inner.inner.clone()]).unwrap();
+            }
+            black_box(c.finish(ChecksumFill::Partial))
+        })
+    });
+    // What weftd does: headers merged, payloads left in place for a
+    // vectored TUN write (checksums still verified).
+    let mut headers = vec![0u8; 256];
+    g.bench_function("decap_and_coalesce_in_place_46x1400", |b| {
+        b.iter(|| {
+            let (s0, e0) = starts[0];
+            let first = dec.decap_payload(&mut segs[s0..e0], Ecn::NotEct).unwrap();
+            let (mut c, _) = TcpCoalescer::start_in_place(
+                &mut headers,
+                &segs[s0..e0][first.inner.clone()],
+                true,
+            )
+            .unwrap();
+            for &(s, e) in &starts[1..] {
+                let inner = dec.decap_payload(&mut segs[s..e], Ecn::NotEct).unwrap();
+                black_box(c.push_in_place(&segs[s..e][inner.inner.clone()]).unwrap());
             }
             black_box(c.finish(ChecksumFill::Partial))
         })

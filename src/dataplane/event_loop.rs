@@ -55,7 +55,8 @@ pub(super) struct LoopState {
     pub scratch: TxScratch,
     /// Underlay datagrams are read into here.
     pub rx_buf: Vec<u8>,
-    /// Coalesced super-packets are built here.
+    /// Headers of coalesced super-packets are built here (their payloads
+    /// stay in `rx_buf`).
     pub merged: Vec<u8>,
     /// Ranges of `rx_buf` accepted for delivery.
     pub accepted: Vec<Range<usize>>,
@@ -81,7 +82,7 @@ impl Worker {
                 (HEADROOM + MAX_PACKET)
                     .max(IPIP_BATCH * ipip_slot(self.settings.overlay_mtu))
             ],
-            merged: vec![0u8; EMIT_HEADROOM + MAX_PACKET],
+            merged: vec![0u8; EMIT_HEADROOM + super::MAX_HEADERS],
             accepted: Vec::with_capacity(IPIP_BATCH),
             arp_out: [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
             events: [EpollEvent::empty(); 64],

@@ -40,6 +40,9 @@ const HEADROOM: usize = 64;
 /// copying its payload: VXLAN + Ethernet + IP and TCP with options (at most
 /// 22 + 60 + 60 bytes), rounded up to a cache line.
 const HEADER_SLOT: usize = 192;
+/// Most segments merged into one delivered super-packet: what one GRO
+/// receive or one IP-in-IP batch holds.
+const MAX_RUN: usize = 64;
 /// Largest packet a TUN read can return (a 64 KiB super-packet).
 const MAX_PACKET: usize = 65_536;
 /// Bytes every packet handed to [`Attachment::emit`] must have free in
@@ -117,25 +120,63 @@ impl Attachment {
         buf: &mut [u8],
         start: usize,
         end: usize,
-        mut hdr: VirtioNetHdr,
+        hdr: VirtioNetHdr,
     ) -> Result<(), DropReason> {
+        let (at, port) = self.frame(snap, buf, start, hdr)?;
+        let sent = match port {
+            None => self.tun().send(&buf[at..end]),
+            Some(port) => port.socket.send(&buf[at..end]),
+        };
+        sent.map(|_| ()).map_err(|_| DropReason::IoError)
+    }
+
+    /// As [`emit`](Self::emit), for a packet whose IP and TCP headers are
+    /// at `head[start..head_end]` and whose payload follows in
+    /// `pieces[1..]`, left where it was received: one vectored write, no
+    /// copy. `pieces[0]` is set here (to the headers).
+    fn emit_gathered<'a>(
+        &self,
+        snap: &fdb::Snapshot,
+        head: &'a mut [u8],
+        (start, head_end): (usize, usize),
+        pieces: &mut [IoSlice<'a>],
+        hdr: VirtioNetHdr,
+    ) -> Result<(), DropReason> {
+        let (at, port) = self.frame(snap, head, start, hdr)?;
+        let head: &'a [u8] = head;
+        pieces[0] = IoSlice::new(&head[at..head_end]);
+        let sent = match port {
+            None => self.tun().send_vectored(pieces),
+            Some(port) => port.socket.send_vectored(pieces),
+        };
+        sent.map(|_| ()).map_err(|_| DropReason::IoError)
+    }
+
+    /// Writes the link-level headers in front of the IP packet starting at
+    /// `buf[start]` (a virtio-net header for the TUN; Ethernet + virtio-net
+    /// for a pod's veth) and returns where the frame starts and, for veths,
+    /// the port of the destination pod.
+    fn frame(
+        &self,
+        snap: &fdb::Snapshot,
+        buf: &mut [u8],
+        start: usize,
+        mut hdr: VirtioNetHdr,
+    ) -> Result<(usize, Option<Arc<ports::Port>>), DropReason> {
         match self {
-            Attachment::Tun(tun) => {
+            Attachment::Tun(_) => {
                 let at = start - virtio::HEADER_LEN;
                 let _ = hdr.write(&mut buf[at..start]);
-                tun.send(&buf[at..end])
-                    .map(|_| ())
-                    .map_err(|_| DropReason::IoError)
+                Ok((at, None))
             }
             Attachment::Veth(ports) => {
-                let ip =
-                    IpPacket::new_checked(&buf[start..end]).map_err(|_| DropReason::BadInner)?;
+                let dst = ip_destination(&buf[start..]).ok_or(DropReason::BadInner)?;
                 let port = snap
-                    .endpoint(ip.dst())
+                    .endpoint(dst)
                     .and_then(|e| e.value.local_port)
                     .and_then(|i| ports.get(i))
                     .ok_or(DropReason::NoEndpoint)?;
-                let ethertype = if buf[start] >> 4 == 4 { 0x0800 } else { 0x86dd };
+                let ethertype = if dst.is_ipv4() { 0x0800 } else { 0x86dd };
                 let eth = start - 14;
                 let _ = encap::ethernet::write_header(
                     &mut buf[eth..start],
@@ -151,12 +192,27 @@ impl Attachment {
                 }
                 let at = eth - virtio::HEADER_LEN;
                 let _ = hdr.write(&mut buf[at..eth]);
-                port.socket
-                    .send(&buf[at..end])
-                    .map(|_| ())
-                    .map_err(|_| DropReason::IoError)
+                Ok((at, Some(port)))
             }
         }
+    }
+
+    /// The TUN queue (only called for the TUN attachment).
+    fn tun(&self) -> &tun_rs::SyncDevice {
+        match self {
+            Attachment::Tun(tun) => tun,
+            Attachment::Veth(_) => unreachable!("frame() returns a port for veths"),
+        }
+    }
+}
+
+/// The destination address of the IP packet whose header starts `ip` (the
+/// rest of the packet need not be there).
+fn ip_destination(ip: &[u8]) -> Option<IpAddr> {
+    match ip.first()? >> 4 {
+        4 if ip.len() >= 20 => Some(IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).ok()?)),
+        6 if ip.len() >= 40 => Some(IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?)),
+        _ => None,
     }
 }
 
@@ -559,9 +615,10 @@ impl Worker {
         accepted.push(range);
     }
 
-    /// Writes accepted inner packets to the TUN: in-order TCP segments of one
-    /// flow become one super-packet and one write (GRO); anything else goes
-    /// alone.
+    /// Writes accepted inner packets to the TUN (or pods' veths): in-order
+    /// TCP segments of one flow become one super-packet and one write
+    /// (GRO) — its headers built in `merged`, its payloads gathered from
+    /// where they were received, with no copy; anything else goes alone.
     fn deliver_batch(
         &self,
         snap: &fdb::Snapshot,
@@ -571,16 +628,29 @@ impl Worker {
     ) {
         let mut k = 0;
         while k < inners.len() {
-            let body = &mut merged[EMIT_HEADROOM..];
-            let Ok(mut run) = TcpCoalescer::start(body, &buf[inners[k].clone()], true) else {
+            let Ok((mut run, first)) = TcpCoalescer::start_in_place(
+                &mut merged[EMIT_HEADROOM..],
+                &buf[inners[k].clone()],
+                true,
+            ) else {
                 self.deliver_checked(snap, buf, inners[k].start, inners[k].end);
                 k += 1;
                 continue;
             };
+            let buf: &[u8] = buf;
+            let mut pieces = [IoSlice::new(&[]); 1 + MAX_RUN];
+            let base = inners[k].start;
+            pieces[1] = IoSlice::new(&buf[base + first.start..base + first.end]);
+            let mut n = 2;
             k += 1;
-            while k < inners.len() {
-                match run.push(&buf[inners[k].clone()]) {
-                    Ok(()) => k += 1,
+            while k < inners.len() && n < pieces.len() {
+                let base = inners[k].start;
+                match run.push_in_place(&buf[inners[k].clone()]) {
+                    Ok(r) => {
+                        pieces[n] = IoSlice::new(&buf[base + r.start..base + r.end]);
+                        n += 1;
+                        k += 1;
+                    }
                     Err(encap::segment::Refusal::BadChecksum) => {
                         self.counters.dropped(DropReason::BadVxlan);
                         k += 1;
@@ -590,9 +660,10 @@ impl Worker {
             }
             let done = run.finish(ChecksumFill::Partial);
             let hdr = VirtioNetHdr::for_coalesced(&done);
+            let span = (EMIT_HEADROOM, EMIT_HEADROOM + done.header_len);
             match self
                 .attach
-                .emit(snap, merged, EMIT_HEADROOM, EMIT_HEADROOM + done.len, hdr)
+                .emit_gathered(snap, merged, span, &mut pieces[..n], hdr)
             {
                 Ok(()) => {
                     WorkerCounters::add(&self.counters.rx_packets, done.segments as u64);

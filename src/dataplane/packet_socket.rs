@@ -134,6 +134,20 @@ impl PacketSocket {
     }
 }
 
+impl PacketSocket {
+    /// Writes one frame gathered from `pieces` (virtio-net header first).
+    pub fn send_vectored(&self, pieces: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+        nix::sys::socket::sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            pieces,
+            &[],
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .map_err(io::Error::from)
+    }
+}
+
 impl AsFd for PacketSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
