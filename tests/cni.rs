@@ -326,8 +326,10 @@ fn add_check_del_with_real_pods() {
     let pod_ns = Lab::ns_name(&a);
     let link = &lab.json(&pod_ns, &["-d", "link", "show", "eth0"])[0];
     assert_eq!(link["mtu"], 1400);
-    // Super-packets the pod's TCP builds fit one VXLAN GSO send at MTU 1400.
-    assert_eq!(link["gso_max_segs"], 46, "{link}");
+    // The kernel's segment cap is left alone: a lower one (to fit one VXLAN
+    // GSO send) cost plain routing and kernel VXLAN a quarter of their
+    // four-stream throughput in the bench lab.
+    assert_eq!(link["gso_max_segs"], 65535, "{link}");
     let routes = lab.json(&pod_ns, &["route", "show"]);
     assert!(
         routes

@@ -211,13 +211,9 @@ fn tcp_transfer(c: &Cluster, bytes: u64, port: u16) -> f64 {
 
 /// A sender with a tiny MSS (88 bytes): its 64 KiB super-packets carry
 /// ~700 segments, far more than one GSO send or one batch holds. They must
-/// all arrive, in both families, and weftd must count no bad offload. The
-/// pod's veth is first given the kernel's default segment cap (weft's CNI
-/// sets a lower one), as a pod wired by something else, or the host's own
-/// traffic, would have.
+/// all arrive, in both families, and weftd must count no bad offload.
 fn small_mss_transfers(c: &Cluster, port: u16) {
     let (p1, p2) = (&c.pods[0], &c.pods[1]);
-    ok(&["-n", &p1.ns, "link", "set", "eth0", "gso_max_segs", "65535"]);
     for to in [p2.v4, p2.v6] {
         traffic::tcp_transfer_with_mss(
             &p1.ns,
@@ -227,7 +223,6 @@ fn small_mss_transfers(c: &Cluster, port: u16) {
             Some(88),
         );
     }
-    ok(&["-n", &p1.ns, "link", "set", "eth0", "gso_max_segs", "44"]);
     let s1 = c.stats(1);
     assert_eq!(s1["drops"]["bad_offload"].as_u64(), Some(0), "{s1}");
 }

@@ -168,15 +168,6 @@ pub fn add(
                         peer.attributes
                             .push(LinkAttribute::NetNsFd(netns_file.as_raw_fd()));
                         peer.attributes.push(LinkAttribute::Mtu(mtu));
-                        // The pod's TCP builds super-packets that leave the
-                        // node in one VXLAN GSO send (44 segments at MTU
-                        // 1450) instead of a full send and a runt. Only on
-                        // the pod's end: on weft's TUN the same cap would
-                        // make the kernel segment in software any bigger
-                        // super-packet forwarded to it (GRO from a NIC).
-                        peer.attributes.push(LinkAttribute::GsoMaxSegs(
-                            encap::vxlan::gso_max_segments(mtu as usize) as u32,
-                        ));
                     }
                 }
             }
