@@ -23,23 +23,9 @@ pub fn send(sock: &UdpSocket, data: &[u8], segment: usize, to: SocketAddr) -> st
     if data.len() <= segment {
         return sock.send_to(data, to).map(|_| ());
     }
-    if !GSO_BROKEN.load(Ordering::Relaxed) {
-        let addr = SockaddrStorage::from(to);
-        let size = segment as u16;
-        let iov = [IoSlice::new(data)];
-        match sendmsg(
-            sock.as_raw_fd(),
-            &iov,
-            &[ControlMessage::UdpGsoSegments(&size)],
-            MsgFlags::empty(),
-            Some(&addr),
-        ) {
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EIO | nix::errno::Errno::EOPNOTSUPP) => {
-                GSO_BROKEN.store(true, Ordering::Relaxed)
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let addr = SockaddrStorage::from(to);
+    if let Some(sent) = gso_send(sock, &[IoSlice::new(data)], segment, &addr) {
+        return sent;
     }
     for d in data.chunks(segment) {
         sock.send_to(d, to)?;
@@ -60,27 +46,43 @@ pub fn send_vectored(
     to: SocketAddr,
 ) -> std::io::Result<()> {
     let addr = SockaddrStorage::from(to);
-    let datagrams = pieces.len().div_ceil(per_datagram.max(1));
-    if datagrams > 1 && !GSO_BROKEN.load(Ordering::Relaxed) {
-        let size = segment as u16;
-        match sendmsg(
-            sock.as_raw_fd(),
-            pieces,
-            &[ControlMessage::UdpGsoSegments(&size)],
-            MsgFlags::empty(),
-            Some(&addr),
-        ) {
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EIO | nix::errno::Errno::EOPNOTSUPP) => {
-                GSO_BROKEN.store(true, Ordering::Relaxed)
-            }
-            Err(e) => return Err(e.into()),
+    if pieces.len() > per_datagram {
+        if let Some(sent) = gso_send(sock, pieces, segment, &addr) {
+            return sent;
         }
     }
     for d in pieces.chunks(per_datagram.max(1)) {
         sendmsg(sock.as_raw_fd(), d, &[], MsgFlags::empty(), Some(&addr))?;
     }
     Ok(())
+}
+
+/// One GSO `sendmsg` of `iov` cut into datagrams of `segment` bytes; None
+/// when this kernel cannot (remembered: later sends go one by one).
+fn gso_send(
+    sock: &UdpSocket,
+    iov: &[IoSlice<'_>],
+    segment: usize,
+    addr: &SockaddrStorage,
+) -> Option<std::io::Result<()>> {
+    if GSO_BROKEN.load(Ordering::Relaxed) {
+        return None;
+    }
+    let size = segment as u16;
+    match sendmsg(
+        sock.as_raw_fd(),
+        iov,
+        &[ControlMessage::UdpGsoSegments(&size)],
+        MsgFlags::empty(),
+        Some(addr),
+    ) {
+        Ok(_) => Some(Ok(())),
+        Err(nix::errno::Errno::EIO | nix::errno::Errno::EOPNOTSUPP) => {
+            GSO_BROKEN.store(true, Ordering::Relaxed);
+            None
+        }
+        Err(e) => Some(Err(e.into())),
+    }
 }
 
 /// Turns UDP GRO on for `sock` (false if the kernel refuses).
