@@ -122,10 +122,10 @@ impl Attachment {
         end: usize,
         hdr: VirtioNetHdr,
     ) -> Result<(), DropReason> {
-        let (at, port) = self.frame(snap, buf, start, hdr)?;
-        let sent = match port {
-            None => self.tun().send(&buf[at..end]),
-            Some(port) => port.socket.send(&buf[at..end]),
+        let (at, to) = self.frame(snap, buf, start, hdr)?;
+        let sent = match to {
+            Target::Tun(tun) => tun.send(&buf[at..end]),
+            Target::Port(port) => port.socket.send(&buf[at..end]),
         };
         sent.map(|_| ()).map_err(|_| DropReason::IoError)
     }
@@ -142,32 +142,32 @@ impl Attachment {
         pieces: &mut [IoSlice<'a>],
         hdr: VirtioNetHdr,
     ) -> Result<(), DropReason> {
-        let (at, port) = self.frame(snap, head, start, hdr)?;
+        let (at, to) = self.frame(snap, head, start, hdr)?;
         let head: &'a [u8] = head;
         pieces[0] = IoSlice::new(&head[at..head_end]);
-        let sent = match port {
-            None => self.tun().send_vectored(pieces),
-            Some(port) => port.socket.send_vectored(pieces),
+        let sent = match to {
+            Target::Tun(tun) => tun.send_vectored(pieces),
+            Target::Port(port) => port.socket.send_vectored(pieces),
         };
         sent.map(|_| ()).map_err(|_| DropReason::IoError)
     }
 
     /// Writes the link-level headers in front of the IP packet starting at
     /// `buf[start]` (a virtio-net header for the TUN; Ethernet + virtio-net
-    /// for a pod's veth) and returns where the frame starts and, for veths,
-    /// the port of the destination pod.
+    /// for a pod's veth) and returns where the frame starts and where it
+    /// goes.
     fn frame(
         &self,
         snap: &fdb::Snapshot,
         buf: &mut [u8],
         start: usize,
         mut hdr: VirtioNetHdr,
-    ) -> Result<(usize, Option<Arc<ports::Port>>), DropReason> {
+    ) -> Result<(usize, Target<'_>), DropReason> {
         match self {
-            Attachment::Tun(_) => {
+            Attachment::Tun(tun) => {
                 let at = start - virtio::HEADER_LEN;
                 let _ = hdr.write(&mut buf[at..start]);
-                Ok((at, None))
+                Ok((at, Target::Tun(tun)))
             }
             Attachment::Veth(ports) => {
                 let dst = ip_destination(&buf[start..]).ok_or(DropReason::BadInner)?;
@@ -192,18 +192,18 @@ impl Attachment {
                 }
                 let at = eth - virtio::HEADER_LEN;
                 let _ = hdr.write(&mut buf[at..eth]);
-                Ok((at, Some(port)))
+                Ok((at, Target::Port(port)))
             }
         }
     }
+}
 
-    /// The TUN queue (only called for the TUN attachment).
-    fn tun(&self) -> &tun_rs::SyncDevice {
-        match self {
-            Attachment::Tun(tun) => tun,
-            Attachment::Veth(_) => unreachable!("frame() returns a port for veths"),
-        }
-    }
+/// Where [`Attachment::frame`] sends a frame.
+enum Target<'a> {
+    /// The TUN queue.
+    Tun(&'a tun_rs::SyncDevice),
+    /// The destination pod's veth port.
+    Port(Arc<ports::Port>),
 }
 
 /// The destination address of the IP packet whose header starts `ip` (the
