@@ -486,8 +486,7 @@ impl Worker {
         }
         let datagram = head + split.mss;
         let to = SocketAddr::new(underlay, self.settings.port);
-        let per_send =
-            (encap::vxlan::GSO_MAX_BYTES / datagram).clamp(1, encap::vxlan::GSO_MAX_DATAGRAMS);
+        let per_send = encap::vxlan::gso_max_segments(split.header_len + split.mss);
         let mut pieces = [IoSlice::new(&[]); 2 * encap::vxlan::GSO_MAX_DATAGRAMS];
         let mut i = 0;
         while i < split.segments {
