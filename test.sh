@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 # shellcheck source=netns-lab/common.sh
 source netns-lab/common.sh
 ensure_commands tshark:tshark ip:iproute2 ping:iputils-ping iptables:iptables nft:nftables \
-  iperf3:iperf3 python3:python3 /usr/lib/cni/portmap:containernetworking-plugins
+  iperf3:iperf3 python3:python3 /usr/lib/cni/portmap:containernetworking-plugins c++:g++
 
 # The Kubernetes manifest validator (PyPI; it ships the API schemas).
 if [[ ! -d target/k8s-validate/kubernetes_validate ]]; then
@@ -32,6 +32,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+echo "== fuzzing, smoke mode: every target for ${WEFT_FUZZ_SMOKE_SECONDS:-15} s on stable (fuzz/smoke.sh)"
+fuzz/smoke.sh
 echo "== image build stage as plain shell (deploy/image/build-stage.sh)"
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
