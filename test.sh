@@ -38,7 +38,7 @@ echo "== image build stage as plain shell (deploy/image/build-stage.sh)"
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
 deploy/image/build-stage.sh "$rootfs"
-for f in usr/local/bin/weftd usr/local/bin/weft usr/local/bin/weftctl usr/local/bin/install-cni etc/weft/cni/10-weft.conflist; do
+for f in usr/local/bin/weftd usr/local/bin/weft usr/local/bin/weftctl usr/local/bin/install-cni usr/local/bin/node-key etc/weft/cni/10-weft.conflist; do
   [[ -e $rootfs/$f ]] || { echo "build stage: $f missing" >&2; exit 1; }
 done
 "$rootfs/usr/local/bin/weftd" --version

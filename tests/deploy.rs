@@ -1,8 +1,12 @@
 //! Packaging: the Kubernetes manifests pass offline schema validation
 //! (kubernetes-validate, which ships the API schemas; test.sh installs it
 //! into target/k8s-validate), the ConfigMap's weftd.toml is a valid
-//! configuration that agrees with the shipped CNI conflist, and the init
-//! container's install script installs plugin and conflist.
+//! configuration that agrees with the shipped CNI conflist, the init
+//! container's install script installs plugin and conflist, and node keys
+//! are provisioned: the node-key init container makes and keeps the key and
+//! holds weftd back until the node is trusted, and trust-nodes.sh builds the
+//! trusted-nodes file from the nodes' announcements without changing a key
+//! it already lists.
 //!
 //! Fails when the validator is missing, unless WEFT_SKIP_K8S_VALIDATE=1.
 
@@ -165,4 +169,286 @@ fn install_cni_puts_plugin_and_conflist_in_place() {
     // No temporary file left behind.
     assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 1);
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The DaemonSet of weft.yaml as JSON, through the validator's YAML parser.
+fn daemonset(dir: &Path) -> Value {
+    let script = "import sys, yaml, json\nfor d in yaml.safe_load_all(open(sys.argv[1])):\n    if d and d['kind'] == 'DaemonSet':\n        json.dump(d, sys.stdout)\n";
+    let out = python(dir)
+        .args(["-c", script])
+        .arg(Path::new(ROOT).join("deploy/k8s/weft.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The mount paths of a container by volume name, and whether any is a subPath.
+fn mounts(container: &Value) -> Vec<(String, String, bool)> {
+    container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["mountPath"].as_str().unwrap().to_string(),
+                m.get("subPath").is_some(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn manifests_provision_node_keys() {
+    let Some(dir) = validator() else { return };
+    let cfg = Config::from_toml(&configmap_toml(&dir), "ConfigMap weft-config").unwrap();
+    let key_file = cfg.gossip.node_key_file.expect("node keys are on");
+    let trusted_file = cfg
+        .gossip
+        .trusted_nodes_file
+        .expect("trusted-nodes file set");
+    let ds = daemonset(&dir);
+    let spec = &ds["spec"]["template"]["spec"];
+    let init = spec["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "node-key")
+        .expect("a node-key init container");
+    let weftd = &spec["containers"][0];
+    // The init container is told the same two paths weftd reads.
+    let cmd: Vec<&str> = init["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cmd,
+        [
+            "/usr/local/bin/node-key",
+            key_file.to_str().unwrap(),
+            trusted_file.to_str().unwrap()
+        ]
+    );
+    assert_eq!(init["env"][0]["name"], "WEFT_NODE_NAME");
+    let volumes = spec["volumes"].as_array().unwrap();
+    let volume = |name: &str| volumes.iter().find(|v| v["name"] == name).unwrap().clone();
+    for c in [init, weftd] {
+        let m = mounts(c);
+        // The key lives on the host (it survives restarts and upgrades)...
+        let (key_vol, _, _) = m
+            .iter()
+            .find(|(_, path, _)| key_file.starts_with(path))
+            .expect("the key file's directory is mounted");
+        assert!(volume(key_vol)["hostPath"].is_object(), "{key_vol}");
+        // ...the trusted-nodes file comes from the operator's ConfigMap,
+        // mounted as a directory so that its updates reach the pod.
+        let (t_vol, _, sub) = m
+            .iter()
+            .find(|(_, path, _)| trusted_file.starts_with(path))
+            .expect("the trusted-nodes file's directory is mounted");
+        assert!(!sub, "a subPath mount never sees ConfigMap updates");
+        let cm = volume(t_vol);
+        assert_eq!(cm["configMap"]["name"], "weft-trusted-nodes");
+        assert_eq!(cm["configMap"]["optional"], true);
+    }
+    // The example ConfigMap carries the file under the name weftd reads.
+    let example =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/k8s/trusted-nodes.example.yaml"))
+            .unwrap();
+    let file_name = trusted_file.file_name().unwrap().to_str().unwrap();
+    assert!(example.contains(&format!("  {file_name}: |")));
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn node_key_script(key: &Path, trusted: &Path) -> Command {
+    let mut c = Command::new(Path::new(ROOT).join("deploy/image/node-key.sh"));
+    c.arg(key)
+        .arg(trusted)
+        .env("WEFT_NODE_NAME", "node-7")
+        .env("WEFT_WEFTD", env!("CARGO_BIN_EXE_weftd"))
+        .env("WEFT_TRUST_POLL_S", "1");
+    c
+}
+
+/// The public key a `weft-trust:` line announces for `name`.
+fn announced(stdout: &[u8], name: &str) -> String {
+    let text = String::from_utf8_lossy(stdout);
+    let prefix = format!("weft-trust: {name} ");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no announcement in {text}"));
+    line.to_string()
+}
+
+#[test]
+fn node_key_init_container_makes_keeps_and_waits_for_trust() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = scratch("node-key");
+    let (key, trusted) = (
+        tmp.join("state/node.key"),
+        tmp.join("trusted/trusted-nodes"),
+    );
+
+    // First start: a key is made, private to its owner, and announced.
+    let out = node_key_script(&key, &trusted)
+        .env("WEFT_TRUST_NO_WAIT", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let public = announced(&out.stdout, "node-7");
+    let made = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let node_key = weft::gossip::load_node_key(&key).expect("weftd accepts the key");
+    assert_eq!(node_key.public_hex(), public);
+    assert_eq!(std::fs::read_dir(key.parent().unwrap()).unwrap().count(), 1);
+
+    // A restart keeps the key (the node's identity).
+    let out = node_key_script(&key, &trusted)
+        .env("WEFT_TRUST_NO_WAIT", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(announced(&out.stdout, "node-7"), public);
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), made);
+
+    // It waits while the file is missing, and while it lists the node with
+    // another key (a host reinstalled, or someone posing as it)...
+    let stdout = tmp.join("stdout");
+    let mut child = node_key_script(&key, &trusted)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .spawn()
+        .unwrap();
+    let still_waiting = |child: &mut std::process::Child| {
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        child.try_wait().unwrap().is_none()
+    };
+    assert!(
+        still_waiting(&mut child),
+        "went on without a trusted-nodes file"
+    );
+    std::fs::create_dir_all(trusted.parent().unwrap()).unwrap();
+    let other = control::identity::NodeKey::generate().public_hex();
+    std::fs::write(&trusted, format!("node-7 {other}\n")).unwrap();
+    assert!(still_waiting(&mut child), "went on with another key listed");
+    // ...and a commented-out line does not count.
+    std::fs::write(&trusted, format!("# node-7 {public}\nnode-8 {other}\n")).unwrap();
+    assert!(still_waiting(&mut child), "went on with a commented line");
+
+    // Listed (with an allowed range, as trust-nodes.sh keeps them): it ends,
+    // and weftd's own check accepts the pair.
+    let text = trust_nodes(
+        &format!("weft-trust: node-7 {public}\n"),
+        &std::fs::read_to_string(&trusted).unwrap(),
+    )
+    .0;
+    std::fs::write(
+        &trusted,
+        text.replace(&public, &format!("{public} 10.244.0.0/20")),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still waiting once listed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let log = std::fs::read_to_string(&stdout).unwrap();
+    assert!(
+        log.contains(&format!(
+            "waiting until {} lists this node",
+            trusted.display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("lists node-7 with another key"), "{log}");
+    assert!(log.contains("node-7 is trusted"), "{log}");
+    let listed = weft::gossip::load_trusted_nodes(&trusted, "node-7", &node_key)
+        .expect("weftd accepts the file");
+    assert_eq!(listed.len(), 2);
+
+    // Without a node name it refuses, saying why.
+    let out = node_key_script(&key, &trusted)
+        .env_remove("WEFT_NODE_NAME")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WEFT_NODE_NAME"));
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// Runs trust-nodes.sh on announcements and a current file: (stdout, stderr).
+fn trust_nodes(logs: &str, current: &str) -> (String, String) {
+    let tmp = scratch("trust-nodes");
+    std::fs::write(tmp.join("logs"), logs).unwrap();
+    std::fs::write(tmp.join("current"), current).unwrap();
+    let out = Command::new(Path::new(ROOT).join("deploy/k8s/trust-nodes.sh"))
+        .arg("--logs")
+        .arg(tmp.join("logs"))
+        .arg("--current")
+        .arg(tmp.join("current"))
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&tmp).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn trust_nodes_adds_new_nodes_and_never_changes_a_listed_key() {
+    use control::identity::NodeKey;
+    let [a, b, b2, c] = [(); 4].map(|_| NodeKey::generate().public_hex());
+    let current = format!("# production\nnode-a {a} 10.244.0.0/20\nnode-b {b}");
+    let logs = format!(
+        "[pod/weft-1/node-key] weft-trust: node-a {a}\n\
+         [pod/weft-2/node-key] weft-trust: node-b {b2}\n\
+         [pod/weft-3/node-key] node-key: waiting until ...\n\
+         [pod/weft-3/node-key] weft-trust: node-c {}\n\
+         [pod/weft-3/node-key] weft-trust: node-c {c}\n\
+         weft-trust: node-d 1234\n",
+        c.to_uppercase()
+    );
+    let (out, err) = trust_nodes(&logs, &current);
+    // Existing lines stay as they were (comment and allowed range too), the
+    // new node is added once, a changed key is reported and not applied,
+    // and a malformed announcement is ignored.
+    assert_eq!(
+        out,
+        format!("# production\nnode-a {a} 10.244.0.0/20\nnode-b {b}\nnode-c {c}\n")
+    );
+    assert!(
+        err.contains(&format!("node-b announces key {b2} but is listed with {b}")),
+        "{err}"
+    );
+    assert!(err.contains("1 node(s) added, 1 conflicting"), "{err}");
+    // What it writes is a file weftd reads.
+    control::identity::TrustedNodes::parse(&out).unwrap();
+    // From nothing: every announced node.
+    let (out, _) = trust_nodes(&logs, "");
+    assert_eq!(out, format!("node-a {a}\nnode-b {b2}\nnode-c {c}\n"));
 }
