@@ -40,6 +40,8 @@ pub struct Status {
     pub last_failure_detection_seconds: Option<f64>,
     /// Members declared down so far.
     pub member_downs: u64,
+    /// Nodes in the trusted-nodes file in force (node keys), if any.
+    pub trusted_nodes: Option<usize>,
 }
 
 impl Status {
@@ -63,6 +65,7 @@ impl Status {
             "block_seconds": self.block_seconds,
             "last_failure_detection_seconds": self.last_failure_detection_seconds,
             "member_downs": self.member_downs,
+            "trusted_nodes": self.trusted_nodes,
             "drops": self.counters.dropped,
         })
     }
@@ -257,6 +260,7 @@ pub fn start(
         trusted: trusted_nodes,
         ..Rules::default()
     };
+    let trusted_count = acfg.rules.trusted.as_ref().map(|t| t.len());
     acfg.static_blocks = cfg.overlay.blocks.clone();
     if cfg.overlay.blocks.is_empty() {
         acfg.auto_blocks = cfg
@@ -279,7 +283,10 @@ pub fn start(
     acfg.dead_grace_ms = g.dead_node_grace_s * 1000;
     acfg.cluster_size_hint = g.cluster_size;
     let blocks_file = g.blocks_file.clone();
-    let status = Arc::new(Mutex::new(Status::default()));
+    let status = Arc::new(Mutex::new(Status {
+        trusted_nodes: trusted_count,
+        ..Status::default()
+    }));
     let handle = Handle {
         status: Arc::clone(&status),
     };
@@ -397,6 +404,7 @@ fn run(
                     let nodes = trusted.len();
                     let dropped = agent.set_trusted(Some(Arc::new(trusted)));
                     tracing::info!(nodes, dropped, "trusted-nodes file reloaded");
+                    status.lock().expect("not poisoned").trusted_nodes = Some(nodes);
                     dirty = true;
                 }
                 Some(Err(e)) => tracing::error!("{e}; keeping the nodes trusted before"),

@@ -2,9 +2,12 @@
 //! (`netns-lab/lab.sh`, the same code path as the demo): five nodes joined
 //! through one seed converge and every pod reaches every pod; a killed
 //! weftd has its routes withdrawn everywhere and takes its block back on
-//! restart; a partition heals; forged, replayed and hijacking datagrams
-//! change nothing and are counted, and so do records a member (holding the
-//! cluster key and its own node key) writes in another node's name.
+//! restart; a partition heals; forged, replayed, unsigned and
+//! impersonating datagrams and hijacking records change nothing and are
+//! counted, and so do records a member (holding the cluster key and its own
+//! node key) writes in another node's name; a node struck from the
+//! trusted-nodes file is shut out (records and membership) and comes back
+//! when restored.
 //!
 //! Needs root. Fails when it cannot run, unless WEFT_SKIP_NETNS=1 is set.
 //! The lab gets a unique prefix and state directory, and a Drop guard runs
@@ -20,19 +23,18 @@ use serde_json::Value as Json;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-/// Seals `body` as node `sender` would and sends it from node 1's
-/// namespace to node 2's gossip port; returns the datagram.
+/// Seals `body` with `sealer` (`None`: sends `again` as it is) and sends it
+/// from node 1's namespace to node 2's gossip port; returns the datagram.
 fn send_to_node2(
     lab: &support::lab::Lab,
-    ring: Keyring,
+    sealer: Option<&mut Sealer>,
     body: &[u8],
     again: Option<&[u8]>,
 ) -> Vec<u8> {
     let mut datagram = Vec::new();
-    match again {
-        Some(d) => datagram.extend_from_slice(d),
-        // One sender id per body, so distinct bodies are no replays.
-        None => Sealer::new(ring, control::state::fnv(body), 1, false).seal(body, &mut datagram),
+    match (sealer, again) {
+        (Some(s), _) => s.seal(body, &mut datagram),
+        (None, d) => datagram.extend_from_slice(d.expect("a datagram to send again")),
     }
     let mut enter = support::enter(&lab.ns(1));
     let d = datagram.clone();
@@ -118,6 +120,27 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
     let real =
         Keyring::parse(&std::fs::read_to_string(lab.state.join("cluster.key")).unwrap()).unwrap();
     let wrong = Keyring::new(&[(1, [0x66; 32])]).unwrap();
+    let sender = |name: &str| control::state::fnv(name.as_bytes());
+    // The lab runs with node keys, so only datagrams signed by a trusted
+    // node get in. The test joins the trusted-nodes file as "t1" (replaced
+    // atomically, as a ConfigMap update is) to send as a member would.
+    let trusted_file = lab.state.join("trusted-nodes");
+    let replace = |text: &str| {
+        let tmp = lab.state.join("trusted-nodes.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &trusted_file).unwrap();
+    };
+    let t1 = NodeKey::generate();
+    let lab_file = std::fs::read_to_string(&trusted_file).unwrap();
+    replace(&format!(
+        "{}\nt1 {}\n",
+        lab_file.trim_end(),
+        t1.public_hex()
+    ));
+    lab.until("t1 trusted", Duration::from_secs(10), || {
+        (1..=5).all(|k| lab.gossip_stats(k)["trusted_nodes"] == 6)
+    });
+    let mut as_t1 = Sealer::new(real.clone(), sender("t1"), 1, false).with_signer(t1.signing_key());
     let routes_before = lab.routes(2);
     let before = lab.gossip_stats(2);
     // A record hijacking n3's block for a node "n9", signed with the wrong
@@ -151,9 +174,15 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
         }),
     };
     let body = records_body(vec![node9.clone().into(), hijack.clone().into()]);
-    send_to_node2(&lab, wrong, &body, None);
-    let signed = send_to_node2(&lab, real.clone(), &body, None);
-    send_to_node2(&lab, real.clone(), &body, Some(&signed));
+    // Wrong cluster key; right key but no node signature.
+    let mut wrong_key = Sealer::new(wrong, sender("t1"), 2, false).with_signer(t1.signing_key());
+    send_to_node2(&lab, Some(&mut wrong_key), &body, None);
+    let mut unsigned = Sealer::new(real.clone(), sender("n9"), 1, false);
+    send_to_node2(&lab, Some(&mut unsigned), &body, None);
+    // From a member: in, and its records checked (n9 is no trusted node);
+    // sent again, a replay.
+    let signed = send_to_node2(&lab, Some(&mut as_t1), &body, None);
+    send_to_node2(&lab, None, &body, Some(&signed));
     let count = |v: &Json, r: &str| v["drops"][r].as_u64().unwrap_or(0);
     // An insider: n1 holds the cluster key and its own node key, and
     // writes in n3's name a node record sending n3's traffic to n1, and an
@@ -161,6 +190,11 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
     // them (and the unsigned n9 records above: n9 is no trusted node).
     let insider =
         NodeKey::parse(&std::fs::read_to_string(lab.state.join("node-n1.key")).unwrap()).unwrap();
+    // n1 speaking as n3, with an epoch that would silence n3 (its replay
+    // window pushed ahead) if it were believed.
+    let mut as_n3 = Sealer::new(real.clone(), sender("n3"), u64::MAX / 2, false)
+        .with_signer(insider.signing_key());
+    send_to_node2(&lab, Some(&mut as_n3), &body, None);
     let far = Version {
         epoch: u64::MAX / 2,
         counter: 3,
@@ -195,9 +229,12 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
             },
         }),
     ];
-    send_to_node2(&lab, real.clone(), &records_body(as_n3), None);
+    // Relayed by a member (as foca and anti-entropy relay records).
+    send_to_node2(&lab, Some(&mut as_t1), &records_body(as_n3), None);
     let counted = |after: &Json| {
         count(after, "auth_bad_tag") == count(&before, "auth_bad_tag") + 1
+            && count(after, "auth_unsigned") == count(&before, "auth_unsigned") + 1
+            && count(after, "auth_bad_signature") == count(&before, "auth_bad_signature") + 1
             && count(after, "auth_replayed") == count(&before, "auth_replayed") + 1
             && count(after, "record_unknown_owner") >= count(&before, "record_unknown_owner") + 2
             && count(after, "record_bad_signature") >= count(&before, "record_bad_signature") + 2
@@ -215,23 +252,18 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
     assert_eq!(lab.routes(2), routes_before);
     lab.all_pods_reach_all_pods();
 
-    // The operator revokes n3: its line leaves the trusted-nodes file
-    // (replaced atomically, as a ConfigMap update does). Every other node
-    // reloads the file and drops n3's records, so its routes go; n3 keeps
-    // the trust it had (the file no longer lists it: logged, not applied).
-    let trusted_file = lab.state.join("trusted-nodes");
+    // The operator revokes n3: its line leaves the trusted-nodes file.
+    // Every other node reloads the file, drops n3's records and refuses
+    // its datagrams (membership too), so its routes go; n3 keeps the trust
+    // it had (the file no longer lists it: logged, not applied).
     let full = std::fs::read_to_string(&trusted_file).unwrap();
     let without_n3: String = full
         .lines()
         .filter(|l| !l.starts_with("n3 "))
         .map(|l| format!("{l}\n"))
         .collect();
-    assert_eq!(without_n3.lines().count(), 4, "{full}");
-    let replace = |text: &str| {
-        let tmp = lab.state.join("trusted-nodes.tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, &trusted_file).unwrap();
-    };
+    assert_eq!(without_n3.lines().count(), 5, "{full}");
+    let refused_before = count(&lab.gossip_stats(2), "auth_unknown_sender");
     replace(&without_n3);
     let took = lab.until("n3 revoked everywhere", Duration::from_secs(20), || {
         [1, 2, 4, 5]
@@ -239,6 +271,9 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
             .all(|&k| !lab.routes(k).iter().any(|r| r.starts_with(&b3)))
     });
     eprintln!("n3's routes withdrawn {took:?} after its key was revoked");
+    lab.until("n3's datagrams refused", Duration::from_secs(10), || {
+        count(&lab.gossip_stats(2), "auth_unknown_sender") > refused_before
+    });
     // Trusted again: its records come back through anti-entropy.
     replace(&full);
     let took = lab.until("n3 trusted again", Duration::from_secs(30), || {

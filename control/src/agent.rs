@@ -369,9 +369,15 @@ impl Agent {
             Handler(Arc::clone(&shared)),
         );
         let sender = fnv(cfg.name.as_bytes());
+        let mut sealer = Sealer::new(cfg.keyring.clone(), sender, epoch, cfg.encrypt);
+        if let Some(key) = &cfg.node_key {
+            sealer = sealer.with_signer(key.signing_key());
+        }
+        let mut opener = Opener::new(cfg.keyring.clone(), cfg.rules.max_owners * 2);
+        opener.set_signers(cfg.rules.trusted.as_ref().map(|t| t.datagram_signers()));
         let mut agent = Agent {
-            sealer: Sealer::new(cfg.keyring.clone(), sender, epoch, cfg.encrypt),
-            opener: Opener::new(cfg.keyring.clone(), cfg.rules.max_owners * 2),
+            sealer,
+            opener,
             rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
             claims: vec![Claim::Idle; cfg.auto_blocks.len()],
             cfg,
@@ -685,8 +691,8 @@ impl Agent {
 
     /// Handles one datagram from `from`.
     pub fn handle_datagram(&mut self, from: SocketAddr, datagram: &mut [u8], now_ms: u64) {
-        let body = match self.opener.open(datagram) {
-            Ok((_, range)) => range,
+        let (origin, body) = match self.opener.open(datagram) {
+            Ok(opened) => opened,
             Err(e) => {
                 self.shared
                     .lock()
@@ -699,7 +705,17 @@ impl Agent {
         let body = &datagram[body];
         match Body::decode(body) {
             Ok(Body::Swim(packet)) => {
-                self.with_foca(now_ms, |f, rt| f.handle_data(packet, rt));
+                // With node keys the datagram's sender is proven: a SWIM
+                // message must then come from that member, not name another.
+                if self.opener.requires_signatures() && !swim_sender_is(packet, origin.sender) {
+                    self.shared
+                        .lock()
+                        .expect("not poisoned")
+                        .counters
+                        .drop("swim_wrong_sender");
+                } else {
+                    self.with_foca(now_ms, |f, rt| f.handle_data(packet, rt));
+                }
             }
             Ok(Body::Summary(b)) => self.on_summary(from, &b),
             Ok(Body::Probe(t)) => {
@@ -1033,7 +1049,10 @@ impl Agent {
 
     /// Replaces the trusted-nodes file (see [`State::set_trusted`]);
     /// returns how many records no longer verify and were dropped.
+    /// Datagrams are then accepted only from the nodes the new file lists.
     pub fn set_trusted(&mut self, trusted: Option<Arc<TrustedNodes>>) -> usize {
+        self.opener
+            .set_signers(trusted.as_ref().map(|t| t.datagram_signers()));
         let mut sh = self.shared.lock().expect("not poisoned");
         sh.changed = true;
         sh.state.set_trusted(trusted)
@@ -1164,5 +1183,18 @@ impl Agent {
     pub fn leave(&mut self, now_ms: u64) {
         self.with_foca(now_ms, |f, rt| f.leave_cluster(rt));
         self.flush();
+    }
+}
+
+/// True if the SWIM packet's header names a member whose datagram sender id
+/// is `sender` (false if the header does not decode: foca would refuse it).
+fn swim_sender_is(packet: &[u8], sender: u64) -> bool {
+    use foca::Codec;
+    match PostcardCodec.decode_header(packet) {
+        Ok(header) => {
+            let header: foca::Header<Member> = header;
+            fnv(header.src.name.as_bytes()) == sender
+        }
+        Err(_) => false,
     }
 }

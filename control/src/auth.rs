@@ -22,9 +22,21 @@
 //! window: a restarted node; an earlier one is a replay). The window is
 //! only moved after the tag has verified, so forged datagrams cannot push a
 //! real sender's window forward.
+//!
+//! With node keys (flag `SIGNED`), the body ends in a 64-byte Ed25519
+//! signature by the sender's node key over `"weft-datagram-v1" | header |
+//! body`, inside the AEAD (sealed or encrypted with the body). The cluster
+//! key then only keeps outsiders out cheaply; the signature says *which*
+//! member sent the datagram. An opener given the members' public keys
+//! ([`Opener::set_signers`]) refuses unsigned datagrams, unknown senders
+//! and bad signatures, all before the replay window moves: a member can
+//! neither speak in another's name (in SWIM too) nor push another sender's
+//! window ahead to silence it, and a node struck from the trusted-nodes
+//! file is out of the membership at once.
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use std::collections::HashMap;
 
 /// Length of the authenticated header.
@@ -39,6 +51,11 @@ pub const MAX_DATAGRAM: usize = 1452;
 const MAGIC: [u8; 2] = *b"WF";
 const VERSION: u8 = 1;
 const ENCRYPTED: u8 = 1;
+const SIGNED: u8 = 2;
+/// Length of a node-key signature at the end of a signed body.
+pub const SIGNATURE_LEN: usize = 64;
+/// Domain separation: a datagram signature is never a record signature.
+const SIGNATURE_CONTEXT: &[u8] = b"weft-datagram-v1";
 const WINDOW: u64 = 64;
 
 /// Why a datagram was refused.
@@ -58,6 +75,12 @@ pub enum AuthError {
     Replayed,
     /// Too many distinct senders tracked already.
     TooManySenders,
+    /// No node-key signature, where node keys are required.
+    Unsigned,
+    /// Signed by a sender id no trusted node has.
+    UnknownSender,
+    /// The node-key signature does not verify for the sender.
+    BadSignature,
 }
 
 impl AuthError {
@@ -71,6 +94,9 @@ impl AuthError {
             AuthError::BadTag => "auth_bad_tag",
             AuthError::Replayed => "auth_replayed",
             AuthError::TooManySenders => "auth_too_many_senders",
+            AuthError::Unsigned => "auth_unsigned",
+            AuthError::UnknownSender => "auth_unknown_sender",
+            AuthError::BadSignature => "auth_bad_signature",
         }
     }
 }
@@ -211,6 +237,16 @@ pub struct Sealer {
     epoch: u64,
     seq: u64,
     encrypt: bool,
+    signer: Option<SigningKey>,
+}
+
+/// What a datagram signature covers.
+fn signed_message(header: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIGNATURE_CONTEXT.len() + header.len() + body.len());
+    m.extend_from_slice(SIGNATURE_CONTEXT);
+    m.extend_from_slice(header);
+    m.extend_from_slice(body);
+    m
 }
 
 fn nonce(header: &[u8]) -> XNonce {
@@ -229,7 +265,14 @@ impl Sealer {
             epoch,
             seq: 0,
             encrypt,
+            signer: None,
         }
+    }
+
+    /// Signs every datagram with this node's key as well (flag `SIGNED`).
+    pub fn with_signer(mut self, key: SigningKey) -> Self {
+        self.signer = Some(key);
+        self
     }
 
     /// Seals `body` into `out` (cleared first).
@@ -239,11 +282,16 @@ impl Sealer {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(self.ring.primary);
-        out.push(if self.encrypt { ENCRYPTED } else { 0 });
+        let signed = if self.signer.is_some() { SIGNED } else { 0 };
+        out.push(if self.encrypt { ENCRYPTED } else { 0 } | signed);
         out.extend_from_slice(&self.sender.to_be_bytes());
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(body);
+        if let Some(key) = &self.signer {
+            let sig = key.sign(&signed_message(&out[..HEADER_LEN], body));
+            out.extend_from_slice(&sig.to_bytes());
+        }
         let cipher = self
             .ring
             .key(self.ring.primary)
@@ -285,6 +333,8 @@ pub struct Opener {
     ring: Keyring,
     windows: HashMap<u64, Window>,
     max_senders: usize,
+    /// With node keys: each trusted sender id's public key.
+    signers: Option<HashMap<u64, VerifyingKey>>,
 }
 
 impl Opener {
@@ -295,7 +345,14 @@ impl Opener {
             ring,
             windows: HashMap::new(),
             max_senders,
+            signers: None,
         }
+    }
+
+    /// Requires every datagram to be signed by its sender's node key, from
+    /// now on (`Some`: sender id → public key), or stops requiring it.
+    pub fn set_signers(&mut self, signers: Option<HashMap<u64, VerifyingKey>>) {
+        self.signers = signers;
     }
 
     /// Verifies `datagram` in place; on success returns the origin and the
@@ -310,11 +367,21 @@ impl Opener {
         if datagram.len() < OVERHEAD {
             return Err(AuthError::TooShort);
         }
-        if datagram[..2] != MAGIC || datagram[2] != VERSION || datagram[4] & !ENCRYPTED != 0 {
+        if datagram[..2] != MAGIC
+            || datagram[2] != VERSION
+            || datagram[4] & !(ENCRYPTED | SIGNED) != 0
+        {
             return Err(AuthError::NotWeft);
         }
         let key_id = datagram[3];
         let encrypted = datagram[4] & ENCRYPTED != 0;
+        let signed = datagram[4] & SIGNED != 0;
+        if signed && datagram.len() < OVERHEAD + SIGNATURE_LEN {
+            return Err(AuthError::TooShort);
+        }
+        if self.signers.is_some() && !signed {
+            return Err(AuthError::Unsigned);
+        }
         let word = |at: usize| u64::from_be_bytes(datagram[at..at + 8].try_into().expect("8"));
         let origin = Origin {
             sender: word(5),
@@ -337,6 +404,25 @@ impl Opener {
             cipher.decrypt_in_place_detached(&nonce(header), &aad, &mut [], (&tag).into())
         };
         ok.map_err(|_| AuthError::BadTag)?;
+        let mut body_end = body_end;
+        if signed {
+            body_end -= SIGNATURE_LEN;
+            if let Some(signers) = &self.signers {
+                // Only members (the AEAD passed) get this far: an outsider
+                // cannot make us spend a signature verification.
+                let key = signers
+                    .get(&origin.sender)
+                    .ok_or(AuthError::UnknownSender)?;
+                let sig: [u8; SIGNATURE_LEN] = datagram[body_end..body_end + SIGNATURE_LEN]
+                    .try_into()
+                    .expect("64");
+                key.verify(
+                    &signed_message(&datagram[..HEADER_LEN], &datagram[HEADER_LEN..body_end]),
+                    &Signature::from_bytes(&sig),
+                )
+                .map_err(|_| AuthError::BadSignature)?;
+            }
+        }
         self.check_window(origin, seq, true)?;
         Ok((origin, HEADER_LEN..body_end))
     }
@@ -389,6 +475,11 @@ impl Opener {
             w.seen |= 1 << back;
         }
         Ok(())
+    }
+
+    /// True if datagrams must carry a trusted sender's signature.
+    pub fn requires_signatures(&self) -> bool {
+        self.signers.is_some()
     }
 
     /// How many senders are tracked.
@@ -451,6 +542,65 @@ mod tests {
         assert_eq!(o.open(&mut out.clone()), Err(AuthError::UnknownKey));
         // A forged datagram did not create a window for the sender.
         assert_eq!(o.senders(), 0);
+    }
+
+    fn signing_key(byte: u8) -> SigningKey {
+        SigningKey::from_bytes(&[byte; 32])
+    }
+
+    #[test]
+    fn node_key_signatures_say_which_member_sent() {
+        let (a, b) = (signing_key(1), signing_key(2));
+        let signers: HashMap<u64, VerifyingKey> =
+            [(10, a.verifying_key()), (20, b.verifying_key())].into();
+        for encrypt in [false, true] {
+            let mut o = Opener::new(ring(1, 7), 16);
+            o.set_signers(Some(signers.clone()));
+            let mut out = Vec::new();
+            // Signed by its sender: accepted, the signature is not in the body.
+            let mut s = Sealer::new(ring(1, 7), 10, 5, encrypt).with_signer(a.clone());
+            s.seal(b"ping", &mut out);
+            assert_eq!(out.len(), 4 + OVERHEAD + SIGNATURE_LEN);
+            let (origin, body) = o.open(&mut out.clone()).unwrap();
+            assert_eq!((origin.sender, body.len()), (10, 4));
+            if !encrypt {
+                assert_eq!(&out[body], b"ping");
+            }
+            // Cluster key only, where node keys are required.
+            Sealer::new(ring(1, 7), 10, 5, encrypt).seal(b"x", &mut out);
+            assert_eq!(o.open(&mut out), Err(AuthError::Unsigned));
+            // A member (b, sender 20) speaking as sender 10, with a later
+            // epoch that would reset 10's window if it were believed.
+            let mut forger = Sealer::new(ring(1, 7), 10, 1_000, encrypt).with_signer(b.clone());
+            forger.seal(b"x", &mut out);
+            assert_eq!(o.open(&mut out), Err(AuthError::BadSignature));
+            // Sender 10's window did not move: its next datagram passes.
+            s.seal(b"pong", &mut out);
+            assert!(o.open(&mut out).is_ok());
+            // A sender id no trusted node has.
+            Sealer::new(ring(1, 7), 30, 5, encrypt)
+                .with_signer(b.clone())
+                .seal(b"x", &mut out);
+            assert_eq!(o.open(&mut out), Err(AuthError::UnknownSender));
+            // Every flipped bit of a signed datagram is refused.
+            s.seal(b"body", &mut out);
+            for i in 0..out.len() {
+                let mut o = Opener::new(ring(1, 7), 16);
+                o.set_signers(Some(signers.clone()));
+                let mut bad = out.clone();
+                bad[i] ^= 0x04;
+                assert!(o.open(&mut bad).is_err(), "bit flip at {i} accepted");
+            }
+            // Without signers (no node keys here), a signed datagram is
+            // accepted and its signature stripped.
+            let mut plain = Opener::new(ring(1, 7), 16);
+            let (_, body) = plain.open(&mut out.clone()).unwrap();
+            assert_eq!(body.len(), 4);
+            // Struck from the file: the sender is unknown from then on.
+            o.set_signers(Some([(20, b.verifying_key())].into()));
+            s.seal(b"x", &mut out);
+            assert_eq!(o.open(&mut out), Err(AuthError::UnknownSender));
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn agent(node_keys: bool) -> Agent {
 /// sealed with [`SIM_KEY`] get past authentication, as captured ones are);
 /// 1 = the rest sealed with the right key first, so any body reaches the
 /// decoders, foca and the merge (bit 0x40: with node keys, so records also
-/// meet signature checks); 2 = the body and record decoders alone.
+/// meet signature checks, and the datagram is signed by a trusted member); 2 = the body and record decoders alone.
 /// Nothing may panic, and the agent must keep working afterwards. Returns
 /// the agent's counters (modes 0 and 1), for tests of the seeds.
 pub fn gossip_datagram(data: &[u8]) -> Option<Counters> {
@@ -63,7 +63,20 @@ pub fn gossip_datagram(data: &[u8]) -> Option<Counters> {
             let mut a = agent(mode & 0x40 != 0);
             let ring = Keyring::new(&[(1, SIM_KEY)]).expect("one key");
             let mut sealed = Vec::new();
-            Sealer::new(ring, 99, 1, mode & 0x80 != 0).seal(rest, &mut sealed);
+            let mut sealer = Sealer::new(ring, 99, 1, mode & 0x80 != 0);
+            if mode & 0x40 != 0 {
+                // With node keys only signed datagrams get in: seal as
+                // "node-1", a trusted member, so the body is reached.
+                let node_1 = crate::identity::NodeKey::from_secret([2; 32]);
+                sealer = Sealer::new(
+                    Keyring::new(&[(1, SIM_KEY)]).expect("one key"),
+                    crate::state::fnv(b"node-1"),
+                    1,
+                    mode & 0x80 != 0,
+                )
+                .with_signer(node_1.signing_key());
+            }
+            sealer.seal(rest, &mut sealed);
             a.handle_datagram(from, &mut sealed, 10);
             a.tick(5_000);
             let view = a.view(5_000);
@@ -82,6 +95,11 @@ pub fn gossip_datagram(data: &[u8]) -> Option<Counters> {
             let _ = Record::decode(rest);
             let _ = crate::record::Signed::decode(rest);
             let mut o = Opener::new(Keyring::new(&[(1, SIM_KEY)]).expect("one key"), 4);
+            let _ = o.open(&mut rest.to_vec());
+            // And as a node with node keys opens them.
+            let node_1 = crate::identity::NodeKey::from_secret([2; 32]);
+            let signers = [(crate::state::fnv(b"node-1"), node_1.verifying_key())];
+            o.set_signers(Some(signers.into_iter().collect()));
             let _ = o.open(&mut rest.to_vec());
             None
         }

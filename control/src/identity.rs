@@ -103,6 +103,16 @@ impl NodeKey {
         self.0.verifying_key().to_bytes()
     }
 
+    /// The public key as a verifying key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.0.verifying_key()
+    }
+
+    /// The signing key itself (for datagram signatures, `auth::Sealer`).
+    pub fn signing_key(&self) -> SigningKey {
+        self.0.clone()
+    }
+
     /// Signs `record` (which this node must own).
     pub fn sign(&self, record: Record) -> Signed {
         let sig = self.0.sign(&message(&record)).to_bytes();
@@ -187,6 +197,23 @@ impl TrustedNodes {
     /// How many nodes are trusted.
     pub fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Each trusted node's datagram sender id (`fnv` of its name, as the
+    /// agent's sealer uses) mapped to its public key, for
+    /// `auth::Opener::set_signers`. Two names with the same id (never seen;
+    /// 64-bit FNV) both get none, so neither can speak for the other.
+    pub fn datagram_signers(&self) -> std::collections::HashMap<u64, VerifyingKey> {
+        let mut ids: std::collections::HashMap<u64, Option<VerifyingKey>> =
+            std::collections::HashMap::new();
+        for (name, node) in &self.nodes {
+            ids.entry(crate::state::fnv(name.as_bytes()))
+                .and_modify(|k| *k = None)
+                .or_insert(Some(node.key));
+        }
+        ids.into_iter()
+            .filter_map(|(id, k)| Some((id, k?)))
+            .collect()
     }
 
     /// True if no node is trusted (never, for a parsed file).

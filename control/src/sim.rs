@@ -559,14 +559,77 @@ mod tests {
         ];
         let mut body = Vec::new();
         Body::Records(forged.clone()).encode(&mut body);
+        // Sent in its own name, signed with its own key, the datagram is
+        // accepted; the records in it are checked one by one.
         let mut datagram = Vec::new();
-        Sealer::new(sim.keyring.clone(), 2, now, false).seal(&body, &mut datagram);
+        let sender = |i: usize| crate::state::fnv(name(i).as_bytes());
+        Sealer::new(sim.keyring.clone(), sender(2), now, false)
+            .with_signer(insider.signing_key())
+            .seal(&body, &mut datagram);
         let from = sim.addr_of[2];
+        let keyring = sim.keyring.clone();
         let a = sim.agent(0).unwrap();
         a.handle_datagram(from, &mut datagram, now);
         let c = a.counters();
         assert_eq!(c.dropped("record_bad_signature"), 2, "{c:?}");
         assert_eq!(c.dropped("record_not_allowed"), 1, "{c:?}");
+        // Datagrams with only the cluster key, or in node 1's name with the
+        // insider's key, are refused before anything in them is read.
+        for (id, signer, reason) in [
+            (sender(2), None, "auth_unsigned"),
+            (sender(1), Some(insider.signing_key()), "auth_bad_signature"),
+            (
+                sender(99),
+                Some(insider.signing_key()),
+                "auth_unknown_sender",
+            ),
+        ] {
+            let mut s = Sealer::new(keyring.clone(), id, now + 1, false);
+            if let Some(k) = signer {
+                s = s.with_signer(k);
+            }
+            s.seal(&body, &mut datagram);
+            a.handle_datagram(from, &mut datagram, now);
+            assert_eq!(a.counters().dropped(reason), 1, "{reason}");
+        }
+        // In SWIM, too, it speaks only for itself: a ping whose header
+        // names node 1 as its source, in a datagram node 2 signed, is
+        // refused; the same ping naming node 2 goes to foca.
+        let ping_from = |i: usize| {
+            use foca::Codec;
+            let header = foca::Header {
+                src: crate::member::Member {
+                    name: name(i),
+                    addr: from,
+                    boot: 1,
+                },
+                src_incarnation: 0,
+                dst: crate::member::Member {
+                    name: name(0),
+                    addr: from,
+                    boot: 1,
+                },
+                message: foca::Message::Ping(7),
+            };
+            let mut packet = Vec::new();
+            foca::PostcardCodec
+                .encode_header(&header, &mut packet)
+                .unwrap();
+            let mut body = Vec::new();
+            Body::Swim(&packet).encode(&mut body);
+            body
+        };
+        let mut signed_by_2 = Sealer::new(keyring.clone(), sender(2), now + 2, false)
+            .with_signer(insider.signing_key());
+        for (i, wrong) in [(1, 1), (2, 1)] {
+            signed_by_2.seal(&ping_from(i), &mut datagram);
+            a.handle_datagram(from, &mut datagram, now);
+            assert_eq!(
+                a.counters().dropped("swim_wrong_sender"),
+                wrong,
+                "ping from {i}"
+            );
+        }
         // The same records broadcast through SWIM by the insider (foca
         // relays them as they come): refused everywhere, nothing changes.
         let t0 = sim.now();

@@ -68,8 +68,9 @@ const PROBE_ACK: u8 = 5;
 /// Records with signatures. Unsigned batches keep the [`RECORDS`] kind and
 /// format, so clusters without node keys talk to earlier releases.
 const SIGNED_RECORDS: u8 = 6;
-/// The largest body we produce (fits a sealed datagram in 1400 bytes).
-pub const MAX_BODY: usize = 1400 - crate::auth::OVERHEAD;
+/// The largest body we produce (fits a sealed and signed datagram in 1400
+/// bytes).
+pub const MAX_BODY: usize = 1400 - crate::auth::OVERHEAD - crate::auth::SIGNATURE_LEN;
 /// Most digest entries per datagram.
 pub const DIGESTS_PER_DATAGRAM: usize = 60;
 
