@@ -266,8 +266,11 @@ fn manifests_provision_node_keys() {
     assert!(example.contains(&format!("  {file_name}: |")));
 }
 
+/// A fresh directory of its own (tests run in parallel).
 fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weft-{tag}-{}", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("weft-{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -401,6 +404,13 @@ fn node_key_init_container_makes_keeps_and_waits_for_trust() {
 
 /// Runs trust-nodes.sh on announcements and a current file: (stdout, stderr).
 fn trust_nodes(logs: &str, current: &str) -> (String, String) {
+    let (out, err, code) = trust_nodes_with(logs, current, &[]);
+    assert_eq!(code, 0, "{err}");
+    (out, err)
+}
+
+/// The same with more arguments: (stdout, stderr, exit status).
+fn trust_nodes_with(logs: &str, current: &str, args: &[&str]) -> (String, String, i32) {
     let tmp = scratch("trust-nodes");
     std::fs::write(tmp.join("logs"), logs).unwrap();
     std::fs::write(tmp.join("current"), current).unwrap();
@@ -409,14 +419,72 @@ fn trust_nodes(logs: &str, current: &str) -> (String, String) {
         .arg(tmp.join("logs"))
         .arg("--current")
         .arg(tmp.join("current"))
+        .args(args)
         .output()
         .unwrap();
     std::fs::remove_dir_all(&tmp).unwrap();
-    assert!(out.status.success(), "{out:?}");
     (
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
+        out.status.code().unwrap_or(-1),
     )
+}
+
+#[test]
+fn trust_nodes_gives_each_new_node_a_range_of_its_own() {
+    use control::identity::{NodeKey, TrustedNodes};
+    let [a, b, c, d, e] = [(); 5].map(|_| NodeKey::generate().public_hex());
+    // Listed ranges (any overlap with a candidate counts) are taken; IPv6
+    // ranges and ranges outside the pool do not matter.
+    let current =
+        format!("node-a {a} 10.244.0.0/20\nnode-b {b} 10.244.40.0/22 fd00::/64 10.9.0.0/16\n");
+    let logs = format!("weft-trust: node-c {c}\nweft-trust: node-d {d}\nweft-trust: node-e {e}\n");
+    let (out, err, code) = trust_nodes_with(&logs, &current, &["--ranges", "10.244.0.0/16:20"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!("{current}node-c {c} 10.244.16.0/20\nnode-d {d} 10.244.48.0/20\nnode-e {e} 10.244.64.0/20\n")
+    );
+    let file = TrustedNodes::parse(&out).unwrap();
+    assert_eq!(
+        file.get("node-d").unwrap().allowed,
+        ["10.244.48.0/20".parse().unwrap()]
+    );
+    // No ranges overlap.
+    let v4: Vec<ipnet::IpNet> = ["node-a", "node-b", "node-c", "node-d", "node-e"]
+        .iter()
+        .flat_map(|n| file.get(n).unwrap().allowed.clone())
+        .filter(|r| {
+            r.addr().is_ipv4() && "10.244.0.0/16".parse::<ipnet::IpNet>().unwrap().contains(r)
+        })
+        .collect();
+    for (i, x) in v4.iter().enumerate() {
+        for y in &v4[i + 1..] {
+            assert!(!x.contains(y) && !y.contains(x), "{x} and {y} overlap");
+        }
+    }
+    // A full pool: the node left without a range is not added, and the
+    // exit status says so.
+    let (out, err, code) = trust_nodes_with(&logs, &current, &["--ranges", "10.244.0.0/18:20"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        out.contains("node-c") && out.contains("node-d") && !out.contains("node-e"),
+        "{out}"
+    );
+    assert!(
+        err.contains("no free /20 left in 10.244.0.0/18 for node-e"),
+        "{err}"
+    );
+    // Malformed: refused before anything is printed.
+    for bad in [
+        "10.244.0.1/16:20",
+        "10.244.0.0/16",
+        "10.244.0.0/20:16",
+        "fd00::/48:64",
+    ] {
+        let (out, _, code) = trust_nodes_with(&logs, &current, &["--ranges", bad]);
+        assert_eq!((code, out.as_str()), (2, ""), "{bad}");
+    }
 }
 
 #[test]

@@ -976,7 +976,9 @@ impl Agent {
 
     /// A block of the pool that no claim overlaps, searched from an offset
     /// derived from the node name so that nodes joining together rarely
-    /// pick the same one.
+    /// pick the same one. With allowed ranges for this node in the
+    /// trusted-nodes file, only inside them (other nodes refuse claims
+    /// outside).
     fn free_block(&self, auto: &AutoBlock, now: u64) -> Option<IpNet> {
         let sh = self.shared.lock().expect("not poisoned");
         let taken: Vec<IpNet> = sh
@@ -984,6 +986,37 @@ impl Agent {
             .winning_claims(|o| self.may_claim(o, now))
             .into_keys()
             .collect();
+        let allowed = sh
+            .state
+            .rules()
+            .trusted
+            .as_ref()
+            .and_then(|t| t.get(&self.cfg.name))
+            .map(|me| me.allowed.clone())
+            .unwrap_or_default();
+        drop(sh);
+        if allowed.is_empty() {
+            return self.free_block_in(auto.pool, auto.len, &taken);
+        }
+        // Each allowed range narrows the pool (or is narrowed by it).
+        allowed
+            .iter()
+            .filter_map(|a| {
+                if auto.pool.contains(a) {
+                    Some(*a)
+                } else if a.contains(&auto.pool) {
+                    Some(auto.pool)
+                } else {
+                    None
+                }
+            })
+            .find_map(|space| self.free_block_in(space, auto.len, &taken))
+    }
+
+    /// A block of prefix length `len` in `space` that no block of `taken`
+    /// overlaps.
+    fn free_block_in(&self, space: IpNet, len: u8, taken: &[IpNet]) -> Option<IpNet> {
+        let auto = AutoBlock { pool: space, len };
         let (base, host_bits, pool_len) = match auto.pool {
             IpNet::V4(p) => (
                 u128::from(u32::from(p.network())),

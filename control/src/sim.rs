@@ -38,6 +38,10 @@ pub struct SimConfig {
     /// trusts exactly the cluster's keys (with its configured block as the
     /// allowed range when blocks are configured).
     pub node_keys: bool,
+    /// With node keys and `auto_claim`: node `i` may claim only inside the
+    /// `i`-th range of this prefix length in the pool (the trusted-nodes
+    /// file's allowed ranges), instead of anywhere in the pool.
+    pub per_node_ranges: Option<u8>,
 }
 
 impl Default for SimConfig {
@@ -50,6 +54,7 @@ impl Default for SimConfig {
             stagger_ms: 5,
             auto_claim: None,
             node_keys: false,
+            per_node_ranges: None,
         }
     }
 }
@@ -120,9 +125,15 @@ impl Sim {
         let trusted = cfg.node_keys.then(|| {
             let file: String = (0..n)
                 .map(|i| {
-                    let allowed = match cfg.auto_claim {
-                        Some((pool, _)) => pool.to_string(),
-                        None => static_block(i).to_string(),
+                    let allowed = match (cfg.auto_claim, cfg.per_node_ranges) {
+                        (Some((pool, _)), Some(len)) => pool
+                            .subnets(len)
+                            .expect("len within the pool")
+                            .nth(i)
+                            .expect("a range per node")
+                            .to_string(),
+                        (Some((pool, _)), None) => pool.to_string(),
+                        (None, _) => static_block(i).to_string(),
                     };
                     format!("{} {} {allowed}\n", name(i), node_key(i).public_hex())
                 })
@@ -461,6 +472,44 @@ mod tests {
             for i in 1..nodes {
                 assert_eq!(sim.agent(i).unwrap().view(now).blocks, view0);
             }
+        }
+    }
+
+    #[test]
+    fn with_allowed_ranges_nodes_claim_inside_their_own() {
+        // A shared pool, each node's allowed range in the trusted-nodes
+        // file a /27 of it: automatic claims must come from there (others
+        // refuse claims outside), so every node still gets a block.
+        let nodes = 8;
+        let pool: ipnet::IpNet = "10.244.0.0/24".parse().unwrap();
+        let mut sim = Sim::new(SimConfig {
+            nodes,
+            stagger_ms: 0,
+            auto_claim: Some((pool, 29)),
+            node_keys: true,
+            per_node_ranges: Some(27),
+            ..SimConfig::default()
+        });
+        sim.run_until(30_000);
+        let now = sim.now();
+        let view0 = sim.agent(0).unwrap().view(now).blocks;
+        assert_eq!(view0.len(), nodes, "{view0:?}");
+        for (i, range) in pool.subnets(27).unwrap().take(nodes).enumerate() {
+            let blocks = sim.agent(i).unwrap().local_blocks();
+            assert_eq!(blocks.len(), 1, "node {i}");
+            assert!(
+                range.contains(&blocks[0]),
+                "node {i}: {} outside {range}",
+                blocks[0]
+            );
+            assert_eq!(sim.agent(i).unwrap().view(now).blocks, view0, "node {i}");
+            assert_eq!(
+                sim.agent(i)
+                    .unwrap()
+                    .counters()
+                    .dropped("record_not_allowed"),
+                0
+            );
         }
     }
 
