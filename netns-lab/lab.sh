@@ -135,12 +135,17 @@ up() {
   chmod 600 "$STATE/cluster.key"
   if [[ $mode == gossip ]]; then
     # Node keys: each node signs its records, and every node trusts the
-    # lab's nodes only, in the lab's pools (lines `NAME PUBLIC-KEY CIDR...`).
+    # lab's nodes only, each in a range of the pools of its own (lines
+    # `NAME PUBLIC-KEY CIDR...`): node k claims its blocks in
+    # 10.244.4k.0/22 and fd00:244:0:k::/64, and nobody else may.
     : > "$STATE/trusted-nodes"
     for k in $(seq "$nodes"); do
       "$BIN/weftd" genkey > "$STATE/node-n$k.key"
       chmod 600 "$STATE/node-n$k.key"
-      echo "n$k $("$BIN/weftd" pubkey < "$STATE/node-n$k.key") ${pools[*]//\"/}" >> "$STATE/trusted-nodes"
+      local ranges=()
+      [[ $family != 6 ]] && ranges+=("10.244.$((4 * k)).0/22")
+      [[ $family != 4 ]] && ranges+=("fd00:244:0:$k::/64")
+      echo "n$k $("$BIN/weftd" pubkey < "$STATE/node-n$k.key") ${ranges[*]}" >> "$STATE/trusted-nodes"
     done
   fi
   if [[ $mode == kernel-vxlan ]]; then
