@@ -151,5 +151,33 @@ fn hostile_vxlan_is_dropped_and_counted_by_reason() {
         "{rss_before} -> {rss_after} KiB"
     );
     lab.all_pods_reach_all_pods();
+
+    // A non-member sending with UDP GSO: its datagrams arrive as one GRO
+    // batch, refused with one lookup — and every one of them is counted.
+    let before = lab.stats(2)["drops"]["unknown_source"].as_u64().unwrap();
+    let one = datagram(Kind::Valid, 1, from_pod, to_pod, mac);
+    let burst: Vec<u8> = (0..20).flat_map(|_| one.iter().copied()).collect();
+    let mut enter = support::enter(&rogue.ns);
+    std::thread::spawn(move || {
+        enter().unwrap();
+        let s = std::net::UdpSocket::bind("10.99.0.200:0").unwrap();
+        // The socket's own UDP_SEGMENT, so that a kernel without GSO fails
+        // here instead of sending them one by one.
+        let segment = i32::try_from(one.len()).unwrap();
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::UdpGsoSegment, &segment)
+            .unwrap();
+        assert_eq!(s.send_to(&burst, target).unwrap(), burst.len());
+    })
+    .join()
+    .unwrap();
+    let mut counted = 0;
+    for _ in 0..50 {
+        counted = lab.stats(2)["drops"]["unknown_source"].as_u64().unwrap() - before;
+        if counted >= 20 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(counted, 20, "a GSO burst of 20 from a non-member");
     drop(rogue);
 }

@@ -116,7 +116,13 @@ impl WorkerCounters {
     /// Counts one drop.
     #[inline]
     pub fn dropped(&self, why: DropReason) {
-        self.drops[why as usize].fetch_add(1, Ordering::Relaxed);
+        self.dropped_n(why, 1);
+    }
+
+    /// Counts `n` drops for one reason (a whole batch refused at once).
+    #[inline]
+    pub fn dropped_n(&self, why: DropReason, n: u64) {
+        self.drops[why as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Adds to a counter.

@@ -256,7 +256,12 @@ impl Worker {
     ) {
         let snap = st.reader.load();
         let Some(peer) = st.peers.lookup(snap, from.ip()) else {
-            return self.counters.dropped(DropReason::UnknownSource);
+            // One source for the whole GRO batch: one lookup, every
+            // datagram in it counted.
+            let datagrams = n.div_ceil(segment.max(1)) as u64;
+            return self
+                .counters
+                .dropped_n(DropReason::UnknownSource, datagrams);
         };
         st.accepted.clear();
         for k in 0..n.div_ceil(segment) {
