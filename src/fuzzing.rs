@@ -62,3 +62,38 @@ pub fn admin_request(data: &[u8]) {
         );
     }
 }
+
+/// The other inputs weftd reads from outside, picked by the first byte:
+/// 0 = a line on the CNI plugin's socket; 1 = the cluster keyring file;
+/// 2 = a node key file; 3 = the trusted-nodes file (operator-written, a
+/// ConfigMap on Kubernetes). An error or a value within its rules, never a
+/// panic.
+pub fn local_input(data: &[u8]) {
+    let Some((&kind, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    match kind % 4 {
+        0 => {
+            if let Ok(m) = crate::endpoints::parse_message(text) {
+                assert!(m.host_ifname.is_none_or(|n| (1..=15).contains(&n.len())));
+            }
+        }
+        1 => {
+            let _ = control::Keyring::parse(text);
+        }
+        2 => {
+            if let Ok(k) = control::identity::NodeKey::parse(text) {
+                // The public key it prints is one a trusted-nodes file takes.
+                let line = format!("n {}", k.public_hex());
+                assert!(control::identity::TrustedNodes::parse(&line).is_ok());
+            }
+        }
+        _ => match control::identity::TrustedNodes::parse(text) {
+            Ok(t) => assert!(!t.is_empty()),
+            Err(e) => assert!(!e.message.is_empty()),
+        },
+    }
+}

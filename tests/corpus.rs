@@ -1,5 +1,6 @@
 //! Replays the fuzz corpora for outside input the root package parses (CNI
-//! configuration, weftd configuration) through the checks the fuzz targets
+//! configuration, weftd configuration, admin requests, CNI socket lines
+//! and key files) through the checks the fuzz targets
 //! run, so every input a fuzzer kept is a regression test on stable Rust.
 
 use std::path::Path;
@@ -39,6 +40,10 @@ fn named_regressions_and_seeds_are_kept() {
         "segment/seed-tcp6",
         "segment/seed-udp-gso-v4",
         "gossip/seed-signed-records",
+        "local_input/seed-cni-added",
+        "local_input/seed-keyring",
+        "local_input/seed-node-key",
+        "local_input/seed-trusted-nodes",
     ] {
         assert!(root.join(kept).is_file(), "fuzz/corpus/{kept} is missing");
     }
@@ -47,4 +52,9 @@ fn named_regressions_and_seeds_are_kept() {
 #[test]
 fn admin_request_corpus() {
     replay("admin_request", weft::fuzzing::admin_request);
+}
+
+#[test]
+fn local_input_corpus() {
+    replay("local_input", weft::fuzzing::local_input);
 }
