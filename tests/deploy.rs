@@ -85,12 +85,14 @@ fn manifests_pass_schema_validation_and_typos_do_not() {
     assert!(!ok, "a misspelt field passed: {out}");
 }
 
-/// The ConfigMap's weftd.toml, extracted with the validator's YAML parser.
-fn configmap_toml(dir: &Path) -> String {
-    let script = "import sys, yaml\nfor d in yaml.safe_load_all(open(sys.argv[1])):\n    if d and d['kind'] == 'ConfigMap':\n        sys.stdout.write(d['data']['weftd.toml'])\n";
+/// The first document of `kind` in weft.yaml as JSON, through the
+/// validator's YAML parser.
+fn weft_yaml(dir: &Path, kind: &str) -> Value {
+    let script = "import sys, yaml, json\nfor d in yaml.safe_load_all(open(sys.argv[1])):\n    if d and d['kind'] == sys.argv[2]:\n        json.dump(d, sys.stdout)\n        break\n";
     let out = python(dir)
         .args(["-c", script])
         .arg(Path::new(ROOT).join("deploy/k8s/weft.yaml"))
+        .arg(kind)
         .output()
         .unwrap();
     assert!(
@@ -98,7 +100,15 @@ fn configmap_toml(dir: &Path) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no {kind} in weft.yaml: {e}"))
+}
+
+/// The ConfigMap's weftd.toml.
+fn configmap_toml(dir: &Path) -> String {
+    weft_yaml(dir, "ConfigMap")["data"]["weftd.toml"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -171,22 +181,6 @@ fn install_cni_puts_plugin_and_conflist_in_place() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
-/// The DaemonSet of weft.yaml as JSON, through the validator's YAML parser.
-fn daemonset(dir: &Path) -> Value {
-    let script = "import sys, yaml, json\nfor d in yaml.safe_load_all(open(sys.argv[1])):\n    if d and d['kind'] == 'DaemonSet':\n        json.dump(d, sys.stdout)\n";
-    let out = python(dir)
-        .args(["-c", script])
-        .arg(Path::new(ROOT).join("deploy/k8s/weft.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// The mount paths of a container by volume name, and whether any is a subPath.
 fn mounts(container: &Value) -> Vec<(String, String, bool)> {
     container["volumeMounts"]
@@ -212,7 +206,7 @@ fn manifests_provision_node_keys() {
         .gossip
         .trusted_nodes_file
         .expect("trusted-nodes file set");
-    let ds = daemonset(&dir);
+    let ds = weft_yaml(&dir, "DaemonSet");
     let spec = &ds["spec"]["template"]["spec"];
     let init = spec["initContainers"]
         .as_array()
