@@ -161,6 +161,11 @@ impl Worker {
                         "worker {index}: no UDP GRO on this kernel; datagrams come one by one"
                     );
                 }
+                if !super::udp_gso::enable_recv_tos(sock) {
+                    tracing::warn!(
+                        "worker {index}: cannot read the outer TOS; congestion marks (ECN CE) from the underlay are lost"
+                    );
+                }
                 watch(sock.as_fd())?
             }
             UnderlayIo::IpIp {
@@ -224,9 +229,9 @@ impl Worker {
         let mut got = 0;
         while got < BUDGET {
             match super::udp_gso::recv(sock, &mut st.rx_buf[HEADROOM..]) {
-                Ok((n, from, segment)) => {
+                Ok(r) => {
                     got += 1;
-                    self.vxlan_received(sock, st, n, from, segment);
+                    self.vxlan_received(sock, st, r);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -243,17 +248,18 @@ impl Worker {
         }
     }
 
-    /// The `n` bytes at `rx_buf[HEADROOM..]` from `from`, datagrams of
-    /// `segment` bytes: ARP answered, the rest checked, decapsulated and
-    /// delivered (coalesced).
+    /// What `r` put at `rx_buf[HEADROOM..]`: datagrams of `r.segment`
+    /// bytes from `r.from`, all with outer TOS `r.tos`. ARP answered, the
+    /// rest checked, decapsulated (the outer ECN applied to the inner
+    /// packet) and delivered (coalesced).
     fn vxlan_received(
         &self,
         sock: &std::net::UdpSocket,
         st: &mut LoopState,
-        n: usize,
-        from: std::net::SocketAddr,
-        segment: usize,
+        r: super::udp_gso::Received,
     ) {
+        let (n, from, segment) = (r.len, r.from, r.segment);
+        let outer_ecn = encap::ecn::Ecn::from_tos(r.tos);
         let snap = st.reader.load();
         let Some(peer) = st.peers.lookup(snap, from.ip()) else {
             // One source for the whole GRO batch: one lookup, every
@@ -282,7 +288,9 @@ impl Worker {
                     continue;
                 }
             }
-            if let Some(r) = self.accept_datagram(&st.dec, snap, &peer, &mut st.rx_buf, bounds) {
+            if let Some(r) =
+                self.accept_datagram(&st.dec, snap, &peer, &mut st.rx_buf, bounds, outer_ecn)
+            {
                 st.accepted.push(r);
             }
         }

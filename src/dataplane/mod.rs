@@ -353,6 +353,7 @@ impl Worker {
             return;
         };
         let dst = ip.dst();
+        let tos = encap::ecn::encap_tos(ip.tos());
         let len = end - start;
         let snap = reader.load();
         if len > self.settings.overlay_mtu {
@@ -374,11 +375,16 @@ impl Worker {
                     return self.counters.dropped(DropReason::BadInner);
                 };
                 let to = SocketAddr::new(underlay, self.settings.port);
-                return pending.push(sock, &self.counters, &buf[at..end], len, to);
+                return pending.push(sock, &self.counters, &buf[at..end], len, to, tos);
             }
             UnderlayIo::IpIp { v4, v6, .. } => {
                 let sock = if buf[start] >> 4 == 4 { v4 } else { v6 };
-                sock.send_to(&buf[start..end], &SocketAddr::new(underlay, 0).into())
+                raw_batch::send_one(
+                    sock.as_ref(),
+                    &buf[start..end],
+                    SocketAddr::new(underlay, 0),
+                    tos,
+                )
             }
         };
         match sent {
@@ -427,6 +433,7 @@ impl Worker {
             return;
         };
         let sock = if first[0] >> 4 == 4 { v4 } else { v6 };
+        let tos = encap::ecn::encap_tos(ip.tos());
         let mut packets: [&[u8]; raw_batch::MAX_BATCH] = [&[]; raw_batch::MAX_BATCH];
         for (c, group) in lens.chunks(raw_batch::MAX_BATCH).enumerate() {
             for (k, len) in group.iter().enumerate() {
@@ -434,7 +441,12 @@ impl Worker {
                 packets[k] = &segs[at..at + len];
             }
             let n = group.len();
-            let sent = batch.send(sock.as_ref(), &packets[..n], SocketAddr::new(underlay, 0));
+            let sent = batch.send(
+                sock.as_ref(),
+                &packets[..n],
+                SocketAddr::new(underlay, 0),
+                tos,
+            );
             WorkerCounters::add(&self.counters.tx_packets, sent as u64);
             WorkerCounters::add(
                 &self.counters.tx_bytes,
@@ -486,6 +498,7 @@ impl Worker {
         }
         let datagram = head + split.mss;
         let to = SocketAddr::new(underlay, self.settings.port);
+        let tos = encap::ecn::encap_tos(ip.tos());
         let per_send = encap::vxlan::gso_max_segments(split.header_len + split.mss);
         let mut pieces = [IoSlice::new(&[]); 2 * encap::vxlan::GSO_MAX_DATAGRAMS];
         let mut i = 0;
@@ -498,7 +511,7 @@ impl Worker {
                 pieces[2 * k + 1] = IoSlice::new(payload);
                 bytes += split.header_len + payload.len();
             }
-            match udp_gso::send_vectored(sock, &pieces[..2 * (j - i)], 2, datagram, to) {
+            match udp_gso::send_vectored(sock, &pieces[..2 * (j - i)], 2, datagram, to, tos) {
                 Ok(()) => {
                     WorkerCounters::add(&self.counters.tx_packets, (j - i) as u64);
                     WorkerCounters::add(&self.counters.tx_bytes, bytes as u64);
@@ -715,9 +728,10 @@ impl Worker {
         }
     }
 
-    /// Decapsulates the datagram at `buf[from..to]` and checks it came from
-    /// `peer` with an inner source in `peer`'s blocks; returns the inner
-    /// packet's range in `buf`, or counts the drop.
+    /// Decapsulates the datagram at `buf[from..to]` (whose outer header
+    /// carried `outer_ecn`) and checks it came from `peer` with an inner
+    /// source in `peer`'s blocks; returns the inner packet's range in `buf`,
+    /// or counts the drop.
     fn accept_datagram(
         &self,
         dec: &VxlanDecap,
@@ -725,8 +739,9 @@ impl Worker {
         peer: &NodeId,
         buf: &mut [u8],
         (from, to): (usize, usize),
+        outer_ecn: Ecn,
     ) -> Option<std::ops::Range<usize>> {
-        let inner = match dec.decap_payload(&mut buf[from..to], Ecn::NotEct) {
+        let inner = match dec.decap_payload(&mut buf[from..to], outer_ecn) {
             Ok(i) => i,
             Err(encap::Error::WrongVni { .. }) => {
                 self.counters.dropped(DropReason::WrongVni);

@@ -1,6 +1,6 @@
 //! Single VXLAN datagrams gathered over one turn at the pods' side (a TUN
 //! queue or a worker's ports) and sent together at its end: each run of
-//! equal-size datagrams to one peer — a burst of small UDP packets, TCP
+//! equal-size datagrams to one peer with one outer TOS — a burst of small UDP packets, TCP
 //! ACKs, pings — leaves in one UDP GSO `sendmsg` instead of one syscall
 //! each, and the receiving node's UDP GRO takes it in one read.
 //!
@@ -23,6 +23,7 @@ struct Item {
     len: usize,
     inner_len: usize,
     to: SocketAddr,
+    tos: u8,
 }
 
 /// Datagrams waiting to be sent, in arrival order.
@@ -48,7 +49,8 @@ impl PendingSends {
     }
 
     /// Adds `datagram` (carrying an inner packet of `inner_len` bytes) for
-    /// `to`, sending what waits first when there is no room.
+    /// `to` with outer TOS `tos`, sending what waits first when there is no
+    /// room.
     pub fn push(
         &mut self,
         sock: &UdpSocket,
@@ -56,6 +58,7 @@ impl PendingSends {
         datagram: &[u8],
         inner_len: usize,
         to: SocketAddr,
+        tos: u8,
     ) {
         if datagram.len() > self.arena.len() {
             return counters.dropped(DropReason::BadInner);
@@ -69,12 +72,13 @@ impl PendingSends {
             len: datagram.len(),
             inner_len,
             to,
+            tos,
         });
         self.used += datagram.len();
     }
 
-    /// Sends everything that waits: a run of datagrams to one address, all
-    /// of one size but the last, goes in one GSO send.
+    /// Sends everything that waits: a run of datagrams to one address with
+    /// one TOS, all of one size but the last, goes in one GSO send.
     pub fn flush(&mut self, sock: &UdpSocket, counters: &WorkerCounters) {
         let mut i = 0;
         while i < self.items.len() {
@@ -83,7 +87,7 @@ impl PendingSends {
             let mut j = i + 1;
             while j < self.items.len() && j - i < most {
                 let next = self.items[j];
-                if next.to != first.to || next.len > first.len {
+                if next.to != first.to || next.tos != first.tos || next.len > first.len {
                     break;
                 }
                 j += 1;
@@ -93,7 +97,7 @@ impl PendingSends {
             }
             let last = self.items[j - 1];
             let bytes = &self.arena[first.at..last.at + last.len];
-            if udp_gso::send(sock, bytes, first.len, first.to).is_ok() {
+            if udp_gso::send(sock, bytes, first.len, first.to, first.tos).is_ok() {
                 let inner: usize = self.items[i..j].iter().map(|it| it.inner_len).sum();
                 WorkerCounters::add(&counters.tx_packets, (j - i) as u64);
                 WorkerCounters::add(&counters.tx_bytes, inner as u64);
@@ -101,7 +105,8 @@ impl PendingSends {
                 // A run the kernel refuses whole (a datagram over the path
                 // MTU, which only a single send may fragment): one by one.
                 for it in &self.items[i..j] {
-                    match sock.send_to(&self.arena[it.at..it.at + it.len], it.to) {
+                    let one = &self.arena[it.at..it.at + it.len];
+                    match udp_gso::send(sock, one, it.len, it.to, it.tos) {
                         Ok(_) => {
                             WorkerCounters::add(&counters.tx_packets, 1);
                             WorkerCounters::add(&counters.tx_bytes, it.inner_len as u64);
@@ -129,15 +134,19 @@ mod tests {
         (tx, rx)
     }
 
-    /// Datagrams arrive whole, in order, with their own sizes, whatever
-    /// runs they were grouped in; the counters count each one.
+    /// Datagrams arrive whole, in order, with their own sizes and outer
+    /// TOS, whatever runs they were grouped in; the counters count each one.
     #[test]
     fn runs_of_sizes_and_addresses_arrive_whole_and_in_order() {
         let (tx, rx) = pair();
         let (_, other) = pair();
+        assert!(udp_gso::enable_recv_tos(&rx));
         let counters = WorkerCounters::default();
         let mut p = PendingSends::new(1500);
-        let sizes = [100usize, 100, 100, 60, 100, 1500, 1500, 7, 100];
+        let sizes = [100usize, 100, 100, 60, 100, 1500, 1500, 7, 100, 100, 100];
+        // ECT(0), Not-ECT, CE and a DSCP with ECT(1): a change of TOS
+        // splits a run, as a change of size or address does.
+        let tos = [2u8, 2, 0, 3, 3, 0xb9, 0xb9, 0, 2, 0, 2];
         let to = rx.local_addr().unwrap();
         for (k, &n) in sizes.iter().enumerate() {
             let d = vec![k as u8; n];
@@ -149,18 +158,20 @@ mod tests {
                     &[0xee; 100],
                     50,
                     other.local_addr().unwrap(),
+                    0,
                 );
             }
-            p.push(&tx, &counters, &d, n / 2, to);
+            p.push(&tx, &counters, &d, n / 2, to, tos[k]);
         }
         assert!(!p.is_empty());
         p.flush(&tx, &counters);
         assert!(p.is_empty());
         let mut buf = [0u8; 2048];
         for (k, &n) in sizes.iter().enumerate() {
-            let got = rx.recv(&mut buf).unwrap();
-            assert_eq!(got, n, "datagram {k}");
-            assert!(buf[..got].iter().all(|&b| b == k as u8), "datagram {k}");
+            let got = udp_gso::recv(&rx, &mut buf).unwrap();
+            assert_eq!(got.len, n, "datagram {k}");
+            assert_eq!(got.tos, tos[k], "datagram {k}");
+            assert!(buf[..got.len].iter().all(|&b| b == k as u8), "datagram {k}");
         }
         assert_eq!(other.recv(&mut buf).unwrap(), 100);
         let sent = counters
@@ -182,7 +193,7 @@ mod tests {
         let mut p = PendingSends::new(200);
         let to = rx.local_addr().unwrap();
         for k in 0..100u8 {
-            p.push(&tx, &counters, &[k; 200], 150, to);
+            p.push(&tx, &counters, &[k; 200], 150, to, 0);
         }
         p.flush(&tx, &counters);
         let mut buf = [0u8; 2048];

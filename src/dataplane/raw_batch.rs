@@ -3,7 +3,8 @@
 //! queued (raw sockets have no segmentation or receive offload, so
 //! batching syscalls is what is left).
 
-use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use super::udp_gso::Tos;
+use nix::sys::socket::{recvmmsg, sendmmsg, sendmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -25,10 +26,19 @@ impl Default for Batch {
 }
 
 impl Batch {
-    /// Sends `packets` (at most [`MAX_BATCH`]) to `to` on `sock`; returns
-    /// how many the kernel took (a short count or an error stops early).
-    pub fn send(&mut self, sock: &impl AsRawFd, packets: &[&[u8]], to: SocketAddr) -> usize {
+    /// Sends `packets` (at most [`MAX_BATCH`]) to `to` on `sock`, all with
+    /// outer TOS `tos`; returns how many the kernel took (a short count or
+    /// an error stops early).
+    pub fn send(
+        &mut self,
+        sock: &impl AsRawFd,
+        packets: &[&[u8]],
+        to: SocketAddr,
+        tos: u8,
+    ) -> usize {
         let n = packets.len().min(MAX_BATCH);
+        let tos = Tos::new(tos, to);
+        let cmsg = tos.cmsg();
         let slices: [[IoSlice<'_>; 1]; MAX_BATCH] =
             std::array::from_fn(|i| [IoSlice::new(packets.get(i).copied().unwrap_or(&[]))]);
         let addrs = [Some(SockaddrStorage::from(to)); MAX_BATCH];
@@ -39,7 +49,7 @@ impl Batch {
                 &mut self.headers,
                 &slices[sent..n],
                 &addrs[sent..n],
-                [],
+                cmsg.as_slice(),
                 MsgFlags::empty(),
             ) {
                 Ok(results) => {
@@ -55,6 +65,26 @@ impl Batch {
         }
         sent
     }
+}
+
+/// Sends one packet to `to` on `sock` with outer TOS `tos` (the kernel
+/// writes the outer header).
+pub fn send_one(
+    sock: &impl AsRawFd,
+    packet: &[u8],
+    to: SocketAddr,
+    tos: u8,
+) -> std::io::Result<()> {
+    let tos = Tos::new(tos, to);
+    let cmsg = tos.cmsg();
+    sendmsg(
+        sock.as_raw_fd(),
+        &[IoSlice::new(packet)],
+        cmsg.as_slice(),
+        MsgFlags::empty(),
+        Some(&SockaddrStorage::from(to)),
+    )?;
+    Ok(())
 }
 
 /// Reusable `recvmmsg` headers for one thread.

@@ -5,7 +5,14 @@
 //! types and disables GSO on a socket for good after one failure; weft's
 //! sender already lays datagrams out back to back, so a thin wrapper over
 //! nix's `sendmsg`/`recvmsg` is all that is needed. A kernel without GSO
-//! gets one `send_to` per datagram instead.
+//! gets one `sendmsg` per datagram instead.
+//!
+//! The outer TOS / traffic class travels with every send (a control
+//! message, RFC 6040: the tunnel copies the inner packet's ECN field, and
+//! DSCP, to the outer header), and comes back with every receive
+//! (`IP_RECVTOS` / `IPV6_RECVTCLASS`), so that a congestion mark an
+//! underlay router set on the outer header reaches the inner packet. GRO
+//! only merges datagrams of equal TOS, so one value per receive is exact.
 
 use nix::sys::socket::{
     recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -18,17 +25,64 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static GSO_BROKEN: AtomicBool = AtomicBool::new(false);
 
-/// Sends `data` as datagrams of `segment` bytes (the last may be shorter).
-pub fn send(sock: &UdpSocket, data: &[u8], segment: usize, to: SocketAddr) -> std::io::Result<()> {
-    if data.len() <= segment {
-        return sock.send_to(data, to).map(|_| ());
+/// The outer TOS (IPv4) or traffic class (IPv6) of a send, as a control
+/// message; none for 0, the socket's default. (Raw IP-in-IP sends use it
+/// too.)
+pub(super) struct Tos {
+    v4: u8,
+    v6: i32,
+    ipv6: bool,
+}
+
+impl Tos {
+    pub(super) fn new(tos: u8, to: SocketAddr) -> Tos {
+        Tos {
+            v4: tos,
+            v6: i32::from(tos),
+            ipv6: to.is_ipv6(),
+        }
     }
+
+    pub(super) fn cmsg(&self) -> Option<ControlMessage<'_>> {
+        match (self.v4, self.ipv6) {
+            (0, _) => None,
+            (_, false) => Some(ControlMessage::Ipv4Tos(&self.v4)),
+            (_, true) => Some(ControlMessage::Ipv6TClass(&self.v6)),
+        }
+    }
+}
+
+/// One `sendmsg` of one datagram gathered from `iov`, with the outer TOS.
+fn send_one(
+    sock: &UdpSocket,
+    iov: &[IoSlice<'_>],
+    addr: &SockaddrStorage,
+    tos: &Tos,
+) -> std::io::Result<()> {
+    let cmsg = tos.cmsg();
+    let cmsgs = cmsg.as_slice();
+    sendmsg(sock.as_raw_fd(), iov, cmsgs, MsgFlags::empty(), Some(addr))?;
+    Ok(())
+}
+
+/// Sends `data` as datagrams of `segment` bytes (the last may be shorter),
+/// with outer TOS `tos`.
+pub fn send(
+    sock: &UdpSocket,
+    data: &[u8],
+    segment: usize,
+    to: SocketAddr,
+    tos: u8,
+) -> std::io::Result<()> {
     let addr = SockaddrStorage::from(to);
-    if let Some(sent) = gso_send(sock, &[IoSlice::new(data)], segment, &addr) {
-        return sent;
+    let tos = Tos::new(tos, to);
+    if data.len() > segment {
+        if let Some(sent) = gso_send(sock, &[IoSlice::new(data)], segment, &addr, &tos) {
+            return sent;
+        }
     }
-    for d in data.chunks(segment) {
-        sock.send_to(d, to)?;
+    for d in data.chunks(segment.max(1)) {
+        send_one(sock, &[IoSlice::new(d)], &addr, &tos)?;
     }
     Ok(())
 }
@@ -44,15 +98,17 @@ pub fn send_vectored(
     per_datagram: usize,
     segment: usize,
     to: SocketAddr,
+    tos: u8,
 ) -> std::io::Result<()> {
     let addr = SockaddrStorage::from(to);
+    let tos = Tos::new(tos, to);
     if pieces.len() > per_datagram {
-        if let Some(sent) = gso_send(sock, pieces, segment, &addr) {
+        if let Some(sent) = gso_send(sock, pieces, segment, &addr, &tos) {
             return sent;
         }
     }
     for d in pieces.chunks(per_datagram.max(1)) {
-        sendmsg(sock.as_raw_fd(), d, &[], MsgFlags::empty(), Some(&addr))?;
+        send_one(sock, d, &addr, &tos)?;
     }
     Ok(())
 }
@@ -64,18 +120,22 @@ fn gso_send(
     iov: &[IoSlice<'_>],
     segment: usize,
     addr: &SockaddrStorage,
+    tos: &Tos,
 ) -> Option<std::io::Result<()>> {
     if GSO_BROKEN.load(Ordering::Relaxed) {
         return None;
     }
     let size = segment as u16;
-    match sendmsg(
-        sock.as_raw_fd(),
-        iov,
-        &[ControlMessage::UdpGsoSegments(&size)],
-        MsgFlags::empty(),
-        Some(addr),
-    ) {
+    let gso = ControlMessage::UdpGsoSegments(&size);
+    let with_tos;
+    let cmsgs: &[ControlMessage<'_>] = match tos.cmsg() {
+        Some(t) => {
+            with_tos = [gso, t];
+            &with_tos
+        }
+        None => std::slice::from_ref(&gso),
+    };
+    match sendmsg(sock.as_raw_fd(), iov, cmsgs, MsgFlags::empty(), Some(addr)) {
         Ok(_) => Some(Ok(())),
         Err(nix::errno::Errno::EIO | nix::errno::Errno::EOPNOTSUPP) => {
             GSO_BROKEN.store(true, Ordering::Relaxed);
@@ -90,11 +150,37 @@ pub fn enable_gro(sock: &UdpSocket) -> bool {
     setsockopt(sock, sockopt::UdpGroSegment, &true).is_ok()
 }
 
+/// Asks for the outer TOS / traffic class with every receive (false if
+/// the kernel refuses). An IPv6 socket also gets it for IPv4 senders.
+pub fn enable_recv_tos(sock: &UdpSocket) -> bool {
+    match sock.local_addr() {
+        Ok(SocketAddr::V4(_)) => setsockopt(sock, sockopt::IpRecvTos, &true).is_ok(),
+        Ok(SocketAddr::V6(_)) => {
+            let _ = setsockopt(sock, sockopt::IpRecvTos, &true);
+            setsockopt(sock, sockopt::Ipv6RecvTClass, &true).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// What one receive got.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// Bytes read.
+    pub len: usize,
+    /// The sender.
+    pub from: SocketAddr,
+    /// The datagram size when the kernel coalesced several (GRO), else
+    /// `len`.
+    pub segment: usize,
+    /// The outer TOS / traffic class (0 unless [`enable_recv_tos`]).
+    pub tos: u8,
+}
+
 /// Receives into `buf` without waiting (`WouldBlock` when nothing is
-/// queued): bytes, sender, and the datagram size when the kernel coalesced
-/// several (GRO), else the byte count.
-pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, usize)> {
-    let mut cmsg = nix::cmsg_space!(i32);
+/// queued).
+pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Received> {
+    let mut cmsg = nix::cmsg_space!(i32, i32, i32);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(
         sock.as_raw_fd(),
@@ -104,10 +190,14 @@ pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketA
     )?;
     let n = msg.bytes;
     let mut segment = n;
+    let mut tos = 0;
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {
-            if let ControlMessageOwned::UdpGroSegments(size) = c {
-                segment = size as usize;
+            match c {
+                ControlMessageOwned::UdpGroSegments(size) => segment = size as usize,
+                ControlMessageOwned::Ipv4Tos(t) => tos = t,
+                ControlMessageOwned::Ipv6TClass(t) => tos = t as u8,
+                _ => {}
             }
         }
     }
@@ -122,5 +212,10 @@ pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketA
                 })
         })
         .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
-    Ok((n, from, segment.max(1)))
+    Ok(Received {
+        len: n,
+        from,
+        segment: segment.max(1),
+        tos,
+    })
 }
