@@ -36,6 +36,9 @@ fn main() {
         loss,
         seed,
         stagger_ms: (2_000 / nodes as u64).max(1),
+        // Every record and datagram signed with the node's key, and
+        // verified by every receiver.
+        node_keys: args.iter().any(|a| a == "--node-keys"),
         ..SimConfig::default()
     });
     let joined = sim.run_until_converged(600_000);
