@@ -41,10 +41,13 @@ pub enum DropReason {
     NotForGateway,
     /// Veth attach: TTL or hop limit would reach 0.
     TtlExpired,
+    /// Underlay datagrams the kernel dropped because weftd's socket
+    /// buffer was full (SO_RXQ_OVFL).
+    SocketOverflow,
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 16;
+pub const DROP_REASONS: usize = 17;
 
 impl DropReason {
     /// All reasons, in index order.
@@ -65,6 +68,7 @@ impl DropReason {
         DropReason::SpoofedSource,
         DropReason::NotForGateway,
         DropReason::TtlExpired,
+        DropReason::SocketOverflow,
     ];
 
     /// The reason's name.
@@ -86,6 +90,7 @@ impl DropReason {
             DropReason::SpoofedSource => "spoofed_source",
             DropReason::NotForGateway => "not_for_gateway",
             DropReason::TtlExpired => "ttl_expired",
+            DropReason::SocketOverflow => "socket_overflow",
         }
     }
 }

@@ -64,6 +64,8 @@ pub(super) struct LoopState {
     pub arp_out: [u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
     /// Ready ports (veth attachment).
     pub events: [EpollEvent; 64],
+    /// The VXLAN socket's overflow count last seen (SO_RXQ_OVFL).
+    overflows_seen: u32,
     /// IP-in-IP receive headers.
     recv_batch: super::raw_batch::RecvBatch,
     dec: VxlanDecap,
@@ -86,6 +88,7 @@ impl Worker {
             accepted: Vec::with_capacity(IPIP_BATCH),
             arp_out: [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
             events: [EpollEvent::empty(); 64],
+            overflows_seen: 0,
             recv_batch: Default::default(),
             dec: VxlanDecap {
                 vni: self.settings.vni,
@@ -231,6 +234,12 @@ impl Worker {
             match super::udp_gso::recv(sock, &mut st.rx_buf[HEADROOM..]) {
                 Ok(r) => {
                     got += 1;
+                    if let Some(total) = r.dropped_so_far {
+                        let new = total.wrapping_sub(st.overflows_seen);
+                        st.overflows_seen = total;
+                        self.counters
+                            .dropped_n(DropReason::SocketOverflow, u64::from(new));
+                    }
                     self.vxlan_received(sock, st, r);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

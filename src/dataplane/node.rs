@@ -8,6 +8,7 @@ use crate::config::{Attach, Autodetect, Config, Encap};
 use crate::kernel::routes::{Routes, WeftRoute};
 use encap::vxlan::Vni;
 use fdb::{EncapSet, Fdb, Mac, Meta, NodeId, NodeRecord, Source};
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -235,8 +236,7 @@ fn socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
     s.set_reuse_port(true).map_err(fail)?;
     // Large buffers: a burst from the TUN must not overflow the socket.
-    let _ = s.set_recv_buffer_size(8 << 20);
-    let _ = s.set_send_buffer_size(8 << 20);
+    big_buffers(&s);
     s.bind(&SocketAddr::new(addr, port).into())
         .map_err(|e| format!("bind VXLAN socket {addr}:{port}: {e}"))?;
     Ok(s.into())
@@ -260,9 +260,34 @@ fn raw_socket(underlay: IpAddr, protocol: i32) -> Result<Socket, String> {
         .map_err(|e| format!("raw socket for IP protocol {protocol}: {e}"))?;
     s.bind(&SocketAddr::new(underlay, 0).into())
         .map_err(|e| format!("bind raw socket to {underlay}: {e}"))?;
-    let _ = s.set_recv_buffer_size(8 << 20);
-    let _ = s.set_send_buffer_size(8 << 20);
+    big_buffers(&s);
     Ok(s)
+}
+
+/// Socket buffers of 8 MiB each way. weftd is privileged, so the FORCE
+/// options lift the limit `net.core.rmem_max` / `wmem_max` puts on the
+/// plain ones (about 208 KiB on a default system: a few GSO sends); the
+/// kernel's drop count comes with every receive (SO_RXQ_OVFL), counted as
+/// `socket_overflow`.
+fn big_buffers(s: &Socket) {
+    use std::os::fd::AsFd;
+    const SIZE: usize = 8 << 20;
+    if setsockopt(&s.as_fd(), sockopt::RcvBufForce, &SIZE).is_err() {
+        let _ = s.set_recv_buffer_size(SIZE);
+    }
+    if setsockopt(&s.as_fd(), sockopt::SndBufForce, &SIZE).is_err() {
+        let _ = s.set_send_buffer_size(SIZE);
+    }
+    let got = s.recv_buffer_size().unwrap_or(0);
+    if got < SIZE {
+        tracing::warn!(
+            bytes = got,
+            "underlay socket receive buffer smaller than asked (no CAP_NET_ADMIN?); bursts may overflow it"
+        );
+    }
+    if setsockopt(&s.as_fd(), sockopt::RxqOvfl, &1).is_err() {
+        tracing::warn!("no SO_RXQ_OVFL: socket overflows are not counted");
+    }
 }
 
 /// Every worker's underlay sockets: for VXLAN a UDP socket each

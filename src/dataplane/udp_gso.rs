@@ -175,12 +175,16 @@ pub struct Received {
     pub segment: usize,
     /// The outer TOS / traffic class (0 unless [`enable_recv_tos`]).
     pub tos: u8,
+    /// The socket's count of datagrams dropped for want of buffer space
+    /// so far, when SO_RXQ_OVFL is on (the kernel sends it once it is not
+    /// zero).
+    pub dropped_so_far: Option<u32>,
 }
 
 /// Receives into `buf` without waiting (`WouldBlock` when nothing is
 /// queued).
 pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Received> {
-    let mut cmsg = nix::cmsg_space!(i32, i32, i32);
+    let mut cmsg = nix::cmsg_space!(i32, i32, i32, u32);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(
         sock.as_raw_fd(),
@@ -191,12 +195,14 @@ pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Received> {
     let n = msg.bytes;
     let mut segment = n;
     let mut tos = 0;
+    let mut dropped_so_far = None;
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {
             match c {
                 ControlMessageOwned::UdpGroSegments(size) => segment = size as usize,
                 ControlMessageOwned::Ipv4Tos(t) => tos = t,
                 ControlMessageOwned::Ipv6TClass(t) => tos = t as u8,
+                ControlMessageOwned::RxqOvfl(n) => dropped_so_far = Some(n),
                 _ => {}
             }
         }
@@ -217,5 +223,6 @@ pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Received> {
         from,
         segment: segment.max(1),
         tos,
+        dropped_so_far,
     })
 }
