@@ -342,6 +342,10 @@ pub struct Gossip {
     /// ...]`. When set, records not signed by their owner's listed key (or
     /// claiming outside its ranges) are refused. Set with `node_key_file`.
     pub trusted_nodes_file: Option<PathBuf>,
+    /// With node keys: also accept datagrams without a node signature (the
+    /// records in them are still checked), for a rolling upgrade from a
+    /// build that signed records only. Off: such datagrams are refused.
+    pub accept_unsigned_datagrams: bool,
     /// Encrypt control traffic (it is always authenticated).
     pub encrypt: bool,
     /// SWIM probe period in milliseconds.
@@ -387,6 +391,7 @@ impl Default for Gossip {
             key_file: None,
             node_key_file: None,
             trusted_nodes_file: None,
+            accept_unsigned_datagrams: false,
             encrypt: false,
             probe_interval_ms: 1000,
             sync_interval_ms: 2000,

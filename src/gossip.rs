@@ -253,6 +253,7 @@ pub fn start(
     }
     acfg.seeds = g.seed_addrs();
     acfg.encrypt = g.encrypt;
+    acfg.accept_unsigned_datagrams = g.accept_unsigned_datagrams;
     acfg.rules = Rules {
         pools: cfg.overlay.pools.clone(),
         min_prefix_v4: cfg.overlay.block_size_v4,

@@ -64,6 +64,10 @@ pub struct AgentConfig {
     /// signature. Needed when `rules.trusted` is set (other nodes then
     /// refuse unsigned records).
     pub node_key: Option<NodeKey>,
+    /// With node keys, also accept datagrams that carry no sender
+    /// signature (a rolling upgrade from a build that did not sign them);
+    /// records in them are still checked.
+    pub accept_unsigned_datagrams: bool,
     /// What records are accepted and how many.
     pub rules: Rules,
     /// Blocks from this node's configuration (claimed at time 0).
@@ -99,6 +103,7 @@ impl AgentConfig {
             keyring,
             encrypt: false,
             node_key: None,
+            accept_unsigned_datagrams: false,
             rules: Rules::default(),
             static_blocks: Vec::new(),
             auto_blocks: Vec::new(),
@@ -375,6 +380,7 @@ impl Agent {
         }
         let mut opener = Opener::new(cfg.keyring.clone(), cfg.rules.max_owners * 2);
         opener.set_signers(cfg.rules.trusted.as_ref().map(|t| t.datagram_signers()));
+        opener.accept_unsigned(cfg.accept_unsigned_datagrams);
         let mut agent = Agent {
             sealer,
             opener,
@@ -707,7 +713,7 @@ impl Agent {
             Ok(Body::Swim(packet)) => {
                 // With node keys the datagram's sender is proven: a SWIM
                 // message must then come from that member, not name another.
-                if self.opener.requires_signatures() && !swim_sender_is(packet, origin.sender) {
+                if origin.proven && !swim_sender_is(packet, origin.sender) {
                     self.shared
                         .lock()
                         .expect("not poisoned")

@@ -318,6 +318,8 @@ pub struct Origin {
     pub sender: u64,
     /// The sender's start epoch.
     pub epoch: u64,
+    /// The sender id is proven by the sender's node-key signature.
+    pub proven: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -335,6 +337,8 @@ pub struct Opener {
     max_senders: usize,
     /// With node keys: each trusted sender id's public key.
     signers: Option<HashMap<u64, VerifyingKey>>,
+    /// With node keys, still let unsigned datagrams in (rolling upgrade).
+    accept_unsigned: bool,
 }
 
 impl Opener {
@@ -346,7 +350,14 @@ impl Opener {
             windows: HashMap::new(),
             max_senders,
             signers: None,
+            accept_unsigned: false,
         }
+    }
+
+    /// With signers set, also accept datagrams without a signature (their
+    /// origin is then not [`Origin::proven`]); signed ones are verified.
+    pub fn accept_unsigned(&mut self, accept: bool) {
+        self.accept_unsigned = accept;
     }
 
     /// Requires every datagram to be signed by its sender's node key, from
@@ -379,13 +390,14 @@ impl Opener {
         if signed && datagram.len() < OVERHEAD + SIGNATURE_LEN {
             return Err(AuthError::TooShort);
         }
-        if self.signers.is_some() && !signed {
+        if self.signers.is_some() && !signed && !self.accept_unsigned {
             return Err(AuthError::Unsigned);
         }
         let word = |at: usize| u64::from_be_bytes(datagram[at..at + 8].try_into().expect("8"));
         let origin = Origin {
             sender: word(5),
             epoch: word(13),
+            proven: signed && self.signers.is_some(),
         };
         let seq = word(21);
         // Cheap check first: a replay is refused before any cryptography.
@@ -475,11 +487,6 @@ impl Opener {
             w.seen |= 1 << back;
         }
         Ok(())
-    }
-
-    /// True if datagrams must carry a trusted sender's signature.
-    pub fn requires_signatures(&self) -> bool {
-        self.signers.is_some()
     }
 
     /// How many senders are tracked.
@@ -601,6 +608,33 @@ mod tests {
             s.seal(b"x", &mut out);
             assert_eq!(o.open(&mut out), Err(AuthError::UnknownSender));
         }
+    }
+
+    #[test]
+    fn a_rolling_upgrade_may_accept_unsigned_datagrams_but_never_bad_signatures() {
+        let (a, b) = (signing_key(1), signing_key(2));
+        let mut o = Opener::new(ring(1, 7), 16);
+        o.set_signers(Some([(10, a.verifying_key())].into()));
+        o.accept_unsigned(true);
+        let mut out = Vec::new();
+        // From a node that does not sign yet: in, its sender not proven.
+        Sealer::new(ring(1, 7), 10, 5, false).seal(b"old", &mut out);
+        let (origin, _) = o.open(&mut out).unwrap();
+        assert!(!origin.proven);
+        // Signed: verified, proven.
+        Sealer::new(ring(1, 7), 10, 6, false)
+            .with_signer(a.clone())
+            .seal(b"new", &mut out);
+        assert!(o.open(&mut out).unwrap().0.proven);
+        // A signature that does not verify is refused all the same.
+        Sealer::new(ring(1, 7), 10, 7, false)
+            .with_signer(b)
+            .seal(b"forged", &mut out);
+        assert_eq!(o.open(&mut out), Err(AuthError::BadSignature));
+        // Strict again: unsigned refused.
+        o.accept_unsigned(false);
+        Sealer::new(ring(1, 7), 10, 8, false).seal(b"old", &mut out);
+        assert_eq!(o.open(&mut out), Err(AuthError::Unsigned));
     }
 
     #[test]
