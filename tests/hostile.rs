@@ -180,19 +180,8 @@ fn hostile_vxlan_is_dropped_and_counted_by_reason() {
     }
     assert_eq!(counted, 20, "a GSO burst of 20 from a non-member");
 
-    // weftd paused (SIGSTOP) while 28 MB arrive: its socket buffer (8 MiB
-    // asked, 16 MiB of skb memory) overflows, and once it runs again the
-    // kernel's drop count reaches it with the next datagram: counted as
-    // socket_overflow.
-    let drops = |r: &str| lab.stats(2)["drops"][r].as_u64().unwrap();
-    let (overflow_before, unknown_before) = (drops("socket_overflow"), drops("unknown_source"));
-    let stop = |sig: &str| {
-        let out = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    };
+    // weftd paused while a non-member's datagrams pile up: every one is
+    // read and refused or counted as a socket overflow.
     let mut enter = support::enter(&rogue.ns);
     let blaster = std::thread::spawn(move || {
         enter().unwrap();
@@ -202,20 +191,37 @@ fn hostile_vxlan_is_dropped_and_counted_by_reason() {
     .unwrap();
     let mut big = datagram(Kind::Valid, 1, from_pod, to_pod, mac);
     big.resize(1400, 0);
-    let blast = |n: usize| {
-        for _ in 0..n {
-            blaster.send_to(&big, target).unwrap();
-        }
+    overflows_are_counted(&lab, pid, || {
+        blaster.send_to(&big, target).unwrap();
+    });
+    drop(rogue);
+}
+
+/// weftd on node 2 paused (SIGSTOP) while 20,000 packets of 1,400 bytes
+/// from a non-member (`send` sends one) arrive, 28 MB: its socket buffer
+/// (8 MiB asked, 16 MiB of skb memory) overflows, and once it runs again
+/// the kernel's drop count reaches it with the next packet (SO_RXQ_OVFL).
+/// Every packet must be accounted for: read and refused (`unknown_source`)
+/// or counted as `socket_overflow`.
+fn overflows_are_counted(lab: &support::lab::Lab, pid: u32, send: impl Fn()) {
+    let drops = |r: &str| lab.stats(2)["drops"][r].as_u64().unwrap();
+    let (overflow_before, unknown_before) = (drops("socket_overflow"), drops("unknown_source"));
+    let signal = |sig: &str| {
+        let out = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
     };
     const SENT: u64 = 20_000;
-    stop("-STOP");
-    blast(SENT as usize);
-    stop("-CONT");
+    signal("-STOP");
+    (0..SENT).for_each(|_| send());
+    signal("-CONT");
     lab.until("the backlog drained", Duration::from_secs(10), || {
         drops("unknown_source") > unknown_before
     });
     std::thread::sleep(Duration::from_millis(500));
-    blast(1);
+    send();
     lab.until("overflow counted", Duration::from_secs(10), || {
         drops("socket_overflow") > overflow_before
     });
@@ -224,14 +230,51 @@ fn hostile_vxlan_is_dropped_and_counted_by_reason() {
         drops("unknown_source") - unknown_before,
     );
     eprintln!(
-        "while paused: {read} datagrams read and refused, {overflowed} dropped by the full socket"
+        "while paused: {read} packets read and refused, {overflowed} dropped by the full socket"
     );
-    // Every datagram is accounted for, read or counted as an overflow (a
-    // little slack for drops elsewhere in a loaded machine's stack).
+    // A little slack for drops elsewhere in a loaded machine's stack.
     assert!(
         (SENT * 99 / 100..=SENT + 1).contains(&(overflowed + read)),
         "{overflowed} + {read} of {}",
         SENT + 1
     );
+}
+
+#[test]
+fn ip_in_ip_overflows_are_counted() {
+    let Some(lab) = support::lab::lab("wo") else {
+        return;
+    };
+    lab.run(&["up", "--nodes", "2", "--pods", "1", "--encap", "ipip"]);
+    lab.run(&["wait", "60"]);
+    let rogue = Rogue::new(&lab);
+    let pid: u32 = std::fs::read_to_string(lab.state.join("weftd-n2.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // IP-in-IP from the rogue: a raw protocol-4 socket, the kernel writes
+    // the outer header; the inner packet a 1,400-byte echo request.
+    let mut enter = support::enter(&rogue.ns);
+    let raw = std::thread::spawn(move || {
+        enter().unwrap();
+        socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(4)),
+        )
+        .unwrap()
+    })
+    .join()
+    .unwrap();
+    let mut inner = Vec::new();
+    etherparse::PacketBuilder::ipv4([10, 244, 99, 1], [10, 244, 99, 2], 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut inner, &[0u8; 1372])
+        .unwrap();
+    let to: SocketAddr = "10.99.0.2:0".parse().unwrap();
+    overflows_are_counted(&lab, pid, || {
+        raw.send_to(&inner, &to.into()).unwrap();
+    });
     drop(rogue);
 }

@@ -64,8 +64,9 @@ pub(super) struct LoopState {
     pub arp_out: [u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
     /// Ready ports (veth attachment).
     pub events: [EpollEvent; 64],
-    /// The VXLAN socket's overflow count last seen (SO_RXQ_OVFL).
-    overflows_seen: u32,
+    /// Each underlay socket's overflow count last seen (SO_RXQ_OVFL), by
+    /// source number.
+    overflows_seen: [u32; 3],
     /// IP-in-IP receive headers.
     recv_batch: super::raw_batch::RecvBatch,
     dec: VxlanDecap,
@@ -88,7 +89,7 @@ impl Worker {
             accepted: Vec::with_capacity(IPIP_BATCH),
             arp_out: [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
             events: [EpollEvent::empty(); 64],
-            overflows_seen: 0,
+            overflows_seen: [0; 3],
             recv_batch: Default::default(),
             dec: VxlanDecap {
                 vni: self.settings.vni,
@@ -191,8 +192,8 @@ impl Worker {
             (0, Attachment::Tun(tun), _) => self.poll_tun(tun, st),
             (0, Attachment::Veth(ports), _) => self.poll_ports(ports, index, st),
             (_, _, UnderlayIo::Vxlan(sock)) => self.poll_vxlan(sock, st),
-            (1, _, UnderlayIo::IpIp { v4, .. }) => self.poll_ipip(v4, st),
-            (_, _, UnderlayIo::IpIp { v6, .. }) => self.poll_ipip(v6, st),
+            (1, _, UnderlayIo::IpIp { v4, .. }) => self.poll_ipip(v4, 1, st),
+            (_, _, UnderlayIo::IpIp { v6, .. }) => self.poll_ipip(v6, 2, st),
         }
     }
 
@@ -234,12 +235,7 @@ impl Worker {
             match super::udp_gso::recv(sock, &mut st.rx_buf[HEADROOM..]) {
                 Ok(r) => {
                     got += 1;
-                    if let Some(total) = r.dropped_so_far {
-                        let new = total.wrapping_sub(st.overflows_seen);
-                        st.overflows_seen = total;
-                        self.counters
-                            .dropped_n(DropReason::SocketOverflow, u64::from(new));
-                    }
+                    self.count_overflows(st, 1, r.dropped_so_far);
                     self.vxlan_received(sock, st, r);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -306,10 +302,21 @@ impl Worker {
         self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.merged);
     }
 
+    /// Counts what source `k`'s socket dropped since we last heard, from
+    /// the total the kernel reported with a receive.
+    fn count_overflows(&self, st: &mut LoopState, k: usize, total: Option<u32>) {
+        if let (Some(total), Some(seen)) = (total, st.overflows_seen.get_mut(k)) {
+            let new = total.wrapping_sub(*seen);
+            *seen = total;
+            self.counters
+                .dropped_n(DropReason::SocketOverflow, u64::from(new));
+        }
+    }
+
     /// Underlay -> pods over IP-in-IP: whatever is queued on one raw
     /// socket, up to a batch of packets in one `recvmmsg`, delivered
     /// together so consecutive segments of a flow become one write.
-    fn poll_ipip(&self, sock: &socket2::Socket, st: &mut LoopState) -> Polled {
+    fn poll_ipip(&self, sock: &socket2::Socket, source: usize, st: &mut LoopState) -> Polled {
         let slot = ipip_slot(self.settings.overlay_mtu);
         let got = match st.recv_batch.recv(sock, &mut st.rx_buf, slot, HEADROOM) {
             Ok(got) => got,
@@ -318,6 +325,12 @@ impl Worker {
                 return Polled::Idle;
             }
         };
+        // The socket can only have overflowed if it was full, and then this
+        // read takes a full batch: ask the kernel for its drop count then
+        // (one getsockopt per 64 packets under pressure, none otherwise).
+        if got.count == IPIP_BATCH {
+            self.count_overflows(st, source, super::raw_batch::socket_drops(sock));
+        }
         if got.count == 0 {
             return Polled::Idle;
         }

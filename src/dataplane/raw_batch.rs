@@ -152,3 +152,31 @@ impl RecvBatch {
         Ok(got)
     }
 }
+
+/// The count of packets `sock` dropped for want of buffer space since it
+/// was made (`SO_MEMINFO`'s drops), or None if the kernel does not say.
+///
+/// By hand because neither nix nor socket2 has `SO_MEMINFO`; and not the
+/// `SO_RXQ_OVFL` control message as on the UDP sockets: nix's `recvmmsg`
+/// does not restore each header's control length between calls, so after
+/// the first call the kernel has no room to put it.
+#[allow(unsafe_code)]
+pub fn socket_drops(sock: &impl AsRawFd) -> Option<u32> {
+    use nix::libc;
+    // SK_MEMINFO_VARS is 9 (include/uapi/linux/sock_diag.h); drops last.
+    const SK_MEMINFO_DROPS: usize = 8;
+    let mut info = [0u32; SK_MEMINFO_DROPS + 1];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info` and sets
+    // `len` to what it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize >= std::mem::size_of_val(&info)).then_some(info[SK_MEMINFO_DROPS])
+}
