@@ -67,6 +67,12 @@ impl Collector for NodeCollector {
         )?;
         counter(
             &mut e,
+            "weft_rx_super_packets",
+            "Coalesced super-packets written to pods (their segments count in weft_rx_packets).",
+            sum(&|w| w.rx_super_packets.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            &mut e,
             "weft_arp_replies",
             "ARP requests from VXLAN peers answered from fdb.",
             sum(&|w| w.arp_replies.load(Ordering::Relaxed)),

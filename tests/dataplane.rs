@@ -295,12 +295,20 @@ fn two_weft_nodes_carry_pod_traffic() {
 
     // Applications that send with UDP segmentation offload (QUIC stacks):
     // the TUN hands weftd UDP super-packets, which must reach the far pod
-    // as the datagrams the application asked for, in both families.
+    // as the datagrams the application asked for, in both families. The
+    // datagrams of each arrive together, so node 2 writes them to its TUN
+    // as one USO super-packet, which pod 2's kernel cuts back into them.
+    let merged_before = c.stats(2)["rx_super_packets"].as_u64().unwrap();
     for (from, to) in [(p1.v4, p2.v4), (p1.v6, p2.v6)] {
         let (good, bad) = udp_gso_transfer(&p1.ns, from, &p2.ns, SocketAddr::new(to, 5004), 20);
         assert_eq!((good, bad), (60, 0), "UDP_SEGMENT datagrams to {to}");
     }
     let s2 = c.stats(2);
+    let merged = s2["rx_super_packets"].as_u64().unwrap() - merged_before;
+    assert!(
+        merged >= 20,
+        "UDP datagrams coalesced into {merged} super-packets: {s2}"
+    );
     let weft_drops: u64 = s2["drops"]
         .as_object()
         .unwrap()
@@ -442,9 +450,17 @@ fn two_weft_nodes_over_ip_in_ip_without_the_ipip_module() {
     // 200 MB over TCP, checksummed on the far side.
     tcp_transfer(&c, 200 * 1024 * 1024, 5003);
     small_mss_transfers(&c, 5005);
-    // UDP super-packets from an application using UDP_SEGMENT.
+    // UDP super-packets from an application using UDP_SEGMENT: they cross
+    // as datagrams and reach pod 2 merged again (one USO write each).
+    let merged_before = c.stats(2)["rx_super_packets"].as_u64().unwrap();
     let (good, bad) = udp_gso_transfer(&p1.ns, p1.v4, &p2.ns, SocketAddr::new(p2.v4, 5004), 20);
     assert_eq!((good, bad), (60, 0), "UDP_SEGMENT datagrams over IP-in-IP");
+    let s2 = c.stats(2);
+    let merged = s2["rx_super_packets"].as_u64().unwrap() - merged_before;
+    assert!(
+        merged >= 1,
+        "UDP datagrams coalesced into {merged} super-packets: {s2}"
+    );
     // An IP-in-IP packet from an address that is no node is dropped, counted.
     ok(&["-n", &c.node(2), "addr", "add", "10.99.0.3/24", "dev", "u2"]);
     in_ns(&c.node(2), move || {

@@ -89,8 +89,8 @@ pub fn headers(data: &[u8]) {
     }
 }
 
-/// TCP split and coalesce on arbitrary bytes: no panic; what split accepts,
-/// coalesce merges back into the same number of segments.
+/// TCP and UDP split and coalesce on arbitrary bytes: no panic; what split
+/// accepts, coalesce merges back into the same number of segments.
 pub fn segment(data: &[u8]) {
     if data.len() < 2 {
         return;
@@ -111,6 +111,23 @@ pub fn segment(data: &[u8]) {
             let d = &out[i * layout.stride + 50..i * layout.stride + 50 + len];
             let ip = crate::IpPacket::new_checked(d).expect("a split datagram parses");
             assert_eq!(ip.total_len(), d.len());
+        }
+        // ... and merges back, every datagram, into one super-packet as long
+        // as the datagrams (only an empty payload is refused).
+        let seg = |i: usize| &out[i * layout.stride + 50..i * layout.stride + 50 + lens[i]];
+        let mut headers = [0u8; 128];
+        match crate::segment::InPlaceRun::start(&mut headers, seg(0), true) {
+            Ok((mut run, first)) => {
+                let header_len = first.start;
+                for i in 1..n {
+                    run.push(seg(i)).expect("a split datagram merges back");
+                }
+                let c = run.finish();
+                assert_eq!(c.segments, n);
+                let whole: usize = lens[..n].iter().sum::<usize>() - (n - 1) * header_len;
+                assert_eq!(c.len, whole);
+            }
+            Err(why) => assert_eq!(why, crate::segment::Refusal::Size),
         }
         return;
     }

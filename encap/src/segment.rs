@@ -1,4 +1,4 @@
-//! TCP (and UDP) segmentation and TCP coalescing for TUN offloads.
+//! TCP and UDP segmentation and coalescing for TUN offloads.
 //!
 //! A TUN device with `IFF_VNET_HDR` and TSO hands weftd TCP super-packets of
 //! up to 64 KiB; the wire needs MSS-sized segments ([`split_tcp`]). With USO
@@ -6,7 +6,8 @@
 //! `UDP_SEGMENT` (QUIC stacks do); [`split_udp`] cuts them into datagrams. On the way
 //! back, in-order segments of one flow are merged into one super-packet
 //! ([`TcpCoalescer`]) so the receiving TUN takes one write per window, not per
-//! segment.
+//! segment; equal-sized datagrams of one UDP flow likewise
+//! ([`UdpCoalescer`], the TUN's USO), and [`InPlaceRun`] holds either.
 //!
 //! Why not tun-rs's offload module: it splits into separate buffers and
 //! coalesces packets already read into its own buffers. weft wants segments
@@ -116,9 +117,13 @@ fn parse_tcp(packet: &[u8]) -> Result<TcpParts> {
 }
 
 fn pseudo(p: &TcpParts, tcp_len: usize) -> Checksum {
+    pseudo_for(p, PROTO_TCP, tcp_len)
+}
+
+fn pseudo_for(p: &TcpParts, proto: u8, len: usize) -> Checksum {
     match (p.src, p.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Checksum::pseudo_v4(s, d, PROTO_TCP, tcp_len as u32),
-        (IpAddr::V6(s), IpAddr::V6(d)) => Checksum::pseudo_v6(s, d, PROTO_TCP, tcp_len as u32),
+        (IpAddr::V4(s), IpAddr::V4(d)) => Checksum::pseudo_v4(s, d, proto, len as u32),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Checksum::pseudo_v6(s, d, proto, len as u32),
         _ => Checksum::new(),
     }
 }
@@ -435,8 +440,11 @@ pub enum Refusal {
     Full,
     /// The super-packet ended (a short segment or PSH was merged).
     Closed,
-    /// The segment's TCP checksum does not verify: drop it.
+    /// The segment's TCP (or UDP) checksum does not verify: drop it.
     BadChecksum,
+    /// Not a UDP datagram weft can coalesce: malformed, a fragment, or
+    /// without a checksum (IPv4's zero: nothing to verify).
+    NotUdp,
 }
 
 /// How [`TcpCoalescer::finish`] leaves the TCP checksum.
@@ -449,6 +457,15 @@ pub enum ChecksumFill {
     Full,
 }
 
+/// The transport protocol of a coalesced super-packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP (GSO type TCPv4 or TCPv6).
+    Tcp,
+    /// UDP (GSO type UDP_L4, either family).
+    Udp,
+}
+
 /// The merged super-packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Coalesced {
@@ -458,13 +475,15 @@ pub struct Coalesced {
     pub segments: usize,
     /// Payload bytes per segment (the GSO size for the virtio-net header).
     pub mss: usize,
-    /// Family (GSO type TCPv4 or TCPv6).
+    /// Family (with `transport`, the GSO type).
     pub family: Family,
-    /// Offset of the TCP header (virtio csum_start).
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// Offset of the transport header (virtio csum_start).
     pub csum_start: usize,
-    /// Offset of the checksum within the TCP header (virtio csum_offset).
+    /// Offset of the checksum within the transport header (virtio csum_offset).
     pub csum_offset: usize,
-    /// Length of the IP and TCP headers.
+    /// Length of the IP and transport headers.
     pub header_len: usize,
 }
 
@@ -489,6 +508,28 @@ pub struct TcpCoalescer<'a> {
     closed: bool,
     verify: bool,
     in_place: bool,
+}
+
+/// Whether `seg`'s IP header matches the run's (in `out`) in every field
+/// but the length, IPv4 id and header checksum.
+fn same_ip_header(p: &TcpParts, out: &[u8], seg: &[u8]) -> bool {
+    let a = &out[..p.ip_hl];
+    let b = &seg[..p.ip_hl];
+    match p.family {
+        // Version/IHL/TOS, flags/fragment/TTL/protocol, addresses and options.
+        Family::V4 => a[..2] == b[..2] && a[6..10] == b[6..10] && a[12..] == b[12..],
+        // Version/class/flow label, next header, hop limit, addresses.
+        Family::V6 => a[..4] == b[..4] && a[6..] == b[6..],
+    }
+}
+
+/// The largest super-packet of `family`: 64 KiB of IP packet (IPv6's
+/// payload length does not count its 40-byte header).
+fn super_packet_limit(family: Family) -> usize {
+    match family {
+        Family::V4 => usize::from(u16::MAX),
+        Family::V6 => usize::from(u16::MAX) + crate::ipv6::HEADER_LEN,
+    }
 }
 
 fn verify_tcp_checksum(packet: &[u8], p: &TcpParts) -> bool {
@@ -581,14 +622,7 @@ impl<'a> TcpCoalescer<'a> {
     }
 
     fn same_ip_header(&self, seg: &[u8]) -> bool {
-        let a = &self.out[..self.parts.ip_hl];
-        let b = &seg[..self.parts.ip_hl];
-        match self.parts.family {
-            // Version/IHL/TOS, flags/fragment/TTL/protocol, addresses and options.
-            Family::V4 => a[..2] == b[..2] && a[6..10] == b[6..10] && a[12..] == b[12..],
-            // Version/class/flow label, next header, hop limit, addresses.
-            Family::V6 => a[..4] == b[..4] && a[6..] == b[6..],
-        }
+        same_ip_header(&self.parts, self.out, seg)
     }
 
     /// Merges `seg` (its payload copied), or says why not (nothing changes
@@ -656,11 +690,7 @@ impl<'a> TcpCoalescer<'a> {
             return Err(Refusal::Size);
         }
         let new_len = self.len + payload;
-        let limit = match p.family {
-            Family::V4 => usize::from(u16::MAX),
-            Family::V6 => usize::from(u16::MAX) + crate::ipv6::HEADER_LEN,
-        };
-        if new_len > limit || (!self.in_place && new_len > self.out.len()) {
+        if new_len > super_packet_limit(p.family) || (!self.in_place && new_len > self.out.len()) {
             return Err(Refusal::Full);
         }
         if self.verify && !verify_tcp_checksum(seg, &p) {
@@ -714,9 +744,213 @@ impl<'a> TcpCoalescer<'a> {
             segments: self.segments,
             mss: self.mss,
             family: p.family,
+            transport: Transport::Tcp,
             csum_start: p.ip_hl,
             csum_offset: 16,
             header_len: hdr_len,
+        }
+    }
+}
+
+/// Most datagrams one UDP super-packet carries (Linux's UDP GRO stops at
+/// 64 as well).
+pub const MAX_UDP_SEGMENTS: usize = 64;
+
+/// Merges consecutive datagrams of one UDP flow into one super-packet for a
+/// USO write (virtio `GSO_UDP_L4`), in place: only the headers are written
+/// into `out`; each datagram's payload stays where it was received, for a
+/// scatter-gather write. The kernel cuts the super-packet back into the same
+/// datagrams at the receiving socket (or hands it whole to a socket with
+/// `UDP_GRO`), as after its own UDP GRO forwarding.
+///
+/// Merges what Linux GRO would: same addresses, ports and IP header fields
+/// but length, IPv4 id and checksum; payloads of the first datagram's size
+/// but a shorter last one; at most [`MAX_UDP_SEGMENTS`] datagrams and
+/// 64 KiB. Every datagram's checksum is verified before it is merged (the
+/// super-packet's is recomputed, which would launder a corrupt one), so a
+/// datagram without one (IPv4's zero) is not merged.
+#[derive(Debug)]
+pub struct UdpCoalescer<'a> {
+    out: &'a mut [u8],
+    parts: TcpParts,
+    len: usize,
+    size: usize,
+    segments: usize,
+    closed: bool,
+}
+
+/// The parts of `seg` if it is a UDP datagram the coalescer takes: well
+/// formed (UDP length agrees with the IP length), not a fragment, with a
+/// payload and a checksum.
+fn parse_mergeable_udp(seg: &[u8]) -> core::result::Result<TcpParts, Refusal> {
+    let p = parse_udp(seg).map_err(|_| Refusal::NotUdp)?;
+    let u = &seg[p.ip_hl..p.total];
+    if usize::from(u16::from_be_bytes([u[4], u[5]])) != u.len() || u[6..8] == [0, 0] {
+        return Err(Refusal::NotUdp);
+    }
+    if u.len() == 8 {
+        return Err(Refusal::Size);
+    }
+    Ok(p)
+}
+
+fn verify_udp_checksum(seg: &[u8], p: &TcpParts) -> bool {
+    let mut c = pseudo_for(p, PROTO_UDP, p.total - p.ip_hl);
+    c.add(&seg[p.ip_hl..p.total]);
+    c.fold() == 0xffff
+}
+
+impl<'a> UdpCoalescer<'a> {
+    /// Starts a super-packet with `first`: its headers are copied into `out`
+    /// (which must hold them); returns where its payload lies in `first`.
+    pub fn start_in_place(
+        out: &'a mut [u8],
+        first: &[u8],
+    ) -> core::result::Result<(Self, core::ops::Range<usize>), Refusal> {
+        let parts = parse_mergeable_udp(first)?;
+        let hdr_len = parts.hdr_len();
+        if out.len() < hdr_len {
+            return Err(Refusal::Full);
+        }
+        if !verify_udp_checksum(first, &parts) {
+            return Err(Refusal::BadChecksum);
+        }
+        out[..hdr_len].copy_from_slice(&first[..hdr_len]);
+        let run = UdpCoalescer {
+            out,
+            parts,
+            len: parts.total,
+            size: parts.total - hdr_len,
+            segments: 1,
+            closed: false,
+        };
+        Ok((run, hdr_len..parts.total))
+    }
+
+    /// Datagrams merged so far.
+    pub fn segments(&self) -> usize {
+        self.segments
+    }
+
+    /// Merges `seg` without copying its payload and returns where that
+    /// payload lies in `seg`, or says why not (nothing changes then).
+    pub fn push_in_place(
+        &mut self,
+        seg: &[u8],
+    ) -> core::result::Result<core::ops::Range<usize>, Refusal> {
+        if self.closed {
+            return Err(Refusal::Closed);
+        }
+        let p = parse_mergeable_udp(seg)?;
+        if p.family != self.parts.family || p.ip_hl != self.parts.ip_hl {
+            return Err(Refusal::OtherFlow);
+        }
+        let hdr_len = p.hdr_len();
+        // Ports must match; length and checksum are the datagram's own.
+        if !same_ip_header(&self.parts, self.out, seg)
+            || self.out[p.ip_hl..p.ip_hl + 4] != seg[p.ip_hl..p.ip_hl + 4]
+        {
+            return Err(Refusal::OtherFlow);
+        }
+        let payload = p.total - hdr_len;
+        if payload > self.size {
+            return Err(Refusal::Size);
+        }
+        if self.segments == MAX_UDP_SEGMENTS || self.len + payload > super_packet_limit(p.family) {
+            return Err(Refusal::Full);
+        }
+        if !verify_udp_checksum(seg, &p) {
+            return Err(Refusal::BadChecksum);
+        }
+        self.len += payload;
+        self.segments += 1;
+        self.closed = payload < self.size;
+        Ok(hdr_len..p.total)
+    }
+
+    /// Writes the super-packet's lengths (IP, and UDP's: the whole payload,
+    /// as Linux GRO leaves it) and the pseudo-header sum for NEEDS_CSUM
+    /// ([`ChecksumFill::Partial`]), and returns the result.
+    pub fn finish(self) -> Coalesced {
+        let p = self.parts;
+        let hdr_len = p.hdr_len();
+        let hdr = &mut self.out[..hdr_len];
+        set_ip_lengths(hdr, &p, self.len - hdr_len, None);
+        let udp_len = self.len - p.ip_hl;
+        let u = &mut hdr[p.ip_hl..];
+        u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        let sum = pseudo_for(&p, PROTO_UDP, udp_len).fold();
+        u[6..8].copy_from_slice(&sum.to_be_bytes());
+        Coalesced {
+            len: self.len,
+            segments: self.segments,
+            mss: self.size,
+            family: p.family,
+            transport: Transport::Udp,
+            csum_start: p.ip_hl,
+            csum_offset: 6,
+            header_len: hdr_len,
+        }
+    }
+}
+
+/// A super-packet being built in place, of either transport: what a receive
+/// path that merges whatever arrives holds.
+#[derive(Debug)]
+pub enum InPlaceRun<'a> {
+    /// TCP segments ([`TcpCoalescer::start_in_place`], checksums verified).
+    Tcp(TcpCoalescer<'a>),
+    /// UDP datagrams ([`UdpCoalescer`]).
+    Udp(UdpCoalescer<'a>),
+}
+
+impl<'a> InPlaceRun<'a> {
+    /// Starts a run with `first`, by its transport protocol: TCP always,
+    /// UDP only with `udp` (a destination that takes USO super-packets).
+    /// Returns where `first`'s payload lies in it.
+    pub fn start(
+        out: &'a mut [u8],
+        first: &[u8],
+        udp: bool,
+    ) -> core::result::Result<(Self, core::ops::Range<usize>), Refusal> {
+        let proto = match first.first().map(|b| b >> 4) {
+            Some(4) => first.get(9),
+            Some(6) => first.get(6),
+            _ => None,
+        };
+        match proto {
+            Some(&PROTO_UDP) if udp => {
+                UdpCoalescer::start_in_place(out, first).map(|(r, p)| (InPlaceRun::Udp(r), p))
+            }
+            Some(&PROTO_UDP) => Err(Refusal::NotUdp),
+            _ => {
+                TcpCoalescer::start_in_place(out, first, true).map(|(r, p)| (InPlaceRun::Tcp(r), p))
+            }
+        }
+    }
+
+    /// Segments (datagrams) merged so far.
+    pub fn segments(&self) -> usize {
+        match self {
+            InPlaceRun::Tcp(r) => r.segments(),
+            InPlaceRun::Udp(r) => r.segments(),
+        }
+    }
+
+    /// Merges `seg`; see [`TcpCoalescer::push_in_place`] and
+    /// [`UdpCoalescer::push_in_place`].
+    pub fn push(&mut self, seg: &[u8]) -> core::result::Result<core::ops::Range<usize>, Refusal> {
+        match self {
+            InPlaceRun::Tcp(r) => r.push_in_place(seg),
+            InPlaceRun::Udp(r) => r.push_in_place(seg),
+        }
+    }
+
+    /// Finishes the super-packet with a partial checksum (for NEEDS_CSUM).
+    pub fn finish(self) -> Coalesced {
+        match self {
+            InPlaceRun::Tcp(r) => r.finish(ChecksumFill::Partial),
+            InPlaceRun::Udp(r) => r.finish(),
         }
     }
 }

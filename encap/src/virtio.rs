@@ -6,7 +6,7 @@
 
 use crate::error::{need, Error, Layer, Result};
 use crate::ip::Family;
-use crate::segment::Coalesced;
+use crate::segment::{Coalesced, Transport};
 
 /// Length of the header (without the `num_buffers` field of mergeable
 /// receive buffers, which TUN does not use).
@@ -126,14 +126,15 @@ impl VirtioNetHdr {
     }
 
     /// The header for writing a coalesced super-packet (finished with
-    /// `ChecksumFill::Partial`) to a TUN device: GSO TCP with the segment
-    /// size, NEEDS_CSUM at the TCP checksum. A single segment goes as a plain
-    /// packet that still needs its checksum completed.
+    /// `ChecksumFill::Partial`) to a TUN device: GSO TCP (or UDP_L4) with the
+    /// segment size, NEEDS_CSUM at the transport checksum. A single segment
+    /// goes as a plain packet that still needs its checksum completed.
     pub fn for_coalesced(c: &Coalesced) -> VirtioNetHdr {
-        let gso_type = match (c.segments > 1, c.family) {
-            (false, _) => GsoType::None,
-            (true, Family::V4) => GsoType::TcpV4,
-            (true, Family::V6) => GsoType::TcpV6,
+        let gso_type = match (c.segments > 1, c.transport, c.family) {
+            (false, _, _) => GsoType::None,
+            (true, Transport::Udp, _) => GsoType::UdpL4,
+            (true, Transport::Tcp, Family::V4) => GsoType::TcpV4,
+            (true, Transport::Tcp, Family::V6) => GsoType::TcpV6,
         };
         VirtioNetHdr {
             flags: FLAG_NEEDS_CSUM,
@@ -253,6 +254,7 @@ mod tests {
             segments: 3,
             mss: 1000,
             family: Family::V4,
+            transport: Transport::Tcp,
             csum_start: 20,
             csum_offset: 16,
             header_len: 40,
@@ -271,6 +273,16 @@ mod tests {
             })
             .gso_type,
             GsoType::TcpV6
+        );
+        let udp = VirtioNetHdr::for_coalesced(&Coalesced {
+            transport: Transport::Udp,
+            csum_offset: 6,
+            header_len: 28,
+            ..c
+        });
+        assert_eq!(
+            (udp.gso_type, udp.gso_size, udp.hdr_len, udp.csum_offset),
+            (GsoType::UdpL4, 1000, 28, 6)
         );
     }
 }

@@ -453,3 +453,134 @@ fn split_udp_refuses_what_it_cannot_split() {
     let mut few = vec![0usize; 2];
     assert!(split_udp(&udp, 1000, &mut out, LAYOUT, &mut few).is_err());
 }
+
+/// A UDP super-packet split into datagrams (as the sender's weftd does) and
+/// merged again in place (as the receiver's does) is, headers followed by
+/// the payloads it points at and with its partial checksum completed (as
+/// the kernel does for NEEDS_CSUM), the original byte for byte.
+#[test]
+fn udp_split_then_coalesce_restores_the_super_packet() {
+    use encap::segment::{split_udp, InPlaceRun, Transport};
+    use encap::virtio::{complete_checksum, GsoType, VirtioNetHdr};
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(
+            &(any::<bool>(), 1usize..20000, 320usize..1460),
+            |(v6, len, size)| {
+                let payload: Vec<u8> = (0..len as u32).map(|i| (i * 7 % 253) as u8).collect();
+                let pkt = udp_super_packet(v6, &payload);
+                let mut out = vec![0u8; 64 * LAYOUT.stride];
+                let mut lens = vec![0usize; 64];
+                let n = split_udp(&pkt, size, &mut out, LAYOUT, &mut lens).unwrap();
+                let mut headers = vec![0u8; 128];
+                let (mut run, first) =
+                    InPlaceRun::start(&mut headers, seg(&out, &lens, 0), true).unwrap();
+                prop_assert!(matches!(run, InPlaceRun::Udp(_)));
+                let mut joined = seg(&out, &lens, 0)[first].to_vec();
+                for i in 1..n {
+                    let r = run.push(seg(&out, &lens, i)).unwrap();
+                    joined.extend_from_slice(&seg(&out, &lens, i)[r]);
+                }
+                let c = run.finish();
+                prop_assert_eq!(
+                    (c.segments, c.transport, c.len),
+                    (n, Transport::Udp, pkt.len())
+                );
+                let mut whole = headers[..c.header_len].to_vec();
+                whole.extend_from_slice(&joined);
+                complete_checksum(&mut whole, c.csum_start, c.csum_offset).unwrap();
+                prop_assert_eq!(&whole, &pkt);
+                let h = VirtioNetHdr::for_coalesced(&c);
+                if n > 1 {
+                    prop_assert_eq!(
+                        (h.gso_type, usize::from(h.gso_size)),
+                        (GsoType::UdpL4, size)
+                    );
+                } else {
+                    prop_assert_eq!(h.gso_type, GsoType::None);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn udp_coalescer_refusals() {
+    use encap::segment::{split_udp, InPlaceRun, UdpCoalescer, MAX_UDP_SEGMENTS};
+    let pkt = udp_super_packet(false, &[5u8; 7050]);
+    let mut out = vec![0u8; 128 * LAYOUT.stride];
+    let mut lens = vec![0usize; 128];
+    let n = split_udp(&pkt, 100, &mut out, LAYOUT, &mut lens).unwrap();
+    assert_eq!(n, 71);
+    let s = |i| seg(&out, &lens, i).to_vec();
+    let mut headers = vec![0u8; 128];
+
+    // Start refusals: no checksum, empty, a fragment, too little room, not
+    // wanted, a bad checksum.
+    let mut no_sum = s(0);
+    no_sum[26..28].fill(0);
+    assert_eq!(
+        UdpCoalescer::start_in_place(&mut headers, &no_sum).err(),
+        Some(Refusal::NotUdp)
+    );
+    let empty = udp_super_packet(false, &[]);
+    assert_eq!(
+        UdpCoalescer::start_in_place(&mut headers, &empty).err(),
+        Some(Refusal::Size)
+    );
+    let mut frag = s(0);
+    frag[6] |= 0x20;
+    assert_eq!(
+        UdpCoalescer::start_in_place(&mut headers, &frag).err(),
+        Some(Refusal::NotUdp)
+    );
+    assert_eq!(
+        UdpCoalescer::start_in_place(&mut headers[..20], &s(0)).err(),
+        Some(Refusal::Full)
+    );
+    assert_eq!(
+        InPlaceRun::start(&mut headers, &s(0), false).err(),
+        Some(Refusal::NotUdp)
+    );
+    let mut bad = s(0);
+    bad[40] ^= 1;
+    assert_eq!(
+        UdpCoalescer::start_in_place(&mut headers, &bad).err(),
+        Some(Refusal::BadChecksum)
+    );
+
+    let (mut run, _) = UdpCoalescer::start_in_place(&mut headers, &s(0)).unwrap();
+    let mut other_port = s(1);
+    other_port[22] ^= 1;
+    assert_eq!(run.push_in_place(&other_port), Err(Refusal::OtherFlow));
+    let mut other_tos = s(1);
+    other_tos[1] = 3; // CE: must not merge with Not-ECT datagrams
+    assert_eq!(run.push_in_place(&other_tos), Err(Refusal::OtherFlow));
+    let mut corrupt = s(1);
+    corrupt[50] ^= 0xff;
+    assert_eq!(run.push_in_place(&corrupt), Err(Refusal::BadChecksum));
+    assert_eq!(
+        run.push_in_place(&pkt),
+        Err(Refusal::Size),
+        "bigger than the first"
+    );
+    let tcp = super_packet(false, &[1; 100], &[]);
+    assert_eq!(run.push_in_place(&tcp), Err(Refusal::NotUdp));
+    assert_eq!(run.segments(), 1, "refused datagrams change nothing");
+    for i in 1..MAX_UDP_SEGMENTS {
+        run.push_in_place(&s(i)).unwrap();
+    }
+    assert_eq!(run.push_in_place(&s(MAX_UDP_SEGMENTS)), Err(Refusal::Full));
+    assert_eq!(run.finish().segments, MAX_UDP_SEGMENTS);
+
+    // A short datagram (the last of the split) closes the run.
+    let (mut run, _) = UdpCoalescer::start_in_place(&mut headers, &s(68)).unwrap();
+    run.push_in_place(&s(69)).unwrap();
+    run.push_in_place(&s(70)).unwrap();
+    assert_eq!(run.push_in_place(&s(1)), Err(Refusal::Closed));
+
+    // TCP still goes to the TCP coalescer.
+    let (tcp_run, _) = InPlaceRun::start(&mut headers, &tcp, true).unwrap();
+    assert!(matches!(tcp_run, InPlaceRun::Tcp(_)));
+}

@@ -207,6 +207,7 @@ pub fn stats(v: &Value) -> String {
         vec!["tx bytes".into(), s(&v["tx_bytes"])],
         vec!["rx packets".into(), s(&v["rx_packets"])],
         vec!["rx bytes".into(), s(&v["rx_bytes"])],
+        vec!["rx super-packets".into(), s(&v["rx_super_packets"])],
         vec!["arp replies".into(), s(&v["arp_replies"])],
         vec!["gateway replies".into(), s(&v["gateway_replies"])],
         vec!["local packets".into(), s(&v["local_packets"])],

@@ -107,6 +107,10 @@ pub struct WorkerCounters {
     pub rx_packets: AtomicU64,
     /// Bytes of those inner packets.
     pub rx_bytes: AtomicU64,
+    /// Writes to pods that carried a coalesced super-packet (TCP segments
+    /// or UDP datagrams of one flow; each counts in `rx_packets`):
+    /// `rx_packets` per write shows how well receive coalescing works.
+    pub rx_super_packets: AtomicU64,
     /// ARP requests that arrived inside VXLAN and were answered.
     pub arp_replies: AtomicU64,
     /// Veth attach: ARP and neighbour solicitations from pods answered.
@@ -156,6 +160,7 @@ pub fn snapshot_refs(workers: &[&WorkerCounters]) -> serde_json::Value {
         "tx_bytes": sum(&|w| &w.tx_bytes),
         "rx_packets": sum(&|w| &w.rx_packets),
         "rx_bytes": sum(&|w| &w.rx_bytes),
+        "rx_super_packets": sum(&|w| &w.rx_super_packets),
         "arp_replies": sum(&|w| &w.arp_replies),
         "gateway_replies": sum(&|w| &w.gateway_replies),
         "local_packets": sum(&|w| &w.local_packets),

@@ -60,6 +60,9 @@ pub(super) struct LoopState {
     pub merged: Vec<u8>,
     /// Ranges of `rx_buf` accepted for delivery.
     pub accepted: Vec<Range<usize>>,
+    /// Whether datagrams of a UDP flow are merged into USO super-packets
+    /// for the pods (off when the attachment cannot take them).
+    pub udp_runs: bool,
     /// ARP replies to Linux vxlan peers.
     pub arp_out: [u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
     /// Ready ports (veth attachment).
@@ -87,6 +90,7 @@ impl Worker {
             ],
             merged: vec![0u8; EMIT_HEADROOM + super::MAX_HEADERS],
             accepted: Vec::with_capacity(IPIP_BATCH),
+            udp_runs: self.attach.takes_udp_super_packets(),
             arp_out: [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
             events: [EpollEvent::empty(); 64],
             overflows_seen: [0; 3],
@@ -299,7 +303,13 @@ impl Worker {
                 st.accepted.push(r);
             }
         }
-        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.merged);
+        self.deliver_batch(
+            snap,
+            &mut st.rx_buf,
+            &st.accepted,
+            &mut st.merged,
+            &mut st.udp_runs,
+        );
     }
 
     /// Counts what source `k`'s socket dropped since we last heard, from
@@ -351,7 +361,13 @@ impl Worker {
             );
         }
         let snap = st.reader.load();
-        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.merged);
+        self.deliver_batch(
+            snap,
+            &mut st.rx_buf,
+            &st.accepted,
+            &mut st.merged,
+            &mut st.udp_runs,
+        );
         Polled::Busy
     }
 }

@@ -23,7 +23,7 @@ mod veth;
 
 use counters::{DropReason, WorkerCounters};
 use encap::ecn::Ecn;
-use encap::segment::{split_tcp, split_tcp_headers, ChecksumFill, Layout, TcpCoalescer};
+use encap::segment::{split_tcp, split_tcp_headers, InPlaceRun, Layout};
 use encap::virtio::{self, GsoType, VirtioNetHdr};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
 use encap::{IpPacket, MacAddr};
@@ -109,6 +109,17 @@ pub enum Attachment {
 }
 
 impl Attachment {
+    /// Whether UDP super-packets (virtio `GSO_UDP_L4`) may be written: the
+    /// TUN says whether the kernel took its USO offload; a packet socket
+    /// takes them from the same kernel version on, and a refusal turns
+    /// them off (see `Worker::deliver_batch`).
+    fn takes_udp_super_packets(&self) -> bool {
+        match self {
+            Attachment::Tun(tun) => tun.udp_gso(),
+            Attachment::Veth(_) => true,
+        }
+    }
+
     /// Writes the IP packet at `buf[start..end]` towards its destination
     /// pod with virtio-net header `hdr` (whose checksum offsets count from
     /// the IP header). `buf` has [`EMIT_HEADROOM`] bytes free before
@@ -628,38 +639,44 @@ impl Worker {
     }
 
     /// Writes accepted inner packets to the TUN (or pods' veths): in-order
-    /// TCP segments of one flow become one super-packet and one write
-    /// (GRO) — its headers built in `merged`, its payloads gathered from
-    /// where they were received, with no copy; anything else goes alone.
+    /// TCP segments of one flow, and equal-sized datagrams of one UDP flow
+    /// (when `udp_runs` is on), become one super-packet and one write (GRO)
+    /// — its headers built in `merged`, its payloads gathered from where
+    /// they were received, with no copy; anything else goes alone. A UDP
+    /// super-packet the attachment refuses (a kernel without USO there)
+    /// turns `udp_runs` off for good and its datagrams go alone.
     fn deliver_batch(
         &self,
         snap: &fdb::Snapshot,
         buf: &mut [u8],
         inners: &[std::ops::Range<usize>],
         merged: &mut [u8],
+        udp_runs: &mut bool,
     ) {
         let mut k = 0;
         while k < inners.len() {
-            let Ok((mut run, first)) = TcpCoalescer::start_in_place(
+            let first_at = k;
+            let Ok((mut run, first)) = InPlaceRun::start(
                 &mut merged[EMIT_HEADROOM..],
                 &buf[inners[k].clone()],
-                true,
+                *udp_runs,
             ) else {
                 self.deliver_checked(snap, buf, inners[k].start, inners[k].end);
                 k += 1;
                 continue;
             };
-            let buf: &[u8] = buf;
+            let udp = matches!(run, InPlaceRun::Udp(_));
+            let buf_ro: &[u8] = buf;
             let mut pieces = [IoSlice::new(&[]); 1 + MAX_RUN];
             let base = inners[k].start;
-            pieces[1] = IoSlice::new(&buf[base + first.start..base + first.end]);
+            pieces[1] = IoSlice::new(&buf_ro[base + first.start..base + first.end]);
             let mut n = 2;
             k += 1;
             while k < inners.len() && n < pieces.len() {
                 let base = inners[k].start;
-                match run.push_in_place(&buf[inners[k].clone()]) {
+                match run.push(&buf_ro[inners[k].clone()]) {
                     Ok(r) => {
-                        pieces[n] = IoSlice::new(&buf[base + r.start..base + r.end]);
+                        pieces[n] = IoSlice::new(&buf_ro[base + r.start..base + r.end]);
                         n += 1;
                         k += 1;
                     }
@@ -670,7 +687,7 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let done = run.finish(ChecksumFill::Partial);
+            let done = run.finish();
             let hdr = VirtioNetHdr::for_coalesced(&done);
             let span = (EMIT_HEADROOM, EMIT_HEADROOM + done.header_len);
             match self
@@ -678,11 +695,27 @@ impl Worker {
                 .emit_gathered(snap, merged, span, &mut pieces[..n], hdr)
             {
                 Ok(()) => {
+                    if done.segments > 1 {
+                        WorkerCounters::add(&self.counters.rx_super_packets, 1);
+                    }
                     WorkerCounters::add(&self.counters.rx_packets, done.segments as u64);
                     WorkerCounters::add(
                         &self.counters.rx_bytes,
                         (done.len + (done.segments - 1) * done.header_len) as u64,
                     );
+                }
+                Err(DropReason::IoError) if udp && done.segments > 1 => {
+                    tracing::warn!(
+                        "writing a UDP super-packet to pods failed (no USO on this kernel?): \
+                         UDP datagrams are delivered one by one from now on"
+                    );
+                    *udp_runs = false;
+                    // All of the run's datagrams go alone (one refused for
+                    // a bad checksum, already counted, now meets the kernel's
+                    // check and is dropped there).
+                    for r in &inners[first_at..k] {
+                        self.deliver_checked(snap, buf, r.start, r.end);
+                    }
                 }
                 Err(why) => self.counters.dropped(why),
             }
