@@ -15,7 +15,8 @@ cd "$(dirname "$0")"
 # shellcheck source=netns-lab/common.sh
 source netns-lab/common.sh
 ensure_commands tshark:tshark ip:iproute2 ping:iputils-ping iptables:iptables nft:nftables \
-  iperf3:iperf3 python3:python3 /usr/lib/cni/portmap:containernetworking-plugins c++:g++
+  iperf3:iperf3 python3:python3 /usr/lib/cni/portmap:containernetworking-plugins c++:g++ \
+  ethtool:ethtool
 
 # The Kubernetes manifest validator (PyPI; it ships the API schemas).
 if [[ ! -d target/k8s-validate/kubernetes_validate ]]; then

@@ -73,6 +73,12 @@ impl Collector for NodeCollector {
         )?;
         counter(
             &mut e,
+            "weft_rx_underlay_gro",
+            "IP-in-IP packets the underlay NIC's GRO merged, delivered whole.",
+            sum(&|w| w.rx_underlay_gro.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            &mut e,
             "weft_arp_replies",
             "ARP requests from VXLAN peers answered from fdb.",
             sum(&|w| w.arp_replies.load(Ordering::Relaxed)),

@@ -101,6 +101,14 @@ pub fn segment(data: &[u8]) {
         headroom: 50,
         stride: 50 + 2200,
     };
+    // A packet taken as merged by the kernel's GRO: cut at `mss` as an MTU,
+    // its segments hold all of it and fit.
+    let mut taken = pkt.to_vec();
+    if let Ok(c) = crate::segment::merged_by_kernel(&mut taken, mss) {
+        assert!(c.len > mss && c.header_len < mss && c.segments >= 2);
+        assert_eq!(c.segments, (c.len - c.header_len).div_ceil(c.mss));
+        assert_eq!(c.mss + c.header_len, mss);
+    }
     let mut out = vec![0u8; 64 * layout.stride];
     let mut lens = [0usize; 64];
     // UDP: what split accepts comes out as datagrams of the asked size

@@ -752,6 +752,46 @@ impl<'a> TcpCoalescer<'a> {
     }
 }
 
+/// Takes an IP packet longer than `mtu` as a TCP super-packet of segments
+/// that fit it: what the kernel's GRO made of a tunnel flow's segments
+/// before weft read them. An underlay NIC with GRO
+/// (the default) merges IP-in-IP TCP flows, and the raw socket then hands
+/// over one packet of up to 64 KiB, its TCP checksum field holding the
+/// pseudo-header sum GRO leaves there (GRO verified every segment's). A
+/// packet whose field holds anything else was not merged (an outer
+/// reassembly, say) and must carry a valid full checksum. Leaves the
+/// pseudo-header sum in the field, for a NEEDS_CSUM write with the
+/// returned description (segments of `mtu` minus the headers). The segment
+/// size the merged segments had is not in the packet; `mtu` should be one
+/// every destination can take, since a kernel forwarding the super-packet
+/// checks its segments against the route's MTU.
+pub fn merged_by_kernel(packet: &mut [u8], mtu: usize) -> core::result::Result<Coalesced, Refusal> {
+    let p = parse_tcp(packet).map_err(|_| Refusal::NotTcp)?;
+    let hdr_len = p.hdr_len();
+    if p.total <= mtu || hdr_len >= mtu {
+        return Err(Refusal::Size);
+    }
+    let partial = pseudo(&p, p.total - p.ip_hl).fold().to_be_bytes();
+    let field = p.ip_hl + 16..p.ip_hl + 18;
+    if packet[field.clone()] != partial {
+        if !verify_tcp_checksum(packet, &p) {
+            return Err(Refusal::BadChecksum);
+        }
+        packet[field].copy_from_slice(&partial);
+    }
+    let mss = mtu - hdr_len;
+    Ok(Coalesced {
+        len: p.total,
+        segments: (p.total - hdr_len).div_ceil(mss),
+        mss,
+        family: p.family,
+        transport: Transport::Tcp,
+        csum_start: p.ip_hl,
+        csum_offset: 16,
+        header_len: hdr_len,
+    })
+}
+
 /// Most datagrams one UDP super-packet carries (Linux's UDP GRO stops at
 /// 64 as well).
 pub const MAX_UDP_SEGMENTS: usize = 64;

@@ -584,3 +584,68 @@ fn udp_coalescer_refusals() {
     let (tcp_run, _) = InPlaceRun::start(&mut headers, &tcp, true).unwrap();
     assert!(matches!(tcp_run, InPlaceRun::Tcp(_)));
 }
+
+/// A packet the kernel's GRO merged (its checksum field holding the
+/// pseudo-header sum) is taken as a super-packet of segments that fit the
+/// given MTU; one with a full checksum must have a valid one, and leaves
+/// with the pseudo-header sum in its place; short or non-TCP packets are
+/// not taken.
+#[test]
+fn merged_by_kernel_takes_what_gro_built() {
+    use encap::segment::{merged_by_kernel, Transport};
+    for v6 in [false, true] {
+        let full = super_packet(v6, &[9u8; 5000], &[]);
+        let ip_hl = if v6 { 40 } else { 20 };
+        let hdr_len = ip_hl + 32;
+        let pseudo = |p: &[u8]| {
+            let len = (p.len() - ip_hl) as u32;
+            let c = if v6 {
+                let s: [u8; 16] = p[8..24].try_into().unwrap();
+                let d: [u8; 16] = p[24..40].try_into().unwrap();
+                encap::checksum::Checksum::pseudo_v6(s.into(), d.into(), 6, len)
+            } else {
+                let s: [u8; 4] = p[12..16].try_into().unwrap();
+                let d: [u8; 4] = p[16..20].try_into().unwrap();
+                encap::checksum::Checksum::pseudo_v4(s.into(), d.into(), 6, len)
+            };
+            c.fold().to_be_bytes()
+        };
+        let field = ip_hl + 16..ip_hl + 18;
+
+        // As GRO leaves it: the pseudo-header sum, taken as it is.
+        let mut gro = full.clone();
+        gro[field.clone()].copy_from_slice(&pseudo(&full));
+        let c = merged_by_kernel(&mut gro, 1280).unwrap();
+        let mss = 1280 - hdr_len;
+        assert_eq!(
+            (c.segments, c.mss, c.len, c.header_len, c.transport),
+            (
+                5000usize.div_ceil(mss),
+                mss,
+                full.len(),
+                hdr_len,
+                Transport::Tcp
+            )
+        );
+        assert_eq!((c.csum_start, c.csum_offset), (ip_hl, 16));
+        assert_eq!(gro[field.clone()], pseudo(&full));
+
+        // A full checksum: verified, then replaced by the pseudo-header sum.
+        let mut whole = full.clone();
+        merged_by_kernel(&mut whole, 1280).unwrap();
+        assert_eq!(whole[field.clone()], pseudo(&full));
+        assert_eq!(whole[..ip_hl + 16], full[..ip_hl + 16]);
+        let mut corrupt = full.clone();
+        corrupt[hdr_len + 7] ^= 1;
+        assert_eq!(
+            merged_by_kernel(&mut corrupt, 1280),
+            Err(Refusal::BadChecksum)
+        );
+
+        // Not longer than the MTU, or not TCP: not taken.
+        let mut short = super_packet(v6, &[9u8; 1000], &[]);
+        assert_eq!(merged_by_kernel(&mut short, 1280), Err(Refusal::Size));
+        let mut udp = udp_super_packet(v6, &[9u8; 5000]);
+        assert_eq!(merged_by_kernel(&mut udp, 1280), Err(Refusal::NotTcp));
+    }
+}

@@ -208,6 +208,7 @@ pub fn stats(v: &Value) -> String {
         vec!["rx packets".into(), s(&v["rx_packets"])],
         vec!["rx bytes".into(), s(&v["rx_bytes"])],
         vec!["rx super-packets".into(), s(&v["rx_super_packets"])],
+        vec!["rx underlay GRO".into(), s(&v["rx_underlay_gro"])],
         vec!["arp replies".into(), s(&v["arp_replies"])],
         vec!["gateway replies".into(), s(&v["gateway_replies"])],
         vec!["local packets".into(), s(&v["local_packets"])],

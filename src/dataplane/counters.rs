@@ -44,10 +44,15 @@ pub enum DropReason {
     /// Underlay datagrams the kernel dropped because weftd's socket
     /// buffer was full (SO_RXQ_OVFL).
     SocketOverflow,
+    /// From the underlay: an inner packet longer than the overlay MTU that
+    /// is not TCP, so it cannot be cut back into packets the pods can take
+    /// (UDP merged by the underlay NIC's GRO forwarding or fraglist GRO has
+    /// lost its datagram boundaries: leave those off on the underlay).
+    OversizedInner,
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 17;
+pub const DROP_REASONS: usize = 18;
 
 impl DropReason {
     /// All reasons, in index order.
@@ -69,6 +74,7 @@ impl DropReason {
         DropReason::NotForGateway,
         DropReason::TtlExpired,
         DropReason::SocketOverflow,
+        DropReason::OversizedInner,
     ];
 
     /// The reason's name.
@@ -91,6 +97,7 @@ impl DropReason {
             DropReason::NotForGateway => "not_for_gateway",
             DropReason::TtlExpired => "ttl_expired",
             DropReason::SocketOverflow => "socket_overflow",
+            DropReason::OversizedInner => "oversized_inner",
         }
     }
 }
@@ -111,6 +118,10 @@ pub struct WorkerCounters {
     /// or UDP datagrams of one flow; each counts in `rx_packets`):
     /// `rx_packets` per write shows how well receive coalescing works.
     pub rx_super_packets: AtomicU64,
+    /// IP-in-IP packets the underlay NIC's GRO had merged before weftd
+    /// read them (longer than the overlay MTU), delivered whole; each is
+    /// also one of `rx_super_packets`.
+    pub rx_underlay_gro: AtomicU64,
     /// ARP requests that arrived inside VXLAN and were answered.
     pub arp_replies: AtomicU64,
     /// Veth attach: ARP and neighbour solicitations from pods answered.
@@ -161,6 +172,7 @@ pub fn snapshot_refs(workers: &[&WorkerCounters]) -> serde_json::Value {
         "rx_packets": sum(&|w| &w.rx_packets),
         "rx_bytes": sum(&|w| &w.rx_bytes),
         "rx_super_packets": sum(&|w| &w.rx_super_packets),
+        "rx_underlay_gro": sum(&|w| &w.rx_underlay_gro),
         "arp_replies": sum(&|w| &w.arp_replies),
         "gateway_replies": sum(&|w| &w.gateway_replies),
         "local_packets": sum(&|w| &w.local_packets),

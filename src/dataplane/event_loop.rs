@@ -83,10 +83,14 @@ impl Worker {
             peers: PeerIndex::default(),
             tx_buf: vec![0u8; HEADROOM + MAX_PACKET],
             scratch: TxScratch::new(self.settings.overlay_mtu),
+            // Zeroed on demand: a slot's pages are touched only once a
+            // packet that long arrives.
             rx_buf: vec![
                 0u8;
-                (HEADROOM + MAX_PACKET)
-                    .max(IPIP_BATCH * ipip_slot(self.settings.overlay_mtu))
+                match self.underlay {
+                    UnderlayIo::IpIp { receive: true, .. } => IPIP_BATCH * IPIP_SLOT,
+                    _ => HEADROOM + MAX_PACKET,
+                }
             ],
             merged: vec![0u8; EMIT_HEADROOM + super::MAX_HEADERS],
             accepted: Vec::with_capacity(IPIP_BATCH),
@@ -327,7 +331,7 @@ impl Worker {
     /// socket, up to a batch of packets in one `recvmmsg`, delivered
     /// together so consecutive segments of a flow become one write.
     fn poll_ipip(&self, sock: &socket2::Socket, source: usize, st: &mut LoopState) -> Polled {
-        let slot = ipip_slot(self.settings.overlay_mtu);
+        let slot = IPIP_SLOT;
         let got = match st.recv_batch.recv(sock, &mut st.rx_buf, slot, HEADROOM) {
             Ok(got) => got,
             Err(_) => {
@@ -347,7 +351,7 @@ impl Worker {
         st.accepted.clear();
         for (k, &n) in got.lens[..got.count].iter().enumerate() {
             if n == usize::MAX {
-                // Longer than our MTU allows: not from a peer of this overlay.
+                // Cut short: longer than any IPv4 packet (cannot happen).
                 self.counters.dropped(DropReason::BadVxlan);
                 continue;
             }
@@ -372,11 +376,11 @@ impl Worker {
     }
 }
 
-/// The receive slot of one IP-in-IP packet: headroom, the outer header and
-/// an inner packet of the overlay MTU, with room to spare.
-fn ipip_slot(overlay_mtu: usize) -> usize {
-    (HEADROOM + overlay_mtu + 128).next_multiple_of(64)
-}
+/// The receive slot of one IP-in-IP packet: headroom and the largest IPv4
+/// packet. Not the overlay MTU: on an underlay NIC with GRO (the default)
+/// the kernel merges a tunnelled TCP flow's segments, and the raw socket
+/// gets packets of up to 64 KiB (`Worker::deliver_merged_by_kernel`).
+const IPIP_SLOT: usize = (HEADROOM + u16::MAX as usize + 1).next_multiple_of(64);
 
 /// The epoll a worker sleeps in and its sources' fds (None once gone).
 struct Sources {
