@@ -3,13 +3,15 @@
 //! a TUN read and a socket send), and VXLAN decapsulation + TCP coalescing
 //! of a batch of segments (between a socket read and a TUN write), both
 //! copying payloads into one buffer and in place (headers only, as weftd
-//! does before its vectored write).
+//! does before its vectored write); and the same for a run of 64 small UDP
+//! datagrams of one flow (`InPlaceRun`, as weftd merges them for a USO
+//! write).
 //!
 //! Run: `cargo bench --bench pipeline`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use encap::ecn::Ecn;
-use encap::segment::{split_tcp, ChecksumFill, Layout, TcpCoalescer};
+use encap::segment::{split_tcp, split_udp, ChecksumFill, InPlaceRun, Layout, TcpCoalescer};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
 use encap::MacAddr;
 use fdb::{Fdb, Mac, Meta, NodeId, NodeRecord, Route, Source};
@@ -155,6 +157,34 @@ fn pipeline(c: &mut Criterion) {
                 black_box(c.push_in_place(&segs[s..e][inner.inner.clone()]).unwrap());
             }
             black_box(c.finish(ChecksumFill::Partial))
+        })
+    });
+
+    // 64 datagrams of 64 bytes of one UDP flow (iperf3 -l 64), as a GRO
+    // receive hands them over: decapsulated and merged in place.
+    let mut udp = Vec::new();
+    etherparse::PacketBuilder::ipv4([10, 244, 1, 2], [10, 244, 2, 2], 63)
+        .udp(40000, 5201)
+        .write(&mut udp, &[3u8; 64 * 64])
+        .unwrap();
+    let n = split_udp(&udp, 64, &mut segs, layout, &mut lens).unwrap();
+    let mut starts = Vec::new();
+    for (i, l) in lens.iter().enumerate().take(n) {
+        let at = i * layout.stride + 22;
+        starts.push((enc.encap_payload(&mut segs, at..at + l).unwrap(), at + l));
+    }
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("decap_and_coalesce_udp_in_place_64x64", |b| {
+        b.iter(|| {
+            let (s0, e0) = starts[0];
+            let first = dec.decap_payload(&mut segs[s0..e0], Ecn::NotEct).unwrap();
+            let (mut c, _) =
+                InPlaceRun::start(&mut headers, &segs[s0..e0][first.inner.clone()], true).unwrap();
+            for &(s, e) in &starts[1..] {
+                let inner = dec.decap_payload(&mut segs[s..e], Ecn::NotEct).unwrap();
+                black_box(c.push(&segs[s..e][inner.inner.clone()]).unwrap());
+            }
+            black_box(c.finish())
         })
     });
     g.finish();

@@ -55,14 +55,10 @@ pub(super) struct LoopState {
     pub scratch: TxScratch,
     /// Underlay datagrams are read into here.
     pub rx_buf: Vec<u8>,
-    /// Headers of coalesced super-packets are built here (their payloads
-    /// stay in `rx_buf`).
-    pub merged: Vec<u8>,
+    /// Where coalesced headers are built, and whether UDP runs are on.
+    pub delivery: super::Delivery,
     /// Ranges of `rx_buf` accepted for delivery.
     pub accepted: Vec<Range<usize>>,
-    /// Whether datagrams of a UDP flow are merged into USO super-packets
-    /// for the pods (off when the attachment cannot take them).
-    pub udp_runs: bool,
     /// ARP replies to Linux vxlan peers.
     pub arp_out: [u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
     /// Ready ports (veth attachment).
@@ -92,9 +88,11 @@ impl Worker {
                     _ => HEADROOM + MAX_PACKET,
                 }
             ],
-            merged: vec![0u8; EMIT_HEADROOM + super::MAX_HEADERS],
+            delivery: super::Delivery {
+                merged: vec![0u8; EMIT_HEADROOM + super::MAX_HEADERS],
+                udp_runs: self.attach.takes_udp_super_packets(),
+            },
             accepted: Vec::with_capacity(IPIP_BATCH),
-            udp_runs: self.attach.takes_udp_super_packets(),
             arp_out: [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
             events: [EpollEvent::empty(); 64],
             overflows_seen: [0; 3],
@@ -307,13 +305,7 @@ impl Worker {
                 st.accepted.push(r);
             }
         }
-        self.deliver_batch(
-            snap,
-            &mut st.rx_buf,
-            &st.accepted,
-            &mut st.merged,
-            &mut st.udp_runs,
-        );
+        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.delivery);
     }
 
     /// Counts what source `k`'s socket dropped since we last heard, from
@@ -365,13 +357,7 @@ impl Worker {
             );
         }
         let snap = st.reader.load();
-        self.deliver_batch(
-            snap,
-            &mut st.rx_buf,
-            &st.accepted,
-            &mut st.merged,
-            &mut st.udp_runs,
-        );
+        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.delivery);
         Polled::Busy
     }
 }

@@ -78,6 +78,16 @@ pub fn vtep_mac(node: &str) -> MacAddr {
     MacAddr::local_from_seed(h)
 }
 
+/// What delivering to pods keeps from one batch to the next.
+pub(crate) struct Delivery {
+    /// Headers of coalesced super-packets are built here (their payloads
+    /// stay where they were received).
+    pub merged: Vec<u8>,
+    /// Whether datagrams of a UDP flow are merged into USO super-packets
+    /// (off when the attachment cannot take them).
+    pub udp_runs: bool,
+}
+
 /// The sockets a worker sends and receives encapsulated packets on.
 pub enum UnderlayIo {
     /// VXLAN: a UDP socket on the VXLAN port (SO_REUSEPORT, one per worker).
@@ -650,9 +660,9 @@ impl Worker {
         snap: &fdb::Snapshot,
         buf: &mut [u8],
         inners: &[std::ops::Range<usize>],
-        merged: &mut [u8],
-        udp_runs: &mut bool,
+        delivery: &mut Delivery,
     ) {
+        let Delivery { merged, udp_runs } = delivery;
         let mut k = 0;
         while k < inners.len() {
             if inners[k].len() > self.settings.overlay_mtu {
