@@ -44,15 +44,10 @@ pub enum DropReason {
     /// Underlay datagrams the kernel dropped because weftd's socket
     /// buffer was full (SO_RXQ_OVFL).
     SocketOverflow,
-    /// From the underlay: an inner packet longer than the overlay MTU that
-    /// is not TCP, so it cannot be cut back into packets the pods can take
-    /// (UDP merged by the underlay NIC's GRO forwarding or fraglist GRO has
-    /// lost its datagram boundaries: leave those off on the underlay).
-    OversizedInner,
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 18;
+pub const DROP_REASONS: usize = 17;
 
 impl DropReason {
     /// All reasons, in index order.
@@ -74,7 +69,6 @@ impl DropReason {
         DropReason::NotForGateway,
         DropReason::TtlExpired,
         DropReason::SocketOverflow,
-        DropReason::OversizedInner,
     ];
 
     /// The reason's name.
@@ -97,7 +91,6 @@ impl DropReason {
             DropReason::NotForGateway => "not_for_gateway",
             DropReason::TtlExpired => "ttl_expired",
             DropReason::SocketOverflow => "socket_overflow",
-            DropReason::OversizedInner => "oversized_inner",
         }
     }
 }

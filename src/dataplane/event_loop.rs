@@ -365,7 +365,7 @@ impl Worker {
 /// The receive slot of one IP-in-IP packet: headroom and the largest IPv4
 /// packet. Not the overlay MTU: on an underlay NIC with GRO (the default)
 /// the kernel merges a tunnelled TCP flow's segments, and the raw socket
-/// gets packets of up to 64 KiB (`Worker::deliver_merged_by_kernel`).
+/// gets packets of up to 64 KiB (`Worker::deliver_oversized`).
 const IPIP_SLOT: usize = (HEADROOM + u16::MAX as usize + 1).next_multiple_of(64);
 
 /// The epoll a worker sleeps in and its sources' fds (None once gone).

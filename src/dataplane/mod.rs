@@ -666,7 +666,7 @@ impl Worker {
         let mut k = 0;
         while k < inners.len() {
             if inners[k].len() > self.settings.overlay_mtu {
-                self.deliver_merged_by_kernel(snap, buf, inners[k].clone());
+                self.deliver_oversized(snap, buf, inners[k].clone());
                 k += 1;
                 continue;
             }
@@ -740,17 +740,21 @@ impl Worker {
         );
     }
 
-    /// An inner packet at `buf[range]` longer than the overlay MTU: a TCP
+    /// An inner packet at `buf[range]` longer than the overlay MTU. A TCP
     /// super-packet the kernel's GRO built on the underlay
-    /// (`encap::segment::merged_by_kernel`) goes to its pod as one;
-    /// anything else is dropped. Its segment size is not known (a raw
-    /// socket does not say what GRO merged); it is set for segments of
-    /// 1,280 bytes (or the overlay MTU if smaller), which any pod link
-    /// IPv6 can run on takes: the node's kernel checks a forwarded
-    /// super-packet's segments against the pod route's MTU (the CNI
-    /// plugin's, 1,450 by default, below IP-in-IP's overlay MTU). The
-    /// receiving pod gets the packet whole either way.
-    fn deliver_merged_by_kernel(
+    /// (`encap::segment::merged_by_kernel`) goes to its pod as one. Its
+    /// segment size is not known (a raw socket does not say what GRO
+    /// merged); it is set for segments of 1,280 bytes (or the overlay MTU
+    /// if smaller), which any pod link IPv6 can run on takes: the node's
+    /// kernel checks a forwarded super-packet's segments against the pod
+    /// route's MTU (the CNI plugin's, 1,450 by default, below IP-in-IP's
+    /// overlay MTU). The receiving pod gets the packet whole either way.
+    /// Anything else goes alone, as it came (a peer with a larger MTU):
+    /// the node's kernel forwards it if the pod's route allows or answers
+    /// "too big". UDP merged by GRO forwarding on the underlay NIC (off by
+    /// default) cannot be cut back, its datagram boundaries lost; the
+    /// pod's kernel drops it for its partial checksum.
+    fn deliver_oversized(
         &self,
         snap: &fdb::Snapshot,
         buf: &mut [u8],
@@ -762,7 +766,7 @@ impl Worker {
             Err(encap::segment::Refusal::BadChecksum) => {
                 return self.counters.dropped(DropReason::BadVxlan)
             }
-            Err(_) => return self.counters.dropped(DropReason::OversizedInner),
+            Err(_) => return self.deliver_checked(snap, buf, range.start, range.end),
         };
         let hdr = VirtioNetHdr::for_coalesced(&done);
         match self.attach.emit(snap, buf, range.start, range.end, hdr) {
