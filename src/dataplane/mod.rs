@@ -671,10 +671,13 @@ impl Worker {
                 continue;
             }
             let first_at = k;
+            // A lone datagram (the last of the batch) has nothing to merge
+            // with: it goes as it came, its checksum left to the pod.
+            let merge_udp = *udp_runs && k + 1 < inners.len();
             let Ok((mut run, first)) = InPlaceRun::start(
                 &mut merged[EMIT_HEADROOM..],
                 &buf[inners[k].clone()],
-                *udp_runs,
+                merge_udp,
             ) else {
                 self.deliver_checked(snap, buf, inners[k].start, inners[k].end);
                 k += 1;
