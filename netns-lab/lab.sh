@@ -7,8 +7,9 @@
 #
 #   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip|none]
 #                       [--family 4|6|dual] [--cross-subnet] [--static | --kernel-vxlan]
-#                       [--attach tun|veth]
+#                       [--attach tun|veth] [--underlay-mtu BYTES]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
+#   netns-lab/lab.sh add-pod NODE      wire one more pod on node NODE (a number)
 #   netns-lab/lab.sh exec POD CMD...   run a command in a pod
 #   netns-lab/lab.sh status            nodes, weftd processes, members, counters
 #   netns-lab/lab.sh wait [SECONDS]    until every node routes to every block
@@ -26,7 +27,10 @@
 # Flannel-style static entries (no weftd: the reference); --cross-subnet
 # puts the second half of the nodes on 10.99.1.0/24 behind a router and
 # turns CrossSubnet on; --family 6|dual gives pods IPv6 or both; --attach
-# veth has weftd own the pods' veths (no TUN, no routes on the nodes).
+# veth has weftd own the pods' veths (no TUN, no routes on the nodes);
+# --underlay-mtu sets the underlay links' MTU (default 1500; weftd reads it,
+# nothing else is told). A router namespace ($P-rt) is every node's default
+# gateway and plays "the internet" at 203.0.113.1 and 2001:db8::1.
 # Names start with "wl-" and state lives in /run/weft-lab, unless
 # WEFT_LAB_PREFIX and WEFT_LAB_STATE say otherwise (tests run their own
 # labs side by side); WEFT_LAB_BIN names a directory of prebuilt binaries
@@ -64,7 +68,7 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun
+  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
@@ -75,6 +79,7 @@ up() {
       --family) family=$2; shift 2 ;;
       --cross-subnet) cross=1; shift ;;
       --attach) attach=${2:-}; shift 2 ;;
+      --underlay-mtu) ulmtu=$2; shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -84,6 +89,7 @@ up() {
   [[ $mode != kernel-vxlan || ($encap == vxlan && $cross == 0 && $family == 4) ]] || die "--kernel-vxlan is an IPv4, one-subnet VXLAN reference"
   [[ $attach == tun || $attach == veth ]] || die "--attach must be tun or veth"
   [[ $attach == tun || ($mode != kernel-vxlan && $encap != none && $cross == 0) ]] || die "--attach veth needs weftd, vxlan or ipip, one subnet"
+  ((ulmtu >= 1280 && ulmtu <= 9000)) || die "--underlay-mtu 1280-9000"
   [[ ! -d $STATE ]] || die "a lab is up already (netns-lab/lab.sh down)"
   need_root
   build
@@ -94,32 +100,45 @@ up() {
   ip netns add $P-ul
   ip -n $P-ul link add br0 type bridge
   ip -n $P-ul link set br0 up
+  # The gateway (and "the internet"): a router namespace on the underlay
+  # holding 10.99.S.254 / fd00:99:S::fe for each underlay subnet, and an
+  # outside host address, 203.0.113.1 and 2001:db8::1 (documentation
+  # ranges), on its loopback. It has no route to the pods: pods reach it
+  # only through their node's outgoing NAT. With --cross-subnet it also
+  # routes between the two underlay subnets.
+  ip netns add $P-rt
+  ip -n $P-rt link set lo up
+  ip -n $P-rt addr add 203.0.113.1/32 dev lo
+  ip -n $P-rt addr add 2001:db8::1/128 dev lo
+  local subnets=0
   if ((cross)); then
-    # Two underlay subnets, 10.99.0.0/24 and 10.99.1.0/24, joined by a router.
     ip -n $P-ul link add br1 type bridge
     ip -n $P-ul link set br1 up
-    ip netns add $P-rt
-    ip -n $P-rt link set lo up
-    for s in 0 1; do
-      ip -n $P-rt link add r$s type veth peer name rt$s netns $P-ul
-      ip -n $P-ul link set rt$s master br$s up
-      ip -n $P-rt addr add 10.99.$s.254/24 dev r$s
-      ip -n $P-rt link set r$s up
-    done
-    ip netns exec $P-rt sysctl -qw net.ipv4.ip_forward=1
+    subnets="0 1"
   fi
+  for s in $subnets; do
+    ip -n $P-rt link add r$s mtu "$ulmtu" type veth peer name rt$s netns $P-ul
+    ip -n $P-ul link set rt$s mtu "$ulmtu" master br$s up
+    ip -n $P-rt addr add 10.99.$s.254/24 dev r$s
+    ip -n $P-rt addr add fd00:99:$s::fe/64 dev r$s nodad
+    ip -n $P-rt link set r$s up
+  done
+  ip netns exec $P-rt sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec $P-rt sysctl -qw net.ipv6.conf.all.forwarding=1
   for k in $(seq "$nodes"); do
     local s=0
     ((cross && k > (nodes + 1) / 2)) && s=1
     echo "10.99.$s.$k" > "$STATE/addr-n$k"
     ip netns add $P-n$k
     ip -n $P-n$k link set lo up
-    ip -n $P-n$k link add ul0 type veth peer name n$k netns $P-ul
-    ip -n $P-ul link set n$k master br$s up
+    ip -n $P-n$k link add ul0 mtu "$ulmtu" type veth peer name n$k netns $P-ul
+    ip -n $P-ul link set n$k mtu "$ulmtu" master br$s up
     ip -n $P-n$k addr add 10.99.$s.$k/24 dev ul0
+    ip -n $P-n$k addr add fd00:99:$s::$k/64 dev ul0 nodad
     ip -n $P-n$k link set ul0 up
     # Real nodes have a default route; proxy ARP for 169.254.1.1 relies on it.
     ip -n $P-n$k route add default via 10.99.$s.254
+    ip -n $P-n$k -6 route add default via fd00:99:$s::fe
   done
   local pools=() b4 b6
   [[ $family != 6 ]] && pools+=('"10.244.0.0/16"')
@@ -156,6 +175,7 @@ up() {
         echo "node_name = \"n$k\""
         echo "cni_socket = \"$STATE/cni-n$k.sock\""
         echo "admin_socket = \"$STATE/admin-n$k.sock\""
+        echo "cni_state_dir = \"$STATE/cni-n$k\""
         echo "[underlay]"; echo "address = \"$(cat "$STATE/addr-n$k")\""
         echo "[overlay]"; echo "encap = \"$encap\""; echo "pools = [$(IFS=,; echo "${pools[*]}")]"
         ((cross)) && echo "cross_subnet = true"
@@ -200,6 +220,7 @@ up() {
       done
       ((got >= want)) || { tail -5 "$STATE/weftd-n$k.log" >&2; die "n$k claimed no block in 30 s"; }
     fi
+    echo "$blocks" > "$STATE/pod-blocks-n$k"
     for j in $(seq "$pods"); do add_pod "$k" "$j" "$blocks"; done
   done
   trap - ERR
@@ -236,6 +257,15 @@ add_pod() {
     | ip netns exec $P-n$k env CNI_COMMAND=ADD CNI_CONTAINERID="$pod" CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/"$pod" "$BIN/weft" \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(r["msg"]) if "code" in r else print(",".join(i["address"].split("/")[0] for i in r["ips"]))' \
     > "$STATE/$pod.ip"
+}
+
+# add-pod NODE: one more pod on a running lab's node, wired the same way.
+add_one_pod() {
+  local k=$1 j=1
+  [[ -f $STATE/pod-blocks-n$k ]] || die "no node n$k in this lab"
+  while [[ -e /var/run/netns/$P-n$k-p$j ]]; do j=$((j + 1)); done
+  add_pod "$k" "$j" "$(cat "$STATE/pod-blocks-n$k")"
+  echo "$P-n$k-p$j $(cat "$STATE/$P-n$k-p$j.ip")"
 }
 
 start_weftd() {
@@ -374,12 +404,44 @@ demo() {
     printf '   %-10s%s\n' "${from#$P-}" "$row"
   done
   echo "== $ok of $((ok + bad)) pod pairs reach each other"
+  # Hosts and the outside: every node to every pod (a node's own traffic
+  # through the overlay), every pod to every node's address, every pod to
+  # "the internet" (203.0.113.1 in $P-rt, reached through its node's NAT).
+  ip netns exec $P-rt iperf3 -s -D -p 5201 --pidfile "$STATE/iperf-rt.pid" >/dev/null
+  local nodes; read -r nodes _ < "$STATE/shape"
+  for k in $(seq "$nodes"); do
+    ip netns exec $P-n$k iperf3 -s -D -p 5201 --pidfile "$STATE/iperf-n$k.pid" >/dev/null
+  done
+  echo "== hosts and the outside (ping, then a TCP exchange)"
+  local hok=0 hbad=0 row
+  reach() { # NS ADDR: ping and a TCP exchange
+    ip netns exec "$1" ping -c 1 -W 2 "$2" >/dev/null && ip netns exec "$1" iperf3 -c "$2" -n 64K >/dev/null 2>&1
+  }
+  for k in $(seq "$nodes"); do
+    row=""
+    for b in "${lines[@]}"; do
+      read -r to addr tnode <<< "$b"
+      if reach $P-n$k "$addr"; then row+=" ok"; hok=$((hok + 1)); else row+=" FAIL"; hbad=$((hbad + 1)); fi
+    done
+    printf '   %-10s%s   (node n%s to every pod)\n' "n$k" "$row" "$k"
+  done
+  for a in "${lines[@]}"; do
+    read -r from _ fnode <<< "$a"
+    row=""
+    for k in $(seq "$nodes"); do
+      if reach "$from" "$(cat "$STATE/addr-n$k")"; then row+=" ok"; hok=$((hok + 1)); else row+=" FAIL"; hbad=$((hbad + 1)); fi
+    done
+    if reach "$from" 203.0.113.1; then row+=" | outside ok"; hok=$((hok + 1)); else row+=" | outside FAIL"; hbad=$((hbad + 1)); fi
+    printf '   %-10s%s   (to every node, then to 203.0.113.1)\n' "${from#$P-}" "$row"
+  done
+  echo "== $hok of $((hok + hbad)) host and outside paths work"
+  bad=$((bad + hbad))
   read -r p1 a1 _ <<< "${lines[0]}"
   read -r pn an _ <<< "${lines[-1]}"
   echo "== throughput ${p1#$P-} -> ${pn#$P-} (across nodes, 1 TCP stream, 3 s):"
   ip netns exec "$p1" iperf3 -c "$an" -t 3 -f g | awk '/receiver/{print "   " $7, $8}'
   python3 -c "print('== demo took %.1f s' % ($(date +%s.%N) - $t0))"
-  ((bad == 0)) || die "$bad pod pairs could not reach each other"
+  ((bad == 0)) || die "$bad paths failed"
   ((keep)) && echo "== the lab stays up (--keep): netns-lab/lab.sh down removes it"
   return 0
 }
@@ -391,6 +453,7 @@ case $cmd in
   down) need_root; down ;;
   status) status ;;
   pods) pods ;;
+  add-pod) need_root; add_one_pod "$1" ;;
   exec) need_root; pod=$1; shift; ip netns exec "$pod" "$@" ;;
   demo) demo "$@" ;;
   bench) exec netns-lab/bench.sh "$@" ;;
@@ -400,5 +463,5 @@ case $cmd in
   partition) need_root; partition "$@" ;;
   heal) need_root; heal ;;
   chaos) chaos ;;
-  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

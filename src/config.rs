@@ -21,6 +21,9 @@ pub struct Config {
     pub cni_socket: PathBuf,
     /// weftd's admin socket (weftctl, health probes).
     pub admin_socket: PathBuf,
+    /// Where the CNI plugin keeps its IPAM state (its `stateDir`): weftd
+    /// reads this node's pods from it when it starts.
+    pub cni_state_dir: PathBuf,
     /// The network between nodes.
     pub underlay: Underlay,
     /// The pod network.
@@ -42,6 +45,7 @@ impl Default for Config {
             node_name: None,
             cni_socket: PathBuf::from("/run/weft/cni.sock"),
             admin_socket: PathBuf::from("/run/weft/admin.sock"),
+            cni_state_dir: PathBuf::from("/var/lib/weft/cni"),
             underlay: Underlay::default(),
             overlay: Overlay::default(),
             dataplane: Dataplane::default(),
@@ -61,8 +65,9 @@ pub struct Underlay {
     /// `first-found`, `can-reach=ADDR` or `interface=REGEX` (as Calico's
     /// IP autodetection methods).
     pub autodetect: Autodetect,
-    /// The underlay's MTU, from which `overlay.mtu = "auto"` is computed.
-    pub mtu: u16,
+    /// The underlay's MTU, from which `overlay.mtu = "auto"` is computed:
+    /// `"auto"` reads it from the interface holding the underlay address.
+    pub mtu: AutoOr<u16>,
 }
 
 impl Default for Underlay {
@@ -70,7 +75,7 @@ impl Default for Underlay {
         Underlay {
             address: None,
             autodetect: Autodetect::FirstFound,
-            mtu: 1500,
+            mtu: AutoOr::AUTO,
         }
     }
 }
@@ -243,6 +248,26 @@ pub struct Overlay {
     pub mtu: AutoOr<u16>,
     /// Name of the TUN device.
     pub tun_name: String,
+    /// Masquerade pods' traffic that leaves the cluster (to anything outside
+    /// every pool and every node's own addresses) as the node's address.
+    pub nat_outgoing: bool,
+    /// Pools whose pods leave the cluster with their own addresses even
+    /// with `nat_outgoing` on (routable pod addresses).
+    pub no_nat_pools: Vec<IpNet>,
+}
+
+impl Overlay {
+    /// The pools whose pods' traffic leaving the cluster is masqueraded.
+    pub fn nat_pools(&self) -> Vec<IpNet> {
+        if !self.nat_outgoing {
+            return Vec::new();
+        }
+        self.pools
+            .iter()
+            .filter(|p| !self.no_nat_pools.contains(p))
+            .copied()
+            .collect()
+    }
 }
 
 impl Default for Overlay {
@@ -258,6 +283,8 @@ impl Default for Overlay {
             port: encap::vxlan::DEFAULT_PORT,
             mtu: AutoOr::AUTO,
             tun_name: "weft0".into(),
+            nat_outgoing: true,
+            no_nat_pools: Vec::new(),
         }
     }
 }
@@ -623,11 +650,21 @@ impl Config {
                 );
             }
         }
-        if self.underlay.mtu < 576 {
-            return err(
-                "underlay.mtu".into(),
-                format!("expected 576-65535 (got {})", self.underlay.mtu),
-            );
+        if let Some(mtu) = self.underlay.mtu.value() {
+            if *mtu < 576 {
+                return err(
+                    "underlay.mtu".into(),
+                    format!("expected \"auto\" or 576-65535 (got {mtu})"),
+                );
+            }
+        }
+        for (i, p) in o.no_nat_pools.iter().enumerate() {
+            if !o.pools.contains(p) {
+                return err(
+                    format!("overlay.no_nat_pools[{i}]"),
+                    format!("expected one of overlay.pools (got {p})"),
+                );
+            }
         }
         if !(8..=32).contains(&o.block_size_v4) {
             return err(

@@ -88,14 +88,39 @@ pub fn parse(line: &str) -> Result<Vec<EndpointEvent>, String> {
     }
 }
 
-/// Listens on `path` (replacing a stale socket) on its own thread. With
-/// `ports` (veth attachment), the ports weftd held before a restart are
-/// taken up again first.
+/// This node's pods as the CNI plugin recorded them in its IPAM state
+/// under `state_dir` (TUN attachment): one `Added` per allocated address,
+/// with the pod's MAC derived from its container id and interface as the
+/// plugin sets it. No state yet is no pods; an unreadable state is an
+/// error (weftd must not publish an empty node over live pods).
+pub fn recorded_pods(state_dir: &Path) -> Result<Vec<EndpointEvent>, String> {
+    let dir = state_dir.join("ipam");
+    if !dir.join("allocations.json").exists() {
+        return Ok(Vec::new());
+    }
+    let store = crate::cni::ipam::Store::open(&dir).map_err(|e| e.to_string())?;
+    let allocations = store
+        .allocations()
+        .map_err(|e| format!("cni_state_dir: {e}"))?;
+    Ok(allocations
+        .into_iter()
+        .map(|a| {
+            let host = crate::cni::wiring::host_ifname(&a.container_id, &a.ifname);
+            EndpointEvent::Added(a.ip, crate::cni::wiring::pod_mac(&host))
+        })
+        .collect())
+}
+
+/// Listens on `path` (replacing a stale socket) on its own thread. Before
+/// it opens, this node's pods from before a restart are taken up again:
+/// with `ports` (veth attachment) the ports weftd held; otherwise the pods
+/// in the CNI plugin's IPAM state (`cni_state_dir`).
 pub fn serve(
     path: &Path,
     fdb: Fdb,
     to_gossip: Option<Sender<EndpointEvent>>,
     ports: Option<Arc<Ports>>,
+    cni_state_dir: &Path,
 ) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cni_socket: {}: {e}", dir.display()))?;
@@ -119,6 +144,14 @@ pub fn serve(
                 .collect::<Vec<_>>();
             book.apply(&events, Some(ifindex));
         }
+    } else {
+        let events = recorded_pods(cni_state_dir)?;
+        tracing::info!(
+            endpoints = events.len(),
+            dir = %cni_state_dir.display(),
+            "pods recorded by the CNI plugin taken up again"
+        );
+        book.apply(&events, None);
     }
     std::thread::Builder::new()
         .name("weft-cni-socket".into())

@@ -169,12 +169,14 @@ impl TrustedFileWatch {
     }
 }
 
-/// Writes `{"blocks": [...], "claims": [{"block", "claimed_at"}]}`
-/// atomically (temp file + rename): the CNI plugin reads `blocks`; weftd
-/// reads `claims` back after a restart.
+/// Writes `{"blocks": [...], "mtu": N, "claims": [{"block",
+/// "claimed_at"}]}` atomically (temp file + rename): the CNI plugin reads
+/// `blocks` and the overlay MTU pods get (`mtu`); weftd reads `claims`
+/// back after a restart.
 pub fn write_blocks_file(
     path: &Path,
     blocks: &[IpNet],
+    overlay_mtu: usize,
     claims: &[(IpNet, u64)],
 ) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
@@ -183,6 +185,7 @@ pub fn write_blocks_file(
     let tmp: PathBuf = path.with_extension("tmp");
     let v = serde_json::json!({
         "blocks": blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+        "mtu": overlay_mtu,
         "claims": claims.iter().map(|(b, at)| serde_json::json!({
             "block": b.to_string(), "claimed_at": at,
         })).collect::<Vec<_>>(),
@@ -213,12 +216,14 @@ pub fn read_previous_claims(path: &Path) -> Vec<(IpNet, u64)> {
         .unwrap_or_default()
 }
 
-/// Starts the control plane for node `name` at `underlay`.
+/// Starts the control plane for node `name` at `own` addresses (the
+/// underlay address first: gossip binds to it).
 pub fn start(
     cfg: &Config,
     name: &str,
-    underlay: IpAddr,
+    own: &[IpAddr],
     vtep_mac: [u8; 6],
+    overlay_mtu: usize,
     fdb: Fdb,
     endpoints: Receiver<EndpointEvent>,
 ) -> Result<Handle, String> {
@@ -227,10 +232,11 @@ pub fn start(
     let keyring = load_keyring(key_file)?;
     let mut trusted_nodes = None;
     let mut trust_watch = None;
+    let underlay = own.first().copied().ok_or("no underlay address")?;
     let addr = SocketAddr::new(underlay, g.port);
     let sock = UdpSocket::bind(addr).map_err(|e| format!("gossip: bind {addr}: {e}"))?;
     let info = NodeInfo {
-        underlay: vec![underlay],
+        underlay: own.to_vec(),
         vtep_mac,
         // What this node receives: the encapsulation it is configured for.
         vxlan: cfg.overlay.encap == crate::config::Encap::Vxlan,
@@ -293,7 +299,17 @@ pub fn start(
     };
     std::thread::Builder::new()
         .name("weft-gossip".into())
-        .spawn(move || run(sock, acfg, fdb, blocks_file, status, endpoints, trust_watch))
+        .spawn(move || {
+            run(
+                sock,
+                acfg,
+                fdb,
+                (blocks_file, overlay_mtu),
+                status,
+                endpoints,
+                trust_watch,
+            )
+        })
         .map_err(fail)?;
     Ok(handle)
 }
@@ -302,7 +318,7 @@ fn run(
     sock: UdpSocket,
     acfg: AgentConfig,
     fdb: Fdb,
-    blocks_file: PathBuf,
+    (blocks_file, overlay_mtu): (PathBuf, usize),
     status: Arc<Mutex<Status>>,
     endpoints: Receiver<EndpointEvent>,
     mut trust_watch: Option<TrustedFileWatch>,
@@ -389,7 +405,7 @@ fn run(
             // node takes back after a restart until they are confirmed.
             let first_and_empty = published.is_none() && blocks.is_empty();
             if published.as_ref() != Some(&blocks) && !first_and_empty {
-                match write_blocks_file(&blocks_file, &blocks, &agent.held_claims()) {
+                match write_blocks_file(&blocks_file, &blocks, overlay_mtu, &agent.held_claims()) {
                     Ok(()) => published = Some(blocks.clone()),
                     Err(e) => {
                         tracing::error!(file = %blocks_file.display(), "cannot write blocks: {e}")

@@ -88,10 +88,12 @@ fn reconcile_installs_keeps_replaces_and_removes_only_weft_routes() {
             WeftRoute::Device {
                 dst: net("10.244.1.0/26"),
                 ifindex: tun,
+                src: None,
             },
             WeftRoute::Device {
                 dst: net("fd00:244:0:1::/122"),
                 ifindex: tun,
+                src: None,
             },
             WeftRoute::Blackhole {
                 dst: net("10.244.0.0/26"),
@@ -128,10 +130,12 @@ fn reconcile_installs_keeps_replaces_and_removes_only_weft_routes() {
         next.remove(&WeftRoute::Device {
             dst: net("10.244.1.0/26"),
             ifindex: tun,
+            src: None,
         });
         next.remove(&WeftRoute::Device {
             dst: net("fd00:244:0:1::/122"),
             ifindex: tun,
+            src: None,
         });
         next.insert(WeftRoute::Blackhole {
             dst: net("10.244.1.0/26"),
@@ -147,7 +151,8 @@ fn reconcile_installs_keeps_replaces_and_removes_only_weft_routes() {
             changed.removed,
             vec![WeftRoute::Device {
                 dst: net("fd00:244:0:1::/122"),
-                ifindex: tun
+                ifindex: tun,
+                src: None
             }]
         );
         assert_eq!(changed.kept, 2);
@@ -183,6 +188,7 @@ fn a_failure_names_the_route() {
         let bad: BTreeSet<WeftRoute> = [WeftRoute::Device {
             dst: net("10.244.5.0/26"),
             ifindex: 999,
+            src: None,
         }]
         .into();
         let err = routes.reconcile(&bad).await.unwrap_err();

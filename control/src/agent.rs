@@ -533,21 +533,10 @@ impl Agent {
                     continue;
                 }
             }
-            if let (Key::Endpoint { .. }, Value::Endpoint { .. }) = (&r.key, &r.value) {
-                // A pod from before a restart: it still runs (its removal
-                // would have come from the CNI plugin), so publish it again.
-                let known = self
-                    .shared
-                    .lock()
-                    .expect("not poisoned")
-                    .state
-                    .value(&r.key)
-                    .is_some();
-                if !known {
-                    self.write(r.key, r.value, now);
-                    continue;
-                }
-            }
+            // An endpoint from before a restart that this start does not
+            // hold is a pod that went away meanwhile: the daemon hands the
+            // agent every pod it has (from the CNI plugin's records) before
+            // the first datagram, so it is deleted like any other record.
             let keep = {
                 let sh = self.shared.lock().expect("not poisoned");
                 sh.state.value(&r.key).cloned()

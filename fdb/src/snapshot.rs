@@ -15,6 +15,9 @@ pub struct Snapshot {
     pub(crate) blocks_v4: Lpm<u32, Entry<BlockOwner>>,
     pub(crate) blocks_v6: Lpm<u128, Entry<BlockOwner>>,
     pub(crate) nodes: ShardedMap<NodeId, Entry<NodeRecord>>,
+    /// Underlay address → the node it belongs to (every node, this one
+    /// included): kept in step with `nodes` by the writer.
+    pub(crate) hosts: ShardedMap<IpAddr, NodeId>,
     pub(crate) endpoints: ShardedMap<IpAddr, Entry<Endpoint>>,
     pub(crate) neighbours: ShardedMap<IpAddr, Entry<Mac>>,
 }
@@ -34,6 +37,14 @@ pub enum Route<'a> {
         /// Its owner.
         node: &'a NodeId,
         /// The owner's record.
+        record: &'a NodeRecord,
+    },
+    /// Another node's own (underlay) address: host traffic between a pod
+    /// and that node goes through the overlay, as pod traffic does.
+    Host {
+        /// The node.
+        node: &'a NodeId,
+        /// Its record.
         record: &'a NodeRecord,
     },
     /// In no known block.
@@ -61,6 +72,7 @@ impl Snapshot {
             blocks_v4: Lpm::new(),
             blocks_v6: Lpm::new(),
             nodes: ShardedMap::new(),
+            hosts: ShardedMap::new(),
             endpoints: ShardedMap::new(),
             neighbours: ShardedMap::new(),
         }
@@ -107,11 +119,43 @@ impl Snapshot {
         }
     }
 
-    /// Where `ip` goes: a local block, a remote node, or nowhere.
+    /// The node whose underlay address `ip` is (an IPv4-mapped IPv6
+    /// address counts as the IPv4 one).
+    #[inline]
+    pub fn node_at(&self, ip: IpAddr) -> Option<&NodeId> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.hosts.get(&ip)
+    }
+
+    /// Whether `peer` may send inner packets from `src`: an address in one
+    /// of its blocks, or one of its own underlay addresses (a node's host
+    /// traffic to pods). The receive path's anti-spoofing check.
+    #[inline]
+    pub fn may_send_from(&self, peer: &NodeId, src: IpAddr) -> bool {
+        match self.owner_of(src) {
+            Some(owner) => owner == peer,
+            None => self.node_at(src) == Some(peer),
+        }
+    }
+
+    /// Where `ip` goes: a local block, a remote node's block, a remote
+    /// node's own address, or nowhere.
     #[inline]
     pub fn route(&self, ip: IpAddr) -> Route<'_> {
         let Some((block, owner)) = self.block_for(ip) else {
-            return Route::NoRoute;
+            return match self.node_at(ip) {
+                Some(node) if *node != self.local => match self.nodes.get(node) {
+                    Some(rec) => Route::Host {
+                        node,
+                        record: &rec.value,
+                    },
+                    None => Route::NoRoute,
+                },
+                _ => Route::NoRoute,
+            };
         };
         let node = &owner.value.node;
         if *node == self.local {
@@ -199,6 +243,7 @@ impl Snapshot {
         self.blocks_v4.approx_heap_bytes()
             + self.blocks_v6.approx_heap_bytes()
             + self.nodes.approx_heap_bytes()
+            + self.hosts.approx_heap_bytes()
             + self.endpoints.approx_heap_bytes()
             + self.neighbours.approx_heap_bytes()
     }

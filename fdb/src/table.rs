@@ -115,6 +115,9 @@ impl Fdb {
     /// As [`Fdb::new`], with table capacities.
     pub fn with_limits(local: NodeId, record: NodeRecord, limits: Limits) -> Self {
         let mut snap = Snapshot::empty(local.clone());
+        for a in underlay_addrs(&record) {
+            snap.hosts.insert(a, local.clone());
+        }
         snap.nodes.insert(
             local,
             Entry {
@@ -324,6 +327,13 @@ impl Txn<'_> {
                 })
             }
             Outcome::Inserted | Outcome::Replaced => {
+                if let Some(old) = self.work.nodes.get(&id) {
+                    let old = old.value.clone();
+                    self.forget_hosts(&id, &old);
+                }
+                for a in underlay_addrs(&new.value) {
+                    self.work.hosts.insert(a, id.clone());
+                }
                 self.work.nodes.insert(id.clone(), new.clone());
                 self.changes.push(What::Node {
                     id,
@@ -341,9 +351,10 @@ impl Txn<'_> {
         if *id == self.work.local {
             return Err(Error::LocalNode);
         }
-        if self.work.nodes.remove(id).is_none() {
+        let Some(old) = self.work.nodes.remove(id) else {
             return Ok(Outcome::Absent);
-        }
+        };
+        self.forget_hosts(id, &old.value);
         let blocks: Vec<IpNet> = self
             .work
             .blocks()
@@ -368,6 +379,16 @@ impl Txn<'_> {
             record: None,
         });
         Ok(Outcome::Removed)
+    }
+
+    /// Drops `record`'s addresses from the host index where they still
+    /// name `id` (another node may have taken an address over).
+    fn forget_hosts(&mut self, id: &NodeId, record: &NodeRecord) {
+        for a in underlay_addrs(record) {
+            if self.work.hosts.get(&a) == Some(id) {
+                self.work.hosts.remove(&a);
+            }
+        }
     }
 
     fn require_node(&self, node: &NodeId) -> Result<()> {
@@ -582,4 +603,12 @@ fn remove_ip_entry<V: Clone>(
             Outcome::Removed
         }
     }
+}
+
+/// A node record's underlay addresses.
+fn underlay_addrs(r: &NodeRecord) -> impl Iterator<Item = IpAddr> {
+    r.underlay_v4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(r.underlay_v6.map(IpAddr::V6))
 }

@@ -500,3 +500,47 @@ fn a_lagging_subscriber_is_told_to_resync() {
     }
     assert!(sub.try_next().is_none());
 }
+
+#[test]
+fn a_nodes_own_addresses_route_to_it_and_may_be_its_inner_sources() {
+    let (fdb, ids) = with_peers(2);
+    let with_addrs = |mac: u8, v4: &str, v6: Option<&str>| NodeRecord {
+        underlay_v4: Some(v4.parse().unwrap()),
+        underlay_v6: v6.map(|a| a.parse().unwrap()),
+        ..node(mac)
+    };
+    fdb.update(|t| {
+        t.upsert_node(
+            ids[0].clone(),
+            with_addrs(1, "10.99.0.2", Some("fd00:99::2")),
+            gossip(2),
+        )?;
+        t.upsert_node(ids[1].clone(), with_addrs(2, "10.99.0.3", None), gossip(2))?;
+        t.upsert_block(net("10.244.0.64/26"), ids[0].clone(), gossip(1))
+    })
+    .unwrap();
+    let s = fdb.snapshot();
+    assert_eq!(s.node_at(ip("10.99.0.2")), Some(&ids[0]));
+    assert_eq!(s.node_at(ip("::ffff:10.99.0.3")), Some(&ids[1]));
+    assert_eq!(s.node_at(ip("fd00:99::2")), Some(&ids[0]));
+    match s.route(ip("fd00:99::2")) {
+        Route::Host { node, .. } => assert_eq!(node, &ids[0]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.route(ip("10.99.0.9")), Route::NoRoute);
+    // Anti-spoofing: a node's blocks and its own addresses, nothing else.
+    assert!(s.may_send_from(&ids[0], ip("10.244.0.70")));
+    assert!(s.may_send_from(&ids[0], ip("10.99.0.2")));
+    assert!(!s.may_send_from(&ids[0], ip("10.99.0.3")));
+    assert!(!s.may_send_from(&ids[1], ip("10.244.0.70")));
+    assert!(!s.may_send_from(&ids[1], ip("10.99.0.9")));
+    // A changed address moves the index; a removed node leaves it.
+    fdb.update(|t| t.upsert_node(ids[0].clone(), with_addrs(1, "10.99.0.7", None), gossip(3)))
+        .unwrap();
+    let s = fdb.snapshot();
+    assert_eq!(s.node_at(ip("10.99.0.2")), None);
+    assert_eq!(s.node_at(ip("fd00:99::2")), None);
+    assert_eq!(s.node_at(ip("10.99.0.7")), Some(&ids[0]));
+    fdb.update(|t| t.remove_node(&ids[0])).unwrap();
+    assert_eq!(fdb.snapshot().node_at(ip("10.99.0.7")), None);
+}

@@ -129,7 +129,10 @@ fn status(node: &Node) -> Value {
     let kernel_routes = if veth {
         None
     } else {
-        routes().map(|r| r.len()).ok()
+        // Block routes only (not the nodes' own addresses in weft's table).
+        routes()
+            .map(|r| r.iter().filter(|r| r["kind"] != "node").count())
+            .ok()
     };
     let blocks = snap.counts().blocks;
     let ports: Option<Vec<Value>> = node.ports.as_ref().map(|p| {
@@ -173,8 +176,11 @@ fn routes() -> Result<Vec<Value>, String> {
     Ok(list
         .iter()
         .map(|r| match r {
-            WeftRoute::Device { dst, ifindex } => {
-                json!({"dst": dst.to_string(), "kind": "tun", "ifindex": ifindex})
+            WeftRoute::Device { dst, ifindex, src } => {
+                json!({"dst": dst.to_string(), "kind": "tun", "ifindex": ifindex, "src": src.map(|a| a.to_string())})
+            }
+            WeftRoute::NodeHost { dst, ifindex } => {
+                json!({"dst": dst.to_string(), "kind": "node", "ifindex": ifindex, "table": crate::kernel::routes::WEFT_TABLE})
             }
             WeftRoute::Blackhole { dst } => json!({"dst": dst.to_string(), "kind": "blackhole"}),
             WeftRoute::Via {

@@ -35,14 +35,30 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
     match &src_owner {
         Some(n) if n == local => steps.push(format!("{src} is in a block of this node ({n}): a local pod sends it into the TUN")),
         Some(n) => steps.push(format!("{src} is in a block of {n}: it would arrive from {n}'s underlay address, and is accepted because {src} lies in {n}'s blocks")),
-        None => steps.push(format!("{src} is in no known block: a packet from it arriving over the underlay would be dropped (spoofed_inner)")),
+        None => match cx.snap.node_at(src) {
+            Some(n) if n == local => steps.push(format!("{src} is this node's own address: the host sends it into the TUN")),
+            Some(n) => steps.push(format!("{src} is {n}'s own address: it would arrive from {n} and is accepted (a node's host traffic to pods)")),
+            None => steps.push(format!("{src} is in no known block and is no node's address: a packet from it arriving over the underlay would be dropped (spoofed_inner)")),
+        },
     }
     if src.is_ipv4() != dst.is_ipv4() {
         steps.push("source and destination are of different families: no such packet".into());
         return json!({"verdict": "drop", "reason": "family_mismatch", "steps": steps});
     }
-    let verdict = match cx.snap.route(dst) {
-        Route::NoRoute => {
+    let route = match cx.snap.route(dst) {
+        Route::Host { node, record } => {
+            steps.push(format!("{dst} is {node}'s own address: pods reach it through the overlay, as they reach its pods"));
+            Route::Remote {
+                block: ipnet::IpNet::from(dst),
+                node,
+                record,
+            }
+        }
+        r => r,
+    };
+    let verdict = match route {
+        // (Host was turned into Remote above.)
+        Route::NoRoute | Route::Host { .. } => {
             steps.push(format!("{dst} is in no known block: dropped (no_route)"));
             json!({"verdict": "drop", "reason": "no_route"})
         }

@@ -93,7 +93,7 @@ fn attachment(env: &Env) -> (&str, &str) {
 fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let (id, ifname) = attachment(env);
     let netns = env.netns.as_deref().expect("checked by Env");
-    let blocks = conf.effective_blocks()?;
+    let net = conf.node_network()?;
     if !netns.exists() {
         return Err(CniError::new(
             code::UNKNOWN_CONTAINER,
@@ -102,9 +102,9 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         ));
     }
     let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
-    let ips = store.allocate(&blocks, id, ifname)?;
+    let ips = store.allocate(&net.blocks, id, ifname)?;
     let host = wiring::host_ifname(id, ifname);
-    let wired = match wiring::add(netns, ifname, &host, &ips, conf.mtu, conf.veth_attach) {
+    let wired = match wiring::add(netns, ifname, &host, &ips, net.mtu, conf.veth_attach) {
         Ok(w) => w,
         Err(e) => {
             // Nothing half-applied: the wiring undid itself; release too.
@@ -144,13 +144,13 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
                 name: host,
                 mac: host_mac,
                 sandbox: None,
-                mtu: Some(conf.mtu),
+                mtu: Some(net.mtu),
             },
             Interface {
                 name: ifname.into(),
                 mac: wired.container_mac,
                 sandbox: Some(netns.display().to_string()),
-                mtu: Some(conf.mtu),
+                mtu: Some(net.mtu),
             },
         ],
         ips: ips

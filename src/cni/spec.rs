@@ -190,6 +190,19 @@ impl Env {
     }
 }
 
+/// The pods' MTU when neither the configuration nor weftd says: the
+/// overlay MTU of VXLAN over a 1,500-byte IPv4 underlay.
+pub const FALLBACK_MTU: u32 = 1450;
+
+/// What a pod is wired with on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeNetwork {
+    /// The blocks addresses come from.
+    pub blocks: Vec<IpNet>,
+    /// The pod interface's MTU.
+    pub mtu: u32,
+}
+
 /// weft's network configuration (one plugin entry of a conflist, with the
 /// runtime-injected `name`, `cniVersion` and `prevResult`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,8 +211,9 @@ pub struct NetConf {
     pub cni_version: String,
     /// Network name.
     pub name: String,
-    /// Pod interface MTU (the overlay MTU).
-    pub mtu: u32,
+    /// Pod interface MTU, when given; otherwise the overlay MTU weftd
+    /// publishes in `blocksFile` (see [`NetConf::node_network`]).
+    pub mtu: Option<u32>,
     /// The node's pod blocks (IPv4 and/or IPv6), addresses come from them.
     pub blocks: Vec<IpNet>,
     /// Where weftd publishes the node's blocks when `blocks` is not given
@@ -253,30 +267,25 @@ fn string_field(field: &str, v: &Option<Value>) -> Result<Option<String>, CniErr
 }
 
 impl NetConf {
-    /// The blocks to allocate from: `blocks` if given, else the ones weftd
-    /// published in `blocksFile`. None yet (weftd still claiming) is
-    /// "try again later" (code 11), as the spec has it.
-    pub fn effective_blocks(&self) -> Result<Vec<IpNet>, CniError> {
-        if !self.blocks.is_empty() {
-            return Ok(self.blocks.clone());
-        }
+    /// The blocks to allocate from and the pods' MTU. Blocks: `blocks` if
+    /// given, else the ones weftd published in `blocksFile`; none yet
+    /// (weftd still claiming) is "try again later" (code 11), as the spec
+    /// has it. MTU: `mtu` if given, else the overlay MTU weftd published
+    /// in the same file (it follows the underlay's), else
+    /// [`FALLBACK_MTU`] (blocks given here and no weftd file).
+    pub fn node_network(&self) -> Result<NodeNetwork, CniError> {
         let path = self.blocks_file.display().to_string();
         let text = match std::fs::read_to_string(&self.blocks_file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CniError::new(
-                    code::TRY_AGAIN,
-                    "weftd has not published this node's pod blocks yet",
-                    format!("{path} does not exist; set \"blocks\" or start weftd with gossip"),
-                ))
-            }
-            Err(e) => {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) if self.blocks.is_empty() => {
                 return Err(CniError::new(
                     code::IO_FAILURE,
                     "cannot read the node's pod blocks",
                     format!("{path}: {e}"),
                 ))
             }
+            Err(_) => None,
         };
         let bad = |why: String| {
             CniError::new(
@@ -285,7 +294,35 @@ impl NetConf {
                 format!("{path}: {why}"),
             )
         };
-        let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let published: Option<Value> = match &text {
+            Some(t) => match serde_json::from_str(t) {
+                Ok(v) => Some(v),
+                Err(e) if self.blocks.is_empty() => return Err(bad(e.to_string())),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let published_mtu = match published.as_ref().and_then(|v| v.get("mtu")) {
+            None | Some(Value::Null) => None,
+            Some(m) => match m.as_u64() {
+                Some(m) if (576..=65535).contains(&m) => Some(m as u32),
+                _ => return Err(bad(format!("\"mtu\": expected 576-65535, got {m}"))),
+            },
+        };
+        let mtu = self.mtu.or(published_mtu).unwrap_or(FALLBACK_MTU);
+        if !self.blocks.is_empty() {
+            return Ok(NodeNetwork {
+                blocks: self.blocks.clone(),
+                mtu,
+            });
+        }
+        let Some(v) = published else {
+            return Err(CniError::new(
+                code::TRY_AGAIN,
+                "weftd has not published this node's pod blocks yet",
+                format!("{path} does not exist; set \"blocks\" or start weftd with gossip"),
+            ));
+        };
         let items = v
             .get("blocks")
             .and_then(Value::as_array)
@@ -306,7 +343,7 @@ impl NetConf {
                 path,
             ));
         }
-        Ok(out)
+        Ok(NodeNetwork { blocks: out, mtu })
     }
 
     /// Parses stdin. Bad JSON is code 6; a version weft does not speak,
@@ -335,9 +372,9 @@ impl NetConf {
             }
         }
         let mtu = match &raw.mtu {
-            None | Some(Value::Null) => 1450,
+            None | Some(Value::Null) => None,
             Some(v) => match v.as_u64() {
-                Some(m) if (576..=65535).contains(&m) => m as u32,
+                Some(m) if (576..=65535).contains(&m) => Some(m as u32),
                 _ => return Err(bad_field("mtu", "a number from 576 to 65535", v)),
             },
         };
@@ -611,7 +648,7 @@ mod tests {
             code::INVALID_CONFIG
         );
         let ok = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"weft","type":"weft","mtu":1400,"blocks":["10.244.0.0/26","fd00:244::/122"],"capabilities":{"portMappings":true}}"#).unwrap();
-        assert_eq!((ok.mtu, ok.blocks.len()), (1400, 2));
+        assert_eq!((ok.mtu, ok.blocks.len()), (Some(1400), 2));
     }
 
     #[test]

@@ -135,6 +135,17 @@ pub fn port_mac(host: &str) -> [u8; 6] {
     [0x02, b[0], b[1], b[2], b[3], b[4]]
 }
 
+/// The pod end's MAC: locally administered, derived from the host end's
+/// name (so from the container id and interface), so weftd can tell a
+/// pod's MAC from the IPAM record alone after a restart.
+pub fn pod_mac(host: &str) -> [u8; 6] {
+    let h = host.bytes().fold(0x6c62_272e_07bb_0142u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let b = h.to_be_bytes();
+    [0x0a, b[0], b[1], b[2], b[3], b[4]]
+}
+
 /// Wires the pod: see the module comment. On failure the host end is
 /// deleted (taking the pod end and the host routes with it).
 pub fn add(
@@ -168,6 +179,8 @@ pub fn add(
                         peer.attributes
                             .push(LinkAttribute::NetNsFd(netns_file.as_raw_fd()));
                         peer.attributes.push(LinkAttribute::Mtu(mtu));
+                        peer.attributes
+                            .push(LinkAttribute::Address(pod_mac(&host_owned).to_vec()));
                     }
                 }
             }
@@ -191,6 +204,14 @@ pub fn add(
             }
             port_mac(&host_owned)
         } else {
+            // The gateway must answer at once: no duplicate address
+            // detection on the host end's link-local address (the pods'
+            // IPv6 gateway), or the pod's first IPv6 packets wait ~1 s.
+            let path = format!("/proc/sys/net/ipv6/conf/{host_owned}/accept_dad");
+            if std::path::Path::new(&path).exists() {
+                std::fs::write(&path, "0")
+                    .map_err(|e| kernel(format!("turn off DAD on {host_owned}"), e))?;
+            }
             HOST_MAC
         };
         h.link()
@@ -216,6 +237,11 @@ pub fn add(
         if !veth_attach {
             std::fs::write(format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"), "1")
                 .map_err(|e| kernel(format!("enable proxy ARP on {host}"), e))?;
+            // Answer the pod's ARP for its gateway at once: the default
+            // proxy_delay (80 jiffies) holds a new pod's first packet up to
+            // 0.8 s.
+            std::fs::write(format!("/proc/sys/net/ipv4/neigh/{host}/proxy_delay"), "0")
+                .map_err(|e| kernel(format!("set proxy_delay 0 on {host}"), e))?;
         }
         let (ifname_owned, ips_owned) = (ifname.to_string(), ips.to_vec());
         let mac = in_netns(netns, async move |h| {

@@ -16,7 +16,7 @@
 //! gone to sleep.
 
 use super::counters::DropReason;
-use super::{Attachment, PeerIndex, TxScratch, UnderlayIo, Worker};
+use super::{Attachment, TxScratch, UnderlayIo, Worker};
 use super::{EMIT_HEADROOM, HEADROOM, MAX_PACKET};
 use encap::virtio::{self, VirtioNetHdr};
 use encap::vxlan::VxlanDecap;
@@ -47,8 +47,6 @@ pub(super) enum Polled {
 pub(super) struct LoopState {
     /// The fdb reader (snapshot cache).
     pub reader: Reader,
-    /// Underlay address -> peer, for received packets.
-    pub peers: PeerIndex,
     /// Pod packets are read into here (HEADROOM free in front).
     pub tx_buf: Vec<u8>,
     /// Segments of split super-packets and the raw-socket batch.
@@ -76,7 +74,6 @@ impl Worker {
     pub(super) fn run(&self, index: usize) {
         let mut st = LoopState {
             reader: self.fdb.reader(),
-            peers: PeerIndex::default(),
             tx_buf: vec![0u8; HEADROOM + MAX_PACKET],
             scratch: TxScratch::new(self.settings.overlay_mtu),
             // Zeroed on demand: a slot's pages are touched only once a
@@ -272,7 +269,7 @@ impl Worker {
         let (n, from, segment) = (r.len, r.from, r.segment);
         let outer_ecn = encap::ecn::Ecn::from_tos(r.tos);
         let snap = st.reader.load();
-        let Some(peer) = st.peers.lookup(snap, from.ip()) else {
+        let Some(peer) = snap.node_at(from.ip()).cloned() else {
             // One source for the whole GRO batch: one lookup, every
             // datagram in it counted.
             let datagrams = n.div_ceil(segment.max(1)) as u64;
@@ -352,7 +349,6 @@ impl Worker {
                 k * slot + HEADROOM,
                 n,
                 &mut st.reader,
-                &mut st.peers,
                 &mut st.accepted,
             );
         }

@@ -12,6 +12,7 @@
 
 pub mod counters;
 mod event_loop;
+pub mod kernel_sync;
 pub mod node;
 pub mod packet_socket;
 pub mod pending;
@@ -28,7 +29,6 @@ use encap::virtio::{self, GsoType, VirtioNetHdr};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
 use encap::{IpPacket, MacAddr};
 use fdb::{Fdb, NodeId, Reader, Route};
-use std::collections::HashMap;
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -551,7 +551,7 @@ impl Worker {
         dst: IpAddr,
     ) -> Option<(&'s fdb::NodeRecord, IpAddr)> {
         let record = match snap.route(dst) {
-            Route::Remote { record, .. } => record,
+            Route::Remote { record, .. } | Route::Host { record, .. } => record,
             Route::Local { .. } => {
                 self.counters.dropped(DropReason::LocalBlock);
                 return None;
@@ -622,7 +622,6 @@ impl Worker {
         at: usize,
         n: usize,
         reader: &mut Reader,
-        peers: &mut PeerIndex,
         accepted: &mut Vec<std::ops::Range<usize>>,
     ) {
         let packet = &mut buf[at..at + n];
@@ -635,14 +634,14 @@ impl Worker {
         };
         let (from, _) = d.outer_addrs(packet);
         let snap = reader.load();
-        let Some(peer) = peers.lookup(snap, from) else {
+        let Some(peer) = snap.node_at(from) else {
             return self.counters.dropped(DropReason::UnknownSource);
         };
         let range = at + d.inner.start..at + d.inner.end;
         let Ok(src) = IpPacket::new_checked(&buf[range.clone()]).map(|p| p.src()) else {
             return self.counters.dropped(DropReason::BadVxlan);
         };
-        if snap.owner_of(src) != Some(&peer) {
+        if !snap.may_send_from(peer, src) {
             return self.counters.dropped(DropReason::SpoofedInner);
         }
         accepted.push(range);
@@ -850,7 +849,7 @@ impl Worker {
         };
         let range = from + inner.inner.start..from + inner.inner.end;
         let src = IpPacket::new_checked(&buf[range.clone()]).ok()?.src();
-        if snap.owner_of(src) != Some(peer) {
+        if !snap.may_send_from(peer, src) {
             self.counters.dropped(DropReason::SpoofedInner);
             return None;
         }
@@ -908,36 +907,4 @@ enum Arp {
     Handled,
     /// ARP, answered: this many bytes of reply to send back.
     Reply(usize),
-}
-
-/// Underlay address → node, rebuilt when the fdb snapshot changes.
-#[derive(Default)]
-struct PeerIndex {
-    seq: Option<u64>,
-    by_addr: HashMap<IpAddr, NodeId>,
-}
-
-impl PeerIndex {
-    fn lookup(&mut self, snap: &fdb::Snapshot, addr: IpAddr) -> Option<NodeId> {
-        if self.seq != Some(snap.seq()) {
-            self.by_addr.clear();
-            for (id, e) in snap.nodes() {
-                if id == snap.local_node() {
-                    continue;
-                }
-                if let Some(a) = e.value.underlay_v4 {
-                    self.by_addr.insert(IpAddr::V4(a), id.clone());
-                }
-                if let Some(a) = e.value.underlay_v6 {
-                    self.by_addr.insert(IpAddr::V6(a), id.clone());
-                }
-            }
-            self.seq = Some(snap.seq());
-        }
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
-            v4 => v4,
-        };
-        self.by_addr.get(&addr).cloned()
-    }
 }

@@ -5,12 +5,11 @@ use super::counters::{self, WorkerCounters};
 use super::ports::Ports;
 use super::{vtep_mac, Attachment, Settings, Worker};
 use crate::config::{Attach, Autodetect, Config, Encap};
-use crate::kernel::routes::{Routes, WeftRoute};
+use crate::kernel::routes::Routes;
 use encap::vxlan::Vni;
 use fdb::{EncapSet, Fdb, Mac, Meta, NodeId, NodeRecord, Source};
 use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
@@ -36,6 +35,8 @@ pub struct Node {
     pub started: std::time::Instant,
     /// The pod ports, in veth attachment.
     pub ports: Option<Arc<Ports>>,
+    /// How the last reconciliation of the kernel's state went.
+    pub kernel: super::kernel_sync::SharedReport,
 }
 
 fn fail(what: impl std::fmt::Display) -> String {
@@ -93,17 +94,56 @@ pub fn underlay_address(cfg: &Config) -> Result<IpAddr, String> {
     }
 }
 
-/// The tables a node starts with: itself, its blocks, its static peers.
-pub fn initial_fdb(cfg: &Config, name: &str, underlay: IpAddr) -> Result<Fdb, String> {
-    let record = |addr: IpAddr, mac: encap::MacAddr| NodeRecord {
-        underlay_v4: match addr {
-            IpAddr::V4(a) => Some(a),
+/// This node's own addresses: the underlay address, and the first global
+/// address of the other family on the same interface, if it has one (a
+/// dual-stack node). Both are published: other nodes accept both as this
+/// node's host traffic and route pods' traffic to both through the overlay.
+pub fn own_addresses(underlay: IpAddr) -> Vec<IpAddr> {
+    let mut out = vec![underlay];
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return out;
+    };
+    let addrs: Vec<_> = addrs.collect();
+    let Some(iface) = addrs.iter().find_map(|a| {
+        let ip = a.address.as_ref().and_then(|sa| {
+            sa.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or(sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })?;
+        (ip == underlay).then(|| a.interface_name.clone())
+    }) else {
+        return out;
+    };
+    let other = addrs
+        .iter()
+        .filter(|a| a.interface_name == iface)
+        .find_map(|a| {
+            let sa = a.address.as_ref()?;
+            match underlay {
+                IpAddr::V4(_) => sa
+                    .as_sockaddr_in6()
+                    .map(|v6| v6.ip())
+                    .filter(|v6| !v6.is_loopback() && !v6.is_unicast_link_local())
+                    .map(IpAddr::V6),
+                IpAddr::V6(_) => sa.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())),
+            }
+        });
+    out.extend(other);
+    out
+}
+
+/// The tables a node starts with: itself (at `own` addresses, the underlay
+/// address first), its blocks, its static peers.
+pub fn initial_fdb(cfg: &Config, name: &str, own: &[IpAddr]) -> Result<Fdb, String> {
+    let record_at = |addrs: &[IpAddr], mac: encap::MacAddr| NodeRecord {
+        underlay_v4: addrs.iter().find_map(|a| match a {
+            IpAddr::V4(a) => Some(*a),
             IpAddr::V6(_) => None,
-        },
-        underlay_v6: match addr {
-            IpAddr::V6(a) => Some(a),
+        }),
+        underlay_v6: addrs.iter().find_map(|a| match a {
+            IpAddr::V6(a) => Some(*a),
             IpAddr::V4(_) => None,
-        },
+        }),
         vtep_mac: Mac(mac.0),
         encaps: EncapSet {
             vxlan: true,
@@ -111,8 +151,9 @@ pub fn initial_fdb(cfg: &Config, name: &str, underlay: IpAddr) -> Result<Fdb, St
         },
         same_subnet: false,
     };
+    let record = |addr: IpAddr, mac: encap::MacAddr| record_at(&[addr], mac);
     let local = NodeId::new(name);
-    let fdb = Fdb::new(local.clone(), record(underlay, vtep_mac(name)));
+    let fdb = Fdb::new(local.clone(), record_at(own, vtep_mac(name)));
     let stat = Meta::new(Source::Static, 1);
     fdb.update(|t| {
         for b in &cfg.overlay.blocks {
@@ -170,32 +211,6 @@ impl RoutePolicy {
         }?;
         d.subnet.contains(&peer).then_some(peer)
     }
-}
-
-/// The routes this node's kernel should hold.
-pub fn desired_routes(fdb: &Fdb, policy: &RoutePolicy) -> BTreeSet<WeftRoute> {
-    let snap = fdb.snapshot();
-    snap.blocks()
-        .filter_map(|(dst, owner)| {
-            if owner.value.node == *snap.local_node() {
-                return Some(WeftRoute::Blackhole { dst });
-            }
-            let record = &snap.node(&owner.value.node)?.value;
-            match (policy.direct_gateway(dst, record), policy.direct) {
-                (Some(gateway), Some(d)) => Some(WeftRoute::Via {
-                    dst,
-                    gateway,
-                    ifindex: d.ifindex,
-                }),
-                // encap none: a node outside the subnet is not reachable.
-                (None, Some(Direct { only: true, .. })) => None,
-                _ => Some(WeftRoute::Device {
-                    dst,
-                    ifindex: policy.tun_index,
-                }),
-            }
-        })
-        .collect()
 }
 
 /// The subnet and interface index of the interface holding `addr`.
@@ -340,13 +355,17 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     } else {
         encap::Family::V6
     };
+    let underlay_mtu = match cfg.underlay.mtu.value() {
+        Some(m) => usize::from(*m),
+        None => {
+            let (_, ifindex) = underlay_link(underlay)?;
+            crate::kernel::link_mtu(ifindex).map_err(|e| format!("underlay.mtu = \"auto\": {e}"))?
+                as usize
+        }
+    };
     let overlay_mtu = match cfg.overlay.mtu.value() {
         Some(m) => *m as usize,
-        None => encap::mtu::overlay_mtu(
-            cfg.underlay.mtu.into(),
-            encapsulation(cfg.overlay.encap),
-            family,
-        ),
+        None => encap::mtu::overlay_mtu(underlay_mtu, encapsulation(cfg.overlay.encap), family),
     };
     let workers = match cfg.dataplane.workers.value() {
         Some(w) => usize::from(*w),
@@ -355,7 +374,8 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             .unwrap_or(1)
             .min(8),
     };
-    let fdb = initial_fdb(cfg, &name, underlay)?;
+    let own = own_addresses(underlay);
+    let fdb = initial_fdb(cfg, &name, &own)?;
     let settings = Settings {
         vni: Vni::new(cfg.overlay.vni).ok_or("overlay.vni out of range")?,
         port: cfg.overlay.port,
@@ -365,10 +385,12 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         icmp_source_v6: crate::cni::wiring::GATEWAY_V6,
         busy_poll: std::time::Duration::from_micros(cfg.dataplane.busy_poll_us.into()),
     };
-    tracing::info!(node = %name, %underlay, overlay_mtu, workers, encap = %cfg.overlay.encap, attach = %cfg.dataplane.attach, "starting");
+    tracing::info!(node = %name, %underlay, underlay_mtu, overlay_mtu, workers, encap = %cfg.overlay.encap, attach = %cfg.dataplane.attach, "starting");
+    let kernel_report = super::kernel_sync::SharedReport::default();
     let (attachments, policy, ports) = match cfg.dataplane.attach {
         Attach::Tun => {
-            let (queues, policy) = attach_tun(cfg, &fdb, underlay, overlay_mtu, workers)?;
+            let (queues, policy) =
+                attach_tun(cfg, &fdb, underlay, overlay_mtu, workers, &kernel_report)?;
             let queues = queues
                 .into_iter()
                 .map(|q| Attachment::Tun(Arc::new(q)))
@@ -409,22 +431,41 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     let routed = cfg.dataplane.attach == Attach::Tun;
     let gossip = if cfg.gossip.enabled {
         let (tx, rx) = std::sync::mpsc::channel();
-        crate::endpoints::serve(&cfg.cni_socket, fdb.clone(), Some(tx), ports.clone())?;
-        if routed {
-            spawn_route_sync(fdb.clone(), policy)?;
-        }
+        crate::endpoints::serve(
+            &cfg.cni_socket,
+            fdb.clone(),
+            Some(tx),
+            ports.clone(),
+            &cfg.cni_state_dir,
+        )?;
         Some(crate::gossip::start(
             cfg,
             &name,
-            underlay,
+            &own,
             vtep_mac(&name).0,
+            overlay_mtu,
             fdb.clone(),
             rx,
         )?)
     } else {
-        crate::endpoints::serve(&cfg.cni_socket, fdb.clone(), None, ports.clone())?;
+        crate::endpoints::serve(
+            &cfg.cni_socket,
+            fdb.clone(),
+            None,
+            ports.clone(),
+            &cfg.cni_state_dir,
+        )?;
         None
     };
+    if routed {
+        super::kernel_sync::spawn(
+            fdb.clone(),
+            policy,
+            host_net(cfg, underlay),
+            super::kernel_sync::desired(&fdb.snapshot(), &policy, &host_net(cfg, underlay)),
+            kernel_report.clone(),
+        )?;
+    }
     if let Some(path) = cfg.dataplane.stats_file.clone() {
         let counters = counters.clone();
         let gossip = gossip.clone();
@@ -447,7 +488,17 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         policy,
         started: std::time::Instant::now(),
         ports,
+        kernel: kernel_report,
     })
+}
+
+/// What the kernel side of the pod network needs from the configuration.
+fn host_net(cfg: &Config, underlay: IpAddr) -> super::kernel_sync::HostNet {
+    super::kernel_sync::HostNet {
+        underlay,
+        pools: cfg.overlay.pools.clone(),
+        nat_pools: cfg.overlay.nat_pools(),
+    }
 }
 
 /// The TUN attachment's kernel side: the TUN queues, weft's routes
@@ -458,6 +509,7 @@ fn attach_tun(
     underlay: IpAddr,
     overlay_mtu: usize,
     workers: usize,
+    report: &super::kernel_sync::SharedReport,
 ) -> Result<(Vec<tun_rs::SyncDevice>, RoutePolicy), String> {
     let queues = super::tun::open(&cfg.overlay.tun_name, overlay_mtu as u16, workers)
         .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
@@ -473,57 +525,19 @@ fn attach_tun(
         None
     };
     let policy = RoutePolicy { tun_index, direct };
-    let desired = desired_routes(fdb, &policy);
-    let reconciled =
-        crate::kernel::with_netlink(async |h| Routes::new(h).reconcile(&desired).await)
-            .map_err(|e| format!("kernel routes: {e}"))?;
-    tracing::info!(
-        installed = reconciled.installed.len(),
-        removed = reconciled.removed.len(),
-        kept = reconciled.kept,
-        "kernel routes reconciled"
-    );
+    // Forwarding first: nothing below works without it.
     sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
     let _ = sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+    let want = super::kernel_sync::desired(&fdb.snapshot(), &policy, &host_net(cfg, underlay));
+    super::kernel_sync::apply(&want, tun_index, None, report);
+    let errors = report.lock().expect("not poisoned").errors.clone();
+    // Without its routes the node carries nothing: that is fatal. A NAT
+    // table nft refused is not: pod to pod still works, and the failure
+    // is reported (logs, `weftctl status`) and retried.
+    if let Some(e) = errors.get("routes").or(errors.get("netlink")) {
+        return Err(format!("kernel routes: {e}"));
+    }
     Ok((queues, policy))
-}
-
-/// Keeps the kernel routes equal to fdb: every change (from gossip) is
-/// followed, after a short pause that gathers a burst of changes into one
-/// pass, by a reconcile of weft's routes.
-fn spawn_route_sync(fdb: Fdb, policy: RoutePolicy) -> Result<(), String> {
-    let sub = fdb.subscribe(4096);
-    std::thread::Builder::new()
-        .name("weft-routes".into())
-        .spawn(move || {
-            let mut sub = sub;
-            loop {
-                if sub
-                    .next_timeout(std::time::Duration::from_secs(5))
-                    .is_none()
-                {
-                    continue;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                while sub.try_next().is_some() {}
-                let desired = desired_routes(&fdb, &policy);
-                match crate::kernel::with_netlink(async |h| {
-                    Routes::new(h).reconcile(&desired).await
-                }) {
-                    Ok(r) if !r.installed.is_empty() || !r.removed.is_empty() => {
-                        tracing::info!(
-                            installed = r.installed.len(),
-                            removed = r.removed.len(),
-                            "kernel routes follow the control plane"
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!("kernel routes: {e}"),
-                }
-            }
-        })
-        .map_err(fail)?;
-    Ok(())
 }
 
 /// Writes the summed counters as JSON, atomically (temp file + rename).
@@ -548,6 +562,9 @@ pub fn uninstall(cfg: &Config) -> Result<String, String> {
     let tun = cfg.overlay.tun_name.clone();
     let removed = crate::kernel::with_netlink(async move |h| {
         let n = Routes::new(h.clone()).remove_all().await?;
+        crate::kernel::rules::Rules::new(h.clone())
+            .remove_all()
+            .await?;
         use futures::TryStreamExt;
         let link = h
             .link()
@@ -567,8 +584,10 @@ pub fn uninstall(cfg: &Config) -> Result<String, String> {
         Ok::<usize, crate::kernel::KernelError>(n)
     })
     .map_err(|e| e.to_string())?;
+    let nat = crate::kernel::nat::remove().map_err(|e| e.to_string())?;
     Ok(format!(
-        "removed {removed} routes and the TUN device {}",
+        "removed {removed} routes, weft's rules, {}and the TUN device {}",
+        if nat { "the NAT table " } else { "" },
         cfg.overlay.tun_name
     ))
 }

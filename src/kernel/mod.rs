@@ -4,7 +4,10 @@
 //! number [`routes::RTPROT_WEFT`], so a restart finds and reconciles what the
 //! previous run left, and an uninstall removes exactly that.
 
+pub mod addresses;
+pub mod nat;
 pub mod routes;
+pub mod rules;
 
 /// A failure talking to the kernel, with what weft was doing.
 #[derive(Debug)]
@@ -44,5 +47,29 @@ pub fn with_netlink<T, E: From<KernelError>>(
             rtnetlink::new_connection().map_err(|e| E::from(kerr("open a netlink socket", e)))?;
         tokio::spawn(conn);
         f(handle).await
+    })
+}
+
+/// The MTU of interface `ifindex`, read over rtnetlink.
+pub fn link_mtu(ifindex: u32) -> Result<u32, KernelError> {
+    use futures::TryStreamExt;
+    use rtnetlink::packet_route::link::LinkAttribute;
+    with_netlink(async move |h| {
+        let link = h
+            .link()
+            .get()
+            .match_index(ifindex)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| kerr(format!("read link #{ifindex}"), e))?
+            .ok_or_else(|| kerr(format!("read link #{ifindex}"), "no such link"))?;
+        link.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            })
+            .ok_or_else(|| kerr(format!("read link #{ifindex}"), "no MTU attribute"))
     })
 }

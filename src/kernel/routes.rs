@@ -1,7 +1,11 @@
-//! weft's routes in the main table: a route per remote pod block through the
-//! TUN device, a blackhole per local block (pods get host routes from the CNI
-//! plugin; any other address of the block must not leak towards the default
-//! route). Reconciliation makes the kernel's set of weft routes equal the
+//! weft's routes: in the main table a route per remote pod block through the
+//! TUN device (with the node's own address of the block's family as the
+//! preferred source, so the host's traffic to pods carries an address the
+//! receiving node accepts), a blackhole per local block (pods get host
+//! routes from the CNI plugin; any other address of the block must not leak
+//! towards the default route); in weft's own table [`WEFT_TABLE`] a route
+//! per remote node address through the TUN, which pods' traffic to nodes
+//! looks up (see `kernel::rules`). Reconciliation makes the kernel's set of weft routes equal the
 //! desired set with the fewest changes: routes already right are left alone
 //! (a restart disturbs no traffic), changed ones are replaced atomically
 //! (NLM_F_REPLACE), stale ones deleted. Routes of other protocols are never
@@ -22,12 +26,26 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// proto 87`). Unassigned in iproute2's rt_protos.
 pub const RTPROT_WEFT: u8 = 87;
 
+/// weft's routing table: remote nodes' own addresses through the TUN, for
+/// traffic from pods (`ip route show table 87`).
+pub const WEFT_TABLE: u32 = 87;
+
 /// One route weft owns.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WeftRoute {
     /// A remote block, through a device (the TUN).
     Device {
         /// The block.
+        dst: IpNet,
+        /// The device's interface index.
+        ifindex: u32,
+        /// The preferred source address for the host's own traffic.
+        src: Option<IpAddr>,
+    },
+    /// A remote node's own address through a device (the TUN), in
+    /// [`WEFT_TABLE`]: pods reach other nodes through the overlay.
+    NodeHost {
+        /// The node's address (a /32 or /128).
         dst: IpNet,
         /// The device's interface index.
         ifindex: u32,
@@ -54,6 +72,7 @@ impl WeftRoute {
     pub fn dst(&self) -> IpNet {
         match self {
             WeftRoute::Device { dst, .. }
+            | WeftRoute::NodeHost { dst, .. }
             | WeftRoute::Blackhole { dst }
             | WeftRoute::Via { dst, .. } => *dst,
         }
@@ -66,7 +85,22 @@ impl WeftRoute {
             .expect("an IpNet is a valid destination");
         let builder = builder.protocol(RouteProtocol::Other(RTPROT_WEFT));
         match self {
-            WeftRoute::Device { ifindex, .. } => builder.output_interface(*ifindex).build(),
+            WeftRoute::Device {
+                ifindex, src: None, ..
+            } => builder.output_interface(*ifindex).build(),
+            WeftRoute::Device {
+                ifindex,
+                src: Some(src),
+                ..
+            } => builder
+                .output_interface(*ifindex)
+                .pref_source(*src)
+                .expect("source of the block's family")
+                .build(),
+            WeftRoute::NodeHost { ifindex, .. } => builder
+                .output_interface(*ifindex)
+                .table_id(WEFT_TABLE)
+                .build(),
             WeftRoute::Blackhole { .. } => builder.kind(RouteType::BlackHole).build(),
             WeftRoute::Via {
                 gateway, ifindex, ..
@@ -82,7 +116,19 @@ impl WeftRoute {
 impl std::fmt::Display for WeftRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WeftRoute::Device { dst, ifindex } => write!(f, "{dst} dev #{ifindex}"),
+            WeftRoute::Device {
+                dst,
+                ifindex,
+                src: None,
+            } => write!(f, "{dst} dev #{ifindex}"),
+            WeftRoute::Device {
+                dst,
+                ifindex,
+                src: Some(src),
+            } => write!(f, "{dst} dev #{ifindex} src {src}"),
+            WeftRoute::NodeHost { dst, ifindex } => {
+                write!(f, "{dst} dev #{ifindex} table {WEFT_TABLE}")
+            }
             WeftRoute::Blackhole { dst } => write!(f, "blackhole {dst}"),
             WeftRoute::Via {
                 dst,
@@ -111,14 +157,19 @@ pub struct Routes {
 
 fn parse(msg: &RouteMessage) -> Option<WeftRoute> {
     let h = &msg.header;
-    if h.protocol != RouteProtocol::Other(RTPROT_WEFT) || h.table != RouteHeader::RT_TABLE_MAIN {
+    if h.protocol != RouteProtocol::Other(RTPROT_WEFT) {
         return None;
     }
+    let mut table = u32::from(h.table);
     let mut dst: Option<IpAddr> = None;
     let mut oif = None;
     let mut gateway: Option<IpAddr> = None;
+    let mut src: Option<IpAddr> = None;
     for a in &msg.attributes {
         match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::PrefSource(RouteAddress::Inet(v4)) => src = Some((*v4).into()),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(v6)) => src = Some((*v6).into()),
             RouteAttribute::Gateway(RouteAddress::Inet(v4)) => gateway = Some((*v4).into()),
             RouteAttribute::Gateway(RouteAddress::Inet6(v6)) => gateway = Some((*v6).into()),
             RouteAttribute::Destination(RouteAddress::Inet(v4)) => dst = Some((*v4).into()),
@@ -134,6 +185,15 @@ fn parse(msg: &RouteMessage) -> Option<WeftRoute> {
         _ => return None,
     };
     let dst = IpNet::new(dst, h.destination_prefix_length).ok()?;
+    if table == WEFT_TABLE {
+        return match (h.kind, oif) {
+            (RouteType::Unicast, Some(ifindex)) => Some(WeftRoute::NodeHost { dst, ifindex }),
+            _ => None,
+        };
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return None;
+    }
     match (h.kind, oif, gateway) {
         (RouteType::BlackHole, _, _) => Some(WeftRoute::Blackhole { dst }),
         (RouteType::Unicast, Some(ifindex), Some(gateway)) => Some(WeftRoute::Via {
@@ -141,7 +201,7 @@ fn parse(msg: &RouteMessage) -> Option<WeftRoute> {
             gateway,
             ifindex,
         }),
-        (RouteType::Unicast, Some(ifindex), None) => Some(WeftRoute::Device { dst, ifindex }),
+        (RouteType::Unicast, Some(ifindex), None) => Some(WeftRoute::Device { dst, ifindex, src }),
         _ => None,
     }
 }
@@ -153,13 +213,15 @@ impl Routes {
         Routes { handle }
     }
 
-    /// weft's routes now in the kernel (IPv4 and IPv6, main table).
+    /// weft's routes now in the kernel (IPv4 and IPv6, main table and
+    /// weft's).
     pub async fn list(&self) -> Result<Vec<WeftRoute>, KernelError> {
         let mut out = Vec::new();
         for filter in [
             RouteMessageBuilder::<Ipv4Addr>::new().build(),
             RouteMessageBuilder::<Ipv6Addr>::new().build(),
         ] {
+            // A dump returns every table's routes; `parse` keeps weft's.
             let mut dump = self.handle.route().get(filter).execute();
             while let Some(msg) = dump.try_next().await.map_err(|e| kerr("dump routes", e))? {
                 out.extend(parse(&msg));
