@@ -66,6 +66,11 @@ pub fn status(v: &Value) -> String {
             .collect();
         out.push_str(&table(&["port", "ifindex", "pod mac", "pod ips"], &rows));
     }
+    if let Some(errors) = v["kernel_errors"].as_object().filter(|e| !e.is_empty()) {
+        for (what, e) in errors {
+            let _ = writeln!(out, "kernel {what}: FAILING: {}", s(e));
+        }
+    }
     let c = &v["convergence"];
     let _ = writeln!(
         out,

@@ -157,6 +157,9 @@ fn status(node: &Node) -> Value {
         "vni": node.settings.vni.get(),
         "port": node.settings.port,
         "overlay_mtu": node.settings.overlay_mtu,
+        // Kernel concerns (routes, rules, TUN addresses, the NAT table)
+        // whose last reconciliation failed, with what failed.
+        "kernel_errors": node.kernel.lock().expect("not poisoned").errors,
         "workers": node.counters.len(),
         "uptime_s": node.started.elapsed().as_secs(),
         "blocks": local_blocks(node),
