@@ -10,7 +10,10 @@ COPY . .
 RUN deploy/image/build-stage.sh /rootfs
 
 FROM debian:bookworm-slim
+# nft writes the outgoing-NAT table (nftables' JSON interface); everything
+# else (netlink, TUN, sockets) is weftd's own.
+RUN apt-get update && apt-get install -y --no-install-recommends nftables \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /rootfs/ /
-# weftd needs no shell tools: netlink, TUN and sockets are its own.
 ENTRYPOINT ["/usr/local/bin/weftd"]
 CMD ["run"]

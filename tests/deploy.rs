@@ -132,6 +132,15 @@ fn configmap_and_conflist_agree() {
         weft.get("blocks").is_none(),
         "blocks come from weftd's claims"
     );
+    assert!(
+        weft.get("mtu").is_none(),
+        "the MTU comes from weftd, which reads the underlay's"
+    );
+    assert_eq!(
+        weft["stateDir"].as_str().unwrap(),
+        cfg.cni_state_dir.to_str().unwrap(),
+        "weftd reads the pods the plugin records"
+    );
     // The key file lies in the Secret's mount, the sockets in /run/weft.
     let yaml = std::fs::read_to_string(Path::new(ROOT).join("deploy/k8s/weft.yaml")).unwrap();
     assert!(cfg.gossip.key_file.unwrap().starts_with("/etc/weft/key"));
