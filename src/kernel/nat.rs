@@ -36,9 +36,20 @@ use std::net::IpAddr;
 pub const TABLE: &str = "weft";
 
 /// The nft program: `WEFT_NFT` if set (tests point it elsewhere), else
-/// `nft` from PATH.
+/// `nft` from PATH, else from the usual sbin directories (weftd may run
+/// with an empty environment).
 fn program() -> String {
-    std::env::var("WEFT_NFT").unwrap_or_else(|_| "nft".into())
+    if let Ok(p) = std::env::var("WEFT_NFT") {
+        return p;
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| std::path::Path::new(d).join("nft"))
+        .find(|p| p.is_file());
+    found.map_or_else(|| "nft".into(), |p| p.display().to_string())
 }
 
 /// What the NAT table should say.
@@ -164,10 +175,15 @@ impl NatPlan {
 /// there.
 pub fn remove() -> Result<bool, KernelError> {
     let nft = program();
-    let out = std::process::Command::new(&nft)
+    let out = match std::process::Command::new(&nft)
         .args(["list", "table", "inet", TABLE])
         .output()
-        .map_err(|e| kerr(format!("run {nft}"), e))?;
+    {
+        Ok(out) => out,
+        // No nft on this host: weft cannot have written a table either.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(kerr(format!("run {nft}"), e)),
+    };
     if !out.status.success() {
         return Ok(false);
     }
