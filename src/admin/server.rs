@@ -59,7 +59,13 @@ pub fn answer(node: &Node, req: &Request) -> Value {
     let mut v = match req {
         Request::Status => status(node),
         Request::Routes => match routes() {
-            Ok(r) => json!({ "routes": r }),
+            // Block routes (main table); nodes' own addresses (weft's
+            // table 87) apart.
+            Ok(r) => {
+                let (nodes, blocks): (Vec<Value>, Vec<Value>) =
+                    r.into_iter().partition(|r| r["kind"] == "node");
+                json!({ "routes": blocks, "node_routes": nodes })
+            }
             Err(e) => return json!({"ok": false, "error": e}),
         },
         Request::Fdb => fdb(node),
