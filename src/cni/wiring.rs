@@ -15,7 +15,7 @@
 
 use super::spec::{code, CniError};
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteScope};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -254,16 +254,9 @@ pub fn add(
                 .await
                 .map_err(|e| kernel(format!("bring up {ifname_owned}"), e))?;
             for ip in &ips_owned {
-                let len = if ip.is_ipv4() { 32 } else { 128 };
-                let mut req = h.address().add(index, *ip, len);
-                if ip.is_ipv6() {
-                    req.message_mut()
-                        .attributes
-                        .push(AddressAttribute::Flags(AddressFlags::Nodad));
-                }
-                req.execute()
+                crate::kernel::addresses::add_host_address(&h, index, *ip)
                     .await
-                    .map_err(|e| kernel(format!("add address {ip}/{len} to {ifname_owned}"), e))?;
+                    .map_err(|e| kernel(format!("add address {ip} to {ifname_owned}"), e))?;
             }
             if ips_owned.iter().any(IpAddr::is_ipv4) {
                 let link_route = RouteMessageBuilder::<Ipv4Addr>::new()

@@ -14,6 +14,24 @@ use rtnetlink::Handle;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+/// Adds `ip` as a host address (/32 or /128) to interface `ifindex`, with
+/// no duplicate address detection for IPv6 (the address is weft's alone:
+/// a pod's, or the TUN's), so it is usable at once.
+pub async fn add_host_address(
+    handle: &Handle,
+    ifindex: u32,
+    ip: IpAddr,
+) -> Result<(), rtnetlink::Error> {
+    let len = if ip.is_ipv4() { 32 } else { 128 };
+    let mut req = handle.address().add(ifindex, ip, len);
+    if ip.is_ipv6() {
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    req.execute().await
+}
+
 /// Makes the global addresses of interface `ifindex` equal `want` (each a
 /// host address: /32 or /128). Returns (added, removed).
 pub async fn reconcile(
@@ -48,17 +66,9 @@ pub async fn reconcile(
         if have.iter().any(|(h, _)| h == ip) {
             continue;
         }
-        let len = if ip.is_ipv4() { 32 } else { 128 };
-        let mut req = handle.address().add(ifindex, *ip, len);
-        if ip.is_ipv6() {
-            // Ours alone: no duplicate address detection to wait for.
-            req.message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
-        req.execute()
+        add_host_address(handle, ifindex, *ip)
             .await
-            .map_err(|e| kerr(format!("add address {ip}/{len} to the TUN"), e))?;
+            .map_err(|e| kerr(format!("add address {ip} to the TUN"), e))?;
         added += 1;
     }
     let mut removed = 0;

@@ -16,12 +16,18 @@ pub struct Lab {
 
 impl Lab {
     pub fn cmd(&self, args: &[&str]) -> Output {
+        self.cmd_with_env(args, &[])
+    }
+
+    /// `lab.sh ARGS` with extra environment variables (weftd inherits them).
+    pub fn cmd_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let bin = Path::new(env!("CARGO_BIN_EXE_weftd")).parent().unwrap();
         Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/netns-lab/lab.sh"))
             .args(args)
             .env("WEFT_LAB_PREFIX", &self.prefix)
             .env("WEFT_LAB_STATE", &self.state)
             .env("WEFT_LAB_BIN", bin)
+            .envs(env.iter().copied())
             .output()
             .expect("run netns-lab/lab.sh")
     }
