@@ -7,7 +7,7 @@
 #
 #   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip|none]
 #                       [--family 4|6|dual] [--cross-subnet] [--static | --kernel-vxlan]
-#                       [--attach tun|veth] [--underlay-mtu BYTES]
+#                       [--attach tun|veth [--no-host-paths]] [--underlay-mtu BYTES]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
 #   netns-lab/lab.sh add-pod NODE      wire one more pod on node NODE (a number)
 #   netns-lab/lab.sh exec POD CMD...   run a command in a pod
@@ -27,7 +27,8 @@
 # Flannel-style static entries (no weftd: the reference); --cross-subnet
 # puts the second half of the nodes on 10.99.1.0/24 behind a router and
 # turns CrossSubnet on; --family 6|dual gives pods IPv6 or both; --attach
-# veth has weftd own the pods' veths (no TUN, no routes on the nodes);
+# veth has weftd own the pods' veths (its TUN is then only the host port;
+# --no-host-paths: no TUN, no routes, pods reach only pods);
 # --underlay-mtu sets the underlay links' MTU (default 1500; weftd reads it,
 # nothing else is told). A router namespace ($P-rt) is every node's default
 # gateway and plays "the internet" at 203.0.113.1 and 2001:db8::1.
@@ -68,7 +69,7 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500
+  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
@@ -80,6 +81,7 @@ up() {
       --cross-subnet) cross=1; shift ;;
       --attach) attach=${2:-}; shift 2 ;;
       --underlay-mtu) ulmtu=$2; shift 2 ;;
+      --no-host-paths) hostpaths=false; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -181,7 +183,7 @@ up() {
         ((cross)) && echo "cross_subnet = true"
         [[ $mode == static ]] && echo "blocks = $(static_blocks "$k")"
         echo "[dataplane]"; echo "stats_file = \"$STATE/stats-n$k.json\""
-        [[ $attach == veth ]] && { echo "attach = \"veth\""; echo "ports_file = \"$STATE/ports-n$k.json\""; }
+        [[ $attach == veth ]] && { echo "attach = \"veth\""; echo "veth_host_paths = $hostpaths"; echo "ports_file = \"$STATE/ports-n$k.json\""; }
         # Loopback inside the node's namespace: no clash between nodes.
         echo "[metrics]"; echo "enabled = true"
         if [[ $mode == gossip ]]; then
@@ -463,5 +465,5 @@ case $cmd in
   partition) need_root; partition "$@" ;;
   heal) need_root; heal ;;
   chaos) chaos ;;
-  *) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

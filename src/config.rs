@@ -314,6 +314,12 @@ pub struct Dataplane {
     /// packet before it sleeps (0: sleep at once). Trades a little CPU for
     /// latency: answers arriving within the window need no wake-up.
     pub busy_poll_us: u32,
+    /// Veth attachment: pods also reach this host and beyond (and the
+    /// host reaches them) through a TUN device that serves as the host
+    /// port, with kernel routes for the pod blocks, forwarding and the
+    /// outgoing NAT. false leaves the host's routing and forwarding
+    /// untouched, and pods reach only pods.
+    pub veth_host_paths: bool,
 }
 
 impl Default for Dataplane {
@@ -324,6 +330,7 @@ impl Default for Dataplane {
             attach: Attach::Tun,
             ports_file: PathBuf::from("/run/weft/ports.json"),
             busy_poll_us: DEFAULT_BUSY_POLL_US,
+            veth_host_paths: true,
         }
     }
 }

@@ -62,8 +62,18 @@ fn veth_attachment_over_ip_in_ip_with_dual_stack_pods() {
         return;
     };
     lab.run(&[
-        "up", "--nodes", "3", "--pods", "2", "--family", "dual", "--encap", "ipip", "--attach",
+        "up",
+        "--nodes",
+        "3",
+        "--pods",
+        "2",
+        "--family",
+        "dual",
+        "--encap",
+        "ipip",
+        "--attach",
         "veth",
+        "--no-host-paths",
     ]);
     lab.run(&["wait", "60"]);
     lab.all_pods_reach_all_pods();

@@ -86,6 +86,12 @@ fn the_whole_model_holds(lab: &Lab, nodes: usize) {
     for (pod, ips, pnode) in &pods {
         let home = node_of(pnode);
         let pod_ips: Vec<IpAddr> = ips.split(',').map(addr).collect();
+        // Its own node reaches it (host routes, or the host port in veth
+        // attachment).
+        for ip in &pod_ips {
+            port += 1;
+            reaches(&lab.ns(home), pod, *ip, port);
+        }
         for k in (1..=nodes).filter(|k| *k != home) {
             // Node k to the remote pod, and the pod to node k, both ways.
             for ip in &pod_ips {
@@ -249,6 +255,20 @@ fn endpoints(lab: &Lab, k: usize) -> Vec<String> {
 }
 
 #[test]
+fn hosts_pods_and_the_outside_with_veth_attachment() {
+    let Some(lab) = support::lab::lab("wv") else {
+        return;
+    };
+    up(
+        &lab,
+        &[
+            "--nodes", "2", "--pods", "2", "--family", "dual", "--attach", "veth",
+        ],
+    );
+    the_whole_model_holds(&lab, 2);
+}
+
+#[test]
 fn a_restarted_weftd_keeps_its_pods_and_forgets_those_deleted_meanwhile() {
     let Some(lab) = support::lab::lab("wr") else {
         return;
@@ -353,19 +373,10 @@ fn a_failing_nftables_is_reported_and_pods_still_reach_each_other() {
     let Some(lab) = support::lab::lab("wn") else {
         return;
     };
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/netns-lab/lab.sh"))
-        .args(["up", "--nodes", "2", "--pods", "1"])
-        .env("WEFT_LAB_PREFIX", &lab.prefix)
-        .env("WEFT_LAB_STATE", &lab.state)
-        .env(
-            "WEFT_LAB_BIN",
-            std::path::Path::new(env!("CARGO_BIN_EXE_weftd"))
-                .parent()
-                .unwrap(),
-        )
-        .env("WEFT_NFT", "/bin/false")
-        .output()
-        .unwrap();
+    let out = lab.cmd_with_env(
+        &["up", "--nodes", "2", "--pods", "1"],
+        &[("WEFT_NFT", "/bin/false")],
+    );
     assert!(
         out.status.success(),
         "{}",

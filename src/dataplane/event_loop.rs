@@ -106,14 +106,27 @@ impl Worker {
                 return;
             }
         };
-        let Sources { poller, mut live } = sources;
+        let Sources {
+            poller,
+            mut live,
+            host_at,
+        } = sources;
         let mut wake = [EpollEvent::empty(); 4];
         let mut idle_since: Option<Instant> = None;
         loop {
             let mut busy = false;
             for (k, slot) in live.iter_mut().enumerate() {
                 let Some(fd) = *slot else { continue };
-                match self.poll(k, index, &mut st) {
+                let polled = match (&self.attach, host_at == Some(k)) {
+                    (
+                        Attachment::Veth {
+                            host: Some(host), ..
+                        },
+                        true,
+                    ) => self.poll_tun(host, &mut st),
+                    _ => self.poll(k, index, &mut st),
+                };
+                match polled {
                     Polled::Idle => {}
                     Polled::Busy => busy = true,
                     Polled::Gone => {
@@ -159,7 +172,7 @@ impl Worker {
                 tun.set_nonblocking(true)?;
                 watch(tun.as_fd())?;
             }
-            Attachment::Veth(ports) => watch(ports.epoll(index).0.as_fd())?,
+            Attachment::Veth { ports, .. } => watch(ports.epoll(index).0.as_fd())?,
         }
         match &self.underlay {
             UnderlayIo::Vxlan(sock) => {
@@ -185,7 +198,22 @@ impl Worker {
             }
             UnderlayIo::IpIp { .. } => {}
         }
-        Ok(Sources { poller, live })
+        // Last, so the numbering of the others does not move.
+        let host_at = match &self.attach {
+            Attachment::Veth {
+                host: Some(host), ..
+            } => {
+                host.set_nonblocking(true)?;
+                watch(host.as_fd())?;
+                Some(live.len() - 1)
+            }
+            _ => None,
+        };
+        Ok(Sources {
+            poller,
+            live,
+            host_at,
+        })
     }
 
     /// One turn at source `k` (0: the attachment; then the underlay
@@ -193,7 +221,7 @@ impl Worker {
     fn poll(&self, k: usize, index: usize, st: &mut LoopState) -> Polled {
         match (k, &self.attach, &self.underlay) {
             (0, Attachment::Tun(tun), _) => self.poll_tun(tun, st),
-            (0, Attachment::Veth(ports), _) => self.poll_ports(ports, index, st),
+            (0, Attachment::Veth { ports, .. }, _) => self.poll_ports(ports, index, st),
             (_, _, UnderlayIo::Vxlan(sock)) => self.poll_vxlan(sock, st),
             (1, _, UnderlayIo::IpIp { v4, .. }) => self.poll_ipip(v4, 1, st),
             (_, _, UnderlayIo::IpIp { v6, .. }) => self.poll_ipip(v6, 2, st),
@@ -201,6 +229,8 @@ impl Worker {
     }
 
     /// Pods -> underlay through the TUN queue: up to [`BUDGET`] packets.
+    /// The host port of veth attachment is read the same way, its packets
+    /// for local pods written to their ports.
     fn poll_tun(&self, tun: &tun_rs::SyncDevice, st: &mut LoopState) -> Polled {
         let hdr_at = HEADROOM - virtio::HEADER_LEN;
         let mut got = 0;
@@ -220,6 +250,11 @@ impl Worker {
                 self.counters.dropped(DropReason::BadOffload);
                 continue;
             };
+            if matches!(self.attach, Attachment::Veth { .. })
+                && self.to_local_pod(&mut st.reader, hdr, &mut st.tx_buf, end)
+            {
+                continue;
+            }
             self.send_from_pod(&mut st.reader, hdr, &mut st.tx_buf, end, &mut st.scratch);
         }
         self.flush_pending(&mut st.scratch);
@@ -368,6 +403,8 @@ const IPIP_SLOT: usize = (HEADROOM + u16::MAX as usize + 1).next_multiple_of(64)
 struct Sources {
     poller: Epoll,
     live: Vec<Option<std::os::fd::RawFd>>,
+    /// Which of `live` is the host port (veth attachment), if any.
+    host_at: Option<usize>,
 }
 
 /// A borrowed fd for epoll's delete.

@@ -29,12 +29,15 @@ use std::sync::{Arc, Mutex};
 /// What the pod network needs from this node, besides fdb.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostNet {
-    /// This node's underlay address.
-    pub underlay: IpAddr,
     /// The pod pools.
     pub pools: Vec<IpNet>,
     /// The pools whose pods' traffic leaving the cluster is masqueraded.
     pub nat_pools: Vec<IpNet>,
+    /// Veth attachment with host paths: this node's own blocks route to
+    /// the TUN (the host port; weftd writes to the pods' veths) instead of
+    /// a blackhole (TUN attachment: the CNI plugin's host routes carry
+    /// pods' addresses).
+    pub local_via_tun: bool,
 }
 
 /// The kernel state the pod network needs.
@@ -99,7 +102,15 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
     }
     for (dst, owner) in snap.blocks() {
         if owner.value.node == *local {
-            d.routes.insert(WeftRoute::Blackhole { dst });
+            d.routes.insert(if host.local_via_tun {
+                WeftRoute::Device {
+                    dst,
+                    ifindex: policy.tun_index,
+                    src: if dst.addr().is_ipv4() { src_v4 } else { src_v6 },
+                }
+            } else {
+                WeftRoute::Blackhole { dst }
+            });
             continue;
         }
         let Some(record) = snap.node(&owner.value.node).map(|e| &e.value) else {

@@ -115,7 +115,15 @@ pub enum Attachment {
     Tun(Arc<tun_rs::SyncDevice>),
     /// The pods' veths (veth attachment): weftd reads and writes their
     /// frames itself.
-    Veth(Arc<ports::Ports>),
+    Veth {
+        /// The pod ports.
+        ports: Arc<ports::Ports>,
+        /// The host port: a TUN queue the kernel routes pod blocks to (the
+        /// host's traffic to pods arrives there) and where what is for the
+        /// host and beyond goes, from pods and from the underlay. None
+        /// (`dataplane.veth_host_paths = false`): pods reach only pods.
+        host: Option<Arc<tun_rs::SyncDevice>>,
+    },
 }
 
 impl Attachment {
@@ -126,7 +134,7 @@ impl Attachment {
     fn takes_udp_super_packets(&self) -> bool {
         match self {
             Attachment::Tun(tun) => tun.udp_gso(),
-            Attachment::Veth(_) => true,
+            Attachment::Veth { .. } => true,
         }
     }
 
@@ -190,13 +198,22 @@ impl Attachment {
                 let _ = hdr.write(&mut buf[at..start]);
                 Ok((at, Target::Tun(tun)))
             }
-            Attachment::Veth(ports) => {
+            Attachment::Veth { ports, host } => {
                 let dst = ip_destination(&buf[start..]).ok_or(DropReason::BadInner)?;
                 let port = snap
                     .endpoint(dst)
                     .and_then(|e| e.value.local_port)
-                    .and_then(|i| ports.get(i))
-                    .ok_or(DropReason::NoEndpoint)?;
+                    .and_then(|i| ports.get(i));
+                let port = match (port, host) {
+                    (Some(port), _) => port,
+                    // Not a pod of this node: the host (or beyond).
+                    (None, Some(host)) if !matches!(snap.route(dst), Route::Local { .. }) => {
+                        let at = start - virtio::HEADER_LEN;
+                        let _ = hdr.write(&mut buf[at..start]);
+                        return Ok((at, Target::Tun(host)));
+                    }
+                    (None, _) => return Err(DropReason::NoEndpoint),
+                };
                 let ethertype = if dst.is_ipv4() { 0x0800 } else { 0x86dd };
                 let eth = start - 14;
                 let _ = encap::ethernet::write_header(

@@ -387,30 +387,47 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     };
     tracing::info!(node = %name, %underlay, underlay_mtu, overlay_mtu, workers, encap = %cfg.overlay.encap, attach = %cfg.dataplane.attach, "starting");
     let kernel_report = super::kernel_sync::SharedReport::default();
-    let (attachments, policy, ports) = match cfg.dataplane.attach {
+    // The TUN and the kernel state: always in TUN attachment; in veth
+    // attachment as the host port, unless the host must stay untouched.
+    let host_net = host_net(cfg);
+    let (queues, policy, applied) = if host_net.local_via_tun || cfg.dataplane.attach == Attach::Tun
+    {
+        let (queues, policy, applied) = attach_tun(
+            cfg,
+            &fdb,
+            underlay,
+            overlay_mtu,
+            workers,
+            &host_net,
+            &kernel_report,
+        )?;
+        (queues, policy, Some(applied))
+    } else {
+        let policy = RoutePolicy {
+            tun_index: 0,
+            direct: None,
+        };
+        (Vec::new(), policy, None)
+    };
+    let queues: Vec<Arc<tun_rs::SyncDevice>> = queues.into_iter().map(Arc::new).collect();
+    let (attachments, ports) = match cfg.dataplane.attach {
         Attach::Tun => {
-            let (queues, policy) =
-                attach_tun(cfg, &fdb, underlay, overlay_mtu, workers, &kernel_report)?;
-            let queues = queues
-                .into_iter()
-                .map(|q| Attachment::Tun(Arc::new(q)))
-                .collect::<Vec<_>>();
-            (queues, policy, None)
+            let all = queues.into_iter().map(Attachment::Tun).collect::<Vec<_>>();
+            (all, None)
         }
         Attach::Veth => {
-            // No TUN, no routes, no sysctls: the host's routing is untouched.
             let ports = Arc::new(
                 Ports::new(workers, cfg.dataplane.ports_file.clone())
                     .map_err(|e| format!("dataplane: epoll: {e}"))?,
             );
-            let policy = RoutePolicy {
-                tun_index: 0,
-                direct: None,
-            };
+            let mut queues = queues.into_iter();
             let all = (0..workers)
-                .map(|_| Attachment::Veth(Arc::clone(&ports)))
+                .map(|_| Attachment::Veth {
+                    ports: Arc::clone(&ports),
+                    host: queues.next(),
+                })
                 .collect();
-            (all, policy, Some(ports))
+            (all, Some(ports))
         }
     };
     let mut counters = Vec::new();
@@ -428,7 +445,6 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         .spawn(i)
         .map_err(fail)?;
     }
-    let routed = cfg.dataplane.attach == Attach::Tun;
     let gossip = if cfg.gossip.enabled {
         let (tx, rx) = std::sync::mpsc::channel();
         crate::endpoints::serve(
@@ -457,12 +473,12 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         )?;
         None
     };
-    if routed {
+    if let Some(applied) = applied {
         super::kernel_sync::spawn(
             fdb.clone(),
             policy,
-            host_net(cfg, underlay),
-            super::kernel_sync::desired(&fdb.snapshot(), &policy, &host_net(cfg, underlay)),
+            host_net,
+            applied,
             kernel_report.clone(),
         )?;
     }
@@ -493,24 +509,32 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
 }
 
 /// What the kernel side of the pod network needs from the configuration.
-fn host_net(cfg: &Config, underlay: IpAddr) -> super::kernel_sync::HostNet {
+fn host_net(cfg: &Config) -> super::kernel_sync::HostNet {
     super::kernel_sync::HostNet {
-        underlay,
         pools: cfg.overlay.pools.clone(),
         nat_pools: cfg.overlay.nat_pools(),
+        local_via_tun: cfg.dataplane.attach == Attach::Veth && cfg.dataplane.veth_host_paths,
     }
 }
 
-/// The TUN attachment's kernel side: the TUN queues, weft's routes
-/// reconciled, forwarding on.
+/// The kernel side: the TUN queues, the kernel state reconciled
+/// (`kernel_sync`; returned as applied), forwarding on.
 fn attach_tun(
     cfg: &Config,
     fdb: &Fdb,
     underlay: IpAddr,
     overlay_mtu: usize,
     workers: usize,
+    host_net: &super::kernel_sync::HostNet,
     report: &super::kernel_sync::SharedReport,
-) -> Result<(Vec<tun_rs::SyncDevice>, RoutePolicy), String> {
+) -> Result<
+    (
+        Vec<tun_rs::SyncDevice>,
+        RoutePolicy,
+        super::kernel_sync::Desired,
+    ),
+    String,
+> {
     let queues = super::tun::open(&cfg.overlay.tun_name, overlay_mtu as u16, workers)
         .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
     let tun_index = queues[0].if_index().map_err(fail)?;
@@ -528,7 +552,7 @@ fn attach_tun(
     // Forwarding first: nothing below works without it.
     sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
     let _ = sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
-    let want = super::kernel_sync::desired(&fdb.snapshot(), &policy, &host_net(cfg, underlay));
+    let want = super::kernel_sync::desired(&fdb.snapshot(), &policy, host_net);
     super::kernel_sync::apply(&want, tun_index, None, report);
     let errors = report.lock().expect("not poisoned").errors.clone();
     // Without its routes the node carries nothing: that is fatal. A NAT
@@ -537,7 +561,7 @@ fn attach_tun(
     if let Some(e) = errors.get("routes").or(errors.get("netlink")) {
         return Err(format!("kernel routes: {e}"));
     }
-    Ok((queues, policy))
+    Ok((queues, policy, want))
 }
 
 /// Writes the summed counters as JSON, atomically (temp file + rename).

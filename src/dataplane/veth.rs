@@ -198,7 +198,48 @@ impl Worker {
             }
             return;
         }
+        let host = match &self.attach {
+            super::Attachment::Veth { host, .. } => host.as_ref(),
+            super::Attachment::Tun(_) => None,
+        };
+        if let (Route::NoRoute, Some(host)) = (snap.route(dst), host) {
+            // Not a pod and not another node: the host or beyond, through
+            // the host port (the kernel delivers or forwards it, with the
+            // outgoing NAT). The header's offsets already count from the
+            // IP header, as the TUN wants them (see `frame_from_port`).
+            let at = HEADROOM - virtio::HEADER_LEN;
+            let _ = hdr.write(&mut buf[at..HEADROOM]);
+            match host.send(&buf[at..end]) {
+                Ok(_) => WorkerCounters::add(&self.counters.local_packets, 1),
+                Err(_) => self.counters.dropped(DropReason::IoError),
+            }
+            return;
+        }
         self.send_from_pod(reader, hdr, buf, end, scratch);
+    }
+
+    /// The host port's packet at `buf[HEADROOM..end]` (virtio-net header
+    /// `hdr`): if it is for a pod of this node, written to that pod's port
+    /// (true); anything else is for the underlay (false).
+    pub(super) fn to_local_pod(
+        &self,
+        reader: &mut Reader,
+        hdr: VirtioNetHdr,
+        buf: &mut [u8],
+        end: usize,
+    ) -> bool {
+        let snap = reader.load();
+        let Ok(dst) = IpPacket::new_checked(&buf[HEADROOM..end]).map(|p| p.dst()) else {
+            return false;
+        };
+        if !matches!(snap.route(dst), Route::Local { .. }) {
+            return false;
+        }
+        match self.attach.emit(snap, buf, HEADROOM, end, hdr) {
+            Ok(()) => WorkerCounters::add(&self.counters.local_packets, 1),
+            Err(why) => self.counters.dropped(why),
+        }
+        true
     }
 
     /// Answers a pod's ARP request for its gateway, 169.254.1.1.
