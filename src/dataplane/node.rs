@@ -100,25 +100,14 @@ pub fn underlay_address(cfg: &Config) -> Result<IpAddr, String> {
 /// node's host traffic and route pods' traffic to both through the overlay.
 pub fn own_addresses(underlay: IpAddr) -> Vec<IpAddr> {
     let mut out = vec![underlay];
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return out;
-    };
-    let addrs: Vec<_> = addrs.collect();
-    let Some(iface) = addrs.iter().find_map(|a| {
-        let ip = a.address.as_ref().and_then(|sa| {
-            sa.as_sockaddr_in()
-                .map(|v4| IpAddr::V4(v4.ip()))
-                .or(sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-        })?;
-        (ip == underlay).then(|| a.interface_name.clone())
-    }) else {
+    let (Ok((_, ifindex)), Ok(addrs)) = (underlay_link(underlay), nix::ifaddrs::getifaddrs())
+    else {
         return out;
     };
     let other = addrs
-        .iter()
-        .filter(|a| a.interface_name == iface)
+        .filter(|a| nix::net::if_::if_nametoindex(a.interface_name.as_str()).ok() == Some(ifindex))
         .find_map(|a| {
-            let sa = a.address.as_ref()?;
+            let sa = a.address?;
             match underlay {
                 IpAddr::V4(_) => sa
                     .as_sockaddr_in6()
