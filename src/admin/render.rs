@@ -126,9 +126,11 @@ pub fn status(v: &Value) -> String {
 
 /// `weftctl routes`.
 pub fn routes(v: &Value) -> String {
+    // Block routes, then nodes' own addresses (weft's table, for pods).
     let rows: Vec<Vec<String>> = v["routes"]
         .as_array()
         .into_iter()
+        .chain(v["node_routes"].as_array())
         .flatten()
         .map(|r| vec![s(&r["dst"]), s(&r["kind"]), s(&r["via"]), s(&r["ifindex"])])
         .collect();
