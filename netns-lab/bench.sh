@@ -8,7 +8,8 @@
 #   wvxlan   weftd, VXLAN (TUN attachment)
 #   wvxbp0   the same with busy polling off (dataplane.busy_poll_us = 0)
 #   wipip    weftd, IP-in-IP (raw sockets; no ipip module)
-#   wveth    weftd, VXLAN, veth attachment (no TUN, no routes, forwarding off)
+#   wveth    weftd, VXLAN, veth attachment without host paths (no TUN, no
+#            routes, forwarding off)
 # Metrics: TCP 1 stream, TCP 4 streams, UDP 64-byte packets/s, ping RTT,
 # and CPU (cores busy during the 1-stream run). Medians, ranges, and ratios
 # to kernel VXLAN go to a markdown table; a PNG chart is drawn with gnuplot.
@@ -108,6 +109,7 @@ stats_file = "$TMP/$c-stats$k.json"
 attach = "$attach"
 ports_file = "$TMP/$c-ports$k.json"
 busy_poll_us = $busy
+$([[ $attach == veth ]] && echo "veth_host_paths = false")
 [[peers]]
 node = "n$o"
 underlay = "10.99.0.$o"
