@@ -19,7 +19,7 @@
 use super::node::{Direct, RoutePolicy};
 use crate::kernel::nat::NatPlan;
 use crate::kernel::routes::{Routes, WeftRoute};
-use crate::kernel::rules::Rules;
+use crate::kernel::rules::{Rule, Rules};
 use fdb::{Fdb, Snapshot};
 use ipnet::IpNet;
 use std::collections::BTreeSet;
@@ -45,8 +45,8 @@ pub struct HostNet {
 pub struct Desired {
     /// weft's routes (main table and weft's table).
     pub routes: BTreeSet<WeftRoute>,
-    /// Sources whose traffic looks up weft's table first.
-    pub rules: BTreeSet<IpNet>,
+    /// Traffic that looks up weft's table first.
+    pub rules: BTreeSet<Rule>,
     /// The TUN's own addresses.
     pub tun_addrs: BTreeSet<IpAddr>,
     /// The outgoing-NAT table.
@@ -66,6 +66,14 @@ pub type SharedReport = Arc<Mutex<Report>>;
 
 fn host_net(a: IpAddr) -> IpNet {
     IpNet::from(a)
+}
+
+/// The prefix a rule names for a node address: its /16 (IPv4) or /48
+/// (IPv6), so that a few rules cover the nodes of a cluster (they sit in a
+/// few subnets) and weft's table sorts out the exact addresses.
+fn covering(a: IpAddr) -> IpNet {
+    let len = if a.is_ipv4() { 16 } else { 48 };
+    IpNet::new(a, len).expect("a valid length").trunc()
 }
 
 /// The node's address of each family for the host's traffic to pods:
@@ -157,7 +165,29 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
             }
         }
     }
-    d.rules = host.pools.iter().copied().collect();
+    // Pods' traffic towards where the nodes live consults weft's table;
+    // pod-to-pod traffic never does (see `kernel::rules`).
+    let node_nets: BTreeSet<IpNet> = d
+        .routes
+        .iter()
+        .filter_map(|r| match r {
+            WeftRoute::NodeHost { dst, .. } => Some(covering(dst.addr())),
+            _ => None,
+        })
+        .collect();
+    d.rules = host
+        .pools
+        .iter()
+        .flat_map(|from| {
+            node_nets
+                .iter()
+                .filter(|to| to.addr().is_ipv4() == from.addr().is_ipv4())
+                .map(|to| Rule {
+                    from: *from,
+                    to: *to,
+                })
+        })
+        .collect();
     d.nat.cluster.extend(host.pools.iter().copied());
     d.nat.masquerade = host.nat_pools.iter().copied().collect();
     d
@@ -259,4 +289,101 @@ pub fn spawn(
         })
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fdb::{Meta, NodeId, NodeRecord, Source};
+
+    fn node(v4: &str, v6: Option<&str>) -> NodeRecord {
+        NodeRecord {
+            underlay_v4: Some(v4.parse().unwrap()),
+            underlay_v6: v6.map(|a| a.parse().unwrap()),
+            ..NodeRecord::default()
+        }
+    }
+
+    #[test]
+    fn the_kernel_state_of_a_dual_stack_pod_network() {
+        let fdb = Fdb::new(NodeId::new("n1"), node("10.99.0.1", None));
+        let n2 = NodeId::new("n2");
+        let m = Meta::new(Source::Gossip, 1);
+        fdb.update(|t| {
+            t.upsert_node(n2.clone(), node("10.99.0.2", Some("fd00:99::2")), m)?;
+            t.upsert_block("10.244.4.0/26".parse().unwrap(), NodeId::new("n1"), m)?;
+            t.upsert_block("fd00:244:0:1::/122".parse().unwrap(), NodeId::new("n1"), m)?;
+            t.upsert_block("10.244.8.0/26".parse().unwrap(), n2.clone(), m)?;
+            t.upsert_block("fd00:244:0:2::/122".parse().unwrap(), n2, m)
+        })
+        .unwrap();
+        let policy = RoutePolicy {
+            tun_index: 7,
+            direct: None,
+        };
+        let host = HostNet {
+            pools: vec![
+                "10.244.0.0/16".parse().unwrap(),
+                "fd00:244::/48".parse().unwrap(),
+            ],
+            nat_pools: vec!["10.244.0.0/16".parse().unwrap()],
+            local_via_tun: false,
+        };
+        let d = desired(&fdb.snapshot(), &policy, &host);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let net = |s: &str| -> IpNet { s.parse().unwrap() };
+        // No IPv6 address of its own: the first IPv6 block's network
+        // address goes on the TUN and is the IPv6 routes' source.
+        assert_eq!(d.tun_addrs, [ip("fd00:244:0:1::")].into_iter().collect());
+        assert!(d.routes.contains(&WeftRoute::Device {
+            dst: net("fd00:244:0:2::/122"),
+            ifindex: 7,
+            src: Some(ip("fd00:244:0:1::")),
+        }));
+        assert!(d.routes.contains(&WeftRoute::Device {
+            dst: net("10.244.8.0/26"),
+            ifindex: 7,
+            src: Some(ip("10.99.0.1")),
+        }));
+        assert!(d.routes.contains(&WeftRoute::Blackhole {
+            dst: net("10.244.4.0/26")
+        }));
+        // Both of n2's addresses through the TUN; none for this node.
+        let hosts: Vec<IpNet> = d
+            .routes
+            .iter()
+            .filter_map(|r| match r {
+                WeftRoute::NodeHost { dst, .. } => Some(*dst),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(hosts, vec![net("10.99.0.2/32"), net("fd00:99::2/128")]);
+        // Rules name where nodes live, so pod-to-pod skips weft's table.
+        let rules: Vec<String> = d.rules.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            rules,
+            vec![
+                "from 10.244.0.0/16 to 10.99.0.0/16 lookup 87",
+                "from fd00:244::/48 to fd00:99::/48 lookup 87"
+            ]
+        );
+        // NAT: IPv4 pool only; every pool and node address is inside.
+        assert_eq!(d.nat.masquerade.len(), 1);
+        assert!(d.nat.cluster.contains(&net("10.99.0.1/32")));
+        assert!(d.nat.cluster.contains(&net("fd00:99::2/128")));
+        // Veth attachment's host port: local blocks to the TUN instead.
+        let veth = desired(
+            &fdb.snapshot(),
+            &policy,
+            &HostNet {
+                local_via_tun: true,
+                ..host
+            },
+        );
+        assert!(veth.routes.contains(&WeftRoute::Device {
+            dst: net("10.244.4.0/26"),
+            ifindex: 7,
+            src: Some(ip("10.99.0.1")),
+        }));
+    }
 }
