@@ -159,8 +159,14 @@ impl NatPlan {
         b
     }
 
-    /// Writes the table (one atomic transaction).
+    /// Writes the table (one atomic transaction), or removes it when no
+    /// pool is masqueraded: a NAT chain, even an empty one, turns the
+    /// kernel's connection tracking on for every packet the node forwards
+    /// (64-byte forwarding ~15 % slower here).
     pub fn apply(&self) -> Result<(), KernelError> {
+        if self.masquerade.is_empty() {
+            return remove().map(|_| ());
+        }
         let nft = program();
         nftables::helper::apply_ruleset_with_args(
             &self.batch().to_nftables(),
@@ -171,8 +177,8 @@ impl NatPlan {
     }
 }
 
-/// Removes weft's table, if there is one (uninstall). Returns whether it was
-/// there.
+/// Removes weft's table, if there is one (uninstall, or NAT turned off).
+/// Returns whether it was there.
 pub fn remove() -> Result<bool, KernelError> {
     let nft = program();
     let out = match std::process::Command::new(&nft)
