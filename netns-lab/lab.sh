@@ -8,8 +8,11 @@
 #   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip|none]
 #                       [--family 4|6|dual] [--cross-subnet] [--static | --kernel-vxlan]
 #                       [--attach tun|veth [--no-host-paths]] [--underlay-mtu BYTES]
+#                       [--block-release SECONDS]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
 #   netns-lab/lab.sh add-pod NODE      wire one more pod on node NODE (a number)
+#   netns-lab/lab.sh add-pods NODE N   wire N more pods on node NODE, 4 at a time
+#   netns-lab/lab.sh del-pods NODE N   remove node NODE's N highest-numbered pods (CNI DEL)
 #   netns-lab/lab.sh exec POD CMD...   run a command in a pod
 #   netns-lab/lab.sh status            nodes, weftd processes, members, counters
 #   netns-lab/lab.sh wait [SECONDS]    until every node routes to every block
@@ -30,8 +33,10 @@
 # veth has weftd own the pods' veths (its TUN is then only the host port;
 # --no-host-paths: no TUN, no routes, pods reach only pods);
 # --underlay-mtu sets the underlay links' MTU (default 1500; weftd reads it,
-# nothing else is told). A router namespace ($P-rt) is every node's default
-# gateway and plays "the internet" at 203.0.113.1 and 2001:db8::1.
+# nothing else is told); --block-release sets gossip.block_release_after_s
+# (default 300: how long an emptied on-demand block stays with its node).
+# A router namespace ($P-rt) is every node's default gateway and plays "the
+# internet" at 203.0.113.1 and 2001:db8::1.
 # Names start with "wl-" and state lives in /run/weft-lab, unless
 # WEFT_LAB_PREFIX and WEFT_LAB_STATE say otherwise (tests run their own
 # labs side by side); WEFT_LAB_BIN names a directory of prebuilt binaries
@@ -69,7 +74,7 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true
+  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
@@ -82,6 +87,7 @@ up() {
       --attach) attach=${2:-}; shift 2 ;;
       --underlay-mtu) ulmtu=$2; shift 2 ;;
       --no-host-paths) hostpaths=false; shift ;;
+      --block-release) release=$2; shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -92,6 +98,7 @@ up() {
   [[ $attach == tun || $attach == veth ]] || die "--attach must be tun or veth"
   [[ $attach == tun || ($mode != kernel-vxlan && $encap != none && $cross == 0) ]] || die "--attach veth needs weftd, vxlan or ipip, one subnet"
   ((ulmtu >= 1280 && ulmtu <= 9000)) || die "--underlay-mtu 1280-9000"
+  [[ $release =~ ^[0-9]+$ ]] && ((release >= 1)) || die "--block-release SECONDS (at least 1)"
   [[ ! -d $STATE ]] || die "a lab is up already (netns-lab/lab.sh down)"
   need_root
   build
@@ -191,6 +198,7 @@ up() {
           echo "key_file = \"$STATE/cluster.key\""; echo "blocks_file = \"$STATE/blocks-n$k.json\""
           echo "node_key_file = \"$STATE/node-n$k.key\""; echo "trusted_nodes_file = \"$STATE/trusted-nodes\""
           echo "cluster_size = $nodes"; echo "probe_interval_ms = 500"; echo "sync_interval_ms = 1000"
+          echo "block_release_after_s = $release"
         else
           for o in $(seq "$nodes"); do
             ((o == k)) && continue
@@ -268,6 +276,37 @@ add_one_pod() {
   while [[ -e /var/run/netns/$P-n$k-p$j ]]; do j=$((j + 1)); done
   add_pod "$k" "$j" "$(cat "$STATE/pod-blocks-n$k")"
   echo "$P-n$k-p$j $(cat "$STATE/$P-n$k-p$j.ip")"
+}
+
+# add-pods NODE COUNT: COUNT more pods on node NODE, up to 4 wired at once
+# (as a runtime starting many pods would); prints how many were wired.
+add_pods() {
+  local k=$1 count=$2 j=1 todo=()
+  [[ -f $STATE/pod-blocks-n$k ]] || die "no node n$k in this lab"
+  while ((${#todo[@]} < count)); do
+    [[ -e /var/run/netns/$P-n$k-p$j ]] || todo+=("$j")
+    j=$((j + 1))
+  done
+  export -f add_pod
+  export P STATE BIN
+  printf '%s\n' "${todo[@]}" | xargs -P 4 -I{} bash -c "add_pod $k {} '$(cat "$STATE/pod-blocks-n$k")' || echo failed >&2"
+  echo "${#todo[@]}"
+}
+
+# del-pods NODE COUNT: removes the COUNT highest-numbered pods of node NODE
+# through the CNI plugin's DEL, as a runtime would.
+del_pods() {
+  local k=$1 count=$2 attach=tun
+  [[ -f $STATE/attach ]] && attach=$(cat "$STATE/attach")
+  local conf
+  conf="{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",\"attach\":\"$attach\",$(cat "$STATE/pod-blocks-n$k"),\"stateDir\":\"$STATE/cni-n$k\",\"weftdSocket\":\"$STATE/cni-n$k.sock\"}"
+  local pod
+  for pod in $(ip netns list | awk '{print $1}' | grep -E "^$P-n$k-p[0-9]+$" | awk -F-p '{print $NF, $0}' | sort -n | tail -n "$count" | cut -d' ' -f2); do
+    echo "$conf" | ip netns exec $P-n$k env CNI_COMMAND=DEL CNI_CONTAINERID="$pod" CNI_IFNAME=eth0 "$BIN/weft" >/dev/null \
+      || die "CNI DEL of $pod failed"
+    ip netns del "$pod"
+    rm -f "$STATE/$pod.ip"
+  done
 }
 
 start_weftd() {
@@ -456,6 +495,8 @@ case $cmd in
   status) status ;;
   pods) pods ;;
   add-pod) need_root; add_one_pod "$1" ;;
+  add-pods) need_root; add_pods "$1" "$2" ;;
+  del-pods) need_root; del_pods "$1" "$2" ;;
   exec) need_root; pod=$1; shift; ip netns exec "$pod" "$@" ;;
   demo) demo "$@" ;;
   bench) exec netns-lab/bench.sh "$@" ;;

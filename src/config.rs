@@ -392,6 +392,10 @@ pub struct Gossip {
     pub cluster_size: u32,
     /// Where weftd writes this node's usable blocks for the CNI plugin.
     pub blocks_file: PathBuf,
+    /// Seconds a block claimed on demand stays with the node after its
+    /// last pod address is released, before it is given back (the node
+    /// keeps one block per pool).
+    pub block_release_after_s: u64,
 }
 
 /// Prometheus metrics over HTTP.
@@ -432,6 +436,7 @@ impl Default for Gossip {
             dead_node_grace_s: 600,
             cluster_size: 32,
             blocks_file: PathBuf::from("/run/weft/blocks.json"),
+            block_release_after_s: 300,
         }
     }
 }
@@ -797,6 +802,12 @@ impl Config {
             return err(
                 "gossip.cluster_size".into(),
                 "expected at least 1 (got 0)".into(),
+            );
+        }
+        if !(1..=604_800).contains(&g.block_release_after_s) {
+            return err(
+                "gossip.block_release_after_s".into(),
+                format!("expected 1 to 604800 (got {})", g.block_release_after_s),
             );
         }
         let mut names = std::collections::BTreeSet::new();

@@ -10,10 +10,15 @@
 //! network until weftd reads its port. Without it (TUN attachment) the
 //! plugin does not wait: its wiring never depends on weftd.
 //!
+//! `{"event": "block_needed", "family": 4 | 6}` is the plugin finding the
+//! node's blocks of a family full: weftd claims another through the control
+//! plane and answers once it is published (or says why none comes).
+//!
 //! Bad input (not JSON, unknown event, a line over 4 KiB) is logged,
 //! answered with an error and otherwise ignored.
 
 use crate::dataplane::ports::{PortSpec, Ports};
+use crate::gossip::BlockRequests;
 use fdb::{Endpoint, Fdb, Mac, Meta, Source};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
@@ -118,10 +123,11 @@ pub fn recorded_pods(state_dir: &Path) -> Result<Vec<EndpointEvent>, String> {
 pub fn serve(
     path: &Path,
     fdb: Fdb,
-    to_gossip: Option<Sender<EndpointEvent>>,
+    to_gossip: Option<(Sender<EndpointEvent>, BlockRequests)>,
     ports: Option<Arc<Ports>>,
     cni_state_dir: &Path,
 ) -> Result<(), String> {
+    let (to_gossip, block_requests) = to_gossip.unzip();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cni_socket: {}: {e}", dir.display()))?;
     }
@@ -171,6 +177,10 @@ pub fn serve(
                 {
                     continue; // a STATUS probe connects and says nothing
                 }
+                if let Some(v4) = block_needed(line.trim()) {
+                    answer_block_request(conn, v4, block_requests.clone());
+                    continue;
+                }
                 let answer = match parse_message(line.trim()) {
                     Ok(m) => book.handle(m),
                     Err(e) => Err(e),
@@ -188,6 +198,49 @@ pub fn serve(
         })
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// How long weftd lets the plugin wait for a new block (the plugin itself
+/// gives up after 15 s).
+const BLOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// The family of a `block_needed` line (true: IPv4), if it is one.
+pub fn block_needed(line: &str) -> Option<bool> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("event")?.as_str()? != "block_needed" {
+        return None;
+    }
+    match v.get("family")?.as_u64()? {
+        4 => Some(true),
+        6 => Some(false),
+        _ => None,
+    }
+}
+
+/// Answers a block request on its own thread (a claim takes seconds; the
+/// socket keeps serving endpoint changes meanwhile).
+fn answer_block_request(
+    mut conn: std::os::unix::net::UnixStream,
+    v4: bool,
+    requests: Option<BlockRequests>,
+) {
+    let _ = conn.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+    let spawned = std::thread::Builder::new()
+        .name("weft-block-req".into())
+        .spawn(move || {
+            let answer = match &requests {
+                Some(r) => r.ask(v4, BLOCK_WAIT),
+                None => Err("weftd runs without gossip: this node's blocks are configured (overlay.blocks), none can be claimed".into()),
+            };
+            let reply = match answer {
+                Ok(()) => serde_json::json!({ "ok": true }),
+                Err(e) => serde_json::json!({ "ok": false, "error": e }),
+            };
+            let _ = writeln!(conn, "{reply}");
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cni socket: cannot answer a block request: {e}");
+    }
 }
 
 /// What the socket thread keeps: where endpoint changes go.

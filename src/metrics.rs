@@ -128,6 +128,23 @@ impl Collector for NodeCollector {
             "Endpoints in the forwarding table.",
             counts.endpoints as f64,
         )?;
+        {
+            let g0 = ConstGauge::new(0i64);
+            let mut m = e.encode_descriptor(
+                "weft_blocks",
+                "Pod blocks each node holds, as this node's forwarding table has them.",
+                None,
+                g0.metric_type(),
+            )?;
+            let mut per_node: std::collections::BTreeMap<&str, i64> =
+                snap.nodes().map(|(id, _)| (id.as_str(), 0)).collect();
+            for (_, b) in snap.blocks() {
+                *per_node.entry(b.value.node.as_str()).or_default() += 1;
+            }
+            for (name, n) in per_node {
+                ConstGauge::new(n).encode(m.encode_family(&[("node", name)])?)?;
+            }
+        }
         // IPAM usage as weftd sees it: local pod addresses the CNI plugin
         // reported, against the size of this node's blocks.
         let local = snap.local_node().clone();

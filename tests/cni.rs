@@ -451,6 +451,56 @@ fn add_check_del_with_real_pods() {
     );
 }
 
+/// Static addresses, as podman asks for a container's previous address on
+/// restart: the `ips` capability (runtimeConfig) and `IP=` in CNI_ARGS are
+/// honoured when the address is in a block and free; anything else is
+/// code 7 and leaves nothing behind, never a different address.
+#[test]
+fn requested_addresses_are_given_or_refused() {
+    let Some(lab) = Lab::new() else { return };
+    let mut conf = lab.conf("1.0.0");
+    conf["runtimeConfig"] = json!({ "ips": ["10.244.0.40/26"] });
+    let p1 = lab.pod("ips1");
+    let (status, out, _) = lab.run("ADD", "ips-one", Some(&p1), &conf);
+    assert_eq!(status, 0, "{out}");
+    assert_eq!(out["ips"][0]["address"], "10.244.0.40/32", "{out}");
+    assert_eq!(
+        out["ips"][1]["address"], "fd00:244::1/128",
+        "the other family from the pool: {out}"
+    );
+    // CNI_ARGS IP=, both families.
+    let p2 = lab.pod("ips2");
+    let mut cmd = lab.plugin("ADD", "ips-two", Some(&p2));
+    cmd.env("CNI_ARGS", "IgnoreUnknown=1;IP=10.244.0.41,fd00:244::21");
+    let (status, out, _) = run_with_stdin(cmd, &lab.conf("1.0.0"));
+    assert_eq!(status, 0, "{out}");
+    assert_eq!(out["ips"][0]["address"], "10.244.0.41/32", "{out}");
+    assert_eq!(out["ips"][1]["address"], "fd00:244::21/128", "{out}");
+    // Taken, outside the blocks, the block's own address: code 7, nothing left.
+    let before = lab.reserved();
+    for (want, says) in [
+        ("10.244.0.40", "in use"),
+        ("10.244.9.1", "not in this node's blocks"),
+        ("10.244.0.0", "network address"),
+    ] {
+        let p = lab.pod(&format!("ipsbad{}", want.replace('.', "")));
+        let mut c = conf.clone();
+        c["runtimeConfig"] = json!({ "ips": [want] });
+        let (status, out, _) = lab.run("ADD", "ips-bad", Some(&p), &c);
+        assert_eq!(status, 1, "{want}: {out}");
+        assert_eq!(out["code"], 7, "{want}: {out}");
+        assert!(out["msg"].as_str().unwrap().contains(says), "{want}: {out}");
+        assert_eq!(lab.reserved(), before, "nothing reserved for {want}");
+        let host = weft::cni::wiring::host_ifname("ips-bad", "eth0");
+        assert!(!lab.host_links().contains(&host), "no link left for {want}");
+    }
+    for (id, p) in [("ips-one", &p1), ("ips-two", &p2)] {
+        let (status, out, _) = lab.run("DEL", id, Some(p), &lab.conf("1.0.0"));
+        assert_eq!(status, 0, "{out}");
+    }
+    assert!(lab.reserved().is_empty());
+}
+
 #[test]
 fn gc_releases_what_is_not_valid() {
     let Some(lab) = Lab::new() else { return };

@@ -160,6 +160,20 @@ fn file_then_environment_then_flags() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("overlay.vni: expected 0 to 16777215"));
+    // Options after the subcommand work the same (`weftd run --config F`).
+    let after = weftd()
+        .env_clear()
+        .args(["check-config", "--vni", "7", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    let c = Config::from_toml(&String::from_utf8(after.stdout).unwrap(), "output").unwrap();
+    assert_eq!((c.overlay.vni, c.overlay.encap), (7, Encap::Ipip));
     // A missing file is named.
     let out = weftd()
         .env_clear()

@@ -80,6 +80,12 @@ fn weftctl_and_metrics_against_a_running_cluster() {
     // status
     let st = json(&lab, 1, &["status"]);
     assert_eq!(st["node"], "n1");
+    let mac = st["vtep_mac"].as_str().expect("the node's VTEP MAC");
+    assert!(mac.parse::<encap::MacAddr>().is_ok(), "{mac}");
+    // Global options after the subcommand too, as kubectl users type them.
+    let (_, after) = weftctl(&lab, 1, &["status", "--json"]);
+    let after: Value = serde_json::from_str(&after).expect("JSON with --json last");
+    assert_eq!(after["vtep_mac"], st["vtep_mac"]);
     assert_eq!(st["convergence"]["converged"], true, "{st}");
     assert_eq!(st["peers"].as_array().unwrap().len(), 2);
     for p in st["peers"].as_array().unwrap() {
@@ -157,6 +163,10 @@ fn weftctl_and_metrics_against_a_running_cluster() {
         "{body}"
     );
     assert_eq!(sample(&body, "weft_fdb_blocks"), Some(3.0));
+    for n in ["n1", "n2", "n3"] {
+        let series = format!("weft_blocks{{node=\"{n}\"}}");
+        assert_eq!(sample(&body, &series), Some(1.0), "{series}");
+    }
     assert!(sample(&body, "weft_tx_packets_total").unwrap() > 0.0);
     assert!(sample(&body, "weft_drops_total{reason=\"no_route\"}").is_some());
     assert_eq!(sample(&body, "weft_ipam_addresses_used"), Some(1.0));

@@ -2,6 +2,9 @@
 //! prints one markdown table row (see README "Control plane at scale").
 //!
 //! cargo run -p weft-control --release --example gossip_sim -- --nodes 1000 --loss 0.1
+//!
+//! With `--claims [--want N]`: the blocks-on-demand scenario instead
+//! (`Sim::claims_on_demand_scenario`: 10 % loss, a partition and its heal).
 
 use control::sim::{Sim, SimConfig};
 use std::time::Instant;
@@ -25,6 +28,26 @@ fn main() {
     let loss: f64 = arg(&args, "--loss", "0").parse().expect("--loss P");
     let seed: u64 = arg(&args, "--seed", "1").parse().expect("--seed S");
     let trials: usize = arg(&args, "--trials", "5").parse().expect("--trials T");
+    if args.iter().any(|a| a == "--claims") {
+        // Blocks on demand (README "Blocks on demand at scale").
+        let want: usize = arg(&args, "--want", "4").parse().expect("--want N");
+        let wall = Instant::now();
+        match Sim::claims_on_demand_scenario(nodes, want, seed) {
+            Ok(r) => println!(
+                "| {nodes} | {want} | {:.1} | {} | {:.1} | 0 | 0 | {} | {} |",
+                r.second_block_ms as f64 / 1000.0,
+                r.no_quorum,
+                r.after_heal_ms as f64 / 1000.0,
+                r.blocks,
+                wall.elapsed().as_secs()
+            ),
+            Err(e) => {
+                eprintln!("claims scenario failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--header") {
         println!("| nodes | loss | join (s) | endpoint → 99.9 % (ms, median/max) | endpoint → 100 % (ms, median/max) | failure detected by all (s) | false positives | bytes/s per node | wall time (s) |");
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -13,9 +13,10 @@
 //! - anti-entropy: every `sync_interval_ms`, digests are exchanged with one
 //!   random member and the records of owners whose digests differ are sent
 //!   both ways, so late joiners and healed partitions converge;
-//! - block claims: configured blocks are claimed at time 0; automatic
-//!   ones are claimed from the pools, held pending for `claim_settle_ms`,
-//!   and released for another if an earlier claim shows up;
+//! - block claims ([`claims`]): configured blocks are claimed at time 0;
+//!   automatic ones are claimed from the pools, one per pool at start and
+//!   more on demand, held pending for `claim_settle_ms`, released for
+//!   another if an earlier claim shows up, and given back when empty;
 //! - every datagram sealed and opened by [`crate::auth`]; refusals counted.
 
 use crate::auth::{Keyring, Opener, Sealer};
@@ -25,6 +26,10 @@ use crate::member::Member;
 use crate::record::{Key, NodeInfo, Record, RecordError, Signed, Value, Version};
 use crate::state::{fnv, Rules, State, View};
 use crate::wire::{self, Body};
+use claims::Slot;
+pub use claims::{Claiming, NoBlock};
+
+mod claims;
 use foca::{BroadcastHandler, Foca, Invalidates, OwnedNotification, PostcardCodec, Timer};
 use ipnet::IpNet;
 use rand::rngs::SmallRng;
@@ -35,6 +40,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// How many anti-entropy probes the reachability estimate looks at.
+const SYNC_SAMPLES: usize = 8;
 
 /// A block to claim automatically: from `pool`, of prefix length `len`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,13 +266,6 @@ impl BroadcastHandler<Member> for Handler {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Claim {
-    Idle,
-    Pending { block: IpNet, since: u64 },
-    Held { block: IpNet },
-}
-
 struct Runtime<'a> {
     now: u64,
     timers: &'a mut BinaryHeap<Reverse<(u64, u64, Timer<Member>)>>,
@@ -336,7 +337,12 @@ pub struct Agent {
     joined: bool,
     next_sync_ms: u64,
     next_housekeeping_ms: u64,
-    claims: Vec<Claim>,
+    claims: Vec<Slot>,
+    /// The last anti-entropy probes: (to, sent at, answered). The share
+    /// answered estimates how much of the cluster this node reaches (a
+    /// partition's minority side sees it drop long before SWIM declares
+    /// the other side down).
+    sync_answers: std::collections::VecDeque<(SocketAddr, u64, bool)>,
     scratch: Vec<u8>,
     bytes_sent: u64,
     bytes_by_kind: [u64; 4],
@@ -385,7 +391,8 @@ impl Agent {
             sealer,
             opener,
             rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
-            claims: vec![Claim::Idle; cfg.auto_blocks.len()],
+            claims: Agent::base_slots(cfg.auto_blocks.len()),
+            sync_answers: Default::default(),
             cfg,
             foca,
             shared,
@@ -547,33 +554,6 @@ impl Agent {
         }
     }
 
-    /// Takes back a block this node claimed before a restart (learned from
-    /// the cluster or from its own blocks file), with its original claim
-    /// time, if an automatic slot of that pool has not settled on another
-    /// block. Its pods keep their addresses.
-    fn adopt(&mut self, block: IpNet, claimed_at: u64, now: u64) -> bool {
-        let Some(i) = self
-            .cfg
-            .auto_blocks
-            .iter()
-            .position(|a| a.pool.contains(&block) && block.prefix_len() == a.len)
-        else {
-            return false;
-        };
-        match self.claims[i].clone() {
-            Claim::Held { .. } => return false,
-            Claim::Pending { block: other, .. } if other != block => self.release(other, now),
-            _ => {}
-        }
-        let key = Key::Claim {
-            owner: self.cfg.name.clone(),
-            block,
-        };
-        self.write(key, Value::Claim { claimed_at }, now);
-        self.claims[i] = Claim::Pending { block, since: now };
-        true
-    }
-
     /// Nodes known from their records but not (yet) from SWIM are handed
     /// to foca as alive, so it probes them: a joiner learns the whole
     /// membership from one anti-entropy exchange instead of waiting for
@@ -719,6 +699,14 @@ impl Agent {
                 self.bodies.push((from, body));
             }
             Ok(Body::ProbeAck(t)) => {
+                if let Some(a) = self
+                    .sync_answers
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.0 == from && !a.2)
+                {
+                    a.2 = true;
+                }
                 let sample = self.clock_us(now_ms).saturating_sub(t);
                 if let Some(p) = self.peers.values_mut().find(|p| p.member.addr == from) {
                     // EWMA, 1/4 weight to the new sample.
@@ -884,6 +872,10 @@ impl Agent {
         let mut probe = Vec::new();
         Body::Probe(self.clock_us(now)).encode(&mut probe);
         self.bodies.push((to, probe));
+        if self.sync_answers.len() == SYNC_SAMPLES {
+            self.sync_answers.pop_front();
+        }
+        self.sync_answers.push_back((to, now, false));
     }
 
     fn may_claim(&self, owner: &str, now: u64) -> bool {
@@ -910,144 +902,6 @@ impl Agent {
             sh.state.expire(now);
         }
         self.run_claims(now);
-    }
-
-    fn run_claims(&mut self, now: u64) {
-        let ready = now >= self.started_ms + self.cfg.claim_settle_ms
-            && (self.joined
-                || self.cfg.seeds.iter().all(|s| *s == self.cfg.gossip_addr)
-                || now >= self.started_ms + 4 * self.cfg.claim_settle_ms);
-        if !ready {
-            return;
-        }
-        for i in 0..self.claims.len() {
-            let won = {
-                let sh = self.shared.lock().expect("not poisoned");
-                sh.state.winning_claims(|o| self.may_claim(o, now))
-            };
-            let mine = |b: &IpNet| won.get(b).is_some_and(|o| *o == self.cfg.name);
-            match self.claims[i].clone() {
-                Claim::Idle => {
-                    let auto = self.cfg.auto_blocks[i].clone();
-                    if let Some(block) = self.free_block(&auto, now) {
-                        self.claims[i] = Claim::Pending { block, since: now };
-                        let key = Key::Claim {
-                            owner: self.cfg.name.clone(),
-                            block,
-                        };
-                        let claimed_at = now + self.cfg.wall_clock_offset_ms;
-                        self.write(key, Value::Claim { claimed_at }, now);
-                    }
-                }
-                Claim::Pending { block, since } => {
-                    if !mine(&block) {
-                        self.release(block, now);
-                        self.claims[i] = Claim::Idle;
-                    } else if now >= since + self.cfg.claim_settle_ms {
-                        self.claims[i] = Claim::Held { block };
-                        self.events.push(Event::BlockClaimed(block));
-                        self.mark_changed();
-                    }
-                }
-                Claim::Held { block } => {
-                    if !mine(&block) {
-                        self.release(block, now);
-                        self.claims[i] = Claim::Idle;
-                        self.events.push(Event::BlockLost(block));
-                        self.mark_changed();
-                    }
-                }
-            }
-        }
-    }
-
-    fn release(&mut self, block: IpNet, now: u64) {
-        let key = Key::Claim {
-            owner: self.cfg.name.clone(),
-            block,
-        };
-        self.write(key, Value::Deleted, now);
-    }
-
-    /// A block of the pool that no claim overlaps, searched from an offset
-    /// derived from the node name so that nodes joining together rarely
-    /// pick the same one. With allowed ranges for this node in the
-    /// trusted-nodes file, only inside them (other nodes refuse claims
-    /// outside).
-    fn free_block(&self, auto: &AutoBlock, now: u64) -> Option<IpNet> {
-        let sh = self.shared.lock().expect("not poisoned");
-        let taken: Vec<IpNet> = sh
-            .state
-            .winning_claims(|o| self.may_claim(o, now))
-            .into_keys()
-            .collect();
-        let allowed = sh
-            .state
-            .rules()
-            .trusted
-            .as_ref()
-            .and_then(|t| t.get(&self.cfg.name))
-            .map(|me| me.allowed.clone())
-            .unwrap_or_default();
-        drop(sh);
-        if allowed.is_empty() {
-            return self.free_block_in(auto.pool, auto.len, &taken);
-        }
-        // Each allowed range narrows the pool (or is narrowed by it).
-        allowed
-            .iter()
-            .filter_map(|a| {
-                if auto.pool.contains(a) {
-                    Some(*a)
-                } else if a.contains(&auto.pool) {
-                    Some(auto.pool)
-                } else {
-                    None
-                }
-            })
-            .find_map(|space| self.free_block_in(space, auto.len, &taken))
-    }
-
-    /// A block of prefix length `len` in `space` that no block of `taken`
-    /// overlaps.
-    fn free_block_in(&self, space: IpNet, len: u8, taken: &[IpNet]) -> Option<IpNet> {
-        let auto = AutoBlock { pool: space, len };
-        let (base, host_bits, pool_len) = match auto.pool {
-            IpNet::V4(p) => (
-                u128::from(u32::from(p.network())),
-                32 - auto.len,
-                p.prefix_len(),
-            ),
-            IpNet::V6(p) => (u128::from(p.network()), 128 - auto.len, p.prefix_len()),
-        };
-        if auto.len < pool_len {
-            return None;
-        }
-        let count_bits = u32::from(auto.len - pool_len).min(64);
-        let count: u128 = 1u128 << count_bits;
-        let start = u128::from(fnv(self.cfg.name.as_bytes())) % count;
-        for i in 0..(taken.len() as u128 + 1).min(count) {
-            // Step through candidates; at most one per taken block is skipped.
-            let mut n = (start + i) % count;
-            let mut block = None;
-            for _ in 0..count.min(taken.len() as u128 + 1) {
-                let addr = base + (n << host_bits);
-                let net = match auto.pool {
-                    IpNet::V4(_) => IpNet::new(IpAddr::V4((addr as u32).into()), auto.len),
-                    IpNet::V6(_) => IpNet::new(IpAddr::V6(addr.into()), auto.len),
-                }
-                .ok()?;
-                if !taken.iter().any(|t| t.contains(&net) || net.contains(t)) {
-                    block = Some(net);
-                    break;
-                }
-                n = (n + 1) % count;
-            }
-            if block.is_some() {
-                return block;
-            }
-        }
-        None
     }
 
     fn flush(&mut self) {
@@ -1096,39 +950,6 @@ impl Agent {
         let sh = self.shared.lock().expect("not poisoned");
         sh.state
             .view(|o| self.is_live(o), |o| self.may_claim(o, now_ms))
-    }
-
-    /// This node's usable blocks: configured ones and confirmed claims that
-    /// it still wins.
-    pub fn local_blocks(&self) -> Vec<IpNet> {
-        let mut v = self.cfg.static_blocks.clone();
-        v.extend(self.claims.iter().filter_map(|c| match c {
-            Claim::Held { block } => Some(*block),
-            _ => None,
-        }));
-        v
-    }
-
-    /// This node's confirmed automatic claims with their claim times (what
-    /// it should take back after a restart).
-    pub fn held_claims(&self) -> Vec<(IpNet, u64)> {
-        let sh = self.shared.lock().expect("not poisoned");
-        self.claims
-            .iter()
-            .filter_map(|c| match c {
-                Claim::Held { block } => {
-                    let key = Key::Claim {
-                        owner: self.cfg.name.clone(),
-                        block: *block,
-                    };
-                    match sh.state.value(&key) {
-                        Some(Value::Claim { claimed_at }) => Some((*block, *claimed_at)),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            })
-            .collect()
     }
 
     /// Whether this node has joined a cluster.

@@ -35,7 +35,7 @@ pub mod sim;
 pub mod state;
 pub mod wire;
 
-pub use agent::{Agent, AgentConfig, AutoBlock, Event, MemberInfo};
+pub use agent::{Agent, AgentConfig, AutoBlock, Claiming, Event, MemberInfo, NoBlock};
 pub use auth::Keyring;
 pub use counters::Counters;
 pub use record::NodeInfo;

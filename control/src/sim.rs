@@ -355,6 +355,155 @@ impl Sim {
         None
     }
 
+    /// Every `step_ms`, asks each running node in `who` that holds fewer
+    /// than `want` blocks for one more (as weftd does when its pods fill
+    /// their blocks), until all of them hold `want` or `limit_ms` passed;
+    /// checks at every step that no two nodes hold overlapping blocks.
+    pub fn claim_on_demand(
+        &mut self,
+        who: impl Fn(usize) -> bool,
+        want: usize,
+        step_ms: u64,
+        limit_ms: u64,
+    ) -> ClaimRun {
+        let t0 = self.now;
+        let mut run = ClaimRun::default();
+        while self.now < t0 + limit_ms {
+            let mut short = 0;
+            for i in (0..self.cfg.nodes).filter(|i| who(*i)) {
+                let now = self.now;
+                let Some(a) = self.agents[i].as_mut() else {
+                    continue;
+                };
+                if a.local_blocks().len() >= want {
+                    continue;
+                }
+                short += 1;
+                match a.claim_another(true, now) {
+                    Ok(_) => {}
+                    Err(crate::agent::NoBlock::NoQuorum) => run.no_quorum += 1,
+                    Err(_) => run.exhausted += 1,
+                }
+                self.send_output(i);
+                self.schedule_tick(i);
+            }
+            run.overlaps += self.overlapping_holders() as u64;
+            if short == 0 {
+                run.all_held_ms = Some(self.now - t0);
+                break;
+            }
+            let t = self.now + step_ms;
+            self.run_until(t);
+        }
+        run
+    }
+
+    /// Blocks on demand at scale: `nodes` nodes, 10 % loss, all asking
+    /// for a second block at once; then a 70/30 partition, and every node
+    /// asking for up to `want` blocks (the majority side gets them, the
+    /// minority is refused: no quorum); then the heal, and the minority's
+    /// claims. Checked at every 250 ms step: no two nodes ever hold
+    /// overlapping blocks; at the end no node ever lost a block it held,
+    /// and every node agrees on every owner. An error says what broke.
+    pub fn claims_on_demand_scenario(
+        nodes: usize,
+        want: usize,
+        seed: u64,
+    ) -> Result<ClaimScenario, String> {
+        let mut sim = Sim::new(SimConfig {
+            nodes,
+            loss: 0.1,
+            seed,
+            stagger_ms: 0,
+            auto_claim: Some(("10.0.0.0/12".parse().expect("valid"), 26)),
+            ..SimConfig::default()
+        });
+        sim.run_until_converged(600_000).ok_or("never converged")?;
+        let t = sim.now();
+        sim.run_until(t + 10_000);
+        let first = sim.claim_on_demand(|_| true, 2, 250, 60_000);
+        let second_block_ms = first
+            .all_held_ms
+            .ok_or(format!("second blocks: {first:?}"))?;
+        let minority = |i: usize| i % 10 >= 7;
+        sim.partition(|i| u8::from(minority(i)));
+        let t = sim.now();
+        sim.run_until(t + 30_000);
+        let during = sim.claim_on_demand(|_| true, want, 250, 20_000);
+        for i in 0..nodes {
+            let held = sim.agents[i].as_ref().map_or(0, |a| a.local_blocks().len());
+            let expected = if minority(i) { 2 } else { want };
+            if held != expected {
+                let seen = sim.agents[i]
+                    .as_ref()
+                    .map(|a| (a.quorum_count(sim.now), a.reachability(sim.now)));
+                return Err(format!(
+                    "during the partition node {i} holds {held}, not {expected} ((up, known), (answered, probes): {seen:?})"
+                ));
+            }
+        }
+        sim.heal();
+        let after = sim.claim_on_demand(|_| true, want, 250, 120_000);
+        let after_heal_ms = after
+            .all_held_ms
+            .ok_or(format!("after the heal: {after:?}"))?;
+        let t = sim.now();
+        sim.run_until(t + 20_000);
+        for run in [&first, &during, &after] {
+            if run.overlaps > 0 || run.exhausted > 0 {
+                return Err(format!("{run:?}"));
+            }
+        }
+        if !sim.lost.is_empty() {
+            return Err(format!("blocks lost after being held: {:?}", sim.lost));
+        }
+        let now = sim.now();
+        let view0 = sim.agents[0]
+            .as_ref()
+            .ok_or("node 0 runs")?
+            .view(now)
+            .blocks;
+        if view0.len() != nodes * want {
+            return Err(format!(
+                "{} blocks owned, not {}",
+                view0.len(),
+                nodes * want
+            ));
+        }
+        for (i, a) in sim.agents.iter().enumerate() {
+            let a = a.as_ref().ok_or("every node runs")?;
+            if a.view(now).blocks != view0 {
+                return Err(format!("node {i} sees other owners"));
+            }
+            if a.local_blocks()
+                .iter()
+                .any(|b| view0.get(b) != Some(&name(i)))
+            {
+                return Err(format!("node {i} uses a block others do not see as its"));
+            }
+        }
+        Ok(ClaimScenario {
+            second_block_ms,
+            after_heal_ms,
+            no_quorum: during.no_quorum,
+            blocks: view0.len(),
+        })
+    }
+
+    /// Pairs of running nodes whose held blocks overlap right now.
+    pub fn overlapping_holders(&self) -> usize {
+        let mut held: Vec<(ipnet::IpNet, usize)> = Vec::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            if let Some(a) = a {
+                held.extend(a.local_blocks().into_iter().map(|b| (b, i)));
+            }
+        }
+        held.sort();
+        held.windows(2)
+            .filter(|w| w[0].1 != w[1].1 && (w[0].0.contains(&w[1].0) || w[1].0.contains(&w[0].0)))
+            .count()
+    }
+
     /// Publishes an endpoint on node `i` and measures, checking every
     /// `step_ms`, when 99.9 % and 100 % of running nodes hold it (ms after
     /// publication; `None` if not within `limit_ms`).
@@ -383,6 +532,34 @@ impl Sim {
         }
         spread
     }
+}
+
+/// What a run of on-demand block claims did ([`Sim::claim_on_demand`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimRun {
+    /// ms until every running node held the blocks it wanted (`None`: not
+    /// within the limit).
+    pub all_held_ms: Option<u64>,
+    /// Requests refused because the node saw no majority up.
+    pub no_quorum: u64,
+    /// Requests refused because the pool was exhausted.
+    pub exhausted: u64,
+    /// Times two nodes held overlapping blocks at a check (pods in both
+    /// would get the same addresses): must stay 0.
+    pub overlaps: u64,
+}
+
+/// What [`Sim::claims_on_demand_scenario`] saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimScenario {
+    /// Virtual ms until every node held two blocks (all asking at once).
+    pub second_block_ms: u64,
+    /// Virtual ms after the heal until every node held all it wanted.
+    pub after_heal_ms: u64,
+    /// Requests the minority side's nodes had refused for want of a quorum.
+    pub no_quorum: u64,
+    /// Blocks owned in the end (nodes × wanted).
+    pub blocks: usize,
 }
 
 /// How fast a record spread.
@@ -526,6 +703,62 @@ mod tests {
             sim.bytes.clone()
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn many_nodes_claim_more_blocks_at_once_under_loss_and_partition() {
+        let r = Sim::claims_on_demand_scenario(30, 4, 7).unwrap();
+        assert!(r.no_quorum > 0, "the minority side was refused: {r:?}");
+    }
+
+    #[test]
+    fn an_emptied_block_is_given_back_but_never_the_last() {
+        let mut sim = Sim::new(SimConfig {
+            nodes: 3,
+            auto_claim: Some(("10.0.0.0/24".parse().unwrap(), 28)),
+            ..SimConfig::default()
+        });
+        sim.run_until_converged(30_000).expect("converges");
+        let t = sim.now();
+        sim.run_until(t + 5_000);
+        let run = sim.claim_on_demand(|i| i == 0, 3, 250, 20_000);
+        assert!(run.all_held_ms.is_some(), "{run:?}");
+        let now = sim.now();
+        let blocks = sim.agent(0).unwrap().local_blocks();
+        assert_eq!(blocks.len(), 3);
+        let a = sim.agent(0).unwrap();
+        assert!(a.release_block(blocks[0], now), "a base block can go too");
+        assert!(a.release_block(blocks[2], now));
+        assert!(!a.release_block(blocks[1], now), "the last one stays");
+        assert!(!a.release_block(blocks[0], now), "not held any more");
+        assert_eq!(a.local_blocks(), vec![blocks[1]]);
+        sim.send_output(0);
+        sim.schedule_tick(0);
+        sim.run_until(now + 5_000);
+        let now = sim.now();
+        for i in 0..3 {
+            let owned: Vec<_> = sim
+                .agent(i)
+                .unwrap()
+                .view(now)
+                .blocks
+                .into_iter()
+                .filter(|(_, o)| o == "node-0")
+                .map(|(b, _)| b)
+                .collect();
+            assert_eq!(owned, vec![blocks[1]], "node {i} sees the release");
+        }
+        // Another node can claim what was given back: the pool has 16
+        // blocks, nodes 0 and 2 hold one each.
+        let run = sim.claim_on_demand(|i| i == 1, 14, 250, 60_000);
+        assert!(run.all_held_ms.is_some(), "{run:?}");
+        let mine = sim.agent(1).unwrap().local_blocks();
+        assert!(mine.contains(&blocks[0]) && mine.contains(&blocks[2]));
+        let now = sim.now();
+        assert_eq!(
+            sim.agent(1).unwrap().claim_another(true, now),
+            Err(crate::agent::NoBlock::Exhausted)
+        );
     }
 
     #[test]

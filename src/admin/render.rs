@@ -48,9 +48,10 @@ fn rtt(v: &Value) -> String {
 /// `weftctl status`.
 pub fn status(v: &Value) -> String {
     let mut out = format!(
-        "node {}  underlay {}  encap {}  attach {}  vni {}  mtu {}  workers {}  up {} s\nblocks {}\n",
+        "node {}  underlay {}  vtep mac {}  encap {}  attach {}  vni {}  mtu {}  workers {}  up {} s\nblocks {}\n",
         s(&v["node"]),
         s(&v["underlay"]),
+        s(&v["vtep_mac"]),
         s(&v["encap"]),
         s(&v["attach"]),
         s(&v["vni"]),

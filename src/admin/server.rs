@@ -154,9 +154,14 @@ fn status(node: &Node) -> Value {
             })
             .collect()
     });
+    let vtep_mac = snap
+        .nodes()
+        .find(|(id, _)| *id == snap.local_node())
+        .map(|(_, e)| e.value.vtep_mac.to_string());
     json!({
         "node": node.name,
         "underlay": node.underlay.to_string(),
+        "vtep_mac": vtep_mac,
         "encap": enc,
         "attach": if veth { "veth" } else { "tun" },
         "ports": ports,

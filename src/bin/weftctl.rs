@@ -16,12 +16,13 @@ struct Cli {
     /// weftd's admin socket.
     #[arg(
         long,
+        global = true,
         env = "WEFT_ADMIN_SOCKET",
         default_value = "/run/weft/admin.sock"
     )]
     socket: PathBuf,
     /// Print JSON instead of tables.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     command: Command,

@@ -21,7 +21,7 @@ use weft::config::{AutoOr, Autodetect, Config, Encap, Overrides};
 #[command(name = "weftd", version, about, long_about)]
 struct Cli {
     /// Configuration file (TOML). Absent default file = built-in defaults.
-    #[arg(short, long, env = "WEFT_CONFIG")]
+    #[arg(short, long, global = true, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
     #[command(flatten)]
     overrides: OverrideArgs,
@@ -32,28 +32,28 @@ struct Cli {
 #[derive(Debug, Args)]
 struct OverrideArgs {
     /// This node's name [config: node_name].
-    #[arg(long, env = "WEFT_NODE_NAME")]
+    #[arg(long, global = true, env = "WEFT_NODE_NAME")]
     node_name: Option<String>,
     /// Underlay address [config: underlay.address].
-    #[arg(long, env = "WEFT_UNDERLAY_ADDRESS")]
+    #[arg(long, global = true, env = "WEFT_UNDERLAY_ADDRESS")]
     underlay_address: Option<IpAddr>,
     /// first-found | can-reach=ADDR | interface=REGEX [config: underlay.autodetect].
-    #[arg(long, env = "WEFT_AUTODETECT")]
+    #[arg(long, global = true, env = "WEFT_AUTODETECT")]
     autodetect: Option<Autodetect>,
     /// vxlan | ipip | none [config: overlay.encap].
-    #[arg(long, env = "WEFT_ENCAP")]
+    #[arg(long, global = true, env = "WEFT_ENCAP")]
     encap: Option<Encap>,
     /// VXLAN network identifier [config: overlay.vni].
-    #[arg(long, env = "WEFT_VNI")]
+    #[arg(long, global = true, env = "WEFT_VNI")]
     vni: Option<u32>,
     /// VXLAN UDP port [config: overlay.port].
-    #[arg(long, env = "WEFT_PORT")]
+    #[arg(long, global = true, env = "WEFT_PORT")]
     port: Option<u16>,
     /// Overlay MTU, "auto" or bytes [config: overlay.mtu].
-    #[arg(long, env = "WEFT_MTU")]
+    #[arg(long, global = true, env = "WEFT_MTU")]
     mtu: Option<AutoOr<u16>>,
     /// Data-path workers, "auto" or a count [config: dataplane.workers].
-    #[arg(long, env = "WEFT_WORKERS")]
+    #[arg(long, global = true, env = "WEFT_WORKERS")]
     workers: Option<AutoOr<u16>>,
 }
 

@@ -38,6 +38,91 @@ struct State {
     last: BTreeMap<String, IpAddr>,
 }
 
+/// What [`Store::allocate`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allocated {
+    /// The addresses reserved (or already held).
+    Addresses(Vec<IpAddr>),
+    /// The node's blocks of one family (IPv4 if `v4`) have no free address.
+    Full {
+        /// The family that is full.
+        v4: bool,
+    },
+}
+
+/// Requested addresses must lie in a block (not its network address, which
+/// is the node's), be free, and be one per family: code 7 otherwise.
+fn check_requested(s: &State, blocks: &[IpNet], requested: &[IpAddr]) -> Result<(), CniError> {
+    let refuse = |msg: String, details: String| CniError::new(code::INVALID_CONFIG, msg, details);
+    for (i, ip) in requested.iter().enumerate() {
+        if requested[..i].iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
+            return Err(refuse(
+                "more than one address of a family requested".into(),
+                format!(
+                    "{ip} and {}",
+                    requested[..i]
+                        .iter()
+                        .find(|o| o.is_ipv4() == ip.is_ipv4())
+                        .expect("found")
+                ),
+            ));
+        }
+        let shown: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+        let Some(block) = blocks.iter().find(|b| b.contains(ip)) else {
+            return Err(refuse(
+                format!("requested address {ip} is not in this node's blocks"),
+                format!("this node's blocks: {}", shown.join(", ")),
+            ));
+        };
+        if *ip == block.network() {
+            return Err(refuse(
+                format!("requested address {ip} is the network address of block {block}"),
+                "it is kept for the node".into(),
+            ));
+        }
+        if let Some(a) = s.allocations.iter().find(|a| a.ip == *ip) {
+            return Err(refuse(
+                format!("requested address {ip} is in use"),
+                format!("held by container {} ({})", a.container_id, a.ifname),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The next free address of a family's blocks, continuing after the last
+/// one handed out in each block (index 0, the block's network address,
+/// stays for the node).
+fn next_free(s: &State, family: &[&IpNet]) -> Option<IpAddr> {
+    let taken: std::collections::HashSet<IpAddr> = s.allocations.iter().map(|a| a.ip).collect();
+    for block in family {
+        let n = size(block);
+        let after = s
+            .last
+            .get(&block.to_string())
+            .map(|last| match (last, block) {
+                (IpAddr::V4(l), IpNet::V4(b)) => {
+                    u128::from(u32::from(*l).wrapping_sub(u32::from(b.network())))
+                }
+                (IpAddr::V6(l), IpNet::V6(b)) => {
+                    u128::from(*l).wrapping_sub(u128::from(b.network()))
+                }
+                _ => 0,
+            });
+        for k in 0..n {
+            let i = (after.unwrap_or(0) + 1 + k) % n;
+            if i == 0 {
+                continue;
+            }
+            let ip = nth(block, i);
+            if !taken.contains(&ip) {
+                return Some(ip);
+            }
+        }
+    }
+    None
+}
+
 /// The allocation store in one directory.
 pub struct Store {
     dir: PathBuf,
@@ -123,15 +208,22 @@ impl Store {
         Ok(())
     }
 
-    /// Reserves one address per family of `blocks` for (container, ifname),
-    /// or returns the ones it already holds (ADD is idempotent). Fails with
-    /// code 11 (try again later) when a family's blocks are full.
+    /// Reserves one address per family of the node's blocks for
+    /// (container, ifname), or returns the ones it already holds (ADD is
+    /// idempotent). `blocks` is read under the lock, so that weftd, which
+    /// gives an emptied block back under the same lock, never has an
+    /// address handed out from a block it is releasing. `requested`
+    /// addresses (at most one per family) are reserved as asked when they
+    /// lie in one of the blocks and are free, else the call fails with
+    /// code 7; families not asked for get the next free address. A family
+    /// whose blocks are full is [`Allocated::Full`], nothing reserved.
     pub fn allocate(
         &self,
-        blocks: &[IpNet],
+        blocks: impl FnOnce() -> Result<Vec<IpNet>, CniError>,
         container_id: &str,
         ifname: &str,
-    ) -> Result<Vec<IpAddr>, CniError> {
+        requested: &[IpAddr],
+    ) -> Result<Allocated, CniError> {
         self.locked(|s| {
             let held: Vec<IpAddr> = s
                 .allocations
@@ -140,56 +232,51 @@ impl Store {
                 .map(|a| a.ip)
                 .collect();
             if !held.is_empty() {
-                return Ok((held, false));
+                return Ok((Allocated::Addresses(held), false));
             }
+            let blocks = blocks()?;
+            if blocks.is_empty() {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    "no pod blocks configured",
+                    "set \"blocks\" in the network configuration",
+                ));
+            }
+            check_requested(s, &blocks, requested)?;
             let mut got = Vec::new();
             for v4 in [true, false] {
-                let family: Vec<&IpNet> = blocks.iter().filter(|b| b.addr().is_ipv4() == v4).collect();
+                if let Some(ip) = requested.iter().find(|ip| ip.is_ipv4() == v4) {
+                    got.push(*ip);
+                    continue;
+                }
+                let family: Vec<&IpNet> =
+                    blocks.iter().filter(|b| b.addr().is_ipv4() == v4).collect();
                 if family.is_empty() {
                     continue;
                 }
-                let taken: std::collections::HashSet<IpAddr> = s.allocations.iter().map(|a| a.ip).collect();
-                let mut found = None;
-                'blocks: for block in family {
-                    let n = size(block);
-                    let after = s.last.get(&block.to_string()).map(|last| match (last, block) {
-                        (IpAddr::V4(l), IpNet::V4(b)) => u128::from(u32::from(*l).wrapping_sub(u32::from(b.network()))),
-                        (IpAddr::V6(l), IpNet::V6(b)) => u128::from(*l).wrapping_sub(u128::from(b.network())),
-                        _ => 0,
-                    });
-                    // Index 0 (the block's network address) stays for the node.
-                    for k in 0..n {
-                        let i = (after.unwrap_or(0) + 1 + k) % n;
-                        if i == 0 {
-                            continue;
-                        }
-                        let ip = nth(block, i);
-                        if !taken.contains(&ip) {
-                            s.last.insert(block.to_string(), ip);
-                            found = Some(ip);
-                            break 'blocks;
-                        }
-                    }
-                }
-                match found {
+                match next_free(s, &family) {
                     Some(ip) => got.push(ip),
-                    None => {
-                        return Err(CniError::new(
-                            code::TRY_AGAIN,
-                            format!("no free IPv{} address in this node's blocks", if v4 { 4 } else { 6 }),
-                            "the node's blocks are full and weftd could not be asked for another; try again later",
-                        ))
-                    }
+                    None => return Ok((Allocated::Full { v4 }, false)),
                 }
-            }
-            if got.is_empty() {
-                return Err(CniError::new(code::INVALID_CONFIG, "no pod blocks configured", "set \"blocks\" in the network configuration"));
             }
             for ip in &got {
-                s.allocations.push(Allocation { ip: *ip, container_id: container_id.into(), ifname: ifname.into() });
+                if let Some(block) = blocks.iter().find(|b| b.contains(ip)) {
+                    s.last.insert(block.to_string(), *ip);
+                }
+                s.allocations.push(Allocation {
+                    ip: *ip,
+                    container_id: container_id.into(),
+                    ifname: ifname.into(),
+                });
             }
-            Ok((got, true))
+            Ok((Allocated::Addresses(got), true))
         })
+    }
+
+    /// Runs `f` on the allocations while holding the lock: nothing is
+    /// allocated meanwhile (weftd gives an empty block back this way).
+    pub fn with_lock<T>(&self, f: impl FnOnce(&[Allocation]) -> T) -> Result<T, CniError> {
+        self.locked(|s| Ok((f(&s.allocations), false)))
     }
 
     /// Releases what (container, ifname) holds; returns it (empty if none).
@@ -240,6 +327,22 @@ mod tests {
         (Store::open(&dir).unwrap(), dir)
     }
 
+    fn alloc(
+        s: &Store,
+        blocks: &[IpNet],
+        id: &str,
+        want: &[IpAddr],
+    ) -> Result<Allocated, CniError> {
+        s.allocate(|| Ok(blocks.to_vec()), id, "eth0", want)
+    }
+
+    fn addrs(a: Allocated) -> Vec<IpAddr> {
+        match a {
+            Allocated::Addresses(v) => v,
+            full => panic!("expected addresses, got {full:?}"),
+        }
+    }
+
     #[test]
     fn allocate_is_idempotent_and_round_robin() {
         let (s, dir) = store();
@@ -247,7 +350,7 @@ mod tests {
             "10.244.0.0/30".parse().unwrap(),
             "fd00::/126".parse().unwrap(),
         ];
-        let a = s.allocate(&blocks, "c1", "eth0").unwrap();
+        let a = addrs(alloc(&s, &blocks, "c1", &[]).unwrap());
         assert_eq!(
             a,
             vec![
@@ -256,21 +359,24 @@ mod tests {
             ]
         );
         assert_eq!(
-            s.allocate(&blocks, "c1", "eth0").unwrap(),
+            addrs(alloc(&s, &blocks, "c1", &[]).unwrap()),
             a,
             "same container and interface: same addresses"
         );
-        let b = s.allocate(&blocks, "c2", "eth0").unwrap();
+        let b = addrs(alloc(&s, &blocks, "c2", &[]).unwrap());
         assert_eq!(b[0], "10.244.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(s.release("c1", "eth0").unwrap().len(), 2);
         // .1 was just freed; allocation continues after the last one.
-        let c = s.allocate(&blocks, "c3", "eth0").unwrap();
+        let c = addrs(alloc(&s, &blocks, "c3", &[]).unwrap());
         assert_eq!(c[0], "10.244.0.3".parse::<IpAddr>().unwrap());
-        let d = s.allocate(&blocks, "c4", "eth0").unwrap();
+        let d = addrs(alloc(&s, &blocks, "c4", &[]).unwrap());
         assert_eq!(d[0], "10.244.0.1".parse::<IpAddr>().unwrap());
-        // Full: code 11, and nothing reserved for the failed attempt.
-        let e = s.allocate(&blocks, "c5", "eth0").unwrap_err();
-        assert_eq!(e.code, code::TRY_AGAIN);
+        // Full: said so (the plugin then asks weftd for a block), and
+        // nothing reserved for the failed attempt.
+        assert_eq!(
+            alloc(&s, &blocks, "c5", &[]).unwrap(),
+            Allocated::Full { v4: true }
+        );
         assert_eq!(s.allocations().unwrap().len(), 6);
         assert!(s
             .allocations()
@@ -287,11 +393,66 @@ mod tests {
     fn a_corrupt_state_file_is_an_error_not_a_reset() {
         let (s, dir) = store();
         fs::write(dir.join("allocations.json"), b"{ torn").unwrap();
-        let e = s
-            .allocate(&["10.0.0.0/24".parse().unwrap()], "c", "eth0")
-            .unwrap_err();
+        let e = alloc(&s, &["10.0.0.0/24".parse().unwrap()], "c", &[]).unwrap_err();
         assert_eq!(e.code, code::IO_FAILURE);
         assert_eq!(fs::read(dir.join("allocations.json")).unwrap(), b"{ torn");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn requested_addresses_are_given_when_free_and_in_a_block() {
+        let (s, dir) = store();
+        let blocks: Vec<IpNet> = vec![
+            "10.244.0.0/28".parse().unwrap(),
+            "10.244.0.64/28".parse().unwrap(),
+            "fd00::/124".parse().unwrap(),
+        ];
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        // In the second block, and the other family from the pool.
+        let a = addrs(alloc(&s, &blocks, "c1", &[ip("10.244.0.70")]).unwrap());
+        assert_eq!(a, vec![ip("10.244.0.70"), ip("fd00::1")]);
+        // Both families asked for.
+        let b = addrs(alloc(&s, &blocks, "c2", &[ip("fd00::9"), ip("10.244.0.9")]).unwrap());
+        assert_eq!(b, vec![ip("10.244.0.9"), ip("fd00::9")]);
+        let refused = |want: &[IpAddr], says: &str| {
+            let e = alloc(&s, &blocks, "c3", want).unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{e:?}");
+            assert!(format!("{} {}", e.msg, e.details).contains(says), "{e:?}");
+        };
+        refused(&[ip("10.244.0.70")], "held by container c1");
+        refused(&[ip("10.244.1.5")], "not in this node's blocks");
+        refused(&[ip("10.244.0.64")], "network address");
+        refused(
+            &[ip("10.244.0.3"), ip("10.244.0.4")],
+            "more than one address",
+        );
+        assert_eq!(
+            s.allocations().unwrap().len(),
+            4,
+            "nothing reserved on refusal"
+        );
+        // The same attachment again: what it holds, whatever it asks.
+        assert_eq!(
+            addrs(alloc(&s, &blocks, "c1", &[ip("10.244.0.5")]).unwrap()),
+            a
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_blocks_are_read_under_the_lock_and_errors_pass_through() {
+        let (s, dir) = store();
+        let e = s
+            .allocate(
+                || Err(CniError::new(code::TRY_AGAIN, "not yet", "")),
+                "c",
+                "eth0",
+                &[],
+            )
+            .unwrap_err();
+        assert_eq!(e.code, code::TRY_AGAIN);
+        let seen = s.with_lock(|a| a.len()).unwrap();
+        assert_eq!(seen, 0);
         fs::remove_dir_all(dir).unwrap();
     }
 }

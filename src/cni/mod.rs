@@ -102,7 +102,12 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         ));
     }
     let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
-    let ips = store.allocate(&net.blocks, id, ifname)?;
+    let requested = if conf.requested_ips.is_empty() {
+        &env.requested_ips
+    } else {
+        &conf.requested_ips
+    };
+    let ips = allocate(conf, &store, id, ifname, requested)?;
     let host = wiring::host_ifname(id, ifname);
     let wired = match wiring::add(netns, ifname, &host, &ips, net.mtu, conf.veth_attach) {
         Ok(w) => w,
@@ -162,6 +167,74 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         gateways: vec![wiring::GATEWAY_V4.into(), wiring::GATEWAY_V6.into()],
     };
     Ok(result.to_json(&conf.cni_version))
+}
+
+/// How long ADD waits, in all, for weftd to claim more blocks.
+const BLOCK_WAIT: Duration = Duration::from_secs(15);
+
+/// Reserves the pod's addresses; when the node's blocks of a family are
+/// full, asks weftd for another block and tries again once it is claimed
+/// (blocks weftd published; a configuration's own `blocks` are final).
+fn allocate(
+    conf: &NetConf,
+    store: &ipam::Store,
+    id: &str,
+    ifname: &str,
+    requested: &[IpAddr],
+) -> Result<Vec<IpAddr>, CniError> {
+    let deadline = std::time::Instant::now() + BLOCK_WAIT;
+    loop {
+        let blocks = || conf.node_network().map(|n| n.blocks);
+        let v4 = match store.allocate(blocks, id, ifname, requested)? {
+            ipam::Allocated::Addresses(ips) => return Ok(ips),
+            ipam::Allocated::Full { v4 } => v4,
+        };
+        let family = if v4 { 4 } else { 6 };
+        let full = format!("no free IPv{family} address in this node's blocks");
+        if !conf.blocks.is_empty() {
+            return Err(CniError::new(
+                code::TRY_AGAIN,
+                full,
+                "the blocks given in the network configuration are full",
+            ));
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(CniError::new(
+                code::TRY_AGAIN,
+                full,
+                format!("weftd's new blocks filled up as fast as they came for {BLOCK_WAIT:?}"),
+            ));
+        }
+        request_block(conf, v4, left)
+            .map_err(|why| CniError::new(code::TRY_AGAIN, full, format!("weftd: {why}")))?;
+    }
+}
+
+/// Asks weftd to claim one more block of a family and waits (at most
+/// `wait`) until it is claimed and published, or weftd says why not.
+fn request_block(conf: &NetConf, v4: bool, wait: Duration) -> Result<(), String> {
+    use std::io::BufRead;
+    let socket = conf.weftd_socket.display();
+    let mut s = UnixStream::connect(&conf.weftd_socket)
+        .map_err(|e| format!("cannot ask for another block on {socket}: {e}"))?;
+    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+    let _ = s.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+    let msg = json!({ "event": "block_needed", "family": if v4 { 4 } else { 6 } });
+    writeln!(s, "{msg}").map_err(|e| format!("{socket}: {e}"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(&s)
+        .read_line(&mut line)
+        .map_err(|e| format!("no answer to the block request within {wait:?}: {e}"))?;
+    let answer: Value = serde_json::from_str(line.trim())
+        .map_err(|e| format!("unreadable answer {line:?}: {e}"))?;
+    if answer["ok"] == Value::Bool(true) {
+        return Ok(());
+    }
+    Err(answer["error"]
+        .as_str()
+        .unwrap_or("no reason given")
+        .to_string())
 }
 
 fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {

@@ -114,6 +114,8 @@ pub struct Env {
     pub netns: Option<PathBuf>,
     /// CNI_IFNAME (ADD, DEL, CHECK).
     pub ifname: Option<String>,
+    /// Addresses asked for with `IP=` in CNI_ARGS (comma-separated).
+    pub requested_ips: Vec<IpAddr>,
 }
 
 fn env_error(msg: impl Into<String>) -> CniError {
@@ -181,13 +183,40 @@ impl Env {
         if matches!(command, Command::Add | Command::Check) && netns.is_none() {
             return Err(env_error("CNI_NETNS is not set"));
         }
+        let requested_ips = match nonempty("CNI_ARGS") {
+            Some(args) => ips_from_cni_args(&args)?,
+            None => Vec::new(),
+        };
         Ok(Env {
             command,
             container_id,
             netns,
             ifname,
+            requested_ips,
         })
     }
+}
+
+/// The addresses of `IP=` in CNI_ARGS (`K=V;K=V`, the value a
+/// comma-separated list, as Calico reads it); other keys are the runtime's
+/// business. An unparsable address is code 4.
+fn ips_from_cni_args(args: &str) -> Result<Vec<IpAddr>, CniError> {
+    let mut out = Vec::new();
+    for pair in args.split(';') {
+        let Some(("IP", value)) = pair.split_once('=') else {
+            continue;
+        };
+        for ip in value.split(',').filter(|v| !v.is_empty()) {
+            out.push(ip.trim().parse().map_err(|_| {
+                CniError::new(
+                    code::INVALID_ENV,
+                    "CNI_ARGS: IP= is not an address list",
+                    format!("expected IP=ADDRESS[,ADDRESS], got IP={value}"),
+                )
+            })?);
+        }
+    }
+    Ok(out)
 }
 
 /// The pods' MTU when neither the configuration nor weftd says: the
@@ -230,6 +259,10 @@ pub struct NetConf {
     /// `attach`: "veth" when weftd owns the pods' veths (no host routes or
     /// proxy ARP; ADD waits for weftd to take the port), else "tun".
     pub veth_attach: bool,
+    /// Addresses the runtime asks for: the `ips` capability
+    /// (`runtimeConfig.ips`) or `args.cni.ips`, as CIDRs or plain
+    /// addresses.
+    pub requested_ips: Vec<IpAddr>,
 }
 
 #[derive(Deserialize)]
@@ -248,6 +281,39 @@ struct RawConf {
     #[serde(rename = "cni.dev/valid-attachments")]
     valid_attachments: Option<Value>,
     attach: Option<Value>,
+    ipam: Option<Value>,
+    dns: Option<Value>,
+    args: Option<Value>,
+    capabilities: Option<Value>,
+    runtime_config: Option<Value>,
+}
+
+/// Checks that a well-known field, when present, is a JSON object.
+fn object_field(field: &str, v: &Option<Value>) -> Result<(), CniError> {
+    match v {
+        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+        Some(other) => Err(bad_field(field, "an object", other)),
+    }
+}
+
+/// The addresses in a list of `"10.244.0.5/26"` or `"10.244.0.5"` strings
+/// (`field` names it in the error).
+fn address_list(field: &str, v: Option<&Value>) -> Result<Vec<IpAddr>, CniError> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(bad_field(field, "a list of addresses", other)),
+    };
+    items
+        .iter()
+        .map(|item| {
+            let text = item.as_str().unwrap_or_default();
+            text.parse::<IpNet>()
+                .map(|n| n.addr())
+                .or_else(|_| text.parse::<IpAddr>())
+                .map_err(|_| bad_field(field, "addresses like \"10.244.0.5/26\"", item))
+        })
+        .collect()
 }
 
 fn bad_field(field: &str, expected: &str, got: &Value) -> CniError {
@@ -442,9 +508,33 @@ impl NetConf {
                 ))
             }
         };
+        for (field, v) in [
+            ("ipam", &raw.ipam),
+            ("dns", &raw.dns),
+            ("args", &raw.args),
+            ("capabilities", &raw.capabilities),
+            ("runtimeConfig", &raw.runtime_config),
+            ("prevResult", &raw.prev_result),
+        ] {
+            object_field(field, v)?;
+        }
+        let mut requested_ips = address_list(
+            "runtimeConfig.ips",
+            raw.runtime_config.as_ref().and_then(|r| r.get("ips")),
+        )?;
+        if requested_ips.is_empty() {
+            requested_ips = address_list(
+                "args.cni.ips",
+                raw.args
+                    .as_ref()
+                    .and_then(|a| a.get("cni"))
+                    .and_then(|c| c.get("ips")),
+            )?;
+        }
         Ok(NetConf {
             cni_version,
             veth_attach,
+            requested_ips,
             name,
             mtu,
             blocks,
@@ -649,6 +739,63 @@ mod tests {
         );
         let ok = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"weft","type":"weft","mtu":1400,"blocks":["10.244.0.0/26","fd00:244::/122"],"capabilities":{"portMappings":true}}"#).unwrap();
         assert_eq!((ok.mtu, ok.blocks.len()), (Some(1400), 2));
+        // Well-known fields of the wrong type: code 7, naming the field.
+        for (field, value) in [
+            ("ipam", r#""x""#),
+            ("prevResult", "5"),
+            ("dns", "[]"),
+            ("args", "true"),
+            ("capabilities", r#""all""#),
+            ("runtimeConfig", "1"),
+        ] {
+            let conf = format!(r#"{{"cniVersion":"1.1.0","{field}":{value}}}"#);
+            let e = NetConf::parse(conf.as_bytes()).unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{conf}");
+            assert!(e.msg.contains(field), "{conf}: {e:?}");
+        }
+        // Requested addresses: the `ips` capability, else args.cni.ips.
+        let asked = NetConf::parse(br#"{"cniVersion":"1.0.0","runtimeConfig":{"ips":["10.244.0.7/26","fd00::7"]},"args":{"cni":{"ips":["10.244.0.9"]}}}"#).unwrap();
+        let ips: Vec<IpAddr> = vec!["10.244.0.7".parse().unwrap(), "fd00::7".parse().unwrap()];
+        assert_eq!(asked.requested_ips, ips);
+        let args =
+            NetConf::parse(br#"{"cniVersion":"1.0.0","args":{"cni":{"ips":["10.244.0.9"]}}}"#)
+                .unwrap();
+        assert_eq!(
+            args.requested_ips,
+            vec!["10.244.0.9".parse::<IpAddr>().unwrap()]
+        );
+        for bad in [r#"{"ips":"10.0.0.1"}"#, r#"{"ips":["ten"]}"#] {
+            let conf = format!(r#"{{"cniVersion":"1.1.0","runtimeConfig":{bad}}}"#);
+            assert_eq!(
+                NetConf::parse(conf.as_bytes()).unwrap_err().code,
+                code::INVALID_CONFIG,
+                "{conf}"
+            );
+        }
+    }
+
+    #[test]
+    fn ip_in_cni_args() {
+        let env = |args: &str| {
+            Env::from_vars(|k| match k {
+                "CNI_COMMAND" => Some("ADD".into()),
+                "CNI_CONTAINERID" => Some("c1".into()),
+                "CNI_IFNAME" => Some("eth0".into()),
+                "CNI_NETNS" => Some("/run/netns/x".into()),
+                "CNI_ARGS" => Some(args.into()),
+                _ => None,
+            })
+        };
+        let e = env("IgnoreUnknown=1;IP=10.244.0.5,fd00::5;K8S_POD_NAME=p").unwrap();
+        assert_eq!(
+            e.requested_ips,
+            vec![
+                "10.244.0.5".parse::<IpAddr>().unwrap(),
+                "fd00::5".parse().unwrap()
+            ]
+        );
+        assert!(env("K8S_POD_NAME=p").unwrap().requested_ips.is_empty());
+        assert_eq!(env("IP=ten").unwrap_err().code, code::INVALID_ENV);
     }
 
     #[test]

@@ -436,10 +436,13 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     }
     let gossip = if cfg.gossip.enabled {
         let (tx, rx) = std::sync::mpsc::channel();
+        let underlay = *own.first().ok_or("no underlay address")?;
+        let gossip_addr = std::net::SocketAddr::new(underlay, cfg.gossip.port);
+        let (requests, requests_rx) = crate::gossip::block_requests(gossip_addr);
         crate::endpoints::serve(
             &cfg.cni_socket,
             fdb.clone(),
-            Some(tx),
+            Some((tx, requests)),
             ports.clone(),
             &cfg.cni_state_dir,
         )?;
@@ -450,7 +453,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             vtep_mac(&name).0,
             overlay_mtu,
             fdb.clone(),
-            rx,
+            (rx, requests_rx),
         )?)
     } else {
         crate::endpoints::serve(

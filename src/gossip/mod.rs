@@ -6,6 +6,12 @@
 //! blocking socket with a read timeout set to the agent's next deadline is
 //! all the scheduling it needs.
 
+mod blocks;
+
+pub use blocks::{
+    block_requests, read_previous_claims, write_blocks_file, BlockRequest, BlockRequests,
+};
+
 use crate::config::Config;
 use crate::endpoints::EndpointEvent;
 use control::identity::{NodeKey, TrustedNodes};
@@ -169,55 +175,9 @@ impl TrustedFileWatch {
     }
 }
 
-/// Writes `{"blocks": [...], "mtu": N, "claims": [{"block",
-/// "claimed_at"}]}` atomically (temp file + rename): the CNI plugin reads
-/// `blocks` and the overlay MTU pods get (`mtu`); weftd reads `claims`
-/// back after a restart.
-pub fn write_blocks_file(
-    path: &Path,
-    blocks: &[IpNet],
-    overlay_mtu: usize,
-    claims: &[(IpNet, u64)],
-) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp: PathBuf = path.with_extension("tmp");
-    let v = serde_json::json!({
-        "blocks": blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
-        "mtu": overlay_mtu,
-        "claims": claims.iter().map(|(b, at)| serde_json::json!({
-            "block": b.to_string(), "claimed_at": at,
-        })).collect::<Vec<_>>(),
-    });
-    std::fs::write(&tmp, v.to_string())?;
-    std::fs::rename(&tmp, path)
-}
-
-/// The claims recorded in a blocks file by an earlier run (none if the
-/// file is missing or unreadable: the node then claims afresh).
-pub fn read_previous_claims(path: &Path) -> Vec<(IpNet, u64)> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Vec::new();
-    };
-    v.get("claims")
-        .and_then(|c| c.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| {
-                    let block = c.get("block")?.as_str()?.parse().ok()?;
-                    Some((block, c.get("claimed_at")?.as_u64()?))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Starts the control plane for node `name` at `own` addresses (the
-/// underlay address first: gossip binds to it).
+/// underlay address first: gossip binds to it), fed the CNI plugin's
+/// endpoint changes and block requests.
 pub fn start(
     cfg: &Config,
     name: &str,
@@ -225,7 +185,7 @@ pub fn start(
     vtep_mac: [u8; 6],
     overlay_mtu: usize,
     fdb: Fdb,
-    endpoints: Receiver<EndpointEvent>,
+    (endpoints, block_requests): (Receiver<EndpointEvent>, Receiver<BlockRequest>),
 ) -> Result<Handle, String> {
     let g = &cfg.gossip;
     let key_file = g.key_file.as_ref().ok_or("gossip.key_file is required")?;
@@ -290,6 +250,8 @@ pub fn start(
     acfg.dead_grace_ms = g.dead_node_grace_s * 1000;
     acfg.cluster_size_hint = g.cluster_size;
     let blocks_file = g.blocks_file.clone();
+    let releaser = (cfg.overlay.blocks.is_empty())
+        .then(|| blocks::Releaser::new(&cfg.cni_state_dir, g.block_release_after_s * 1000));
     let status = Arc::new(Mutex::new(Status {
         trusted_nodes: trusted_count,
         ..Status::default()
@@ -306,7 +268,7 @@ pub fn start(
                 fdb,
                 (blocks_file, overlay_mtu),
                 status,
-                endpoints,
+                (endpoints, block_requests, releaser),
                 trust_watch,
             )
         })
@@ -320,7 +282,11 @@ fn run(
     fdb: Fdb,
     (blocks_file, overlay_mtu): (PathBuf, usize),
     status: Arc<Mutex<Status>>,
-    endpoints: Receiver<EndpointEvent>,
+    (endpoints, block_requests, mut releaser): (
+        Receiver<EndpointEvent>,
+        Receiver<BlockRequest>,
+        Option<blocks::Releaser>,
+    ),
     mut trust_watch: Option<TrustedFileWatch>,
 ) {
     let clock = Instant::now();
@@ -338,6 +304,8 @@ fn run(
     let mut buf = vec![0u8; 2048];
     let mut version = 0u64;
     let mut published: Option<Vec<IpNet>> = None;
+    let mut waiters = blocks::Waiters::default();
+    let gossip_addr = sock.local_addr().ok();
     let mut next_view = 0u64;
     let mut next_status = 0u64;
     let mut next_trust_check = 0u64;
@@ -381,6 +349,19 @@ fn run(
                 EndpointEvent::Removed(ip) => agent.remove_endpoint(ip, now()),
             }
         }
+        while let Ok(req) = block_requests.try_recv() {
+            let shown = published.as_deref().unwrap_or_default();
+            waiters.add(req, &mut agent, shown, now());
+        }
+        if let Some(r) = releaser.as_mut() {
+            let write = |b: &[IpNet], c: &[(IpNet, u64)]| {
+                write_blocks_file(&blocks_file, b, overlay_mtu, c)
+            };
+            if !r.run(&mut agent, now(), write).is_empty() {
+                published = Some(agent.local_blocks());
+                dirty = true;
+            }
+        }
         let t = now();
         // The view also changes with time alone (grace periods), so it is
         // recomputed at least every second; after changes, at most every
@@ -406,13 +387,17 @@ fn run(
             let first_and_empty = published.is_none() && blocks.is_empty();
             if published.as_ref() != Some(&blocks) && !first_and_empty {
                 match write_blocks_file(&blocks_file, &blocks, overlay_mtu, &agent.held_claims()) {
-                    Ok(()) => published = Some(blocks.clone()),
+                    Ok(()) => {
+                        tracing::info!(blocks = ?blocks, "blocks published for the CNI plugin");
+                        published = Some(blocks.clone());
+                    }
                     Err(e) => {
                         tracing::error!(file = %blocks_file.display(), "cannot write blocks: {e}")
                     }
                 }
             }
         }
+        waiters.answer(published.as_deref().unwrap_or_default(), t);
         if let Some(w) = trust_watch.as_mut().filter(|_| t >= next_trust_check) {
             next_trust_check = t + 2000;
             match w.poll() {
@@ -442,8 +427,12 @@ fn run(
         if dirty {
             wait = wait.min((last_view + 100).saturating_sub(now()).max(1));
         }
+        if waiters.any() {
+            wait = wait.min(50);
+        }
         let _ = sock.set_read_timeout(Some(Duration::from_millis(wait)));
         match sock.recv_from(&mut buf) {
+            Ok((n, from)) if gossip_addr.is_some_and(|a| blocks::is_wake(&buf[..n], from, a)) => {}
             Ok((n, from)) => {
                 if last_heard.len() < 65_536 || last_heard.contains_key(&from) {
                     last_heard.insert(from, now());

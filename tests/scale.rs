@@ -1,0 +1,158 @@
+//! Pods at cluster scale, through `netns-lab/lab.sh` as users run it: a
+//! node with /26 blocks (62 pods each) grows to 250 pods by claiming more
+//! blocks on demand, every pod reachable from another node; removing 200
+//! of them gives the emptied blocks back (routes, fdb, blocks file and
+//! metrics follow), and the node claims again when it grows again.
+//!
+//! Needs root. Fails when it cannot run, unless WEFT_SKIP_NETNS=1 is set.
+
+mod support;
+
+use ipnet::IpNet;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::process::Command;
+use std::time::Duration;
+use support::lab::Lab;
+
+/// The blocks node `k` published for the CNI plugin.
+fn published(lab: &Lab, k: usize) -> Vec<IpNet> {
+    let text = std::fs::read_to_string(lab.state.join(format!("blocks-n{k}.json"))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// n1's pods: (namespace, address).
+fn pods_of_n1(lab: &Lab) -> Vec<(String, IpAddr)> {
+    lab.pods()
+        .into_iter()
+        .filter(|p| p.2 == "n1")
+        .map(|p| (p.0, p.1.parse().unwrap()))
+        .collect()
+}
+
+/// The blocks `weftctl status` on node `k` shows for peer `peer`.
+fn peer_blocks(lab: &Lab, k: usize, peer: &str) -> usize {
+    let out = Command::new(env!("CARGO_BIN_EXE_weftctl"))
+        .args(["status", "--json", "--socket"])
+        .arg(lab.state.join(format!("admin-n{k}.sock")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == peer)
+        .map_or(0, |p| p["blocks"].as_array().unwrap().len())
+}
+
+/// Every address answers a ping from `from` (a few tries each).
+fn all_reachable(from: &str, addrs: &[IpAddr]) {
+    let mut unreachable = Vec::new();
+    for a in addrs {
+        let ok = (0..3).any(|_| {
+            Command::new("ip")
+                .args(["netns", "exec", from, "ping", "-c1", "-W1", "-q"])
+                .arg(a.to_string())
+                .output()
+                .unwrap()
+                .status
+                .success()
+        });
+        if !ok {
+            unreachable.push(*a);
+        }
+    }
+    assert!(
+        unreachable.is_empty(),
+        "{from} cannot reach {unreachable:?}"
+    );
+}
+
+#[test]
+fn a_node_grows_to_250_pods_on_demand_and_gives_emptied_blocks_back() {
+    let Some(lab) = support::lab::lab("wsc") else {
+        return;
+    };
+    lab.run(&["up", "--nodes", "2", "--pods", "1", "--block-release", "3"]);
+    lab.run(&["wait", "30"]);
+    assert_eq!(published(&lab, 1).len(), 1);
+
+    // 249 more pods on n1, four ADDs at a time: blocks claimed on demand.
+    let wired = lab.run(&["add-pods", "1", "249"]);
+    assert_eq!(wired.trim(), "249");
+    let pods = pods_of_n1(&lab);
+    assert_eq!(pods.len(), 250);
+    let addrs: BTreeSet<IpAddr> = pods.iter().map(|p| p.1).collect();
+    assert_eq!(addrs.len(), 250, "every pod address unique");
+    let blocks = published(&lab, 1);
+    assert!(blocks.len() >= 4, "{blocks:?}");
+    assert!(blocks.iter().all(|b| b.prefix_len() == 26));
+    for a in &addrs {
+        assert!(
+            blocks.iter().any(|b| b.contains(a)),
+            "{a} outside {blocks:?}"
+        );
+    }
+    // n2 routes every block of n1, its pod reaches every pod of n1, and
+    // weftctl and the metrics count them.
+    lab.until("n2 routes n1's blocks", Duration::from_secs(20), || {
+        blocks
+            .iter()
+            .all(|b| lab.routes(2).iter().any(|r| r.starts_with(&b.to_string())))
+    });
+    let n2_pod = format!("{}-p1", lab.ns(2));
+    let list: Vec<IpAddr> = addrs.iter().copied().collect();
+    all_reachable(&n2_pod, &list);
+    assert_eq!(peer_blocks(&lab, 2, "n1"), blocks.len());
+
+    // 200 pods go: the emptied blocks go back (after 3 s), routes follow.
+    lab.run(&["del-pods", "1", "200"]);
+    let left = pods_of_n1(&lab);
+    assert_eq!(left.len(), 50);
+    let in_use: BTreeSet<IpNet> = blocks
+        .iter()
+        .filter(|b| left.iter().any(|p| b.contains(&p.1)))
+        .copied()
+        .collect();
+    lab.until("emptied blocks given back", Duration::from_secs(30), || {
+        published(&lab, 1).into_iter().collect::<BTreeSet<_>>() == in_use
+    });
+    lab.until("n2 sees them go", Duration::from_secs(20), || {
+        peer_blocks(&lab, 2, "n1") == in_use.len()
+            && blocks
+                .iter()
+                .filter(|b| !in_use.contains(b))
+                .all(|b| !lab.routes(2).iter().any(|r| r.starts_with(&b.to_string())))
+    });
+    let left_addrs: Vec<IpAddr> = left.iter().map(|p| p.1).collect();
+    all_reachable(&n2_pod, &left_addrs);
+
+    // Growing again claims again, and the new pods are reachable.
+    assert_eq!(lab.run(&["add-pods", "1", "100"]).trim(), "100");
+    let again = published(&lab, 1);
+    assert!(again.len() > in_use.len(), "{again:?}");
+    let fresh: Vec<IpAddr> = pods_of_n1(&lab)
+        .into_iter()
+        .map(|p| p.1)
+        .filter(|a| !left_addrs.contains(a))
+        .collect();
+    assert_eq!(fresh.len(), 100);
+    lab.until("n2 routes the new blocks", Duration::from_secs(20), || {
+        again
+            .iter()
+            .all(|b| lab.routes(2).iter().any(|r| r.starts_with(&b.to_string())))
+    });
+    all_reachable(&n2_pod, &fresh);
+}
