@@ -8,7 +8,7 @@
 # Environment: WEFT_SKIP_TSHARK=1 skips the tshark dissection test when
 # tshark cannot be installed, WEFT_SKIP_NETNS=1 the tests that need network
 # namespaces, WEFT_SKIP_K8S_VALIDATE=1 the manifest validation (each fails
-# loudly otherwise).
+# loudly otherwise), WEFT_SKIP_RUNTIMES=1 the podman/containerd test.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,7 +16,8 @@ cd "$(dirname "$0")"
 source netns-lab/common.sh
 ensure_commands tshark:tshark ip:iproute2 ping:iputils-ping iptables:iptables nft:nftables \
   iperf3:iperf3 python3:python3 /usr/lib/cni/portmap:containernetworking-plugins c++:g++ \
-  ethtool:ethtool
+  ethtool:ethtool podman:podman ctr:containerd containerd:containerd runc:runc \
+  /bin/busybox:busybox-static
 
 # The Kubernetes manifest validator (PyPI; it ships the API schemas).
 if [[ ! -d target/k8s-validate/kubernetes_validate ]]; then

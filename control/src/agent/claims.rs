@@ -289,13 +289,16 @@ impl Agent {
             return;
         }
         let base = self.cfg.auto_blocks.len();
+        // Once per pass (a pass over all records): the claims this pass
+        // writes are new and pending, so they cannot change its verdicts.
+        let won = {
+            let sh = self.shared.lock().expect("not poisoned");
+            sh.state.winning_claims(|o| self.may_claim(o, now))
+        };
+        let me = self.cfg.name.clone();
+        let mine = |b: &IpNet| won.get(b).is_some_and(|o| *o == me);
         let mut i = 0;
         while i < self.claims.len() {
-            let won = {
-                let sh = self.shared.lock().expect("not poisoned");
-                sh.state.winning_claims(|o| self.may_claim(o, now))
-            };
-            let mine = |b: &IpNet| won.get(b).is_some_and(|o| *o == self.cfg.name);
             match self.claims[i].claim.clone() {
                 Claim::Idle => {
                     let auto = self.cfg.auto_blocks[self.claims[i].auto].clone();
