@@ -36,7 +36,11 @@ fn global_state() -> Vec<String> {
             seen.extend(names);
         }
     }
-    for entry in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.starts_with("netns-") || name.starts_with("cni-") {
             seen.push(format!("/run/netns/{name}"));
@@ -71,12 +75,23 @@ fn podman_and_containerd_drive_the_shipped_conflist() {
         "netns-lab/runtimes.sh failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.lines().filter(|l| l.starts_with("ok: ")).count() >= 15, "{stdout}");
-    assert_eq!(global_state(), before, "the runtimes left global state behind");
+    assert!(
+        stdout.lines().filter(|l| l.starts_with("ok: ")).count() >= 15,
+        "{stdout}"
+    );
+    assert_eq!(
+        global_state(),
+        before,
+        "the runtimes left global state behind"
+    );
     let temp_roots = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("weft-runtimes."))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("weft-runtimes.")
+        })
         .count();
     assert_eq!(temp_roots, 0, "the temporary root was not removed");
 }

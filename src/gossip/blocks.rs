@@ -1,6 +1,6 @@
 //! The node's blocks as weftd manages them for the CNI plugin: the blocks
 //! file it publishes, more blocks claimed when the plugin finds them full,
-//! and emptied ones given back.
+//! (on request, and ahead of demand) and emptied ones given back.
 //!
 //! The CNI plugin reads the blocks file under its IPAM lock
 //! (`cni::ipam::Store::allocate`). weftd gives a block back under the same
@@ -171,29 +171,54 @@ impl Waiters {
     }
 }
 
-/// Gives back blocks that stayed empty for the grace period.
-pub struct Releaser {
+/// Addresses a block gives pods (its network address is the node's).
+fn usable(block: &IpNet) -> u128 {
+    (1u128 << (block.max_prefix_len() - block.prefix_len()).min(64)) - 1
+}
+
+/// Free pod addresses in the held blocks of one family.
+fn free_in(held: &[IpNet], v4: bool, allocs: &[ipam::Allocation]) -> (u128, u128) {
+    let family: Vec<&IpNet> = held.iter().filter(|b| b.addr().is_ipv4() == v4).collect();
+    let total: u128 = family.iter().map(|b| usable(b)).sum();
+    let used = allocs
+        .iter()
+        .filter(|a| family.iter().any(|b| b.contains(&a.ip)))
+        .count() as u128;
+    // A quarter of a block: what the family keeps free ahead of demand.
+    let low = family.first().map_or(0, |b| usable(b) / 4);
+    (total.saturating_sub(used), low)
+}
+
+/// Keeps the node's automatic blocks in step with its pods: claims the
+/// next block of a family before it is needed (when fewer than a quarter
+/// of a block's addresses are free), so that ADD rarely waits for a claim
+/// to settle; gives back a block that stayed empty for the grace period,
+/// unless that would leave less than that headroom.
+pub struct BlockKeeper {
     store_dir: PathBuf,
     after_ms: u64,
     empty_since: HashMap<IpNet, u64>,
     next_check: u64,
+    refused: [Option<String>; 2],
 }
 
-impl Releaser {
+impl BlockKeeper {
     /// Watches the CNI plugin's IPAM state in `cni_state_dir`; a block is
     /// given back after `after_ms` without an allocated address.
     pub fn new(cni_state_dir: &Path, after_ms: u64) -> Self {
-        Releaser {
+        BlockKeeper {
             store_dir: cni_state_dir.join("ipam"),
             after_ms,
             empty_since: HashMap::new(),
             next_check: 0,
+            refused: [None, None],
         }
     }
 
-    /// Every few seconds: notes which held blocks are empty, and gives back
-    /// those empty for long enough (under the IPAM lock, rewriting the
-    /// blocks file with `write`). Returns the blocks given back.
+    /// About every second: claims ahead where a family runs short, notes
+    /// which held blocks are empty, and gives back those empty for long
+    /// enough (under the IPAM lock, rewriting the blocks file with
+    /// `write`). Returns the blocks given back.
     pub fn run(
         &mut self,
         agent: &mut Agent,
@@ -203,9 +228,9 @@ impl Releaser {
         if now < self.next_check {
             return Vec::new();
         }
-        self.next_check = now + (self.after_ms / 4).clamp(250, 5_000);
+        self.next_check = now + (self.after_ms / 4).clamp(250, 1_000);
         let held: Vec<IpNet> = agent.held_claims().into_iter().map(|(b, _)| b).collect();
-        if held.len() < 2 || !self.store_dir.join("allocations.json").exists() {
+        if held.is_empty() || !self.store_dir.join("allocations.json").exists() {
             self.empty_since.clear();
             return Vec::new();
         }
@@ -216,11 +241,12 @@ impl Releaser {
                 return Vec::new();
             }
         };
-        let in_use =
-            |allocs: &[ipam::Allocation], b: &IpNet| allocs.iter().any(|a| b.contains(&a.ip));
         let Ok(allocs) = store.allocations() else {
             return Vec::new();
         };
+        self.claim_ahead(agent, &held, &allocs, now);
+        let in_use =
+            |allocs: &[ipam::Allocation], b: &IpNet| allocs.iter().any(|a| b.contains(&a.ip));
         self.empty_since.retain(|b, _| held.contains(b));
         for b in &held {
             if in_use(&allocs, b) {
@@ -239,7 +265,10 @@ impl Releaser {
         let mut given = Vec::new();
         for block in due {
             let outcome = store.with_lock(|allocs| {
-                if in_use(allocs, &block) || !agent.releasable(block) {
+                let held: Vec<IpNet> = agent.held_claims().into_iter().map(|(b, _)| b).collect();
+                let (free, low) = free_in(&held, block.addr().is_ipv4(), allocs);
+                let keeps_headroom = free.saturating_sub(usable(&block)) >= low;
+                if in_use(allocs, &block) || !keeps_headroom || !agent.releasable(block) {
                     return Ok::<bool, std::io::Error>(false);
                 }
                 // The file first: should it fail, the block stays ours.
@@ -268,5 +297,40 @@ impl Releaser {
             }
         }
         given
+    }
+
+    /// Starts a claim for each family with less than its headroom free
+    /// (a refusal is logged once until it changes).
+    fn claim_ahead(
+        &mut self,
+        agent: &mut Agent,
+        held: &[IpNet],
+        allocs: &[ipam::Allocation],
+        now: u64,
+    ) {
+        for (slot, v4) in [(0, true), (1, false)] {
+            if !held.iter().any(|b| b.addr().is_ipv4() == v4) {
+                continue;
+            }
+            let (free, low) = free_in(held, v4, allocs);
+            if free >= low {
+                self.refused[slot] = None;
+                continue;
+            }
+            match agent.claim_another(v4, now) {
+                Ok(control::Claiming::Started) => {
+                    tracing::info!(ipv4 = v4, free = %free, "claiming the next block ahead of demand");
+                    self.refused[slot] = None;
+                }
+                Ok(control::Claiming::AlreadyUnderWay) => {}
+                Err(e) => {
+                    let why = e.to_string();
+                    if self.refused[slot].as_ref() != Some(&why) {
+                        tracing::warn!(ipv4 = v4, free = %free, "cannot claim ahead: {why}");
+                        self.refused[slot] = Some(why);
+                    }
+                }
+            }
+        }
     }
 }

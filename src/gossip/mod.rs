@@ -250,8 +250,8 @@ pub fn start(
     acfg.dead_grace_ms = g.dead_node_grace_s * 1000;
     acfg.cluster_size_hint = g.cluster_size;
     let blocks_file = g.blocks_file.clone();
-    let releaser = (cfg.overlay.blocks.is_empty())
-        .then(|| blocks::Releaser::new(&cfg.cni_state_dir, g.block_release_after_s * 1000));
+    let keeper = (cfg.overlay.blocks.is_empty())
+        .then(|| blocks::BlockKeeper::new(&cfg.cni_state_dir, g.block_release_after_s * 1000));
     let status = Arc::new(Mutex::new(Status {
         trusted_nodes: trusted_count,
         ..Status::default()
@@ -268,7 +268,7 @@ pub fn start(
                 fdb,
                 (blocks_file, overlay_mtu),
                 status,
-                (endpoints, block_requests, releaser),
+                (endpoints, block_requests, keeper),
                 trust_watch,
             )
         })
@@ -282,10 +282,10 @@ fn run(
     fdb: Fdb,
     (blocks_file, overlay_mtu): (PathBuf, usize),
     status: Arc<Mutex<Status>>,
-    (endpoints, block_requests, mut releaser): (
+    (endpoints, block_requests, mut keeper): (
         Receiver<EndpointEvent>,
         Receiver<BlockRequest>,
-        Option<blocks::Releaser>,
+        Option<blocks::BlockKeeper>,
     ),
     mut trust_watch: Option<TrustedFileWatch>,
 ) {
@@ -353,7 +353,7 @@ fn run(
             let shown = published.as_deref().unwrap_or_default();
             waiters.add(req, &mut agent, shown, now());
         }
-        if let Some(r) = releaser.as_mut() {
+        if let Some(r) = keeper.as_mut() {
             let write = |b: &[IpNet], c: &[(IpNet, u64)]| {
                 write_blocks_file(&blocks_file, b, overlay_mtu, c)
             };
