@@ -94,23 +94,14 @@ fn timed_add(lab: &Lab, j: usize) -> Duration {
         lab.state.display()
     );
     let t0 = std::time::Instant::now();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns(1), "env", "-i", "CNI_COMMAND=ADD"])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &lab.ns(1), "env", "-i", "CNI_COMMAND=ADD"])
         .arg(format!("CNI_CONTAINERID={pod}"))
         .arg("CNI_IFNAME=eth0")
         .arg(format!("CNI_NETNS=/var/run/netns/{pod}"))
         .arg(env!("CARGO_BIN_EXE_weft"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
+        .stdout(std::process::Stdio::piped());
+    let child = support::spawn_with_stdin(&mut cmd, conf.as_bytes());
     let out = child.wait_with_output().unwrap();
     let took = t0.elapsed();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
