@@ -343,6 +343,10 @@ pub struct Agent {
     /// partition's minority side sees it drop long before SWIM declares
     /// the other side down).
     sync_answers: std::collections::VecDeque<(SocketAddr, u64, bool)>,
+    /// What the last full pass over the claims saw (claims sequence,
+    /// members up), and when: a pass with nothing new is skipped.
+    claims_stamp: Option<(u64, usize)>,
+    claims_checked_ms: u64,
     scratch: Vec<u8>,
     bytes_sent: u64,
     bytes_by_kind: [u64; 4],
@@ -393,6 +397,8 @@ impl Agent {
             rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
             claims: Agent::base_slots(cfg.auto_blocks.len()),
             sync_answers: Default::default(),
+            claims_stamp: None,
+            claims_checked_ms: 0,
             cfg,
             foca,
             shared,

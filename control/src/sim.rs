@@ -429,7 +429,7 @@ impl Sim {
         sim.partition(|i| u8::from(minority(i)));
         let t = sim.now();
         sim.run_until(t + 30_000);
-        let during = sim.claim_on_demand(|_| true, want, 250, 20_000);
+        let during = sim.claim_on_demand(|_| true, want, 250, 60_000);
         for i in 0..nodes {
             let held = sim.agents[i].as_ref().map_or(0, |a| a.local_blocks().len());
             let expected = if minority(i) { 2 } else { want };

@@ -120,6 +120,9 @@ pub struct State {
     /// Blocks from this node's own configuration: this node never gives
     /// them up, whatever the records say.
     pinned: Option<(String, Vec<IpNet>)>,
+    /// Grows whenever a claim record (or trust) changes: callers cache
+    /// [`Self::winning_claims`] against it.
+    claims_seq: u64,
 }
 
 impl State {
@@ -129,6 +132,7 @@ impl State {
             rules,
             owners: BTreeMap::new(),
             pinned: None,
+            claims_seq: 0,
         }
     }
 
@@ -213,6 +217,9 @@ impl State {
             None => {}
         }
         owner.digest ^= entry_hash(&r.key, r.version, &r.value);
+        if matches!(r.key, Key::Claim { .. }) {
+            self.claims_seq += 1;
+        }
         owner.records.insert(
             r.key,
             Stored {
@@ -223,6 +230,11 @@ impl State {
             },
         );
         Ok(true)
+    }
+
+    /// A number that grows whenever a claim record or the trust changes.
+    pub fn claims_seq(&self) -> u64 {
+        self.claims_seq
     }
 
     /// The stored version of `key`.
@@ -257,6 +269,7 @@ impl State {
     /// anti-entropy (the owners' digests differ).
     pub fn set_trusted(&mut self, trusted: Option<Arc<TrustedNodes>>) -> usize {
         self.rules.trusted = trusted;
+        self.claims_seq += 1;
         let Some(t) = self.rules.trusted.clone() else {
             return 0;
         };

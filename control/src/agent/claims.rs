@@ -10,8 +10,11 @@
 //! meanwhile wins and the slot picks another), and is then held: pods may
 //! use it. A held block that an earlier claim later shows up for is lost.
 //!
-//! On-demand claims need a quorum, at the claim and again when it
-//! settles: the node sees more than half of the nodes it knows (itself
+//! On-demand claims settle only after two anti-entropy exchanges begun
+//! after the claim were answered (what the peers know, such as a
+//! conflicting claim from across a partition that just healed, has had its
+//! chance to arrive), and they need a quorum, at the claim and again when
+//! it settles: the node sees more than half of the nodes it knows (itself
 //! included, the dead still within their grace) as up, and more than half
 //! of its last 8 anti-entropy probes to random members were answered. A
 //! partition's minority side fails the second test within a few sync
@@ -265,6 +268,17 @@ impl Agent {
         2 * up > known && (resolved < 4 || 2 * answered > resolved)
     }
 
+    /// Anti-entropy exchanges started at or after `since` whose probe was
+    /// answered: an extra claim settles only after two, so that what the
+    /// peers know (a conflicting claim made across a partition that just
+    /// healed) has had its chance to arrive.
+    fn synced_since(&self, since: u64) -> usize {
+        self.sync_answers
+            .iter()
+            .filter(|a| a.2 && a.1 >= since)
+            .count()
+    }
+
     /// Of the recent anti-entropy probes whose answer is in or overdue
     /// (1 s): `(answered, resolved)`.
     pub fn reachability(&self, now_ms: u64) -> (usize, usize) {
@@ -288,6 +302,22 @@ impl Agent {
         if !ready {
             return;
         }
+        // Nothing to decide: every slot held, no claim record changed and
+        // no member state changed since the last pass (checked anyway every
+        // 5 s, as grace periods run out with time alone).
+        let stamp = (
+            self.shared.lock().expect("not poisoned").state.claims_seq(),
+            self.peers.values().filter(|p| p.up).count(),
+        );
+        let settled = self
+            .claims
+            .iter()
+            .all(|s| matches!(s.claim, Claim::Held { .. }));
+        if settled && self.claims_stamp == Some(stamp) && now < self.claims_checked_ms + 5_000 {
+            return;
+        }
+        self.claims_stamp = Some(stamp);
+        self.claims_checked_ms = now;
         let base = self.cfg.auto_blocks.len();
         // Once per pass (a pass over all records): the claims this pass
         // writes are new and pending, so they cannot change its verdicts.
@@ -328,7 +358,7 @@ impl Agent {
                         self.release(block, now);
                         self.claims[i].claim = Claim::Idle;
                     } else if now >= since + self.cfg.claim_settle_ms
-                        && (i < base || self.has_quorum(now))
+                        && (i < base || (self.has_quorum(now) && self.synced_since(since) >= 2))
                     {
                         self.claims[i].claim = Claim::Held { block };
                         self.events.push(Event::BlockClaimed(block));
