@@ -134,9 +134,9 @@ fn a_node_grows_to_250_pods_on_demand_and_gives_emptied_blocks_back() {
     let ahead = published(&lab, 1).len() == 2;
     let next = timed_add(&lab, 902);
     let how = if ahead {
-        "claimed ahead"
+        "published before the ADD"
     } else {
-        "claimed on demand"
+        "the ADD waited for its claim to settle"
     };
     eprintln!("CNI ADD wall time: {fits:?} (the block's last address), {next:?} (the next block's first, {how})");
     assert_eq!(published(&lab, 1).len(), 2);
