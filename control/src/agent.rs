@@ -41,8 +41,19 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How many anti-entropy probes the reachability estimate looks at.
+/// How many anti-entropy probes are remembered (claims settle after two
+/// answered ones).
 const SYNC_SAMPLES: usize = 8;
+
+/// A reachability probe for the claim quorum: one random known node,
+/// tried up to three times (loss is retried; a partition is not).
+#[derive(Debug, Clone)]
+struct QuorumProbe {
+    to: SocketAddr,
+    sent_ms: u64,
+    tries: u8,
+    answered: bool,
+}
 
 /// A block to claim automatically: from `pool`, of prefix length `len`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,6 +354,11 @@ pub struct Agent {
     /// partition's minority side sees it drop long before SWIM declares
     /// the other side down).
     sync_answers: std::collections::VecDeque<(SocketAddr, u64, bool)>,
+    /// Reachability probes to random known nodes (up or not): (to, first
+    /// sent, tries, answered). See `agent::claims` (the quorum).
+    quorum_probes: std::collections::VecDeque<QuorumProbe>,
+    /// Until when reachability probing runs without a claim under way.
+    claims_wanted_until: u64,
     /// What the last full pass over the claims saw (claims sequence,
     /// members up), and when: a pass with nothing new is skipped.
     claims_stamp: Option<(u64, usize)>,
@@ -397,6 +413,8 @@ impl Agent {
             rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
             claims: Agent::base_slots(cfg.auto_blocks.len()),
             sync_answers: Default::default(),
+            quorum_probes: Default::default(),
+            claims_wanted_until: 0,
             claims_stamp: None,
             claims_checked_ms: 0,
             cfg,
@@ -713,6 +731,9 @@ impl Agent {
                 {
                     a.2 = true;
                 }
+                for q in self.quorum_probes.iter_mut().filter(|q| q.to == from) {
+                    q.answered = true;
+                }
                 let sample = self.clock_us(now_ms).saturating_sub(t);
                 if let Some(p) = self.peers.values_mut().find(|p| p.member.addr == from) {
                     // EWMA, 1/4 weight to the new sample.
@@ -907,6 +928,7 @@ impl Agent {
             sh.now_ms = now;
             sh.state.expire(now);
         }
+        self.quorum_probing(now);
         self.run_claims(now);
     }
 

@@ -436,7 +436,7 @@ impl Sim {
             if held != expected {
                 let seen = sim.agents[i]
                     .as_ref()
-                    .map(|a| (a.quorum_count(sim.now), a.reachability(sim.now)));
+                    .map(|a| (a.quorum_count(sim.now), a.reachability()));
                 return Err(format!(
                     "during the partition node {i} holds {held}, not {expected} ((up, known), (answered, probes): {seen:?})"
                 ));

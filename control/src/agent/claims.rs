@@ -16,10 +16,11 @@
 //! chance to arrive), and they need a quorum, at the claim and again when
 //! it settles: the node sees more than half of the nodes it knows (itself
 //! included, the dead still within their grace) as up, and more than half
-//! of its last 8 anti-entropy probes to random members were answered. A
-//! partition's minority side fails the second test within a few sync
-//! periods, long before SWIM declares the other side down (minutes, for
-//! some nodes of a large cluster); it waits for the heal, and the majority
+//! of its last 16 reachability probes (one a second to a random known
+//! node, up or not, each tried three times) were answered. A partition's
+//! minority side fails the second test within seconds, long before SWIM
+//! declares the other side down (minutes, for some nodes of a large
+//! cluster); it waits for the heal, and the majority
 //! side's settle time resolves races within it. This narrows, but cannot
 //! close, the window in which both sides of a fresh partition claim the
 //! same block: gossip is not consensus. Should it happen, the earlier
@@ -29,7 +30,9 @@ use super::{Agent, AutoBlock, Event};
 use crate::record::{Key, Value};
 use crate::state::fnv;
 use ipnet::IpNet;
+use rand::Rng;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 
 /// The state of one claim slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,10 +181,14 @@ impl Agent {
             .claims
             .iter()
             .any(|s| autos.contains(&s.auto) && !matches!(s.claim, Claim::Held { .. }));
+        self.expect_claims(now_ms);
         if under_way {
             return Ok(Claiming::AlreadyUnderWay);
         }
-        if !self.has_quorum(now_ms) {
+        // Refused only when the probes say so; with too few answers yet
+        // the claim waits in its slot for the quorum to show.
+        let (_, resolved) = self.reachability();
+        if resolved >= 8 && !self.has_quorum(now_ms) {
             return Err(NoBlock::NoQuorum);
         }
         let auto = autos
@@ -260,12 +267,16 @@ impl Agent {
     }
 
     /// More than half of the nodes this node knows are up, and more than
-    /// half of its recent anti-entropy probes (to random members it sees
-    /// up) were answered.
+    /// half of its last reachability probes (to random known nodes, up or
+    /// not, each tried three times) were answered, with at least 8 of them
+    /// resolved.
     fn has_quorum(&self, now: u64) -> bool {
         let (up, known) = self.quorum_count(now);
-        let (answered, resolved) = self.reachability(now);
-        2 * up > known && (resolved < 4 || 2 * answered > resolved)
+        if known == 1 {
+            return true; // alone: nobody to disagree with
+        }
+        let (answered, resolved) = self.reachability();
+        2 * up > known && resolved >= 8 && 2 * answered > resolved
     }
 
     /// Anti-entropy exchanges started at or after `since` whose probe was
@@ -279,19 +290,82 @@ impl Agent {
             .count()
     }
 
-    /// Of the recent anti-entropy probes whose answer is in or overdue
-    /// (1 s): `(answered, resolved)`.
-    pub fn reachability(&self, now_ms: u64) -> (usize, usize) {
-        let resolved = self
-            .sync_answers
-            .iter()
-            .filter(|a| a.2 || now_ms >= a.1 + 1_000);
+    /// Of the last reachability probes, those answered or given up on
+    /// (three tries): `(answered, resolved)`.
+    pub fn reachability(&self) -> (usize, usize) {
         let (mut answered, mut n) = (0, 0);
-        for a in resolved {
+        for q in self
+            .quorum_probes
+            .iter()
+            .filter(|q| q.answered || q.tries >= 3)
+        {
             n += 1;
-            answered += usize::from(a.2);
+            answered += usize::from(q.answered);
         }
         (answered, n)
+    }
+
+    /// Starts (or extends for 2 minutes) the reachability probing a claim
+    /// quorum needs: weftd calls it when a family's free addresses run low,
+    /// so the quorum is known when the claim comes.
+    pub fn expect_claims(&mut self, now_ms: u64) {
+        self.claims_wanted_until = now_ms + 120_000;
+    }
+
+    /// Retries unanswered reachability probes (every 500 ms, three tries
+    /// in all) and, once a second, probes one more random node it knows
+    /// (up, or down within its grace): a small datagram a second, only
+    /// while a claim is under way or expected ([`Agent::expect_claims`]). A node on a
+    /// partition's minority side hears from fewer than half of them, long
+    /// before SWIM declares the other side down.
+    pub(super) fn quorum_probing(&mut self, now: u64) {
+        let claiming = self
+            .claims
+            .iter()
+            .any(|s| !matches!(s.claim, Claim::Held { .. }));
+        if now >= self.claims_wanted_until && !claiming {
+            return;
+        }
+        let mut send = Vec::new();
+        for q in self.quorum_probes.iter_mut() {
+            if !q.answered && q.tries < 3 && now >= q.sent_ms + 500 * u64::from(q.tries) {
+                q.tries += 1;
+                if q.tries < 3 {
+                    send.push(q.to);
+                }
+            }
+        }
+        let due = self
+            .quorum_probes
+            .back()
+            .is_none_or(|q| now >= q.sent_ms + 1_000);
+        if due {
+            let grace = self.cfg.dead_grace_ms;
+            let known: Vec<SocketAddr> = self
+                .peers
+                .values()
+                .filter(|p| p.up || now.saturating_sub(p.since) < grace)
+                .map(|p| p.member.addr)
+                .collect();
+            if !known.is_empty() {
+                let to = known[self.rng.random_range(0..known.len())];
+                if self.quorum_probes.len() == 16 {
+                    self.quorum_probes.pop_front();
+                }
+                self.quorum_probes.push_back(super::QuorumProbe {
+                    to,
+                    sent_ms: now,
+                    tries: 1,
+                    answered: false,
+                });
+                send.push(to);
+            }
+        }
+        for to in send {
+            let mut probe = Vec::new();
+            crate::wire::Body::Probe(self.clock_us(now)).encode(&mut probe);
+            self.bodies.push((to, probe));
+        }
     }
 
     pub(super) fn run_claims(&mut self, now: u64) {
