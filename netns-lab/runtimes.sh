@@ -43,7 +43,11 @@ if [[ -z ${WEFT_RT_ROOT:-} ]]; then
   ensure_commands podman:podman ctr:containerd containerd:containerd runc:runc \
     /bin/busybox:busybox-static unshare:util-linux iptables:iptables
   if ldd /bin/busybox >/dev/null 2>&1; then
-    die "/bin/busybox is dynamically linked: apt-get install busybox-static"
+    # Debian's dynamic busybox: the image needs the static one (it
+    # replaces the other).
+    echo "== installing busybox-static"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static >/dev/null \
+      || die "/bin/busybox is dynamically linked and busybox-static cannot be installed"
   fi
   root=$(mktemp -d /tmp/weft-runtimes.XXXXXX)
   trap 'rm -rf "$root"' EXIT
