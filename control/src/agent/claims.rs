@@ -10,11 +10,12 @@
 //! meanwhile wins and the slot picks another), and is then held: pods may
 //! use it. A held block that an earlier claim later shows up for is lost.
 //!
-//! On-demand claims settle only after two anti-entropy exchanges begun
-//! after the claim were answered (what the peers know, such as a
-//! conflicting claim from across a partition that just healed, has had its
-//! chance to arrive), and they need a quorum, at the claim and again when
-//! it settles: the node sees more than half of the nodes it knows (itself
+//! A claim settles only after two anti-entropy exchanges begun after it
+//! were answered (unless the node knows no other): what the peers know,
+//! such as a conflicting claim from nodes starting at the same moment or
+//! from across a partition that just healed, has had its chance to arrive.
+//! On-demand claims also need a quorum, at the claim and again when it
+//! settles: the node sees more than half of the nodes it knows (itself
 //! included, the dead still within their grace) as up, and more than half
 //! of its last 16 reachability probes (one a second to a random known
 //! node, up or not, each tried three times) were answered. A partition's
@@ -280,9 +281,9 @@ impl Agent {
     }
 
     /// Anti-entropy exchanges started at or after `since` whose probe was
-    /// answered: an extra claim settles only after two, so that what the
-    /// peers know (a conflicting claim made across a partition that just
-    /// healed) has had its chance to arrive.
+    /// answered: a claim settles only after two, so that what the peers
+    /// know (a conflicting claim made at the same moment, or across a
+    /// partition that just healed) has had its chance to arrive.
     fn synced_since(&self, since: u64) -> usize {
         self.sync_answers
             .iter()
@@ -432,7 +433,8 @@ impl Agent {
                         self.release(block, now);
                         self.claims[i].claim = Claim::Idle;
                     } else if now >= since + self.cfg.claim_settle_ms
-                        && (i < base || (self.has_quorum(now) && self.synced_since(since) >= 2))
+                        && (self.peers.is_empty() || self.synced_since(since) >= 2)
+                        && (i < base || self.has_quorum(now))
                     {
                         self.claims[i].claim = Claim::Held { block };
                         self.events.push(Event::BlockClaimed(block));
