@@ -447,8 +447,20 @@ impl Sim {
         let after_heal_ms = after
             .all_held_ms
             .ok_or(format!("after the heal: {after:?}"))?;
+        // Until every node's view of the owners agrees (anti-entropy with
+        // one random member every 2 s, at 10 % loss), at most 120 s.
         let t = sim.now();
-        sim.run_until(t + 20_000);
+        let agree = |sim: &Sim| {
+            let now = sim.now;
+            let mut views = sim.agents.iter().flatten().map(|a| a.view(now).blocks);
+            let first = views.next();
+            views.all(|v| Some(&v) == first.as_ref())
+        };
+        while sim.now < t + 120_000 && !agree(&sim) {
+            let next = sim.now + 1_000;
+            sim.run_until(next);
+        }
+        let agreed_ms = sim.now - t;
         for run in [&first, &during, &after] {
             if run.overlaps > 0 || run.exhausted > 0 {
                 return Err(format!("{run:?}"));
@@ -485,6 +497,7 @@ impl Sim {
         Ok(ClaimScenario {
             second_block_ms,
             after_heal_ms,
+            agreed_ms,
             no_quorum: during.no_quorum,
             blocks: view0.len(),
         })
@@ -556,6 +569,8 @@ pub struct ClaimScenario {
     pub second_block_ms: u64,
     /// Virtual ms after the heal until every node held all it wanted.
     pub after_heal_ms: u64,
+    /// Virtual ms after that until every node's view of the owners agreed.
+    pub agreed_ms: u64,
     /// Requests the minority side's nodes had refused for want of a quorum.
     pub no_quorum: u64,
     /// Blocks owned in the end (nodes × wanted).
