@@ -34,9 +34,10 @@ fn main() {
         let wall = Instant::now();
         match Sim::claims_on_demand_scenario(nodes, want, seed) {
             Ok(r) => println!(
-                "| {nodes} | {want} | {:.1} | {} | {:.1} | {:.1} | 0 | 0 | {} | {} |",
+                "| {nodes} | {want} | {:.1} | {} | {} | {:.1} | {:.1} | 0 | 0 | {} | {} |",
                 r.second_block_ms as f64 / 1000.0,
                 r.no_quorum,
+                r.minority_claims,
                 r.after_heal_ms as f64 / 1000.0,
                 r.agreed_ms as f64 / 1000.0,
                 r.blocks,

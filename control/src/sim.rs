@@ -401,8 +401,8 @@ impl Sim {
     /// Blocks on demand at scale: `nodes` nodes, 10 % loss, all asking
     /// for a second block at once; then a 70/30 partition, and every node
     /// asking for up to `want` blocks (the majority side gets them, the
-    /// minority is refused: no quorum); then the heal, and the minority's
-    /// claims. Checked at every 250 ms step: no two nodes ever hold
+    /// minority should be refused: no quorum; what it got is counted);
+    /// then the heal, and the minority's claims. Checked at every 250 ms step: no two nodes ever hold
     /// overlapping blocks; at the end no node ever lost a block it held,
     /// and every node agrees on every owner. An error says what broke.
     pub fn claims_on_demand_scenario(
@@ -430,15 +430,20 @@ impl Sim {
         let t = sim.now();
         sim.run_until(t + 30_000);
         let during = sim.claim_on_demand(|_| true, want, 250, 60_000);
+        // The majority side must have all it asked for; blocks the minority
+        // side got during the partition are counted (the quorum is
+        // probabilistic; the test asserts none at 30 nodes).
+        let mut minority_claims = 0;
         for i in 0..nodes {
             let held = sim.agents[i].as_ref().map_or(0, |a| a.local_blocks().len());
-            let expected = if minority(i) { 2 } else { want };
-            if held != expected {
+            if minority(i) {
+                minority_claims += held.saturating_sub(2);
+            } else if held != want {
                 let seen = sim.agents[i]
                     .as_ref()
                     .map(|a| (a.quorum_count(sim.now), a.reachability()));
                 return Err(format!(
-                    "during the partition node {i} holds {held}, not {expected} ((up, known), (answered, probes): {seen:?})"
+                    "during the partition node {i} holds {held}, not {want} ((up, known), (answered, probes): {seen:?})"
                 ));
             }
         }
@@ -498,6 +503,7 @@ impl Sim {
             second_block_ms,
             after_heal_ms,
             agreed_ms,
+            minority_claims,
             no_quorum: during.no_quorum,
             blocks: view0.len(),
         })
@@ -571,6 +577,8 @@ pub struct ClaimScenario {
     pub after_heal_ms: u64,
     /// Virtual ms after that until every node's view of the owners agreed.
     pub agreed_ms: u64,
+    /// Blocks the minority side claimed during the partition.
+    pub minority_claims: usize,
     /// Requests the minority side's nodes had refused for want of a quorum.
     pub no_quorum: u64,
     /// Blocks owned in the end (nodes × wanted).
@@ -724,6 +732,7 @@ mod tests {
     fn many_nodes_claim_more_blocks_at_once_under_loss_and_partition() {
         let r = Sim::claims_on_demand_scenario(30, 4, 7).unwrap();
         assert!(r.no_quorum > 0, "the minority side was refused: {r:?}");
+        assert_eq!(r.minority_claims, 0, "{r:?}");
     }
 
     #[test]
