@@ -147,6 +147,12 @@ fn size(block: &IpNet) -> u128 {
     1u128 << (block.max_prefix_len() - block.prefix_len()).min(64)
 }
 
+/// How many pod addresses a block gives (its network address, index 0,
+/// stays for the node).
+pub fn pod_addresses(block: &IpNet) -> u128 {
+    size(block) - 1
+}
+
 impl Store {
     /// The store in `dir` (created if missing).
     pub fn open(dir: &Path) -> Result<Store, CniError> {

@@ -171,21 +171,16 @@ impl Waiters {
     }
 }
 
-/// Addresses a block gives pods (its network address is the node's).
-fn usable(block: &IpNet) -> u128 {
-    (1u128 << (block.max_prefix_len() - block.prefix_len()).min(64)) - 1
-}
-
 /// Free pod addresses in the held blocks of one family.
 fn free_in(held: &[IpNet], v4: bool, allocs: &[ipam::Allocation]) -> (u128, u128) {
     let family: Vec<&IpNet> = held.iter().filter(|b| b.addr().is_ipv4() == v4).collect();
-    let total: u128 = family.iter().map(|b| usable(b)).sum();
+    let total: u128 = family.iter().map(|b| ipam::pod_addresses(b)).sum();
     let used = allocs
         .iter()
         .filter(|a| family.iter().any(|b| b.contains(&a.ip)))
         .count() as u128;
     // A quarter of a block: what the family keeps free ahead of demand.
-    let low = family.first().map_or(0, |b| usable(b) / 4);
+    let low = family.first().map_or(0, |b| ipam::pod_addresses(b) / 4);
     (total.saturating_sub(used), low)
 }
 
@@ -267,7 +262,7 @@ impl BlockKeeper {
             let outcome = store.with_lock(|allocs| {
                 let held: Vec<IpNet> = agent.held_claims().into_iter().map(|(b, _)| b).collect();
                 let (free, low) = free_in(&held, block.addr().is_ipv4(), allocs);
-                let keeps_headroom = free.saturating_sub(usable(&block)) >= low;
+                let keeps_headroom = free.saturating_sub(ipam::pod_addresses(&block)) >= low;
                 if in_use(allocs, &block) || !keeps_headroom || !agent.releasable(block) {
                     return Ok::<bool, std::io::Error>(false);
                 }
