@@ -15,8 +15,9 @@
 //!   both ways, so late joiners and healed partitions converge;
 //! - block claims ([`claims`]): configured blocks are claimed at time 0;
 //!   automatic ones are claimed from the pools, one per pool at start and
-//!   more on demand, held pending for `claim_settle_ms`, released for
-//!   another if an earlier claim shows up, and given back when empty;
+//!   more on demand, each checked with a majority of the cluster before
+//!   it settles (a claim another claimant competes for is given up for
+//!   another block), and given back when empty;
 //! - every datagram sealed and opened by [`crate::auth`]; refusals counted.
 
 use crate::auth::{Keyring, Opener, Sealer};
@@ -26,7 +27,7 @@ use crate::member::Member;
 use crate::record::{Key, NodeInfo, Record, RecordError, Signed, Value, Version};
 use crate::state::{fnv, Rules, State, View};
 use crate::wire::{self, Body};
-use claims::Slot;
+use claims::{CheckRound, Slot};
 pub use claims::{Claiming, NoBlock};
 
 mod claims;
@@ -40,20 +41,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// How many anti-entropy probes are remembered (claims settle after two
-/// answered ones).
-const SYNC_SAMPLES: usize = 8;
-
-/// A reachability probe for the claim quorum: one random known node,
-/// tried up to three times (loss is retried; a partition is not).
-#[derive(Debug, Clone)]
-struct QuorumProbe {
-    to: SocketAddr,
-    sent_ms: u64,
-    tries: u8,
-    answered: bool,
-}
 
 /// A block to claim automatically: from `pool`, of prefix length `len`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,16 +336,16 @@ pub struct Agent {
     next_sync_ms: u64,
     next_housekeeping_ms: u64,
     claims: Vec<Slot>,
-    /// The last anti-entropy probes: (to, sent at, answered). The share
-    /// answered estimates how much of the cluster this node reaches (a
-    /// partition's minority side sees it drop long before SWIM declares
-    /// the other side down).
-    sync_answers: std::collections::VecDeque<(SocketAddr, u64, bool)>,
-    /// Reachability probes to random known nodes (up or not): (to, first
-    /// sent, tries, answered). See `agent::claims` (the quorum).
-    quorum_probes: std::collections::VecDeque<QuorumProbe>,
-    /// Until when reachability probing runs without a claim under way.
-    claims_wanted_until: u64,
+    /// The claim check of each pending claim (see `agent::claims`).
+    checks: HashMap<IpNet, CheckRound>,
+    /// Blocks this node backed off from, and until when it avoids them.
+    avoid: HashMap<IpNet, u64>,
+    /// Held blocks another claim contests, and since when.
+    contested: HashMap<IpNet, u64>,
+    /// The most nodes this node has known at once lately (itself
+    /// included), and when it last knew that many: the size a claim's
+    /// quorum is a majority of.
+    cluster_high: (usize, u64),
     /// What the last full pass over the claims saw (claims sequence,
     /// members up), and when: a pass with nothing new is skipped.
     claims_stamp: Option<(u64, usize)>,
@@ -412,9 +399,10 @@ impl Agent {
             opener,
             rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
             claims: Agent::base_slots(cfg.auto_blocks.len()),
-            sync_answers: Default::default(),
-            quorum_probes: Default::default(),
-            claims_wanted_until: 0,
+            checks: HashMap::new(),
+            avoid: HashMap::new(),
+            contested: HashMap::new(),
+            cluster_high: (1, now_ms),
             claims_stamp: None,
             claims_checked_ms: 0,
             cfg,
@@ -723,17 +711,6 @@ impl Agent {
                 self.bodies.push((from, body));
             }
             Ok(Body::ProbeAck(t)) => {
-                if let Some(a) = self
-                    .sync_answers
-                    .iter_mut()
-                    .rev()
-                    .find(|a| a.0 == from && !a.2)
-                {
-                    a.2 = true;
-                }
-                for q in self.quorum_probes.iter_mut().filter(|q| q.to == from) {
-                    q.answered = true;
-                }
                 let sample = self.clock_us(now_ms).saturating_sub(t);
                 if let Some(p) = self.peers.values_mut().find(|p| p.member.addr == from) {
                     // EWMA, 1/4 weight to the new sample.
@@ -741,6 +718,8 @@ impl Agent {
                 }
             }
             Ok(Body::Digest(d)) => self.on_digest(from, d, now_ms),
+            Ok(Body::ClaimCheck(claim)) => self.on_claim_check(from, claim, now_ms),
+            Ok(Body::ClaimAnswer(answer)) => self.on_claim_answer(from, answer, now_ms),
             Ok(Body::Records(records)) => {
                 let mut sh = self.shared.lock().expect("not poisoned");
                 sh.now_ms = now_ms;
@@ -899,10 +878,6 @@ impl Agent {
         let mut probe = Vec::new();
         Body::Probe(self.clock_us(now)).encode(&mut probe);
         self.bodies.push((to, probe));
-        if self.sync_answers.len() == SYNC_SAMPLES {
-            self.sync_answers.pop_front();
-        }
-        self.sync_answers.push_back((to, now, false));
     }
 
     fn may_claim(&self, owner: &str, now: u64) -> bool {
@@ -928,7 +903,7 @@ impl Agent {
             sh.now_ms = now;
             sh.state.expire(now);
         }
-        self.quorum_probing(now);
+        self.check_claims(now);
         self.run_claims(now);
     }
 

@@ -195,6 +195,13 @@ impl Record {
         if !valid_name(self.key.owner()) {
             return Err(RecordError::BadName);
         }
+        if let Key::Claim { block, .. } = &self.key {
+            // One key per block: `10.0.0.5/26` is not another name for
+            // `10.0.0.0/26`.
+            if *block != block.trunc() {
+                return Err(RecordError::BadBlock);
+            }
+        }
         match (&self.key, &self.value) {
             (_, Value::Deleted) => Ok(()),
             (Key::Node { .. }, Value::Node(n)) => {

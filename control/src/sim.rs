@@ -439,11 +439,9 @@ impl Sim {
             if minority(i) {
                 minority_claims += held.saturating_sub(2);
             } else if held != want {
-                let seen = sim.agents[i]
-                    .as_ref()
-                    .map(|a| (a.quorum_count(sim.now), a.reachability()));
+                let seen = sim.agents[i].as_ref().map(|a| a.quorum_count(sim.now));
                 return Err(format!(
-                    "during the partition node {i} holds {held}, not {want} ((up, known), (answered, probes): {seen:?})"
+                    "during the partition node {i} holds {held}, not {want} ((up, known): {seen:?})"
                 ));
             }
         }

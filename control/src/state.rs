@@ -5,7 +5,7 @@
 use crate::identity::TrustedNodes;
 use crate::record::{Key, NodeInfo, OwnerSig, Record, RecordError, Signed, Value, Version};
 use ipnet::IpNet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -83,6 +83,16 @@ pub fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Takes `owner` out of the claim index entry of `block`.
+fn unindex(index: &mut BTreeMap<IpNet, BTreeSet<String>>, block: IpNet, owner: &str) {
+    if let Some(owners) = index.get_mut(&block) {
+        owners.remove(owner);
+        if owners.is_empty() {
+            index.remove(&block);
+        }
+    }
+}
+
 fn entry_hash(key: &Key, version: Version, value: &Value) -> u64 {
     let bytes = postcard::to_allocvec(&(key, version, value)).expect("serialises");
     // Mix so that XOR-ing many of them does not cancel structure.
@@ -123,6 +133,10 @@ pub struct State {
     /// Grows whenever a claim record (or trust) changes: callers cache
     /// [`Self::winning_claims`] against it.
     claims_seq: u64,
+    /// Every live claim (a claim record whose value is a claim, of any
+    /// owner): block → owners. Answers "who else claims this block" without
+    /// a pass over all records (a claim check asks it of every node).
+    claim_index: BTreeMap<IpNet, BTreeSet<String>>,
 }
 
 impl State {
@@ -133,6 +147,7 @@ impl State {
             owners: BTreeMap::new(),
             pinned: None,
             claims_seq: 0,
+            claim_index: BTreeMap::new(),
         }
     }
 
@@ -217,8 +232,16 @@ impl State {
             None => {}
         }
         owner.digest ^= entry_hash(&r.key, r.version, &r.value);
-        if matches!(r.key, Key::Claim { .. }) {
+        if let Key::Claim { owner: name, block } = &r.key {
             self.claims_seq += 1;
+            if matches!(r.value, Value::Claim { .. }) {
+                self.claim_index
+                    .entry(*block)
+                    .or_default()
+                    .insert(name.clone());
+            } else {
+                unindex(&mut self.claim_index, *block, name);
+            }
         }
         owner.records.insert(
             r.key,
@@ -230,6 +253,54 @@ impl State {
             },
         );
         Ok(true)
+    }
+
+    /// The live claims overlapping `block` (containing it, inside it or
+    /// equal), of every owner: `(owner, block, claimed_at)`.
+    pub fn claims_overlapping(&self, block: IpNet) -> Vec<(String, IpNet, u64)> {
+        let (lo, hi, top) = match block {
+            IpNet::V4(b) => (
+                IpNet::V4(ipnet::Ipv4Net::new_assert(b.network(), 0)),
+                IpNet::V4(ipnet::Ipv4Net::new_assert(b.broadcast(), 32)),
+                32,
+            ),
+            IpNet::V6(b) => (
+                IpNet::V6(ipnet::Ipv6Net::new_assert(b.network(), 0)),
+                IpNet::V6(ipnet::Ipv6Net::new_assert(b.broadcast(), 128)),
+                128,
+            ),
+        };
+        debug_assert!(block.prefix_len() <= top);
+        // Inside it (or equal): their addresses lie in its range.
+        let inside = self
+            .claim_index
+            .range(lo..=hi)
+            .filter(|(b, _)| block.contains(*b));
+        // Containing it: one candidate per shorter prefix length.
+        let containing = (0..block.prefix_len()).filter_map(|len| {
+            let sup = IpNet::new(block.addr(), len).ok()?.trunc();
+            self.claim_index.get_key_value(&sup)
+        });
+        let mut out = Vec::new();
+        for (b, owners) in inside.chain(containing) {
+            for o in owners {
+                if let Some(Value::Claim { claimed_at }) = self.value(&Key::Claim {
+                    owner: o.clone(),
+                    block: *b,
+                }) {
+                    out.push((o.clone(), *b, *claimed_at));
+                }
+            }
+        }
+        out
+    }
+
+    /// The stored record under `key`, with its owner's signature.
+    pub fn signed(&self, key: &Key) -> Option<Signed> {
+        self.owners
+            .get(key.owner())
+            .and_then(|o| o.records.get(key))
+            .map(|s| s.signed(key))
     }
 
     /// A number that grows whenever a claim record or the trust changes.
@@ -280,6 +351,7 @@ impl State {
     /// owners left with none; returns how many records went.
     fn retain_records(&mut self, mut keep: impl FnMut(&Key, &Stored) -> bool) -> usize {
         let mut n = 0;
+        let index = &mut self.claim_index;
         self.owners.retain(|_, o| {
             let before = o.records.len();
             let mut digest = o.digest;
@@ -287,6 +359,9 @@ impl State {
                 let kept = keep(k, s);
                 if !kept {
                     digest ^= entry_hash(k, s.version, &s.value);
+                    if let Key::Claim { owner, block } = k {
+                        unindex(index, *block, owner);
+                    }
                 }
                 kept
             });
@@ -595,6 +670,46 @@ mod tests {
             Err(RecordError::LimitReached)
         );
         assert_eq!(s.size(), (2, 3));
+    }
+
+    #[test]
+    fn overlapping_claims_are_found_through_the_index() {
+        let mut s = State::default();
+        let net = |t: &str| t.parse::<IpNet>().unwrap();
+        s.apply(claim("a", "10.244.0.0/26", 1, v(1, 1)), 0).unwrap();
+        s.apply(claim("b", "10.244.0.0/24", 2, v(1, 1)), 0).unwrap();
+        s.apply(claim("c", "10.244.0.32/27", 3, v(1, 1)), 0)
+            .unwrap();
+        s.apply(claim("d", "10.244.0.64/26", 4, v(1, 1)), 0)
+            .unwrap();
+        s.apply(claim("e", "fd00::/120", 5, v(1, 1)), 0).unwrap();
+        let mut found = s.claims_overlapping(net("10.244.0.0/26"));
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                ("a".into(), net("10.244.0.0/26"), 1),
+                ("b".into(), net("10.244.0.0/24"), 2),
+                ("c".into(), net("10.244.0.32/27"), 3),
+            ]
+        );
+        // Withdrawn: gone from the index.
+        let mut gone = claim("a", "10.244.0.0/26", 1, v(1, 2));
+        gone.value = Value::Deleted;
+        s.apply(gone, 0).unwrap();
+        let owners: Vec<String> = s
+            .claims_overlapping(net("10.244.0.0/25"))
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(owners, ["c", "d", "b"]);
+        assert_eq!(s.claims_overlapping(net("fd00::80/121")).len(), 1);
+        assert!(s.claims_overlapping(net("10.245.0.0/26")).is_empty());
+        // A claim key that is not its block's network is refused.
+        assert_eq!(
+            s.apply(claim("f", "10.244.9.5/26", 1, v(1, 1)), 0),
+            Err(RecordError::BadBlock)
+        );
     }
 
     #[test]

@@ -21,6 +21,64 @@ pub enum Body<'a> {
     Probe(u64),
     /// The answer to a probe, echoing its clock.
     ProbeAck(u64),
+    /// A claim check: the sender's claim record, to be stored, and the
+    /// question "who else claims this block?" (see `agent::claims`).
+    ClaimCheck(Signed),
+    /// The answer to a claim check.
+    ClaimAnswer(ClaimAnswer),
+}
+
+/// The answer to a [`Body::ClaimCheck`]: the answering node stores the
+/// claim, then names every other live claim overlapping the block it
+/// knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimAnswer {
+    /// The block checked.
+    pub block: ipnet::IpNet,
+    /// The checked claim's time, which names the claim.
+    pub claimed_at: u64,
+    /// How many nodes the answering node knows (itself included): the
+    /// claimant's quorum is a majority of the largest count it hears.
+    pub known: u32,
+    /// The other claims overlapping the block (at most
+    /// [`MAX_CONFLICTS`]), with their owners' signatures.
+    pub conflicts: Vec<Signed>,
+}
+
+/// Most conflicting claims one [`ClaimAnswer`] carries (one is enough to
+/// back off; a few let the claimant skip them all).
+pub const MAX_CONFLICTS: usize = 4;
+
+impl ClaimAnswer {
+    /// The answer's body, with as many of `conflicts` as fit
+    /// [`MAX_BODY`] (at most [`MAX_CONFLICTS`]; one always fits).
+    pub fn encode_with(
+        block: ipnet::IpNet,
+        claimed_at: u64,
+        known: u32,
+        conflicts: impl IntoIterator<Item = Signed>,
+    ) -> Vec<u8> {
+        // Block, time, count and the vector's length: under 64 bytes.
+        let mut size = 64;
+        let mut fitting = Vec::new();
+        for c in conflicts.into_iter().take(MAX_CONFLICTS) {
+            let len = c.encode().len() + 2;
+            if !fitting.is_empty() && size + len > MAX_BODY {
+                break;
+            }
+            size += len;
+            fitting.push(c);
+        }
+        let mut out = Vec::new();
+        Body::ClaimAnswer(ClaimAnswer {
+            block,
+            claimed_at,
+            known,
+            conflicts: fitting,
+        })
+        .encode(&mut out);
+        out
+    }
 }
 
 /// Per-owner digests covering the owner-hash range `lo..=hi`: an owner in
@@ -68,6 +126,8 @@ const PROBE_ACK: u8 = 5;
 /// Records with signatures. Unsigned batches keep the [`RECORDS`] kind and
 /// format, so clusters without node keys talk to earlier releases.
 const SIGNED_RECORDS: u8 = 6;
+const CLAIM_CHECK: u8 = 7;
+const CLAIM_ANSWER: u8 = 8;
 /// The largest body we produce (fits a sealed and signed datagram in 1400
 /// bytes).
 pub const MAX_BODY: usize = 1400 - crate::auth::OVERHEAD - crate::auth::SIGNATURE_LEN;
@@ -110,6 +170,14 @@ impl<'a> Body<'a> {
             }
             PROBE => Ok(Body::Probe(whole(rest)?)),
             PROBE_ACK => Ok(Body::ProbeAck(whole(rest)?)),
+            CLAIM_CHECK => Ok(Body::ClaimCheck(whole(rest)?)),
+            CLAIM_ANSWER => {
+                let a: ClaimAnswer = whole(rest)?;
+                if a.conflicts.len() > MAX_CONFLICTS {
+                    return Err(WireError::Malformed);
+                }
+                Ok(Body::ClaimAnswer(a))
+            }
             _ => Err(WireError::UnknownKind),
         }
     }
@@ -146,6 +214,14 @@ impl<'a> Body<'a> {
             Body::ProbeAck(t) => {
                 out.push(PROBE_ACK);
                 out.extend_from_slice(&postcard::to_allocvec(t).expect("serialises"));
+            }
+            Body::ClaimCheck(r) => {
+                out.push(CLAIM_CHECK);
+                out.extend_from_slice(&postcard::to_allocvec(r).expect("serialises"));
+            }
+            Body::ClaimAnswer(a) => {
+                out.push(CLAIM_ANSWER);
+                out.extend_from_slice(&postcard::to_allocvec(a).expect("serialises"));
             }
         }
     }
@@ -232,6 +308,58 @@ mod tests {
         assert_eq!(Body::decode(&[1, 200]), Err(WireError::Malformed));
         assert_eq!(Body::decode(&[2, 5, 0]), Err(WireError::Malformed));
         assert_eq!(Body::decode(&[6, 1, 0]), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn claim_checks_and_answers_round_trip_and_fit_a_datagram() {
+        let key = crate::identity::NodeKey::from_secret([5; 32]);
+        let claim = |owner: String| {
+            key.sign(Record {
+                key: Key::Claim {
+                    owner,
+                    block: "fd00:244:ffff:ffff:ffff:ffff:ffff:ff00/120"
+                        .parse()
+                        .unwrap(),
+                },
+                version: Version {
+                    epoch: u64::MAX,
+                    counter: u64::MAX,
+                },
+                value: Value::Claim {
+                    claimed_at: u64::MAX,
+                },
+            })
+        };
+        let name = |c: char, len: usize| std::iter::repeat_n(c, len).collect::<String>();
+        let mut out = Vec::new();
+        let check = claim(name('a', crate::record::MAX_NAME));
+        Body::ClaimCheck(check.clone()).encode(&mut out);
+        assert!(out.len() <= MAX_BODY, "{}", out.len());
+        assert_eq!(Body::decode(&out).unwrap(), Body::ClaimCheck(check));
+        let block = "10.0.0.0/26".parse().unwrap();
+        // Short names: all four conflicts travel; the longest names a node
+        // may have: as many as fit.
+        for (len, carried) in [(20, 4), (crate::record::MAX_NAME, 3)] {
+            let conflicts = ['b', 'c', 'd', 'e', 'f'].map(|c| claim(name(c, len)));
+            let out = ClaimAnswer::encode_with(block, 7, u32::MAX, conflicts.clone());
+            assert!(out.len() <= MAX_BODY, "{}", out.len());
+            let answer = ClaimAnswer {
+                block,
+                claimed_at: 7,
+                known: u32::MAX,
+                conflicts: conflicts[..carried].to_vec(),
+            };
+            assert_eq!(Body::decode(&out).unwrap(), Body::ClaimAnswer(answer));
+        }
+        // More conflicts than an answer carries: refused.
+        let five = ClaimAnswer {
+            block,
+            claimed_at: 7,
+            known: 3,
+            conflicts: vec![claim("b".into()); 5],
+        };
+        Body::ClaimAnswer(five).encode(&mut out);
+        assert_eq!(Body::decode(&out), Err(WireError::Malformed));
     }
 
     #[test]

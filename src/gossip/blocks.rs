@@ -308,10 +308,6 @@ impl BlockKeeper {
                 continue;
             }
             let (free, low) = free_in(held, v4, allocs);
-            if free < 2 * low {
-                // Half a block or less free: get the claim quorum ready.
-                agent.expect_claims(now);
-            }
             if free >= low {
                 self.refused[slot] = None;
                 continue;

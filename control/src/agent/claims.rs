@@ -10,30 +10,72 @@
 //! meanwhile wins and the slot picks another), and is then held: pods may
 //! use it. A held block that an earlier claim later shows up for is lost.
 //!
-//! A claim settles only after two anti-entropy exchanges begun after it
-//! were answered (unless the node knows no other): what the peers know,
-//! such as a conflicting claim from nodes starting at the same moment or
-//! from across a partition that just healed, has had its chance to arrive.
-//! On-demand claims also need a quorum, at the claim and again when it
-//! settles: the node sees more than half of the nodes it knows (itself
-//! included, the dead still within their grace) as up, and more than half
-//! of its last 16 reachability probes (one a second to a random known
-//! node, up or not, each tried three times) were answered. A partition's
-//! minority side fails the second test within seconds, long before SWIM
-//! declares the other side down (minutes, for some nodes of a large
-//! cluster); it waits for the heal, and the majority
-//! side's settle time resolves races within it. This narrows, but cannot
-//! close, the window in which both sides of a fresh partition claim the
-//! same block: gossip is not consensus. Should it happen, the earlier
-//! claim wins and the other node gets [`Event::BlockLost`].
+//! Every claim is checked before it settles, so that two nodes never
+//! both hold a block: the claimant sends its claim record to every node it
+//! knows ([`Body::ClaimCheck`]); each stores it and answers with the other
+//! claims on that block it knows ([`Body::ClaimAnswer`]). The claim
+//! settles once a majority of the cluster (the most nodes this node, or
+//! any answer, has known at once lately, itself included) answered with no
+//! other claim, and not before `claim_settle_ms`. Any other claim in an
+//! answer makes the claimant back off, whoever claimed first: it gives the
+//! block up and picks another at random.
+//!
+//! Why that is safe: two claimants' majorities share a node. Whichever
+//! check reached that node second was answered with the other's claim, so
+//! at least one of the two backs off. A partition's minority side cannot
+//! gather a majority: its claims wait for the heal (on-demand claims are
+//! refused outright while SWIM sees fewer than half of the nodes up).
+//! A held block whose record a competing claim outranks (an earlier claim
+//! that backed off but whose record is still travelling) is kept for
+//! [`CONTEST_MS`], time for the competitor's withdrawal to arrive; a claim
+//! that still wins then (say, two sides of a partition that outlived the
+//! members' grace each claimed alone) takes it, and this node gets
+//! [`Event::BlockLost`].
 
 use super::{Agent, AutoBlock, Event};
-use crate::record::{Key, Value};
+use crate::record::{Key, Signed, Value};
 use crate::state::fnv;
+use crate::wire::{Body, ClaimAnswer};
 use ipnet::IpNet;
-use rand::Rng;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::net::SocketAddr;
+
+/// How long a held block outranked by another claim is kept before it is
+/// given up (ms).
+pub const CONTEST_MS: u64 = 10_000;
+/// How long a node avoids a block it backed off from (ms).
+const AVOID_MS: u64 = 60_000;
+/// How long the cluster's size is remembered after fewer nodes are known
+/// (ms): a partition that outlives the members' grace still leaves its
+/// minority side without a quorum for this long.
+const CLUSTER_MEMORY_MS: u64 = 3_600_000;
+/// The longest wait between two checks of one claim sent to a node that
+/// has not answered (ms).
+const CHECK_RETRY_MAX_MS: u64 = 8_000;
+
+/// The check of one pending claim.
+#[derive(Debug, Clone)]
+pub(in crate::agent) struct CheckRound {
+    /// The claim's time (answers echo it).
+    claimed_at: u64,
+    /// Nodes asked, by gossip address.
+    asked: HashMap<SocketAddr, Ask>,
+    /// Answers naming no other claim.
+    clean: usize,
+    /// The most nodes any answer said it knows.
+    largest: usize,
+    /// An answer named another claim on the block.
+    conflict: bool,
+}
+
+/// One node asked in a [`CheckRound`].
+#[derive(Debug, Clone, Copy)]
+struct Ask {
+    tries: u32,
+    next_ms: u64,
+    answered: bool,
+}
 
 /// The state of one claim slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +206,7 @@ impl Agent {
             since: now,
             fresh: false,
         };
+        self.start_check(block, claimed_at);
         true
     }
 
@@ -182,14 +225,13 @@ impl Agent {
             .claims
             .iter()
             .any(|s| autos.contains(&s.auto) && !matches!(s.claim, Claim::Held { .. }));
-        self.expect_claims(now_ms);
         if under_way {
             return Ok(Claiming::AlreadyUnderWay);
         }
-        // Refused only when the probes say so; with too few answers yet
-        // the claim waits in its slot for the quorum to show.
-        let (_, resolved) = self.reachability();
-        if resolved >= 8 && !self.has_quorum(now_ms) {
+        // (A check that cannot gather a majority would wait anyway; this
+        // refuses at once where SWIM already sees the partition.)
+        let (up, known) = self.quorum_count(now_ms);
+        if 2 * up <= self.cluster_size(known, now_ms) {
             return Err(NoBlock::NoQuorum);
         }
         let auto = autos
@@ -267,105 +309,187 @@ impl Agent {
         (up, known)
     }
 
-    /// More than half of the nodes this node knows are up, and more than
-    /// half of its last reachability probes (to random known nodes, up or
-    /// not, each tried three times) were answered, with at least 8 of them
-    /// resolved.
-    fn has_quorum(&self, now: u64) -> bool {
-        let (up, known) = self.quorum_count(now);
-        if known == 1 {
-            return true; // alone: nobody to disagree with
+    /// The size a claim's majority is counted against: `known` now, or
+    /// the most this node knew at once within [`CLUSTER_MEMORY_MS`].
+    fn cluster_size(&self, known: usize, now: u64) -> usize {
+        let (high, at) = self.cluster_high;
+        if now.saturating_sub(at) <= CLUSTER_MEMORY_MS {
+            known.max(high)
+        } else {
+            known
         }
-        let (answered, resolved) = self.reachability();
-        2 * up > known && resolved >= 8 && 2 * answered > resolved
     }
 
-    /// Anti-entropy exchanges started at or after `since` whose probe was
-    /// answered: a claim settles only after two, so that what the peers
-    /// know (a conflicting claim made at the same moment, or across a
-    /// partition that just healed) has had its chance to arrive.
-    fn synced_since(&self, since: u64) -> usize {
-        self.sync_answers
-            .iter()
-            .filter(|a| a.2 && a.1 >= since)
-            .count()
-    }
-
-    /// Of the last reachability probes, those answered or given up on
-    /// (three tries): `(answered, resolved)`.
-    pub fn reachability(&self) -> (usize, usize) {
-        let (mut answered, mut n) = (0, 0);
-        for q in self
-            .quorum_probes
-            .iter()
-            .filter(|q| q.answered || q.tries >= 3)
+    /// Remembers the cluster's size, sends the checks of pending claims to
+    /// nodes not asked yet (new members) and again to those that have not
+    /// answered (after 0.5 s, then twice as long each time, at most
+    /// [`CHECK_RETRY_MAX_MS`]).
+    pub(super) fn check_claims(&mut self, now: u64) {
+        let (_, known) = self.quorum_count(now);
+        if known >= self.cluster_high.0
+            || now.saturating_sub(self.cluster_high.1) > CLUSTER_MEMORY_MS
         {
-            n += 1;
-            answered += usize::from(q.answered);
+            self.cluster_high = (known, now);
         }
-        (answered, n)
-    }
-
-    /// Starts (or extends for 2 minutes) the reachability probing a claim
-    /// quorum needs: weftd calls it when a family's free addresses run low,
-    /// so the quorum is known when the claim comes.
-    pub fn expect_claims(&mut self, now_ms: u64) {
-        self.claims_wanted_until = now_ms + 120_000;
-    }
-
-    /// Retries unanswered reachability probes (every 500 ms, three tries
-    /// in all) and, once a second, probes one more random node it knows
-    /// (up, or down within its grace): a small datagram a second, only
-    /// while a claim is under way or expected ([`Agent::expect_claims`]). A node on a
-    /// partition's minority side hears from fewer than half of them, long
-    /// before SWIM declares the other side down.
-    pub(super) fn quorum_probing(&mut self, now: u64) {
-        let claiming = self
-            .claims
-            .iter()
-            .any(|s| !matches!(s.claim, Claim::Held { .. }));
-        if now >= self.claims_wanted_until && !claiming {
+        self.avoid.retain(|_, until| *until > now);
+        if self.checks.is_empty() {
             return;
         }
+        let targets = self.check_targets(now);
+        let me = self.cfg.name.clone();
         let mut send = Vec::new();
-        for q in self.quorum_probes.iter_mut() {
-            if !q.answered && q.tries < 3 && now >= q.sent_ms + 500 * u64::from(q.tries) {
-                q.tries += 1;
-                if q.tries < 3 {
-                    send.push(q.to);
-                }
-            }
-        }
-        let due = self
-            .quorum_probes
-            .back()
-            .is_none_or(|q| now >= q.sent_ms + 1_000);
-        if due {
-            let grace = self.cfg.dead_grace_ms;
-            let known: Vec<SocketAddr> = self
-                .peers
-                .values()
-                .filter(|p| p.up || now.saturating_sub(p.since) < grace)
-                .map(|p| p.member.addr)
-                .collect();
-            if !known.is_empty() {
-                let to = known[self.rng.random_range(0..known.len())];
-                if self.quorum_probes.len() == 16 {
-                    self.quorum_probes.pop_front();
-                }
-                self.quorum_probes.push_back(super::QuorumProbe {
-                    to,
-                    sent_ms: now,
-                    tries: 1,
+        for (block, round) in self.checks.iter_mut() {
+            let mut due = Vec::new();
+            for to in &targets {
+                round.asked.entry(*to).or_insert(Ask {
+                    tries: 0,
+                    next_ms: now,
                     answered: false,
                 });
-                send.push(to);
+            }
+            for (to, ask) in round.asked.iter_mut() {
+                if !ask.answered && now >= ask.next_ms {
+                    ask.tries += 1;
+                    ask.next_ms = now + (250u64 << ask.tries.min(6)).min(CHECK_RETRY_MAX_MS);
+                    due.push(*to);
+                }
+            }
+            if !due.is_empty() {
+                send.push((*block, due));
             }
         }
-        for to in send {
-            let mut probe = Vec::new();
-            crate::wire::Body::Probe(self.clock_us(now)).encode(&mut probe);
-            self.bodies.push((to, probe));
+        for (block, due) in send {
+            let key = Key::Claim {
+                owner: me.clone(),
+                block,
+            };
+            let Some(record) = self.shared.lock().expect("not poisoned").state.signed(&key) else {
+                continue;
+            };
+            let mut body = Vec::new();
+            Body::ClaimCheck(record).encode(&mut body);
+            for to in due {
+                self.bodies.push((to, body.clone()));
+            }
+        }
+    }
+
+    /// The gossip addresses of the nodes a claim check asks: every node
+    /// known (up, or down within its grace).
+    fn check_targets(&self, now: u64) -> Vec<SocketAddr> {
+        let grace = self.cfg.dead_grace_ms;
+        self.peers
+            .values()
+            .filter(|p| p.up || now.saturating_sub(p.since) < grace)
+            .map(|p| p.member.addr)
+            .collect()
+    }
+
+    /// Starts checking this node's pending claim of `block` (sent at the
+    /// next housekeeping pass, within 250 ms).
+    fn start_check(&mut self, block: IpNet, claimed_at: u64) {
+        self.checks.insert(
+            block,
+            CheckRound {
+                claimed_at,
+                asked: HashMap::new(),
+                clean: 0,
+                largest: 0,
+                conflict: false,
+            },
+        );
+    }
+
+    /// Whether the check of `block` has gathered a majority of clean
+    /// answers (this node counting as one), or this node knows no other.
+    fn check_passed(&self, block: IpNet, now: u64) -> bool {
+        let (_, known) = self.quorum_count(now);
+        if known == 1 && self.cluster_size(known, now) == 1 {
+            return true; // alone: nobody to disagree with
+        }
+        self.checks.get(&block).is_some_and(|r| {
+            let size = self.cluster_size(known, now).max(r.largest);
+            !r.conflict && 2 * (r.clean + 1) > size
+        })
+    }
+
+    /// Answers a claim check: stores the claim, then names the other live
+    /// claims on that block this node knows. No answer if the claim is not
+    /// stored as sent (refused, or already withdrawn by a newer record).
+    pub(super) fn on_claim_check(&mut self, from: SocketAddr, claim: Signed, now: u64) {
+        let (Key::Claim { owner, block }, Value::Claim { claimed_at }) =
+            (&claim.record.key, &claim.record.value)
+        else {
+            self.shared
+                .lock()
+                .expect("not poisoned")
+                .counters
+                .drop("claim_check_not_a_claim");
+            return;
+        };
+        let (owner, block, claimed_at) = (owner.clone(), *block, *claimed_at);
+        let others = {
+            let mut sh = self.shared.lock().expect("not poisoned");
+            sh.now_ms = now;
+            if let Err(e) = sh.merge(claim.clone()) {
+                sh.counters.drop(e.reason());
+                return;
+            }
+            if sh.state.signed(&claim.record.key).as_ref() != Some(&claim) {
+                return;
+            }
+            sh.state.claims_overlapping(block)
+        };
+        let others: Vec<(String, IpNet)> = others
+            .into_iter()
+            .filter(|(o, _, _)| *o != owner && self.may_claim(o, now))
+            .map(|(o, b, _)| (o, b))
+            .collect();
+        let conflicts: Vec<Signed> = {
+            let sh = self.shared.lock().expect("not poisoned");
+            others
+                .into_iter()
+                .filter_map(|(o, b)| sh.state.signed(&Key::Claim { owner: o, block: b }))
+                .collect()
+        };
+        let (_, known) = self.quorum_count(now);
+        let known = u32::try_from(known).unwrap_or(u32::MAX);
+        let body = ClaimAnswer::encode_with(block, claimed_at, known, conflicts);
+        self.bodies.push((from, body));
+        self.after_foca(now);
+    }
+
+    /// Takes an answer to one of this node's claim checks: the claims it
+    /// names are merged (so this node avoids them), and the answer counts
+    /// once per node asked.
+    pub(super) fn on_claim_answer(&mut self, from: SocketAddr, answer: ClaimAnswer, now: u64) {
+        let conflict = !answer.conflicts.is_empty();
+        if conflict {
+            let mut sh = self.shared.lock().expect("not poisoned");
+            sh.now_ms = now;
+            for c in answer.conflicts {
+                if let Err(e) = sh.merge(c) {
+                    sh.counters.drop(e.reason());
+                }
+            }
+        }
+        if let Some(round) = self
+            .checks
+            .get_mut(&answer.block)
+            .filter(|r| r.claimed_at == answer.claimed_at)
+        {
+            if let Some(ask) = round.asked.get_mut(&from).filter(|a| !a.answered) {
+                ask.answered = true;
+                round.largest = round.largest.max(answer.known as usize);
+                if conflict {
+                    round.conflict = true;
+                } else {
+                    round.clean += 1;
+                }
+            }
+        }
+        if conflict {
+            self.after_foca(now);
         }
     }
 
@@ -408,9 +532,7 @@ impl Agent {
                 Claim::Idle => {
                     let auto = self.cfg.auto_blocks[self.claims[i].auto].clone();
                     let extra = i >= base;
-                    if extra && !self.has_quorum(now) {
-                        // Waits: it may claim again once the partition heals.
-                    } else if let Some(block) = self.free_block(&auto, now) {
+                    if let Some(block) = self.free_block(&auto, now) {
                         self.claims[i].claim = Claim::Pending {
                             block,
                             since: now,
@@ -422,6 +544,7 @@ impl Agent {
                         };
                         let claimed_at = now + self.cfg.wall_clock_offset_ms;
                         self.write(key, Value::Claim { claimed_at }, now);
+                        self.start_check(block, claimed_at);
                     } else if extra {
                         // The pool filled up meanwhile: nothing to wait for.
                         self.claims.remove(i);
@@ -429,24 +552,36 @@ impl Agent {
                     }
                 }
                 Claim::Pending { block, since, .. } => {
-                    if !mine(&block) {
+                    let conflict = self.checks.get(&block).is_some_and(|r| r.conflict);
+                    if !mine(&block) || conflict {
+                        // Backs off, whoever claimed first (see the module
+                        // docs): the other claimant may have settled.
                         self.release(block, now);
+                        self.checks.remove(&block);
+                        self.avoid.insert(block, now + AVOID_MS);
                         self.claims[i].claim = Claim::Idle;
+                        self.claims_stamp = None; // pick another in the next pass
                     } else if now >= since + self.cfg.claim_settle_ms
-                        && (self.peers.is_empty() || self.synced_since(since) >= 2)
-                        && (i < base || self.has_quorum(now))
+                        && self.check_passed(block, now)
                     {
+                        self.checks.remove(&block);
                         self.claims[i].claim = Claim::Held { block };
                         self.events.push(Event::BlockClaimed(block));
                         self.mark_changed();
                     }
                 }
                 Claim::Held { block } => {
-                    if !mine(&block) {
-                        self.release(block, now);
-                        self.claims[i].claim = Claim::Idle;
-                        self.events.push(Event::BlockLost(block));
-                        self.mark_changed();
+                    if mine(&block) {
+                        self.contested.remove(&block);
+                    } else {
+                        let since = *self.contested.entry(block).or_insert(now);
+                        if now >= since + CONTEST_MS {
+                            self.contested.remove(&block);
+                            self.release(block, now);
+                            self.claims[i].claim = Claim::Idle;
+                            self.events.push(Event::BlockLost(block));
+                            self.mark_changed();
+                        }
                     }
                 }
             }
@@ -455,6 +590,8 @@ impl Agent {
     }
 
     pub(super) fn release(&mut self, block: IpNet, now: u64) {
+        self.checks.remove(&block);
+        self.contested.remove(&block);
         let key = Key::Claim {
             owner: self.cfg.name.clone(),
             block,
@@ -466,7 +603,8 @@ impl Agent {
     /// derived from the node name so that nodes joining together rarely
     /// pick the same one. With allowed ranges for this node in the
     /// trusted-nodes file, only inside them (other nodes refuse claims
-    /// outside). Blocks this node has pending count as taken.
+    /// outside). Blocks this node has pending count as taken, and those it
+    /// backed off from lately too, unless nothing else is free.
     fn free_block(&self, auto: &AutoBlock, now: u64) -> Option<IpNet> {
         let sh = self.shared.lock().expect("not poisoned");
         let mut taken: Vec<IpNet> = sh
@@ -487,8 +625,23 @@ impl Agent {
             .map(|me| me.allowed.clone())
             .unwrap_or_default();
         drop(sh);
+        let mut avoiding = taken.clone();
+        avoiding.extend(self.avoid.keys().copied());
+        self.free_block_among(auto, &allowed, &avoiding, now)
+            .or_else(|| self.free_block_among(auto, &allowed, &taken, now))
+    }
+
+    /// A block of `auto` no block of `taken` overlaps, inside `allowed`
+    /// if not empty.
+    fn free_block_among(
+        &self,
+        auto: &AutoBlock,
+        allowed: &[IpNet],
+        taken: &[IpNet],
+        now: u64,
+    ) -> Option<IpNet> {
         if allowed.is_empty() {
-            return self.free_block_in(auto.pool, auto.len, &taken);
+            return self.free_block_in(auto.pool, auto.len, taken, now);
         }
         // Each allowed range narrows the pool (or is narrowed by it).
         allowed
@@ -502,12 +655,12 @@ impl Agent {
                     None
                 }
             })
-            .find_map(|space| self.free_block_in(space, auto.len, &taken))
+            .find_map(|space| self.free_block_in(space, auto.len, taken, now))
     }
 
     /// A block of prefix length `len` in `space` that no block of `taken`
     /// overlaps.
-    fn free_block_in(&self, space: IpNet, len: u8, taken: &[IpNet]) -> Option<IpNet> {
+    fn free_block_in(&self, space: IpNet, len: u8, taken: &[IpNet], now: u64) -> Option<IpNet> {
         let auto = AutoBlock { pool: space, len };
         let (base, host_bits, pool_len) = match auto.pool {
             IpNet::V4(p) => (
@@ -522,7 +675,13 @@ impl Agent {
         }
         let count_bits = u32::from(auto.len - pool_len).min(64);
         let count: u128 = 1u128 << count_bits;
-        let start = u128::from(fnv(self.cfg.name.as_bytes())) % count;
+        // After backing off, from a new place: two nodes whose names led
+        // them to the same block would otherwise meet again next door.
+        let mut seed = fnv(self.cfg.name.as_bytes());
+        if !self.avoid.is_empty() {
+            seed ^= now.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        }
+        let start = u128::from(seed) % count;
         for i in 0..(taken.len() as u128 + 1).min(count) {
             // Step through candidates; at most one per taken block is skipped.
             let mut n = (start + i) % count;
