@@ -77,7 +77,7 @@ pub fn local_input(data: &[u8]) {
     };
     match kind % 4 {
         0 => {
-            if let Ok(m) = crate::endpoints::parse_message(text) {
+            if let Ok(m) = crate::daemon::endpoints::parse_message(text) {
                 assert!(m.host_ifname.is_none_or(|n| (1..=15).contains(&n.len())));
             }
         }

@@ -8,10 +8,8 @@
 pub mod admin;
 pub mod cni;
 pub mod config;
+pub mod daemon;
 pub mod dataplane;
-pub mod endpoints;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gossip;
 pub mod kernel;
-pub mod metrics;

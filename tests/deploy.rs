@@ -321,7 +321,7 @@ fn node_key_init_container_makes_keeps_and_waits_for_trust() {
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let node_key = weft::gossip::load_node_key(&key).expect("weftd accepts the key");
+    let node_key = weft::daemon::gossip::load_node_key(&key).expect("weftd accepts the key");
     assert_eq!(node_key.public_hex(), public);
     assert_eq!(std::fs::read_dir(key.parent().unwrap()).unwrap().count(), 1);
 
@@ -391,7 +391,7 @@ fn node_key_init_container_makes_keeps_and_waits_for_trust() {
     );
     assert!(log.contains("lists node-7 with another key"), "{log}");
     assert!(log.contains("node-7 is trusted"), "{log}");
-    let listed = weft::gossip::load_trusted_nodes(&trusted, "node-7", &node_key)
+    let listed = weft::daemon::gossip::load_trusted_nodes(&trusted, "node-7", &node_key)
         .expect("weftd accepts the file");
     assert_eq!(listed.len(), 2);
 

@@ -13,7 +13,7 @@ mod support;
 use nix::sys::socket::{setsockopt, sockopt};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
-use weft::dataplane::udp_gso;
+use weft::dataplane::sys::udp_gso;
 
 const NOT_ECT: u8 = 0;
 const ECT_0: u8 = 2;

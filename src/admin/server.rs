@@ -3,8 +3,8 @@
 
 use super::request::{Request, MAX_REQUEST};
 use super::trace::{trace, TraceContext};
+use crate::daemon::node::Node;
 use crate::dataplane::counters;
-use crate::dataplane::node::Node;
 use crate::kernel::routes::{Routes, WeftRoute};
 use fdb::Source;
 use serde_json::{json, Value};

@@ -21,7 +21,7 @@ pub struct TraceContext<'a> {
     /// This node's underlay address.
     pub underlay: IpAddr,
     /// Direct (unencapsulated) routing, if CrossSubnet or encap none.
-    pub policy: Option<&'a crate::dataplane::node::RoutePolicy>,
+    pub policy: Option<&'a crate::daemon::node::RoutePolicy>,
     /// Veth attachment: weftd delivers to pods' ports itself.
     pub veth: bool,
 }

@@ -194,7 +194,7 @@ fn main() -> ExitCode {
             run(&cfg)
         }
         Command::Uninstall => {
-            match load(&cli).and_then(|cfg| weft::dataplane::node::uninstall(&cfg)) {
+            match load(&cli).and_then(|cfg| weft::daemon::node::uninstall(&cfg)) {
                 Ok(msg) => {
                     eprintln!("weftd: {msg}");
                     ExitCode::SUCCESS
@@ -220,7 +220,7 @@ fn run(cfg: &Config) -> ExitCode {
         tracing::error!("cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
-    let node = match weft::dataplane::node::start(cfg) {
+    let node = match weft::daemon::node::start(cfg) {
         Ok(n) => n,
         Err(e) => {
             tracing::error!("{e}");
@@ -233,7 +233,9 @@ fn run(cfg: &Config) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if cfg.metrics.enabled {
-        if let Err(e) = weft::metrics::serve(cfg.metrics.listen, std::sync::Arc::clone(&node)) {
+        if let Err(e) =
+            weft::daemon::metrics::serve(cfg.metrics.listen, std::sync::Arc::clone(&node))
+        {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
@@ -246,7 +248,7 @@ fn run(cfg: &Config) -> ExitCode {
     );
     let sig = signals.wait();
     if let Some(path) = &cfg.dataplane.stats_file {
-        weft::dataplane::node::write_stats(path, &node.counters, node.gossip.as_ref());
+        weft::daemon::node::write_stats(path, &node.counters, node.gossip.as_ref());
     }
     tracing::info!(signal = ?sig, "exiting; the TUN device and routes stay until `weftd uninstall`");
     ExitCode::SUCCESS

@@ -29,7 +29,7 @@ use std::time::Instant;
 /// Reads from one source before the others get their turn.
 pub(super) const BUDGET: usize = 16;
 /// IP-in-IP receive: packets read per batch.
-const IPIP_BATCH: usize = super::raw_batch::MAX_BATCH;
+const IPIP_BATCH: usize = super::sys::raw_batch::MAX_BATCH;
 
 /// What one turn at a source found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ pub(super) struct LoopState {
     /// source number.
     overflows_seen: [u32; 3],
     /// IP-in-IP receive headers.
-    recv_batch: super::raw_batch::RecvBatch,
+    recv_batch: super::sys::raw_batch::RecvBatch,
     dec: VxlanDecap,
 }
 
@@ -176,12 +176,12 @@ impl Worker {
         }
         match &self.underlay {
             UnderlayIo::Vxlan(sock) => {
-                if !super::udp_gso::enable_gro(sock) {
+                if !super::sys::udp_gso::enable_gro(sock) {
                     tracing::warn!(
                         "worker {index}: no UDP GRO on this kernel; datagrams come one by one"
                     );
                 }
-                if !super::udp_gso::enable_recv_tos(sock) {
+                if !super::sys::udp_gso::enable_recv_tos(sock) {
                     tracing::warn!(
                         "worker {index}: cannot read the outer TOS; congestion marks (ECN CE) from the underlay are lost"
                     );
@@ -270,7 +270,7 @@ impl Worker {
     fn poll_vxlan(&self, sock: &std::net::UdpSocket, st: &mut LoopState) -> Polled {
         let mut got = 0;
         while got < BUDGET {
-            match super::udp_gso::recv(sock, &mut st.rx_buf[HEADROOM..]) {
+            match super::sys::udp_gso::recv(sock, &mut st.rx_buf[HEADROOM..]) {
                 Ok(r) => {
                     got += 1;
                     self.count_overflows(st, 1, r.dropped_so_far);
@@ -299,7 +299,7 @@ impl Worker {
         &self,
         sock: &std::net::UdpSocket,
         st: &mut LoopState,
-        r: super::udp_gso::Received,
+        r: super::sys::udp_gso::Received,
     ) {
         let (n, from, segment) = (r.len, r.from, r.segment);
         let outer_ecn = encap::ecn::Ecn::from_tos(r.tos);
@@ -367,7 +367,7 @@ impl Worker {
         // read takes a full batch: ask the kernel for its drop count then
         // (one getsockopt per 64 packets under pressure, none otherwise).
         if got.count == IPIP_BATCH {
-            self.count_overflows(st, source, super::raw_batch::socket_drops(sock));
+            self.count_overflows(st, source, super::sys::raw_batch::socket_drops(sock));
         }
         if got.count == 0 {
             return Polled::Idle;

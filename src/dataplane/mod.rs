@@ -12,14 +12,10 @@
 
 pub mod counters;
 mod event_loop;
-pub mod kernel_sync;
-pub mod node;
-pub mod packet_socket;
 pub mod pending;
 pub mod ports;
-pub mod raw_batch;
-pub mod tun;
-pub mod udp_gso;
+pub mod sys;
+use sys::{raw_batch, udp_gso};
 mod veth;
 
 use counters::{DropReason, WorkerCounters};

@@ -8,7 +8,7 @@
 //! read buffer is needed for the next packet); order is kept.
 
 use super::counters::{DropReason, WorkerCounters};
-use super::udp_gso;
+use super::sys::udp_gso;
 use std::net::{SocketAddr, UdpSocket};
 
 /// Most datagrams gathered before they are sent (the kernel's UDP GSO

@@ -8,7 +8,7 @@
 //! ifindex). The registered ports are kept in a file so a restarted weftd
 //! takes them up again.
 
-use super::packet_socket::PacketSocket;
+use super::sys::packet_socket::PacketSocket;
 use arc_swap::ArcSwap;
 use encap::MacAddr;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};

@@ -13,7 +13,7 @@ pub use blocks::{
 };
 
 use crate::config::Config;
-use crate::endpoints::EndpointEvent;
+use crate::daemon::endpoints::EndpointEvent;
 use control::identity::{NodeKey, TrustedNodes};
 use control::{Agent, AgentConfig, AutoBlock, Event, Keyring, NodeInfo, Rules};
 use fdb::Fdb;

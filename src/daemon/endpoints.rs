@@ -17,8 +17,8 @@
 //! Bad input (not JSON, unknown event, a line over 4 KiB) is logged,
 //! answered with an error and otherwise ignored.
 
+use crate::daemon::gossip::BlockRequests;
 use crate::dataplane::ports::{PortSpec, Ports};
-use crate::gossip::BlockRequests;
 use fdb::{Endpoint, Fdb, Mac, Meta, Source};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;

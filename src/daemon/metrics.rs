@@ -5,8 +5,8 @@
 //! data path keeps its own lock-free counters and pays nothing for metrics.
 //! HTTP comes from tiny_http on its own thread.
 
+use super::node::Node;
 use crate::dataplane::counters::{DropReason, WorkerCounters};
-use crate::dataplane::node::Node;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;

@@ -1,10 +1,10 @@
 //! Bringing a node up from its configuration: tables, TUN, kernel routes
 //! and sysctls, sockets, workers, stats; and taking it down (uninstall).
 
-use super::counters::{self, WorkerCounters};
-use super::ports::Ports;
-use super::{vtep_mac, Attachment, Settings, Worker};
 use crate::config::{Attach, Autodetect, Config, Encap};
+use crate::dataplane::counters::{self, WorkerCounters};
+use crate::dataplane::ports::Ports;
+use crate::dataplane::{vtep_mac, Attachment, Settings, UnderlayIo, Worker};
 use crate::kernel::routes::Routes;
 use encap::vxlan::Vni;
 use fdb::{EncapSet, Fdb, Mac, Meta, NodeId, NodeRecord, Source};
@@ -22,7 +22,7 @@ pub struct Node {
     /// One counter block per worker.
     pub counters: Vec<Arc<WorkerCounters>>,
     /// The control plane, when gossip is enabled.
-    pub gossip: Option<crate::gossip::Handle>,
+    pub gossip: Option<super::gossip::Handle>,
     /// What the node runs with (for the admin API).
     pub settings: Settings,
     /// Underlay address.
@@ -297,16 +297,10 @@ fn big_buffers(s: &Socket) {
 /// Every worker's underlay sockets: for VXLAN a UDP socket each
 /// (SO_REUSEPORT spreads flows over them); for IP-in-IP one shared pair of
 /// raw sockets that worker 0 receives on.
-fn underlay_ios(
-    cfg: &Config,
-    underlay: IpAddr,
-    workers: usize,
-) -> Result<Vec<super::UnderlayIo>, String> {
+fn underlay_ios(cfg: &Config, underlay: IpAddr, workers: usize) -> Result<Vec<UnderlayIo>, String> {
     if cfg.overlay.encap != Encap::Ipip {
         return (0..workers)
-            .map(|_| {
-                socket(underlay, cfg.overlay.port).map(|s| super::UnderlayIo::Vxlan(Arc::new(s)))
-            })
+            .map(|_| socket(underlay, cfg.overlay.port).map(|s| UnderlayIo::Vxlan(Arc::new(s))))
             .collect();
     }
     if underlay.is_ipv6() {
@@ -317,7 +311,7 @@ fn underlay_ios(
         Arc::new(raw_socket(underlay, 41)?),
     );
     Ok((0..workers)
-        .map(|i| super::UnderlayIo::IpIp {
+        .map(|i| UnderlayIo::IpIp {
             v4: Arc::clone(&v4),
             v6: Arc::clone(&v6),
             receive: i == 0,
@@ -438,15 +432,15 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         let (tx, rx) = std::sync::mpsc::channel();
         let underlay = *own.first().ok_or("no underlay address")?;
         let gossip_addr = std::net::SocketAddr::new(underlay, cfg.gossip.port);
-        let (requests, requests_rx) = crate::gossip::block_requests(gossip_addr);
-        crate::endpoints::serve(
+        let (requests, requests_rx) = super::gossip::block_requests(gossip_addr);
+        super::endpoints::serve(
             &cfg.cni_socket,
             fdb.clone(),
             Some((tx, requests)),
             ports.clone(),
             &cfg.cni_state_dir,
         )?;
-        Some(crate::gossip::start(
+        Some(super::gossip::start(
             cfg,
             &name,
             &own,
@@ -456,7 +450,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             (rx, requests_rx),
         )?)
     } else {
-        crate::endpoints::serve(
+        super::endpoints::serve(
             &cfg.cni_socket,
             fdb.clone(),
             None,
@@ -527,8 +521,9 @@ fn attach_tun(
     ),
     String,
 > {
-    let queues = super::tun::open(&cfg.overlay.tun_name, overlay_mtu as u16, workers)
-        .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
+    let queues =
+        crate::dataplane::sys::tun::open(&cfg.overlay.tun_name, overlay_mtu as u16, workers)
+            .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
     let tun_index = queues[0].if_index().map_err(fail)?;
     let direct = if cfg.overlay.encap == Encap::None || cfg.overlay.cross_subnet {
         let (subnet, ifindex) = underlay_link(underlay)?;
@@ -560,7 +555,7 @@ fn attach_tun(
 pub fn write_stats(
     path: &std::path::Path,
     counters: &[Arc<WorkerCounters>],
-    gossip: Option<&crate::gossip::Handle>,
+    gossip: Option<&super::gossip::Handle>,
 ) {
     let all: Vec<&WorkerCounters> = counters.iter().map(|c| c.as_ref()).collect();
     let mut v = counters::snapshot_refs(&all);

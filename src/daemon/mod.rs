@@ -1,0 +1,12 @@
+//! weftd as a process: bringing a node up from its configuration and
+//! taking it down ([`node`]), the control plane's I/O ([`gossip`]), the
+//! socket the CNI plugin reports pods on ([`endpoints`]), the thread that
+//! keeps the kernel's routes, rules and addresses in line
+//! ([`kernel_sync`]), and the metrics endpoint ([`metrics`]). The packet
+//! path itself is [`crate::dataplane`].
+
+pub mod endpoints;
+pub mod gossip;
+pub mod kernel_sync;
+pub mod metrics;
+pub mod node;
