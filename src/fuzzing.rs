@@ -77,7 +77,9 @@ pub fn local_input(data: &[u8]) {
     };
     match kind % 4 {
         0 => {
-            if let Ok(m) = crate::daemon::endpoints::parse_message(text) {
+            if let Ok(crate::daemon::endpoints::Line::Change(m)) =
+                crate::daemon::endpoints::parse_line(text)
+            {
                 assert!(m.host_ifname.is_none_or(|n| (1..=15).contains(&n.len())));
             }
         }

@@ -13,3 +13,4 @@ pub mod dataplane;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kernel;
+pub mod podnet;

@@ -491,7 +491,7 @@ fn requested_addresses_are_given_or_refused() {
         assert_eq!(out["code"], 7, "{want}: {out}");
         assert!(out["msg"].as_str().unwrap().contains(says), "{want}: {out}");
         assert_eq!(lab.reserved(), before, "nothing reserved for {want}");
-        let host = weft::cni::wiring::host_ifname("ips-bad", "eth0");
+        let host = weft::podnet::host_ifname("ips-bad", "eth0");
         assert!(!lab.host_links().contains(&host), "no link left for {want}");
     }
     for (id, p) in [("ips-one", &p1), ("ips-two", &p2)] {

@@ -77,11 +77,7 @@ struct Owner {
 
 /// FNV-1a over bytes: stable across nodes and builds (digests and owner
 /// hashes travel on the wire).
-pub fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
+pub use fdb::fnv1a as fnv;
 
 /// Takes `owner` out of the claim index entry of `block`.
 fn unindex(index: &mut BTreeMap<IpNet, BTreeSet<String>>, block: IpNet, owner: &str) {

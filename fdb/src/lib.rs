@@ -46,6 +46,24 @@ pub mod table;
 pub mod types;
 
 pub use change::{Change, Event, Subscription, What};
+
+/// The FNV-1a offset basis (64-bit).
+pub const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a (64-bit) of `bytes`, continuing from `h` (start from
+/// [`FNV_BASIS`]). weft's one stable hash of names and byte streams: node
+/// ids, derived MACs and interface names, gossip digests. The same on
+/// every node and build, so its values may travel and be stored.
+pub fn fnv1a_from(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// FNV-1a (64-bit) of `bytes` (see [`fnv1a_from`]).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_from(FNV_BASIS, bytes)
+}
 pub use error::{Error, Result};
 pub use snapshot::{Counts, Route, Snapshot};
 pub use table::{Fdb, Limits, Outcome, Reader, Txn};

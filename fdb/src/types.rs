@@ -21,10 +21,8 @@ pub struct NodeId {
 impl NodeId {
     /// A node id from its name.
     pub fn new(name: &str) -> Self {
-        // FNV-1a: stable, and computed once per id, not per lookup.
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
+        // Stable, and computed once per id, not per lookup.
+        let hash = crate::fnv1a(name.as_bytes());
         NodeId {
             hash,
             name: Arc::from(name),

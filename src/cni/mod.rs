@@ -14,6 +14,8 @@ pub mod ipam;
 pub mod spec;
 pub mod wiring;
 
+use crate::podnet::{self, FromWeftd, PodChange, ToWeftd};
+use encap::MacAddr;
 use serde_json::{json, Value};
 use spec::{code, AddResult, CniError, Command, Env, Interface, NetConf, SUPPORTED_VERSIONS};
 use std::io::Write;
@@ -117,22 +119,16 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
             return Err(e);
         }
     };
+    let pod_mac: Option<MacAddr> = wired.container_mac.parse().ok();
     if conf.veth_attach {
         // The pod has no network until weftd reads its port: wait for it.
-        if let Err(e) = register_port(conf, id, ifname, &host, &ips, &wired.container_mac) {
+        if let Err(e) = register_port(conf, id, ifname, &host, &ips, pod_mac) {
             let _ = wiring::del(&host);
             let _ = store.release(id, ifname);
             return Err(e);
         }
     } else {
-        notify_weftd(
-            conf,
-            "endpoint_added",
-            id,
-            ifname,
-            &ips,
-            Some(&wired.container_mac),
-        );
+        notify_weftd(conf, Event::Added, id, ifname, &ips, pod_mac);
     }
     let host_mac = if conf.veth_attach {
         wiring::port_mac(&host)
@@ -220,21 +216,15 @@ fn request_block(conf: &NetConf, v4: bool, wait: Duration) -> Result<(), String>
         .map_err(|e| format!("cannot ask for another block on {socket}: {e}"))?;
     let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
     let _ = s.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
-    let msg = json!({ "event": "block_needed", "family": if v4 { 4 } else { 6 } });
-    writeln!(s, "{msg}").map_err(|e| format!("{socket}: {e}"))?;
+    let msg = ToWeftd::BlockNeeded {
+        family: if v4 { 4 } else { 6 },
+    };
+    writeln!(s, "{}", msg.to_line()).map_err(|e| format!("{socket}: {e}"))?;
     let mut line = String::new();
     std::io::BufReader::new(&s)
         .read_line(&mut line)
         .map_err(|e| format!("no answer to the block request within {wait:?}: {e}"))?;
-    let answer: Value = serde_json::from_str(line.trim())
-        .map_err(|e| format!("unreadable answer {line:?}: {e}"))?;
-    if answer["ok"] == Value::Bool(true) {
-        return Ok(());
-    }
-    Err(answer["error"]
-        .as_str()
-        .unwrap_or("no reason given")
-        .to_string())
+    FromWeftd::parse(&line)
 }
 
 fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
@@ -243,7 +233,7 @@ fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let store = ipam::Store::open(&conf.state_dir.join("ipam"))?;
     let released = store.release(id, ifname)?;
     if !released.is_empty() {
-        notify_weftd(conf, "endpoint_removed", id, ifname, &released, None);
+        notify_weftd(conf, Event::Removed, id, ifname, &released, None);
     }
     Ok(())
 }
@@ -309,7 +299,7 @@ fn gc(conf: &NetConf) -> Result<(), CniError> {
     for a in &gone {
         notify_weftd(
             conf,
-            "endpoint_removed",
+            Event::Removed,
             &a.container_id,
             &a.ifname,
             &[a.ip],
@@ -331,28 +321,41 @@ fn status(conf: &NetConf) -> Result<(), CniError> {
         })
 }
 
+/// An endpoint change weftd is told about.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Added,
+    Removed,
+}
+
 /// Tells weftd about an endpoint change, one JSON line on its socket. Best
 /// effort: local wiring never depends on weftd; weftd re-reads the IPAM
 /// state when it starts. In veth attachment the line names the port, so
 /// weftd stops reading it.
 fn notify_weftd(
     conf: &NetConf,
-    event: &str,
+    event: Event,
     id: &str,
     ifname: &str,
     ips: &[IpAddr],
-    mac: Option<&str>,
+    mac: Option<MacAddr>,
 ) {
     let Ok(mut s) = UnixStream::connect(&conf.weftd_socket) else {
         return;
     };
     let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
-    let mut msg =
-        json!({ "event": event, "containerID": id, "ifname": ifname, "ips": ips, "mac": mac });
-    if conf.veth_attach {
-        msg["host_ifname"] = json!(wiring::host_ifname(id, ifname));
-    }
-    if writeln!(s, "{msg}").is_ok() && conf.veth_attach {
+    let change = PodChange {
+        container_id: id.to_string(),
+        ifname: ifname.to_string(),
+        ips: ips.to_vec(),
+        mac,
+        host_ifname: conf.veth_attach.then(|| podnet::host_ifname(id, ifname)),
+    };
+    let msg = match event {
+        Event::Added => ToWeftd::EndpointAdded(change),
+        Event::Removed => ToWeftd::EndpointRemoved(change),
+    };
+    if writeln!(s, "{}", msg.to_line()).is_ok() && conf.veth_attach {
         // The port is gone from weftd when DEL returns (best effort).
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&s), &mut String::new());
@@ -368,7 +371,7 @@ fn register_port(
     ifname: &str,
     host: &str,
     ips: &[IpAddr],
-    mac: &str,
+    mac: Option<MacAddr>,
 ) -> Result<(), CniError> {
     use std::io::BufRead;
     let socket = conf.weftd_socket.display().to_string();
@@ -383,28 +386,29 @@ fn register_port(
     s.set_write_timeout(Some(Duration::from_secs(2)))
         .and_then(|_| s.set_read_timeout(Some(Duration::from_secs(2))))
         .map_err(unavailable)?;
-    let msg = json!({ "event": "endpoint_added", "containerID": id, "ifname": ifname,
-        "ips": ips, "mac": mac, "host_ifname": host });
-    writeln!(s, "{msg}").map_err(unavailable)?;
+    let msg = ToWeftd::EndpointAdded(PodChange {
+        container_id: id.to_string(),
+        ifname: ifname.to_string(),
+        ips: ips.to_vec(),
+        mac,
+        host_ifname: Some(host.to_string()),
+    });
+    writeln!(s, "{}", msg.to_line()).map_err(unavailable)?;
     let mut line = String::new();
     std::io::BufReader::new(&s)
         .read_line(&mut line)
         .map_err(unavailable)?;
-    let answer: Value = serde_json::from_str(line.trim()).map_err(|e| {
-        unavailable(std::io::Error::new(
+    if line.trim().is_empty() || !line.trim_start().starts_with('{') {
+        return Err(unavailable(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("unreadable answer {line:?}: {e}"),
-        ))
-    })?;
-    if answer["ok"] == Value::Bool(true) {
-        return Ok(());
+            format!("unreadable answer {line:?}"),
+        )));
     }
-    Err(CniError::new(
-        code::INVALID_CONFIG,
-        "weftd refused the pod's port (veth attachment)",
-        answer["error"]
-            .as_str()
-            .unwrap_or("no reason given")
-            .to_string(),
-    ))
+    FromWeftd::parse(&line).map_err(|why| {
+        CniError::new(
+            code::INVALID_CONFIG,
+            "weftd refused the pod's port (veth attachment)",
+            why,
+        )
+    })
 }

@@ -22,26 +22,11 @@ use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-/// MAC of every host-side veth end.
-pub const HOST_MAC: [u8; 6] = [0xee; 6];
-/// The pods' IPv4 gateway, answered by proxy ARP.
-pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
-/// The pods' IPv6 gateway: the host end's EUI-64 link-local address.
-pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
+pub use crate::podnet::{host_ifname, pod_mac, GATEWAY_V4, GATEWAY_V6, HOST_MAC};
+
 /// Routing protocol number of the host routes to pods (weftd's own routes
 /// use 87; keeping them apart means neither reconciler touches the other's).
 pub const RTPROT_WEFT_CNI: u8 = 88;
-
-/// The host end's name: "weft" and 11 hex digits of a hash of container id
-/// and interface: stable, unique in practice, 15 characters.
-pub fn host_ifname(container_id: &str, ifname: &str) -> String {
-    let h = format!("{container_id}/{ifname}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-    format!("weft{:011x}", h & 0xfff_ffff_ffff)
-}
 
 fn kernel(what: impl std::fmt::Display, e: impl std::fmt::Display) -> CniError {
     CniError::new(code::KERNEL, format!("cannot {what}"), e.to_string())
@@ -128,22 +113,8 @@ pub struct Wired {
 /// The host end's MAC in veth attachment: locally administered, derived
 /// from its name, never the gateway MAC.
 pub fn port_mac(host: &str) -> [u8; 6] {
-    let h = host.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let b = h.to_be_bytes();
+    let b = fdb::fnv1a(host.as_bytes()).to_be_bytes();
     [0x02, b[0], b[1], b[2], b[3], b[4]]
-}
-
-/// The pod end's MAC: locally administered, derived from the host end's
-/// name (so from the container id and interface), so weftd can tell a
-/// pod's MAC from the IPAM record alone after a restart.
-pub fn pod_mac(host: &str) -> [u8; 6] {
-    let h = host.bytes().fold(0x6c62_272e_07bb_0142u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let b = h.to_be_bytes();
-    [0x0a, b[0], b[1], b[2], b[3], b[4]]
 }
 
 /// Wires the pod: see the module comment. On failure the host end is

@@ -14,11 +14,14 @@
 //! node's blocks of a family full: weftd claims another through the control
 //! plane and answers once it is published (or says why none comes).
 //!
+//! The line and answer types are [`crate::podnet`]'s, shared with the plugin.
+//!
 //! Bad input (not JSON, unknown event, a line over 4 KiB) is logged,
 //! answered with an error and otherwise ignored.
 
 use crate::daemon::gossip::BlockRequests;
 use crate::dataplane::ports::{PortSpec, Ports};
+use crate::podnet::{FromWeftd, ToWeftd};
 use fdb::{Endpoint, Fdb, Mac, Meta, Source};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
@@ -47,50 +50,34 @@ pub struct Message {
     pub host_ifname: Option<String>,
 }
 
-/// Parses one line from the plugin, with the port it names, if any.
-pub fn parse_message(line: &str) -> Result<Message, String> {
-    let events = parse(line)?;
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let host_ifname = match v.get("host_ifname") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(n)) if !n.is_empty() && n.len() <= 15 => Some(n.clone()),
-        Some(other) => return Err(format!("bad \"host_ifname\": {other}")),
-    };
-    Ok(Message {
-        events,
-        host_ifname,
-    })
+/// What one line from the plugin asks of weftd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Endpoint changes (and a port, in veth attachment).
+    Change(Message),
+    /// Another block of a family (true: IPv4).
+    BlockNeeded(bool),
 }
 
-/// Parses one line from the plugin.
-pub fn parse(line: &str) -> Result<Vec<EndpointEvent>, String> {
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let ips: Vec<IpAddr> = v
-        .get("ips")
-        .and_then(|i| i.as_array())
-        .ok_or("no \"ips\" list")?
+/// Parses one line from the plugin ([`crate::podnet::ToWeftd`]).
+pub fn parse_line(line: &str) -> Result<Line, String> {
+    let (added, change) = match ToWeftd::parse(line)? {
+        ToWeftd::BlockNeeded { family } => return Ok(Line::BlockNeeded(family == 4)),
+        ToWeftd::EndpointAdded(c) => (true, c),
+        ToWeftd::EndpointRemoved(c) => (false, c),
+    };
+    let events = change
+        .ips
         .iter()
-        .map(|i| {
-            i.as_str()
-                .and_then(|s| s.parse().ok())
-                .ok_or("bad address in \"ips\"")
+        .map(|ip| match change.mac {
+            Some(mac) if added => EndpointEvent::Added(*ip, mac.0),
+            _ => EndpointEvent::Removed(*ip),
         })
-        .collect::<Result<_, _>>()?;
-    match v.get("event").and_then(|e| e.as_str()) {
-        Some("endpoint_added") => {
-            let mac: encap::MacAddr = v
-                .get("mac")
-                .and_then(|m| m.as_str())
-                .and_then(|m| m.parse().ok())
-                .ok_or("endpoint_added without a valid \"mac\"")?;
-            Ok(ips
-                .into_iter()
-                .map(|ip| EndpointEvent::Added(ip, mac.0))
-                .collect())
-        }
-        Some("endpoint_removed") => Ok(ips.into_iter().map(EndpointEvent::Removed).collect()),
-        other => Err(format!("unknown event {other:?}")),
-    }
+        .collect();
+    Ok(Line::Change(Message {
+        events,
+        host_ifname: change.host_ifname,
+    }))
 }
 
 /// This node's pods as the CNI plugin recorded them in its IPAM state
@@ -110,8 +97,8 @@ pub fn recorded_pods(state_dir: &Path) -> Result<Vec<EndpointEvent>, String> {
     Ok(allocations
         .into_iter()
         .map(|a| {
-            let host = crate::cni::wiring::host_ifname(&a.container_id, &a.ifname);
-            EndpointEvent::Added(a.ip, crate::cni::wiring::pod_mac(&host))
+            let host = crate::podnet::host_ifname(&a.container_id, &a.ifname);
+            EndpointEvent::Added(a.ip, crate::podnet::pod_mac(&host))
         })
         .collect())
 }
@@ -177,23 +164,19 @@ pub fn serve(
                 {
                     continue; // a STATUS probe connects and says nothing
                 }
-                if let Some(v4) = block_needed(line.trim()) {
-                    answer_block_request(conn, v4, block_requests.clone());
-                    continue;
-                }
-                let answer = match parse_message(line.trim()) {
-                    Ok(m) => book.handle(m),
+                let answer = match parse_line(line.trim()) {
+                    Ok(Line::BlockNeeded(v4)) => {
+                        answer_block_request(conn, v4, block_requests.clone());
+                        continue;
+                    }
+                    Ok(Line::Change(m)) => book.handle(m),
                     Err(e) => Err(e),
                 };
-                let reply = match answer {
-                    Ok(()) => serde_json::json!({ "ok": true }),
-                    Err(e) => {
-                        tracing::warn!("cni socket: {e}");
-                        serde_json::json!({ "ok": false, "error": e })
-                    }
-                };
+                if let Err(e) = &answer {
+                    tracing::warn!("cni socket: {e}");
+                }
                 // The plugin may not wait for the answer (TUN attachment).
-                let _ = writeln!(conn, "{reply}");
+                let _ = writeln!(conn, "{}", FromWeftd::from_result(answer).to_line());
             }
         })
         .map_err(|e| e.to_string())?;
@@ -203,19 +186,6 @@ pub fn serve(
 /// How long weftd lets the plugin wait for a new block (the plugin itself
 /// gives up after 15 s).
 const BLOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
-
-/// The family of a `block_needed` line (true: IPv4), if it is one.
-pub fn block_needed(line: &str) -> Option<bool> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    if v.get("event")?.as_str()? != "block_needed" {
-        return None;
-    }
-    match v.get("family")?.as_u64()? {
-        4 => Some(true),
-        6 => Some(false),
-        _ => None,
-    }
-}
 
 /// Answers a block request on its own thread (a claim takes seconds; the
 /// socket keeps serving endpoint changes meanwhile).
@@ -232,11 +202,7 @@ fn answer_block_request(
                 Some(r) => r.ask(v4, BLOCK_WAIT),
                 None => Err("weftd runs without gossip: this node's blocks are configured (overlay.blocks), none can be claimed".into()),
             };
-            let reply = match answer {
-                Ok(()) => serde_json::json!({ "ok": true }),
-                Err(e) => serde_json::json!({ "ok": false, "error": e }),
-            };
-            let _ = writeln!(conn, "{reply}");
+            let _ = writeln!(conn, "{}", FromWeftd::from_result(answer).to_line());
         });
     if let Err(e) = spawned {
         tracing::warn!("cni socket: cannot answer a block request: {e}");
@@ -337,20 +303,30 @@ mod tests {
     fn lines_from_the_plugin() {
         let add = r#"{"event":"endpoint_added","containerID":"c","ifname":"eth0","ips":["10.244.0.5","fd00::5"],"mac":"02:00:00:00:00:05"}"#;
         assert_eq!(
-            parse(add).unwrap(),
-            vec![
-                EndpointEvent::Added("10.244.0.5".parse().unwrap(), [2, 0, 0, 0, 0, 5]),
-                EndpointEvent::Added("fd00::5".parse().unwrap(), [2, 0, 0, 0, 0, 5]),
-            ]
+            parse_line(add).unwrap(),
+            Line::Change(Message {
+                events: vec![
+                    EndpointEvent::Added("10.244.0.5".parse().unwrap(), [2, 0, 0, 0, 0, 5]),
+                    EndpointEvent::Added("fd00::5".parse().unwrap(), [2, 0, 0, 0, 0, 5]),
+                ],
+                host_ifname: None,
+            })
         );
-        let del = r#"{"event":"endpoint_removed","ips":["10.244.0.5"],"mac":null}"#;
+        let del = r#"{"event":"endpoint_removed","ips":["10.244.0.5"],"mac":null,"host_ifname":"weft0123456789a"}"#;
         assert_eq!(
-            parse(del).unwrap(),
-            vec![EndpointEvent::Removed("10.244.0.5".parse().unwrap())]
+            parse_line(del).unwrap(),
+            Line::Change(Message {
+                events: vec![EndpointEvent::Removed("10.244.0.5".parse().unwrap())],
+                host_ifname: Some("weft0123456789a".into()),
+            })
         );
-        assert!(parse("{").is_err());
-        assert!(parse(r#"{"event":"endpoint_added","ips":["10.244.0.5"]}"#).is_err());
-        assert!(parse(r#"{"event":"reboot","ips":[]}"#).is_err());
-        assert!(parse(r#"{"event":"endpoint_removed","ips":["ten"]}"#).is_err());
+        assert_eq!(
+            parse_line(r#"{"event":"block_needed","family":4}"#).unwrap(),
+            Line::BlockNeeded(true)
+        );
+        assert!(parse_line("{").is_err());
+        assert!(parse_line(r#"{"event":"endpoint_added","ips":["10.244.0.5"]}"#).is_err());
+        assert!(parse_line(r#"{"event":"reboot","ips":[]}"#).is_err());
+        assert!(parse_line(r#"{"event":"endpoint_removed","ips":["ten"]}"#).is_err());
     }
 }

@@ -364,8 +364,8 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         port: cfg.overlay.port,
         local_mac: vtep_mac(&name),
         overlay_mtu,
-        icmp_source_v4: crate::cni::wiring::GATEWAY_V4,
-        icmp_source_v6: crate::cni::wiring::GATEWAY_V6,
+        icmp_source_v4: crate::podnet::GATEWAY_V4,
+        icmp_source_v6: crate::podnet::GATEWAY_V6,
         busy_poll: std::time::Duration::from_micros(cfg.dataplane.busy_poll_us.into()),
     };
     tracing::info!(node = %name, %underlay, underlay_mtu, overlay_mtu, workers, encap = %cfg.overlay.encap, attach = %cfg.dataplane.attach, "starting");

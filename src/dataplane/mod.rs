@@ -68,10 +68,7 @@ pub struct Settings {
 /// The derived VTEP MAC of a node: stable, locally administered, the same
 /// on every node that knows the name.
 pub fn vtep_mac(node: &str) -> MacAddr {
-    let h = node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    MacAddr::local_from_seed(h)
+    MacAddr::local_from_seed(fdb::fnv1a(node.as_bytes()))
 }
 
 /// What delivering to pods keeps from one batch to the next.

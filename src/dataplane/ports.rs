@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 /// the same as with the TUN attachment. The host ends of the veths carry a
 /// different one, so the host's own stack sees the pods' routed frames as
 /// addressed to another host and drops them before IP: only weftd reads them.
-pub const GATEWAY_MAC: MacAddr = MacAddr(crate::cni::wiring::HOST_MAC);
+pub const GATEWAY_MAC: MacAddr = MacAddr(crate::podnet::HOST_MAC);
 
 /// What the CNI plugin registers, and what the ports file keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +30,7 @@ pub struct PortSpec {
     /// The host end's interface name.
     pub name: String,
     /// The pod end's MAC.
-    #[serde(with = "mac_text")]
+    #[serde(with = "crate::podnet::mac_text")]
     pub mac: MacAddr,
     /// The pod's addresses.
     pub ips: Vec<IpAddr>,
@@ -184,21 +184,5 @@ impl Ports {
         if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.file)) {
             tracing::warn!("{}: {e}", self.file.display());
         }
-    }
-}
-
-/// MACs as "02:00:00:00:00:01" in the ports file.
-mod mac_text {
-    use encap::MacAddr;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(mac)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse()
-            .map_err(|_| serde::de::Error::custom(format!("bad MAC {text:?}")))
     }
 }

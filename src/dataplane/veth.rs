@@ -23,8 +23,8 @@ const FRAME_AT: usize = HEADROOM - 14;
 /// Where the frame's virtio-net header is read.
 const VNET_AT: usize = FRAME_AT - virtio::HEADER_LEN;
 
-const GATEWAY_V4: std::net::Ipv4Addr = crate::cni::wiring::GATEWAY_V4;
-const GATEWAY_V6: std::net::Ipv6Addr = crate::cni::wiring::GATEWAY_V6;
+const GATEWAY_V4: std::net::Ipv4Addr = crate::podnet::GATEWAY_V4;
+const GATEWAY_V6: std::net::Ipv6Addr = crate::podnet::GATEWAY_V6;
 
 /// True for destinations a router forwards (not multicast, broadcast,
 /// link-local or unspecified).

@@ -46,9 +46,7 @@ fn stream_byte(i: u64) -> u8 {
 }
 
 fn fnv(h: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+    fdb::fnv1a_from(h, bytes)
 }
 
 /// Sends `bytes` of a deterministic stream from namespace `from_ns` to a
@@ -72,7 +70,7 @@ pub fn tcp_transfer_with_mss(
     let server = in_ns(to_ns, move || {
         let l = TcpListener::bind(to).unwrap();
         let (mut s, _) = l.accept().unwrap();
-        let (mut h, mut n, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
+        let (mut h, mut n, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
         loop {
             let k = s.read(&mut buf).unwrap();
             if k == 0 {
@@ -97,7 +95,7 @@ pub fn tcp_transfer_with_mss(
         }
         sock.connect(&to.into()).unwrap();
         let mut s: TcpStream = sock.into();
-        let (mut h, mut sent, mut buf) = (0xcbf2_9ce4_8422_2325u64, 0u64, vec![0u8; 1 << 16]);
+        let (mut h, mut sent, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
         while sent < bytes {
             let k = buf.len().min((bytes - sent) as usize);
             for (j, b) in buf[..k].iter_mut().enumerate() {
