@@ -2,7 +2,8 @@
 //! why, from the same fdb snapshot the data path reads.
 
 use crate::config::Encap;
-use fdb::{Route, Snapshot};
+use crate::dataplane::next_hop::{next_hop, NextHop};
+use fdb::Snapshot;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
@@ -18,7 +19,7 @@ pub struct TraceContext<'a> {
     pub port: u16,
     /// Overlay MTU.
     pub overlay_mtu: usize,
-    /// This node's underlay address.
+    /// This node's underlay address (the outer source).
     pub underlay: IpAddr,
     /// Direct (unencapsulated) routing, if CrossSubnet or encap none.
     pub policy: Option<&'a crate::daemon::node::RoutePolicy>,
@@ -45,39 +46,41 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
         steps.push("source and destination are of different families: no such packet".into());
         return json!({"verdict": "drop", "reason": "family_mismatch", "steps": steps});
     }
-    let route = match cx.snap.route(dst) {
-        Route::Host { node, record } => {
-            steps.push(format!("{dst} is {node}'s own address: pods reach it through the overlay, as they reach its pods"));
-            Route::Remote {
-                block: ipnet::IpNet::from(dst),
-                node,
-                record,
-            }
-        }
-        r => r,
-    };
-    let verdict = match route {
-        // (Host was turned into Remote above.)
-        Route::NoRoute | Route::Host { .. } => {
+    let verdict = match next_hop(cx.snap, dst) {
+        NextHop::NoRoute => {
             steps.push(format!("{dst} is in no known block: dropped (no_route)"));
             json!({"verdict": "drop", "reason": "no_route"})
         }
-        Route::Local { block } if cx.veth => {
+        NextHop::Local { block } if cx.veth => {
             match cx.snap.endpoint(dst).and_then(|e| e.value.local_port) {
                 Some(port) => steps.push(format!("{dst} is in {block}, a block of this node: weftd writes it to the pod's port (ifindex {port})")),
                 None => steps.push(format!("{dst} is in {block}, a block of this node, but no pod port holds it: dropped (no_endpoint)")),
             }
             json!({"verdict": "local", "block": block.to_string()})
         }
-        Route::Local { block } => {
+        NextHop::Local { block } => {
             steps.push(format!("{dst} is in {block}, a block of this node: the kernel delivers it to the pod's veth by its /32 (or /128) host route; without one, the block's blackhole route drops it"));
             json!({"verdict": "local", "block": block.to_string()})
         }
-        Route::Remote {
-            block,
+        NextHop::NoUnderlay { node } => {
+            steps.push(format!(
+                "{dst} belongs to {node}, which advertised no underlay address: dropped (no_underlay)"
+            ));
+            json!({"verdict": "drop", "reason": "no_underlay"})
+        }
+        NextHop::Peer {
             node,
             record,
+            underlay: peer,
+            block,
         } => {
+            let block = match block {
+                Some(block) => block,
+                None => {
+                    steps.push(format!("{dst} is {node}'s own address: pods reach it through the overlay, as they reach its pods"));
+                    ipnet::IpNet::from(dst)
+                }
+            };
             steps.push(format!("{dst} is in {block}, owned by {node}"));
             let direct = cx
                 .policy
@@ -93,20 +96,9 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
                 }
                 _ => {}
             }
-            let peer = match dst {
-                IpAddr::V4(_) if cx.underlay.is_ipv4() => record.underlay_v4.map(IpAddr::V4),
-                _ if cx.underlay.is_ipv6() => record.underlay_v6.map(IpAddr::V6),
-                _ => record.underlay_v4.map(IpAddr::V4),
-            };
-            let Some(peer) = peer.or(record.underlay_v6.map(IpAddr::V6)) else {
-                steps.push(format!(
-                    "{node} has no underlay address of this node's family: dropped (no_underlay)"
-                ));
-                return json!({"verdict": "drop", "reason": "no_underlay", "steps": steps});
-            };
             let how = match cx.encap {
                 Encap::Vxlan => {
-                    steps.push(format!("encapsulated as VXLAN: {} -> {peer} UDP {} (source port from the inner flow hash), VNI {}, inner Ethernet to {node}'s VTEP MAC {}", cx.underlay, cx.port, cx.vni, record.vtep_mac));
+                    steps.push(format!("encapsulated as VXLAN: {} -> {peer}, UDP {} -> {}, VNI {}, inner Ethernet to {node}'s VTEP MAC {}", cx.underlay, cx.port, cx.port, cx.vni, record.vtep_mac));
                     json!({"encap": "vxlan", "peer": peer.to_string(), "port": cx.port, "vni": cx.vni, "vtep_mac": record.vtep_mac.to_string()})
                 }
                 Encap::Ipip => {
@@ -180,5 +172,107 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("spoofed_inner"));
+    }
+
+    #[test]
+    fn trace_names_the_peer_the_data_path_sends_to() {
+        // Nodes with IPv4 only, IPv6 only, both, and none; blocks of both
+        // families; node addresses. Whatever this node's own underlay
+        // family, trace must name the hop `next_hop` (the data path's
+        // function) returns.
+        let local = NodeId::new("n1");
+        let fdb = Fdb::new(local.clone(), NodeRecord::default());
+        let m = Meta::new(Source::Static, 1);
+        let rec = |v4: Option<&str>, v6: Option<&str>| NodeRecord {
+            underlay_v4: v4.map(|a| a.parse().unwrap()),
+            underlay_v6: v6.map(|a| a.parse().unwrap()),
+            ..NodeRecord::default()
+        };
+        fdb.update(|t| {
+            t.upsert_block("10.244.0.0/26".parse().unwrap(), local.clone(), m)?;
+            for (name, r, v4, v6) in [
+                (
+                    "n2",
+                    rec(Some("10.99.0.2"), None),
+                    "10.244.1.0/26",
+                    "fd00:1::/64",
+                ),
+                (
+                    "n3",
+                    rec(None, Some("fd99::3")),
+                    "10.244.2.0/26",
+                    "fd00:2::/64",
+                ),
+                (
+                    "n4",
+                    rec(Some("10.99.0.4"), Some("fd99::4")),
+                    "10.244.3.0/26",
+                    "fd00:3::/64",
+                ),
+                ("n5", rec(None, None), "10.244.4.0/26", "fd00:4::/64"),
+            ] {
+                t.upsert_node(NodeId::new(name), r, m)?;
+                t.upsert_block(v4.parse().unwrap(), NodeId::new(name), m)?;
+                t.upsert_block(v6.parse().unwrap(), NodeId::new(name), m)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let snap = fdb.snapshot();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for underlay in ["10.99.0.1", "fd99::1"] {
+            let cx = TraceContext {
+                snap: &snap,
+                encap: Encap::Vxlan,
+                vni: 1,
+                port: 4789,
+                overlay_mtu: 1450,
+                underlay: ip(underlay),
+                policy: None,
+                veth: false,
+            };
+            for dst in [
+                "10.244.1.5",
+                "fd00:1::5",
+                "10.244.2.5",
+                "fd00:2::5",
+                "10.244.3.5",
+                "fd00:3::5",
+                "10.244.4.5",
+                "fd00:4::5",
+                "10.99.0.4",
+                "fd99::3",
+                "10.244.0.5",
+                "10.7.7.7",
+            ] {
+                let src = if dst.contains(':') {
+                    "fd00::1"
+                } else {
+                    "10.244.0.1"
+                };
+                let t = trace(&cx, ip(src), ip(dst));
+                match next_hop(&snap, ip(dst)) {
+                    NextHop::Peer { node, underlay, .. } => {
+                        assert_eq!(t["verdict"], "forward", "{dst}: {t}");
+                        assert_eq!(t["node"], node.as_str(), "{dst}");
+                        assert_eq!(t["how"]["peer"], underlay.to_string(), "{dst}");
+                    }
+                    NextHop::Local { .. } => assert_eq!(t["verdict"], "local", "{dst}"),
+                    NextHop::NoRoute => assert_eq!(t["reason"], "no_route", "{dst}"),
+                    NextHop::NoUnderlay { .. } => {
+                        assert_eq!(t["reason"], "no_underlay", "{dst}")
+                    }
+                }
+            }
+        }
+        // The rule itself: IPv4 underlay first, else IPv6.
+        assert!(matches!(
+            next_hop(&snap, ip("fd00:3::5")),
+            NextHop::Peer { underlay, .. } if underlay == ip("10.99.0.4")
+        ));
+        assert!(matches!(
+            next_hop(&snap, ip("10.244.2.5")),
+            NextHop::Peer { underlay, .. } if underlay == ip("fd99::3")
+        ));
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod counters;
 mod event_loop;
+pub mod next_hop;
 pub mod pending;
 pub mod ports;
 pub mod sys;
@@ -25,6 +26,7 @@ use encap::virtio::{self, GsoType, VirtioNetHdr};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
 use encap::{IpPacket, MacAddr};
 use fdb::{Fdb, NodeId, Reader, Route};
+use next_hop::NextHop;
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -553,31 +555,27 @@ impl Worker {
         }
     }
 
-    /// The node that owns `dst` and its underlay address, or None with the
-    /// drop counted (local block, no route, peer without an address).
+    /// The node that owns `dst` and its underlay address ([`next_hop`]),
+    /// or None with the drop counted (local block, no route, peer without
+    /// an address).
     fn next_hop<'s>(
         &self,
         snap: &'s fdb::Snapshot,
         dst: IpAddr,
     ) -> Option<(&'s fdb::NodeRecord, IpAddr)> {
-        let record = match snap.route(dst) {
-            Route::Remote { record, .. } | Route::Host { record, .. } => record,
-            Route::Local { .. } => {
+        match next_hop::next_hop(snap, dst) {
+            NextHop::Peer {
+                record, underlay, ..
+            } => Some((record, underlay)),
+            NextHop::Local { .. } => {
                 self.counters.dropped(DropReason::LocalBlock);
-                return None;
+                None
             }
-            Route::NoRoute => {
+            NextHop::NoRoute => {
                 self.counters.dropped(DropReason::NoRoute);
-                return None;
+                None
             }
-        };
-        match record
-            .underlay_v4
-            .map(IpAddr::V4)
-            .or(record.underlay_v6.map(IpAddr::V6))
-        {
-            Some(addr) => Some((record, addr)),
-            None => {
+            NextHop::NoUnderlay { .. } => {
                 self.counters.dropped(DropReason::NoUnderlay);
                 None
             }

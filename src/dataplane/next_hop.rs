@@ -1,0 +1,65 @@
+//! Where a pod's packet goes: one pure function over an fdb snapshot, used
+//! by the data path for every packet it sends, by `weftctl trace` to
+//! explain it, and by the pipeline bench.
+
+use fdb::{NodeId, NodeRecord, Route, Snapshot};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// The decision for a packet to one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop<'s> {
+    /// Encapsulated to another node.
+    Peer {
+        /// The node.
+        node: &'s NodeId,
+        /// Its record (VTEP MAC, addresses).
+        record: &'s NodeRecord,
+        /// The underlay address it is sent to.
+        underlay: IpAddr,
+        /// The node's block holding the destination; None when the
+        /// destination is the node's own address.
+        block: Option<IpNet>,
+    },
+    /// The destination is in a block of this node: not for the underlay.
+    Local {
+        /// The block.
+        block: IpNet,
+    },
+    /// The destination is in no known block and is no node's address.
+    NoRoute,
+    /// The owning node advertised no underlay address.
+    NoUnderlay {
+        /// The node.
+        node: &'s NodeId,
+    },
+}
+
+/// The next hop for `dst` in `snap`: the owner of its block (or the node
+/// whose own address it is), reached at its IPv4 underlay address, or its
+/// IPv6 one if it has none.
+pub fn next_hop(snap: &Snapshot, dst: IpAddr) -> NextHop<'_> {
+    let (node, record, block) = match snap.route(dst) {
+        Route::Remote {
+            block,
+            node,
+            record,
+        } => (node, record, Some(block)),
+        Route::Host { node, record } => (node, record, None),
+        Route::Local { block } => return NextHop::Local { block },
+        Route::NoRoute => return NextHop::NoRoute,
+    };
+    match record
+        .underlay_v4
+        .map(IpAddr::V4)
+        .or(record.underlay_v6.map(IpAddr::V6))
+    {
+        Some(underlay) => NextHop::Peer {
+            node,
+            record,
+            underlay,
+            block,
+        },
+        None => NextHop::NoUnderlay { node },
+    }
+}
