@@ -541,7 +541,7 @@ fn ip_in_ip_survives_underlay_gro() {
         merged > 0,
         "the underlay merged nothing: the test tests nothing: {s2}"
     );
-    for why in ["bad_vxlan", "io_error"] {
+    for why in ["bad_vxlan", "bad_ipip", "bad_inner_checksum", "io_error"] {
         assert_eq!(s2["drops"][why].as_u64(), Some(0), "{why}: {s2}");
     }
 }

@@ -135,6 +135,93 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IpPacket<T> {
     }
 }
 
+/// The fixed header of an IPv4 or IPv6 packet whose rest need not be in
+/// the buffer: headers built ahead of a payload gathered from elsewhere,
+/// or a super-packet whose length fields the offload owns. Only the
+/// version and the header's own length are checked.
+#[derive(Debug, Clone, Copy)]
+pub struct IpHeader<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> IpHeader<T> {
+    /// Checks the version and that the whole header (IPv4 options
+    /// included) is in `buf`.
+    pub fn new_checked(buf: T) -> Result<Self> {
+        let b = buf.as_ref();
+        let need = match b.first().map(|v| v >> 4) {
+            Some(4) => match b.first().map(|v| usize::from(v & 0x0f) * 4) {
+                Some(ihl) if ihl >= crate::ipv4::HEADER_LEN => ihl,
+                _ => {
+                    return Err(Error::Malformed {
+                        layer: Layer::Ipv4,
+                        what: "header length below 20",
+                    })
+                }
+            },
+            Some(6) => crate::ipv6::HEADER_LEN,
+            Some(_) => {
+                return Err(Error::Malformed {
+                    layer: Layer::Inner,
+                    what: "IP version is neither 4 nor 6",
+                })
+            }
+            None => 1,
+        };
+        if b.len() < need {
+            return Err(Error::Truncated {
+                layer: Layer::Inner,
+                need,
+                have: b.len(),
+            });
+        }
+        Ok(IpHeader { buf })
+    }
+
+    /// The packet's family.
+    pub fn family(&self) -> Family {
+        if self.buf.as_ref()[0] >> 4 == 4 {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+
+    /// Destination address.
+    pub fn dst(&self) -> IpAddr {
+        match self.family() {
+            Family::V4 => Ipv4Packet::new_unchecked(self.buf.as_ref()).dst().into(),
+            Family::V6 => Ipv6Packet::new_unchecked(self.buf.as_ref()).dst().into(),
+        }
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> IpHeader<T> {
+    /// Takes one hop off the IPv4 TTL (header checksum patched) or the
+    /// IPv6 hop limit; false, and nothing changed, if it would reach 0.
+    pub fn decrement_ttl(&mut self) -> bool {
+        match self.family() {
+            Family::V4 => {
+                let mut p = Ipv4Packet::new_unchecked(self.buf.as_mut());
+                let ttl = p.ttl();
+                if ttl <= 1 {
+                    return false;
+                }
+                p.set_ttl(ttl - 1);
+            }
+            Family::V6 => {
+                let mut p = Ipv6Packet::new_unchecked(self.buf.as_mut());
+                let hops = p.hop_limit();
+                if hops <= 1 {
+                    return false;
+                }
+                p.set_hop_limit(hops - 1);
+            }
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

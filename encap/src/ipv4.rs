@@ -151,6 +151,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.buf.as_mut()
     }
 
+    /// Sets the TTL and patches the header checksum incrementally.
+    pub fn set_ttl(&mut self, ttl: u8) {
+        let old = u16::from_be_bytes([self.b()[8], self.b()[9]]);
+        self.bm()[8] = ttl;
+        let new = u16::from_be_bytes([self.b()[8], self.b()[9]]);
+        let c = checksum::update(self.checksum(), old, new);
+        self.bm()[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+
     /// Sets the TOS byte and patches the header checksum incrementally.
     pub fn set_tos(&mut self, tos: u8) {
         let old = u16::from_be_bytes([self.b()[0], self.b()[1]]);

@@ -106,6 +106,11 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
+    /// Sets the hop limit.
+    pub fn set_hop_limit(&mut self, hops: u8) {
+        self.buf.as_mut()[7] = hops;
+    }
+
     /// Sets the traffic class.
     pub fn set_traffic_class(&mut self, tc: u8) {
         let b = self.buf.as_mut();

@@ -6,14 +6,13 @@
 //! HTTP comes from tiny_http on its own thread.
 
 use super::node::Node;
-use crate::dataplane::counters::{DropReason, WorkerCounters};
+use crate::dataplane::counters::{self, DropReason, WorkerCounters, COUNTERS};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -38,63 +37,11 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt:
 impl Collector for NodeCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let node = &self.0;
-        let sum = |f: &dyn Fn(&WorkerCounters) -> u64| -> u64 {
-            node.counters.iter().map(|w| f(w)).sum()
-        };
-        counter(
-            &mut e,
-            "weft_tx_packets",
-            "Packets sent to the underlay.",
-            sum(&|w| w.tx_packets.load(Ordering::Relaxed)),
-        )?;
-        counter(
-            &mut e,
-            "weft_tx_bytes",
-            "Bytes sent to the underlay.",
-            sum(&|w| w.tx_bytes.load(Ordering::Relaxed)),
-        )?;
-        counter(
-            &mut e,
-            "weft_rx_packets",
-            "Packets received from the underlay and delivered.",
-            sum(&|w| w.rx_packets.load(Ordering::Relaxed)),
-        )?;
-        counter(
-            &mut e,
-            "weft_rx_bytes",
-            "Bytes received from the underlay and delivered.",
-            sum(&|w| w.rx_bytes.load(Ordering::Relaxed)),
-        )?;
-        counter(
-            &mut e,
-            "weft_rx_super_packets",
-            "Coalesced super-packets written to pods (their segments count in weft_rx_packets).",
-            sum(&|w| w.rx_super_packets.load(Ordering::Relaxed)),
-        )?;
-        counter(
-            &mut e,
-            "weft_rx_underlay_gro",
-            "IP-in-IP packets the underlay NIC's GRO merged, delivered whole.",
-            sum(&|w| w.rx_underlay_gro.load(Ordering::Relaxed)),
-        )?;
-        counter(
-            &mut e,
-            "weft_arp_replies",
-            "ARP requests from VXLAN peers answered from fdb.",
-            sum(&|w| w.arp_replies.load(Ordering::Relaxed)),
-        )?;
-        counter(
-            &mut e,
-            "weft_gateway_replies",
-            "Veth attachment: ARP and neighbour solicitations from pods answered.",
-            sum(&|w| w.gateway_replies.load(Ordering::Relaxed)),
-        )?;
-        counter(
-            &mut e,
-            "weft_local_packets",
-            "Veth attachment: pod-to-pod packets switched on this node.",
-            sum(&|w| w.local_packets.load(Ordering::Relaxed)),
-        )?;
+        let workers: Vec<&WorkerCounters> = node.counters.iter().map(|w| w.as_ref()).collect();
+        for c in &COUNTERS {
+            let name = format!("weft_{}", c.name);
+            counter(&mut e, &name, c.help, counters::sum(&workers, c.get))?;
+        }
         {
             let c = ConstCounter::new(0u64);
             let mut m = e.encode_descriptor(
@@ -104,7 +51,7 @@ impl Collector for NodeCollector {
                 c.metric_type(),
             )?;
             for why in DropReason::ALL {
-                let n = sum(&|w| w.drops[why as usize].load(Ordering::Relaxed));
+                let n = counters::sum(&workers, |w| &w.drops[why as usize]);
                 ConstCounter::new(n).encode(m.encode_family(&[("reason", why.name())])?)?;
             }
         }

@@ -25,6 +25,11 @@ pub enum DropReason {
     SpoofedInner,
     /// From the underlay: malformed or unacceptable VXLAN (see reasons).
     BadVxlan,
+    /// From the underlay: malformed IP-in-IP (outer or inner header).
+    BadIpip,
+    /// From the underlay: an inner TCP or UDP checksum that does not add
+    /// up (found while coalescing, which must check it).
+    BadInnerChecksum,
     /// From the underlay: VNI other than ours.
     WrongVni,
     /// From the underlay: RFC 6040 CE over Not-ECT.
@@ -47,7 +52,7 @@ pub enum DropReason {
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 17;
+pub const DROP_REASONS: usize = 19;
 
 impl DropReason {
     /// All reasons, in index order.
@@ -61,6 +66,8 @@ impl DropReason {
         DropReason::UnknownSource,
         DropReason::SpoofedInner,
         DropReason::BadVxlan,
+        DropReason::BadIpip,
+        DropReason::BadInnerChecksum,
         DropReason::WrongVni,
         DropReason::EcnDrop,
         DropReason::IoError,
@@ -83,6 +90,8 @@ impl DropReason {
             DropReason::UnknownSource => "unknown_source",
             DropReason::SpoofedInner => "spoofed_inner",
             DropReason::BadVxlan => "bad_vxlan",
+            DropReason::BadIpip => "bad_ipip",
+            DropReason::BadInnerChecksum => "bad_inner_checksum",
             DropReason::WrongVni => "wrong_vni",
             DropReason::EcnDrop => "ecn_ce_over_not_ect",
             DropReason::IoError => "io_error",
@@ -145,30 +154,85 @@ impl WorkerCounters {
     }
 }
 
-/// The sum over workers, as JSON.
-pub fn snapshot(workers: &[WorkerCounters]) -> serde_json::Value {
-    snapshot_refs(&workers.iter().collect::<Vec<_>>())
+/// One of a worker's packet counters, as stats and metrics show it.
+pub struct Counter {
+    /// Its name in `weftctl stats` (metrics add the `weft_` prefix).
+    pub name: &'static str,
+    /// What it counts (the metric's help text).
+    pub help: &'static str,
+    /// The counter in a worker's set.
+    pub get: fn(&WorkerCounters) -> &AtomicU64,
 }
 
-/// As [`snapshot`], over references.
+/// Every packet counter (drops aside): the one list stats and metrics
+/// both print.
+pub const COUNTERS: [Counter; 9] = [
+    Counter {
+        name: "tx_packets",
+        help: "Packets sent to the underlay.",
+        get: |w| &w.tx_packets,
+    },
+    Counter {
+        name: "tx_bytes",
+        help: "Bytes sent to the underlay.",
+        get: |w| &w.tx_bytes,
+    },
+    Counter {
+        name: "rx_packets",
+        help: "Packets received from the underlay and delivered.",
+        get: |w| &w.rx_packets,
+    },
+    Counter {
+        name: "rx_bytes",
+        help: "Bytes received from the underlay and delivered.",
+        get: |w| &w.rx_bytes,
+    },
+    Counter {
+        name: "rx_super_packets",
+        help: "Coalesced super-packets written to pods (their segments count in weft_rx_packets).",
+        get: |w| &w.rx_super_packets,
+    },
+    Counter {
+        name: "rx_underlay_gro",
+        help: "IP-in-IP packets the underlay NIC's GRO merged, delivered whole.",
+        get: |w| &w.rx_underlay_gro,
+    },
+    Counter {
+        name: "arp_replies",
+        help: "ARP requests from VXLAN peers answered from fdb.",
+        get: |w| &w.arp_replies,
+    },
+    Counter {
+        name: "gateway_replies",
+        help: "Veth attachment: ARP and neighbour solicitations from pods answered.",
+        get: |w| &w.gateway_replies,
+    },
+    Counter {
+        name: "local_packets",
+        help: "Veth attachment: pod-to-pod packets switched on this node.",
+        get: |w| &w.local_packets,
+    },
+];
+
+/// The sum of one counter over workers.
+pub fn sum(workers: &[&WorkerCounters], get: impl Fn(&WorkerCounters) -> &AtomicU64) -> u64 {
+    workers.iter().map(|w| get(w).load(Ordering::Relaxed)).sum()
+}
+
+/// The sums over workers, as JSON: every counter of [`COUNTERS`] and the
+/// drops by reason under `drops`.
 pub fn snapshot_refs(workers: &[&WorkerCounters]) -> serde_json::Value {
-    let sum = |f: &dyn Fn(&WorkerCounters) -> &AtomicU64| -> u64 {
-        workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
-    };
     let mut drops = serde_json::Map::new();
     for why in DropReason::ALL {
-        drops.insert(why.name().into(), sum(&|w| &w.drops[why as usize]).into());
+        drops.insert(
+            why.name().into(),
+            sum(workers, |w| &w.drops[why as usize]).into(),
+        );
     }
-    serde_json::json!({
-        "tx_packets": sum(&|w| &w.tx_packets),
-        "tx_bytes": sum(&|w| &w.tx_bytes),
-        "rx_packets": sum(&|w| &w.rx_packets),
-        "rx_bytes": sum(&|w| &w.rx_bytes),
-        "rx_super_packets": sum(&|w| &w.rx_super_packets),
-        "rx_underlay_gro": sum(&|w| &w.rx_underlay_gro),
-        "arp_replies": sum(&|w| &w.arp_replies),
-        "gateway_replies": sum(&|w| &w.gateway_replies),
-        "local_packets": sum(&|w| &w.local_packets),
-        "drops": drops,
-    })
+    let mut v = serde_json::Map::new();
+    for c in &COUNTERS {
+        v.insert(c.name.into(), sum(workers, c.get).into());
+    }
+    v.insert("drops".into(), drops.into());
+    v.into()
 }

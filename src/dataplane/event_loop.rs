@@ -376,7 +376,7 @@ impl Worker {
         for (k, &n) in got.lens[..got.count].iter().enumerate() {
             if n == usize::MAX {
                 // Cut short: longer than any IPv4 packet (cannot happen).
-                self.counters.dropped(DropReason::BadVxlan);
+                self.counters.dropped(DropReason::BadIpip);
                 continue;
             }
             self.accept_ipip(

@@ -21,10 +21,11 @@ mod veth;
 
 use counters::{DropReason, WorkerCounters};
 use encap::ecn::Ecn;
+use encap::ip::IpHeader;
 use encap::segment::{split_tcp, split_tcp_headers, InPlaceRun, Layout};
 use encap::virtio::{self, GsoType, VirtioNetHdr};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
-use encap::{IpPacket, MacAddr};
+use encap::{Family, IpPacket, MacAddr};
 use fdb::{Fdb, NodeId, Reader, Route};
 use next_hop::NextHop;
 use std::io::IoSlice;
@@ -194,7 +195,9 @@ impl Attachment {
                 Ok((at, Target::Tun(tun)))
             }
             Attachment::Veth { ports, host } => {
-                let dst = ip_destination(&buf[start..]).ok_or(DropReason::BadInner)?;
+                let dst = IpHeader::new_checked(&buf[start..])
+                    .map_err(|_| DropReason::BadInner)?
+                    .dst();
                 let port = snap
                     .endpoint(dst)
                     .and_then(|e| e.value.local_port)
@@ -237,16 +240,6 @@ enum Target<'a> {
     Tun(&'a tun_rs::SyncDevice),
     /// The destination pod's veth port.
     Port(Arc<ports::Port>),
-}
-
-/// The destination address of the IP packet whose header starts `ip` (the
-/// rest of the packet need not be there).
-fn ip_destination(ip: &[u8]) -> Option<IpAddr> {
-    match ip.first()? >> 4 {
-        4 if ip.len() >= 20 => Some(IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).ok()?)),
-        6 if ip.len() >= 40 => Some(IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?)),
-        _ => None,
-    }
 }
 
 /// One worker's two loops over its attachment and its underlay sockets.
@@ -411,7 +404,7 @@ impl Worker {
                 return pending.push(sock, &self.counters, &buf[at..end], len, to, tos);
             }
             UnderlayIo::IpIp { v4, v6, .. } => {
-                let sock = if buf[start] >> 4 == 4 { v4 } else { v6 };
+                let sock = if ip.family() == Family::V4 { v4 } else { v6 };
                 raw_batch::send_one(
                     sock.as_ref(),
                     &buf[start..end],
@@ -465,7 +458,7 @@ impl Worker {
         let Some((_, underlay)) = self.next_hop(snap, ip.dst()) else {
             return;
         };
-        let sock = if first[0] >> 4 == 4 { v4 } else { v6 };
+        let sock = if ip.family() == Family::V4 { v4 } else { v6 };
         let tos = encap::ecn::encap_tos(ip.tos());
         let mut packets: [&[u8]; raw_batch::MAX_BATCH] = [&[]; raw_batch::MAX_BATCH];
         for (c, group) in lens.chunks(raw_batch::MAX_BATCH).enumerate() {
@@ -585,8 +578,9 @@ impl Worker {
     fn answer_too_big(&self, snap: &fdb::Snapshot, offending: &[u8], mtu: usize) {
         let mut out = [0u8; EMIT_HEADROOM + 1280];
         let body = &mut out[EMIT_HEADROOM..];
-        let n = match offending.first().map(|b| b >> 4) {
-            Some(4) => encap::icmp::frag_needed_v4(
+        let family = IpHeader::new_checked(offending).map(|h| h.family());
+        let n = match family {
+            Ok(Family::V4) => encap::icmp::frag_needed_v4(
                 offending,
                 self.settings.icmp_source_v4,
                 mtu.min(65535) as u16,
@@ -638,7 +632,7 @@ impl Worker {
             Err(encap::Error::EcnCeOverNotEct) => {
                 return self.counters.dropped(DropReason::EcnDrop)
             }
-            Err(_) => return self.counters.dropped(DropReason::BadVxlan),
+            Err(_) => return self.counters.dropped(DropReason::BadIpip),
         };
         let (from, _) = d.outer_addrs(packet);
         let snap = reader.load();
@@ -647,7 +641,7 @@ impl Worker {
         };
         let range = at + d.inner.start..at + d.inner.end;
         let Ok(src) = IpPacket::new_checked(&buf[range.clone()]).map(|p| p.src()) else {
-            return self.counters.dropped(DropReason::BadVxlan);
+            return self.counters.dropped(DropReason::BadIpip);
         };
         if !snap.may_send_from(peer, src) {
             return self.counters.dropped(DropReason::SpoofedInner);
@@ -706,7 +700,7 @@ impl Worker {
                         k += 1;
                     }
                     Err(encap::segment::Refusal::BadChecksum) => {
-                        self.counters.dropped(DropReason::BadVxlan);
+                        self.counters.dropped(DropReason::BadInnerChecksum);
                         k += 1;
                     }
                     Err(_) => break,
@@ -774,7 +768,7 @@ impl Worker {
         let done = match encap::segment::merged_by_kernel(&mut buf[range.clone()], mtu) {
             Ok(done) => done,
             Err(encap::segment::Refusal::BadChecksum) => {
-                return self.counters.dropped(DropReason::BadVxlan)
+                return self.counters.dropped(DropReason::BadInnerChecksum)
             }
             Err(_) => return self.deliver_checked(snap, buf, range.start, range.end),
         };
@@ -794,15 +788,13 @@ impl Worker {
     /// The reply (VXLAN header + frame) is written into `out`.
     fn arp(&self, snap: &fdb::Snapshot, peer: &NodeId, datagram: &[u8], out: &mut [u8]) -> Arp {
         let h = encap::vxlan::HEADER_LEN;
-        if datagram.len() < h + 14
-            || datagram[0] & encap::vxlan::FLAG_I == 0
-            || u32::from_be_bytes([0, datagram[4], datagram[5], datagram[6]])
-                != self.settings.vni.get()
-            || !encap::arp::is_arp(&datagram[h..])
-        {
+        let Ok(vxlan) = encap::vxlan::VxlanHeader::new_checked(datagram) else {
+            return Arp::Pass;
+        };
+        if vxlan.vni() != self.settings.vni || !encap::arp::is_arp(vxlan.payload()) {
             return Arp::Pass;
         }
-        let Ok(req) = encap::arp::parse_request(&datagram[h..]) else {
+        let Ok(req) = encap::arp::parse_request(vxlan.payload()) else {
             self.counters.dropped(DropReason::BadVxlan);
             return Arp::Handled;
         };

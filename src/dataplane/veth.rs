@@ -11,6 +11,8 @@ use super::counters::{DropReason, WorkerCounters};
 use super::event_loop::{LoopState, Polled, BUDGET};
 use super::ports::{Port, Ports, GATEWAY_MAC};
 use super::{TxScratch, Worker, HEADROOM};
+use encap::ethernet::EthernetFrame;
+use encap::ip::IpHeader;
 use encap::virtio::{self, VirtioNetHdr};
 use encap::IpPacket;
 use fdb::{Reader, Route};
@@ -34,33 +36,6 @@ fn routable(dst: IpAddr) -> bool {
             !(a.is_multicast() || a.is_broadcast() || a.is_link_local() || a.is_unspecified())
         }
         IpAddr::V6(a) => !(a.is_multicast() || a.is_unicast_link_local() || a.is_unspecified()),
-    }
-}
-
-/// Decrements the IPv4 TTL (updating the header checksum) or the IPv6 hop
-/// limit of the packet at the start of `ip`; false if it would reach 0.
-fn decrement_ttl(ip: &mut [u8]) -> bool {
-    match ip.first().map(|b| b >> 4) {
-        Some(4) if ip.len() >= 20 => {
-            if ip[8] <= 1 {
-                return false;
-            }
-            let old = u16::from_be_bytes([ip[8], ip[9]]);
-            ip[8] -= 1;
-            let new = u16::from_be_bytes([ip[8], ip[9]]);
-            let sum = u16::from_be_bytes([ip[10], ip[11]]);
-            let sum = encap::checksum::update(sum, old, new);
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-            true
-        }
-        Some(6) if ip.len() >= 40 => {
-            if ip[7] <= 1 {
-                return false;
-            }
-            ip[7] -= 1;
-            true
-        }
-        _ => false,
     }
 }
 
@@ -123,19 +98,19 @@ impl Worker {
             return self.counters.dropped(DropReason::BadOffload);
         };
         let frame = &buf[FRAME_AT..end];
-        if frame.len() < 14 {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return self.counters.dropped(DropReason::BadInner);
-        }
-        if frame[6..12] != port.spec.mac.0 {
+        };
+        if eth.src() != port.spec.mac {
             return self.counters.dropped(DropReason::SpoofedSource);
         }
-        match u16::from_be_bytes([frame[12], frame[13]]) {
+        match eth.ethertype() {
             encap::arp::ETHERTYPE => self.answer_arp(port, frame),
             encap::nd::ETHERTYPE_IPV6 if encap::nd::is_solicitation(frame) => {
                 self.answer_nd(port, frame)
             }
             0x0800 | encap::nd::ETHERTYPE_IPV6 => {
-                if frame[0..6] != GATEWAY_MAC.0 {
+                if eth.dst() != GATEWAY_MAC {
                     return self.counters.dropped(DropReason::NotForGateway);
                 }
                 // The header's offsets count from the frame; the forwarding
@@ -176,7 +151,7 @@ impl Worker {
         if !routable(dst) {
             return self.counters.dropped(DropReason::NotForGateway);
         }
-        if !decrement_ttl(&mut buf[HEADROOM..end]) {
+        if !IpHeader::new_checked(&mut buf[HEADROOM..end]).is_ok_and(|mut h| h.decrement_ttl()) {
             return self.counters.dropped(DropReason::TtlExpired);
         }
         let snap = reader.load();
@@ -301,6 +276,8 @@ mod tests {
             .udp(1, 2)
             .write(&mut p, b"hello")
             .unwrap();
+        let decrement_ttl =
+            |p: &mut [u8]| IpHeader::new_checked(p).is_ok_and(|mut h| h.decrement_ttl());
         assert!(decrement_ttl(&mut p));
         assert_eq!(p[8], 63);
         assert_eq!(
@@ -310,11 +287,17 @@ mod tests {
         );
         p[8] = 1;
         assert!(!decrement_ttl(&mut p), "TTL 1 expires");
+        assert_eq!(p[8], 1, "unchanged");
         let mut v6 = vec![0x60u8; 40];
         v6[7] = 2;
         assert!(decrement_ttl(&mut v6) && v6[7] == 1);
         assert!(!decrement_ttl(&mut v6));
         assert!(!decrement_ttl(&mut [0x45; 10]), "too short");
+        // Only the header needs to be there.
+        assert_eq!(
+            IpHeader::new_checked(&p[..20]).unwrap().dst(),
+            "10.244.2.3".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
