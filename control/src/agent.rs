@@ -13,7 +13,7 @@
 //! - anti-entropy: every `sync_interval_ms`, digests are exchanged with one
 //!   random member and the records of owners whose digests differ are sent
 //!   both ways, so late joiners and healed partitions converge;
-//! - block claims ([`claims`]): configured blocks are claimed at time 0;
+//! - block claims (`claims`): configured blocks are claimed at time 0;
 //!   automatic ones are claimed from the pools, one per pool at start and
 //!   more on demand, each checked with a majority of the cluster before
 //!   it settles (a claim another claimant competes for is given up for

@@ -493,8 +493,8 @@ pub struct Coalesced {
 /// the last); payloads of equal size but the last.
 ///
 /// Two ways to build it: [`start`](Self::start) / [`push`](Self::push)
-/// copy every segment's payload into the buffer; [`start_in_place`]
-/// (Self::start_in_place) / [`push_in_place`](Self::push_in_place) write
+/// copy every segment's payload into the buffer;
+/// [`start_in_place`](Self::start_in_place) / [`push_in_place`](Self::push_in_place) write
 /// only the headers there and return where each payload lies, for a
 /// scatter-gather write of headers + payloads with no copy.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
-//! `weftd`: the weft node daemon. It will read pod traffic from a TUN device
-//! (or the pods' veths), encapsulate it (VXLAN or IP-in-IP) towards the right
-//! node, and deliver what arrives; see docs/ARCHITECTURE.md.
+//! `weftd`: the weft node daemon. It reads pod traffic from a TUN device
+//! (or the pods' veths), encapsulates it (VXLAN or IP-in-IP) towards the right
+//! node, and delivers what arrives; see docs/ARCHITECTURE.md.
 
 use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;

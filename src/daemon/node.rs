@@ -4,6 +4,7 @@
 use crate::config::{Attach, Autodetect, Config, Encap};
 use crate::dataplane::counters::{self, WorkerCounters};
 use crate::dataplane::ports::Ports;
+use crate::dataplane::sys::udp_gso::UnderlaySocket;
 use crate::dataplane::{vtep_mac, Attachment, Settings, UnderlayIo, Worker};
 use crate::kernel::routes::Routes;
 use encap::vxlan::Vni;
@@ -300,7 +301,10 @@ fn big_buffers(s: &Socket) {
 fn underlay_ios(cfg: &Config, underlay: IpAddr, workers: usize) -> Result<Vec<UnderlayIo>, String> {
     if cfg.overlay.encap != Encap::Ipip {
         return (0..workers)
-            .map(|_| socket(underlay, cfg.overlay.port).map(|s| UnderlayIo::Vxlan(Arc::new(s))))
+            .map(|_| {
+                socket(underlay, cfg.overlay.port)
+                    .map(|s| UnderlayIo::Vxlan(Arc::new(UnderlaySocket::new(s))))
+            })
             .collect();
     }
     if underlay.is_ipv6() {

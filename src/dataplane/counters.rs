@@ -147,6 +147,20 @@ impl WorkerCounters {
         self.drops[why as usize].fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts packets sent to the underlay and their inner bytes.
+    #[inline]
+    pub fn sent(&self, packets: u64, bytes: u64) {
+        Self::add(&self.tx_packets, packets);
+        Self::add(&self.tx_bytes, bytes);
+    }
+
+    /// Counts packets delivered to pods and their bytes.
+    #[inline]
+    pub fn delivered(&self, packets: u64, bytes: u64) {
+        Self::add(&self.rx_packets, packets);
+        Self::add(&self.rx_bytes, bytes);
+    }
+
     /// Adds to a counter.
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -16,7 +16,9 @@
 //! gone to sleep.
 
 use super::counters::DropReason;
-use super::{Attachment, TxScratch, UnderlayIo, Worker};
+use super::rx::{Arp, Delivery};
+use super::tx::{TxScratch, MAX_HEADERS};
+use super::{Attachment, UnderlayIo, Worker};
 use super::{EMIT_HEADROOM, HEADROOM, MAX_PACKET};
 use encap::virtio::{self, VirtioNetHdr};
 use encap::vxlan::VxlanDecap;
@@ -54,7 +56,7 @@ pub(super) struct LoopState {
     /// Underlay datagrams are read into here.
     pub rx_buf: Vec<u8>,
     /// Where coalesced headers are built, and whether UDP runs are on.
-    pub delivery: super::Delivery,
+    pub delivery: Delivery,
     /// Ranges of `rx_buf` accepted for delivery.
     pub accepted: Vec<Range<usize>>,
     /// ARP replies to Linux vxlan peers.
@@ -85,8 +87,8 @@ impl Worker {
                     _ => HEADROOM + MAX_PACKET,
                 }
             ],
-            delivery: super::Delivery {
-                merged: vec![0u8; EMIT_HEADROOM + super::MAX_HEADERS],
+            delivery: Delivery {
+                merged: vec![0u8; EMIT_HEADROOM + MAX_HEADERS],
                 udp_runs: self.attach.takes_udp_super_packets(),
             },
             accepted: Vec::with_capacity(IPIP_BATCH),
@@ -299,7 +301,7 @@ impl Worker {
         &self,
         sock: &std::net::UdpSocket,
         st: &mut LoopState,
-        r: super::sys::udp_gso::Received,
+        r: super::sys::udp_gso::ReceivedDatagrams,
     ) {
         let (n, from, segment) = (r.len, r.from, r.segment);
         let outer_ecn = encap::ecn::Ecn::from_tos(r.tos);
@@ -320,9 +322,9 @@ impl Worker {
             );
             let datagram = &st.rx_buf[bounds.0..bounds.1];
             match self.arp(snap, &peer, datagram, &mut st.arp_out) {
-                super::Arp::Pass => {}
-                super::Arp::Handled => continue,
-                super::Arp::Reply(len) => {
+                Arp::Pass => {}
+                Arp::Handled => continue,
+                Arp::Reply(len) => {
                     let to = std::net::SocketAddr::new(from.ip(), self.settings.port);
                     match sock.send_to(&st.arp_out[..len], to) {
                         Ok(_) => super::WorkerCounters::add(&self.counters.arp_replies, 1),

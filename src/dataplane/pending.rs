@@ -9,7 +9,8 @@
 
 use super::counters::{DropReason, WorkerCounters};
 use super::sys::udp_gso;
-use std::net::{SocketAddr, UdpSocket};
+use super::sys::udp_gso::UnderlaySocket;
+use std::net::SocketAddr;
 
 /// Most datagrams gathered before they are sent (the kernel's UDP GSO
 /// limit on segments per send).
@@ -34,7 +35,7 @@ pub struct PendingSends {
 }
 
 impl PendingSends {
-    /// Room for [`MAX_ITEMS`] datagrams of up to `max_datagram` bytes.
+    /// Room for `MAX_ITEMS` datagrams of up to `max_datagram` bytes.
     pub fn new(max_datagram: usize) -> PendingSends {
         PendingSends {
             arena: vec![0u8; MAX_ITEMS * max_datagram.max(1)],
@@ -53,7 +54,7 @@ impl PendingSends {
     /// room.
     pub fn push(
         &mut self,
-        sock: &UdpSocket,
+        sock: &UnderlaySocket,
         counters: &WorkerCounters,
         datagram: &[u8],
         inner_len: usize,
@@ -79,7 +80,7 @@ impl PendingSends {
 
     /// Sends everything that waits: a run of datagrams to one address with
     /// one TOS, all of one size but the last, goes in one GSO send.
-    pub fn flush(&mut self, sock: &UdpSocket, counters: &WorkerCounters) {
+    pub fn flush(&mut self, sock: &UnderlaySocket, counters: &WorkerCounters) {
         let mut i = 0;
         while i < self.items.len() {
             let first = self.items[i];
@@ -99,8 +100,7 @@ impl PendingSends {
             let bytes = &self.arena[first.at..last.at + last.len];
             if udp_gso::send(sock, bytes, first.len, first.to, first.tos).is_ok() {
                 let inner: usize = self.items[i..j].iter().map(|it| it.inner_len).sum();
-                WorkerCounters::add(&counters.tx_packets, (j - i) as u64);
-                WorkerCounters::add(&counters.tx_bytes, inner as u64);
+                counters.sent((j - i) as u64, inner as u64);
             } else {
                 // A run the kernel refuses whole (a datagram over the path
                 // MTU, which only a single send may fragment): one by one.
@@ -108,8 +108,7 @@ impl PendingSends {
                     let one = &self.arena[it.at..it.at + it.len];
                     match udp_gso::send(sock, one, it.len, it.to, it.tos) {
                         Ok(_) => {
-                            WorkerCounters::add(&counters.tx_packets, 1);
-                            WorkerCounters::add(&counters.tx_bytes, it.inner_len as u64);
+                            counters.sent(1, it.inner_len as u64);
                         }
                         Err(_) => counters.dropped(DropReason::IoError),
                     }
@@ -127,9 +126,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn pair() -> (UdpSocket, UdpSocket) {
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fn pair() -> (UnderlaySocket, std::net::UdpSocket) {
+        let tx = UnderlaySocket::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         (tx, rx)
     }

@@ -10,7 +10,8 @@
 use super::counters::{DropReason, WorkerCounters};
 use super::event_loop::{LoopState, Polled, BUDGET};
 use super::ports::{Port, Ports, GATEWAY_MAC};
-use super::{TxScratch, Worker, HEADROOM};
+use super::tx::TxScratch;
+use super::{Worker, HEADROOM};
 use encap::ethernet::EthernetFrame;
 use encap::ip::IpHeader;
 use encap::virtio::{self, VirtioNetHdr};

@@ -102,7 +102,7 @@ impl Default for RecvBatch {
 
 /// What one [`RecvBatch::recv`] got.
 #[derive(Debug, Clone, Copy)]
-pub struct Received {
+pub struct ReceivedPackets {
     /// Packets received (0: none was queued).
     pub count: usize,
     /// Each packet's length; `usize::MAX` for one cut short because it did
@@ -119,14 +119,14 @@ impl RecvBatch {
         buf: &mut [u8],
         slot: usize,
         skip: usize,
-    ) -> std::io::Result<Received> {
+    ) -> std::io::Result<ReceivedPackets> {
         let mut chunks = buf.chunks_exact_mut(slot);
         let mut iovs: [[IoSliceMut<'_>; 1]; MAX_BATCH] = std::array::from_fn(|_| {
             let chunk = chunks.next().unwrap_or_default();
             let from = skip.min(chunk.len());
             [IoSliceMut::new(&mut chunk[from..])]
         });
-        let mut got = Received {
+        let mut got = ReceivedPackets {
             count: 0,
             lens: [0; MAX_BATCH],
         };

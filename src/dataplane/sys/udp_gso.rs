@@ -23,7 +23,38 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-static GSO_BROKEN: AtomicBool = AtomicBool::new(false);
+/// A UDP socket of the underlay, with what weft learned about it: whether
+/// the kernel takes GSO sends on it. A refusal (`EIO`, `EOPNOTSUPP`: a
+/// device or kernel without UDP segmentation) turns GSO off for this socket
+/// only; later sends go one datagram per `sendmsg`.
+#[derive(Debug)]
+pub struct UnderlaySocket {
+    socket: UdpSocket,
+    gso: AtomicBool,
+}
+
+impl UnderlaySocket {
+    /// Wraps a bound socket; GSO is tried on its first send of several
+    /// datagrams.
+    pub fn new(socket: UdpSocket) -> UnderlaySocket {
+        UnderlaySocket {
+            socket,
+            gso: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether GSO sends still go out in one `sendmsg` on this socket.
+    pub fn gso(&self) -> bool {
+        self.gso.load(Ordering::Relaxed)
+    }
+}
+
+impl std::ops::Deref for UnderlaySocket {
+    type Target = UdpSocket;
+    fn deref(&self) -> &UdpSocket {
+        &self.socket
+    }
+}
 
 /// The outer TOS (IPv4) or traffic class (IPv6) of a send, as a control
 /// message; none for 0, the socket's default. (Raw IP-in-IP sends use it
@@ -68,7 +99,7 @@ fn send_one(
 /// Sends `data` as datagrams of `segment` bytes (the last may be shorter),
 /// with outer TOS `tos`.
 pub fn send(
-    sock: &UdpSocket,
+    sock: &UnderlaySocket,
     data: &[u8],
     segment: usize,
     to: SocketAddr,
@@ -93,7 +124,7 @@ pub fn send(
 /// `sendmsg` for all of them: the kernel's copy from the slices is the only
 /// one the payload sees.
 pub fn send_vectored(
-    sock: &UdpSocket,
+    sock: &UnderlaySocket,
     pieces: &[IoSlice<'_>],
     per_datagram: usize,
     segment: usize,
@@ -114,15 +145,15 @@ pub fn send_vectored(
 }
 
 /// One GSO `sendmsg` of `iov` cut into datagrams of `segment` bytes; None
-/// when this kernel cannot (remembered: later sends go one by one).
+/// when this socket cannot (remembered: its later sends go one by one).
 fn gso_send(
-    sock: &UdpSocket,
+    sock: &UnderlaySocket,
     iov: &[IoSlice<'_>],
     segment: usize,
     addr: &SockaddrStorage,
     tos: &Tos,
 ) -> Option<std::io::Result<()>> {
-    if GSO_BROKEN.load(Ordering::Relaxed) {
+    if !sock.gso() {
         return None;
     }
     let size = segment as u16;
@@ -138,7 +169,7 @@ fn gso_send(
     match sendmsg(sock.as_raw_fd(), iov, cmsgs, MsgFlags::empty(), Some(addr)) {
         Ok(_) => Some(Ok(())),
         Err(nix::errno::Errno::EIO | nix::errno::Errno::EOPNOTSUPP) => {
-            GSO_BROKEN.store(true, Ordering::Relaxed);
+            sock.gso.store(false, Ordering::Relaxed);
             None
         }
         Err(e) => Some(Err(e.into())),
@@ -165,7 +196,7 @@ pub fn enable_recv_tos(sock: &UdpSocket) -> bool {
 
 /// What one receive got.
 #[derive(Debug, Clone, Copy)]
-pub struct Received {
+pub struct ReceivedDatagrams {
     /// Bytes read.
     pub len: usize,
     /// The sender.
@@ -183,7 +214,7 @@ pub struct Received {
 
 /// Receives into `buf` without waiting (`WouldBlock` when nothing is
 /// queued).
-pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Received> {
+pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<ReceivedDatagrams> {
     let mut cmsg = nix::cmsg_space!(i32, i32, i32, u32);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(
@@ -218,7 +249,7 @@ pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Received> {
                 })
         })
         .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
-    Ok(Received {
+    Ok(ReceivedDatagrams {
         len: n,
         from,
         segment: segment.max(1),
