@@ -1,11 +1,12 @@
-//! The in-process forwarding pipeline, no syscalls: for a batch of 64 inner
-//! packets, fdb route lookup + VXLAN encapsulation (what weftd does between
-//! a TUN read and a socket send), and VXLAN decapsulation + TCP coalescing
-//! of a batch of segments (between a socket read and a TUN write), both
-//! copying payloads into one buffer and in place (headers only, as weftd
-//! does before its vectored write); and the same for a run of 64 small UDP
-//! datagrams of one flow (`InPlaceRun`, as weftd merges them for a USO
-//! write).
+//! The in-process forwarding pipeline, no syscalls, through weftd's own
+//! functions: for a batch of 64 inner packets, `dataplane::tx::encap_vxlan`
+//! (check, next hop, VXLAN encapsulation: what weftd does between a TUN
+//! read and a socket send), and `dataplane::rx::accept_vxlan` (checks,
+//! decapsulation, inner source check) + TCP coalescing of a batch of
+//! segments (between a socket read and a TUN write), both copying payloads
+//! into one buffer and in place (headers only, as weftd does before its
+//! vectored write); and the same for a run of 64 small UDP datagrams of
+//! one flow (`InPlaceRun`, as weftd merges them for a USO write).
 //!
 //! Run: `cargo bench --bench pipeline`.
 
@@ -14,7 +15,10 @@ use encap::ecn::Ecn;
 use encap::segment::{split_tcp, split_udp, ChecksumFill, InPlaceRun, Layout, TcpCoalescer};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
 use encap::MacAddr;
-use fdb::{Fdb, Mac, Meta, NodeId, NodeRecord, Route, Source};
+use fdb::{Fdb, Mac, Meta, NodeId, NodeRecord, Source};
+use weft::dataplane::rx::accept_vxlan;
+use weft::dataplane::tx::encap_vxlan;
+use weft::dataplane::Settings;
 
 const BATCH: usize = 64;
 const HEADROOM: usize = 64;
@@ -72,6 +76,15 @@ fn pipeline(c: &mut Criterion) {
     let vni = Vni::new(1).unwrap();
     let mut tx = batch();
     let len = 1400;
+    let settings = Settings {
+        vni,
+        port: 4789,
+        local_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        overlay_mtu: 1450,
+        icmp_source_v4: weft::podnet::GATEWAY_V4,
+        icmp_source_v6: weft::podnet::GATEWAY_V6,
+        busy_poll: std::time::Duration::ZERO,
+    };
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function("lookup_and_encap_64x1400", |b| {
@@ -80,19 +93,8 @@ fn pipeline(c: &mut Criterion) {
             let mut sent = 0usize;
             for i in 0..BATCH {
                 let at = i * STRIDE + HEADROOM;
-                let dst = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-                    tx[at + 16],
-                    tx[at + 17],
-                    tx[at + 18],
-                    tx[at + 19],
-                ));
-                if let Route::Remote { record, .. } = snap.route(dst) {
-                    let enc = VxlanEncap::new(
-                        vni,
-                        MacAddr([2, 0, 0, 0, 0, 1]),
-                        MacAddr(record.vtep_mac.0),
-                    );
-                    sent += enc.encap_payload(&mut tx, at..at + len).unwrap();
+                if let Ok(d) = encap_vxlan(&settings, snap, &mut tx, at..at + len) {
+                    sent += d.at;
                 }
             }
             black_box(sent)
@@ -124,17 +126,19 @@ fn pipeline(c: &mut Criterion) {
         starts.push((enc.encap_payload(&mut segs, at..at + l).unwrap(), at + l));
     }
     let dec = VxlanDecap { vni, port: 4789 };
+    // The segments come from 10.244.1.2, in node n4's block.
+    let peer = NodeId::new("n4");
+    let snap = reader.load();
     let mut merged = vec![0u8; 70_000];
     g.throughput(Throughput::Bytes((n * 1400) as u64));
     g.bench_function("decap_and_coalesce_46x1400", |b| {
         b.iter(|| {
             let (s0, e0) = starts[0];
-            let first = dec.decap_payload(&mut segs[s0..e0], Ecn::NotEct).unwrap();
-            let mut c =
-                TcpCoalescer::start(&mut merged, &segs[s0..e0][first.inner.clone()], true).unwrap();
+            let first = accept_vxlan(&dec, snap, &peer, &mut segs, s0..e0, Ecn::NotEct).unwrap();
+            let mut c = TcpCoalescer::start(&mut merged, &segs[first], true).unwrap();
             for &(s, e) in &starts[1..] {
-                let inner = dec.decap_payload(&mut segs[s..e], Ecn::NotEct).unwrap();
-                c.push(&segs[s..e][inner.inner.clone()]).unwrap();
+                let inner = accept_vxlan(&dec, snap, &peer, &mut segs, s..e, Ecn::NotEct).unwrap();
+                c.push(&segs[inner]).unwrap();
             }
             black_box(c.finish(ChecksumFill::Partial))
         })
@@ -145,16 +149,12 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("decap_and_coalesce_in_place_46x1400", |b| {
         b.iter(|| {
             let (s0, e0) = starts[0];
-            let first = dec.decap_payload(&mut segs[s0..e0], Ecn::NotEct).unwrap();
-            let (mut c, _) = TcpCoalescer::start_in_place(
-                &mut headers,
-                &segs[s0..e0][first.inner.clone()],
-                true,
-            )
-            .unwrap();
+            let first = accept_vxlan(&dec, snap, &peer, &mut segs, s0..e0, Ecn::NotEct).unwrap();
+            let (mut c, _) =
+                TcpCoalescer::start_in_place(&mut headers, &segs[first], true).unwrap();
             for &(s, e) in &starts[1..] {
-                let inner = dec.decap_payload(&mut segs[s..e], Ecn::NotEct).unwrap();
-                black_box(c.push_in_place(&segs[s..e][inner.inner.clone()]).unwrap());
+                let inner = accept_vxlan(&dec, snap, &peer, &mut segs, s..e, Ecn::NotEct).unwrap();
+                black_box(c.push_in_place(&segs[inner]).unwrap());
             }
             black_box(c.finish(ChecksumFill::Partial))
         })
@@ -177,12 +177,11 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("decap_and_coalesce_udp_in_place_64x64", |b| {
         b.iter(|| {
             let (s0, e0) = starts[0];
-            let first = dec.decap_payload(&mut segs[s0..e0], Ecn::NotEct).unwrap();
-            let (mut c, _) =
-                InPlaceRun::start(&mut headers, &segs[s0..e0][first.inner.clone()], true).unwrap();
+            let first = accept_vxlan(&dec, snap, &peer, &mut segs, s0..e0, Ecn::NotEct).unwrap();
+            let (mut c, _) = InPlaceRun::start(&mut headers, &segs[first], true).unwrap();
             for &(s, e) in &starts[1..] {
-                let inner = dec.decap_payload(&mut segs[s..e], Ecn::NotEct).unwrap();
-                black_box(c.push(&segs[s..e][inner.inner.clone()]).unwrap());
+                let inner = accept_vxlan(&dec, snap, &peer, &mut segs, s..e, Ecn::NotEct).unwrap();
+                black_box(c.push(&segs[inner]).unwrap());
             }
             black_box(c.finish())
         })

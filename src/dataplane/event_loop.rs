@@ -16,7 +16,7 @@
 //! gone to sleep.
 
 use super::counters::DropReason;
-use super::rx::{Arp, Delivery};
+use super::rx::{accept_vxlan, Arp, Delivery};
 use super::tx::{TxScratch, MAX_HEADERS};
 use super::{Attachment, UnderlayIo, Worker};
 use super::{EMIT_HEADROOM, HEADROOM, MAX_PACKET};
@@ -333,10 +333,16 @@ impl Worker {
                     continue;
                 }
             }
-            if let Some(r) =
-                self.accept_datagram(&st.dec, snap, &peer, &mut st.rx_buf, bounds, outer_ecn)
-            {
-                st.accepted.push(r);
+            match accept_vxlan(
+                &st.dec,
+                snap,
+                &peer,
+                &mut st.rx_buf,
+                bounds.0..bounds.1,
+                outer_ecn,
+            ) {
+                Ok(r) => st.accepted.push(r),
+                Err(why) => self.counters.dropped(why),
             }
         }
         self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.delivery);

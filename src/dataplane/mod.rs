@@ -16,9 +16,9 @@ mod event_loop;
 pub mod next_hop;
 pub mod pending;
 pub mod ports;
-mod rx;
+pub mod rx;
 pub mod sys;
-mod tx;
+pub mod tx;
 mod veth;
 
 pub use attach::Attachment;

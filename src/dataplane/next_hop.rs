@@ -2,6 +2,7 @@
 //! by the data path for every packet it sends, by `weftctl trace` to
 //! explain it, and by the pipeline bench.
 
+use super::counters::DropReason;
 use fdb::{NodeId, NodeRecord, Route, Snapshot};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -33,6 +34,21 @@ pub enum NextHop<'s> {
         /// The node.
         node: &'s NodeId,
     },
+}
+
+impl<'s> NextHop<'s> {
+    /// The node to encapsulate to and its underlay address, or why the
+    /// packet is dropped.
+    pub fn peer(self) -> Result<(&'s NodeRecord, IpAddr), DropReason> {
+        match self {
+            NextHop::Peer {
+                record, underlay, ..
+            } => Ok((record, underlay)),
+            NextHop::Local { .. } => Err(DropReason::LocalBlock),
+            NextHop::NoRoute => Err(DropReason::NoRoute),
+            NextHop::NoUnderlay { .. } => Err(DropReason::NoUnderlay),
+        }
+    }
 }
 
 /// The next hop for `dst` in `snap`: the owner of its block (or the node

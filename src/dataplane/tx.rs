@@ -10,9 +10,11 @@
 //! (UDP super-packet, cut into datagrams).
 
 use super::counters::DropReason;
-use super::next_hop::NextHop;
+use super::next_hop::next_hop;
 use super::sys::{raw_batch, udp_gso};
-use super::{pending, UnderlayIo, Worker, EMIT_HEADROOM, HEADER_SLOT, HEADROOM, MAX_PACKET};
+use super::{
+    pending, Settings, UnderlayIo, Worker, EMIT_HEADROOM, HEADER_SLOT, HEADROOM, MAX_PACKET,
+};
 use encap::ip::IpHeader;
 use encap::segment::{split_tcp, split_tcp_headers, Layout};
 use encap::virtio::{self, GsoType, VirtioNetHdr};
@@ -20,7 +22,52 @@ use encap::vxlan::VxlanEncap;
 use encap::{Family, IpPacket, MacAddr};
 use fdb::Reader;
 use std::io::IoSlice;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+
+/// A VXLAN datagram [`encap_vxlan`] built in place: where it starts in
+/// the buffer (it ends where the inner packet ended), where it goes, and
+/// its outer TOS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram {
+    /// Offset of the VXLAN header.
+    pub at: usize,
+    /// The peer's underlay address and VXLAN port.
+    pub to: SocketAddr,
+    /// Outer TOS / traffic class (RFC 6040: the inner ECN field copied).
+    pub tos: u8,
+}
+
+/// Pod → wire over VXLAN for the one packet at `buf[range]`, with no I/O:
+/// the packet checked, its next hop looked up ([`next_hop`]) and the
+/// VXLAN and inner Ethernet headers written into the headroom in front of
+/// it. What weftd does for every packet it does not send as part of a
+/// super-packet, and what the pipeline bench measures.
+pub fn encap_vxlan(
+    settings: &Settings,
+    snap: &fdb::Snapshot,
+    buf: &mut [u8],
+    range: std::ops::Range<usize>,
+) -> Result<Datagram, DropReason> {
+    let ip = IpPacket::new_checked(&buf[range.clone()]).map_err(|_| DropReason::BadInner)?;
+    let tos = encap::ecn::encap_tos(ip.tos());
+    let (record, underlay) = next_hop(snap, ip.dst()).peer()?;
+    let at = vxlan_encapsulator(settings, record)
+        .encap_payload(buf, range)
+        .map_err(|_| DropReason::BadInner)?;
+    Ok(Datagram {
+        at,
+        to: SocketAddr::new(underlay, settings.port),
+        tos,
+    })
+}
+
+/// The VXLAN encapsulator towards the node of `record`.
+fn vxlan_encapsulator(settings: &Settings, record: &fdb::NodeRecord) -> VxlanEncap {
+    VxlanEncap {
+        dst_port: settings.port,
+        ..VxlanEncap::new(settings.vni, settings.local_mac, MacAddr(record.vtep_mac.0))
+    }
+}
 
 impl Worker {
     /// Sends the pod packet at `buf[HEADROOM..end]`, as its virtio-net
@@ -149,19 +196,18 @@ impl Worker {
                 return;
             }
         }
-        let Some((record, underlay)) = self.next_hop(snap, dst) else {
-            return;
-        };
         let sent = match &self.underlay {
             UnderlayIo::Vxlan(sock) => {
-                let enc = self.encapsulator(record);
-                let Ok(at) = enc.encap_payload(buf, start..end) else {
-                    return self.counters.dropped(DropReason::BadInner);
+                return match encap_vxlan(&self.settings, snap, buf, start..end) {
+                    Ok(d) => pending.push(sock, &self.counters, &buf[d.at..end], len, d.to, d.tos),
+                    Err(why) => self.counters.dropped(why),
                 };
-                let to = SocketAddr::new(underlay, self.settings.port);
-                return pending.push(sock, &self.counters, &buf[at..end], len, to, tos);
             }
             UnderlayIo::IpIp { v4, v6, .. } => {
+                let underlay = match next_hop(snap, dst).peer() {
+                    Ok((_, underlay)) => underlay,
+                    Err(why) => return self.counters.dropped(why),
+                };
                 let sock = if ip.family() == Family::V4 { v4 } else { v6 };
                 raw_batch::send_one(
                     sock.as_ref(),
@@ -176,18 +222,6 @@ impl Worker {
                 self.counters.sent(1, len as u64);
             }
             Err(_) => self.counters.dropped(DropReason::IoError),
-        }
-    }
-
-    /// The VXLAN encapsulator towards the node of `record`.
-    pub(super) fn encapsulator(&self, record: &fdb::NodeRecord) -> VxlanEncap {
-        VxlanEncap {
-            dst_port: self.settings.port,
-            ..VxlanEncap::new(
-                self.settings.vni,
-                self.settings.local_mac,
-                MacAddr(record.vtep_mac.0),
-            )
         }
     }
 
@@ -212,8 +246,9 @@ impl Worker {
             return self.counters.dropped(DropReason::BadInner);
         };
         let snap = reader.load();
-        let Some((_, underlay)) = self.next_hop(snap, ip.dst()) else {
-            return;
+        let underlay = match next_hop(snap, ip.dst()).peer() {
+            Ok((_, underlay)) => underlay,
+            Err(why) => return self.counters.dropped(why),
         };
         let sock = if ip.family() == Family::V4 { v4 } else { v6 };
         let tos = encap::ecn::encap_tos(ip.tos());
@@ -258,8 +293,9 @@ impl Worker {
             return self.counters.dropped(DropReason::BadInner);
         };
         let snap = reader.load();
-        let Some((record, underlay)) = self.next_hop(snap, ip.dst()) else {
-            return;
+        let (record, underlay) = match next_hop(snap, ip.dst()).peer() {
+            Ok(hop) => hop,
+            Err(why) => return self.counters.dropped(why),
         };
         let layout = Layout {
             headroom: encap::vxlan::PAYLOAD_OVERHEAD,
@@ -268,7 +304,7 @@ impl Worker {
         let Ok(split) = split_tcp_headers(pkt, mss, hdrs, layout, lens) else {
             return self.counters.dropped(DropReason::BadOffload);
         };
-        let enc = self.encapsulator(record);
+        let enc = vxlan_encapsulator(&self.settings, record);
         let head = encap::vxlan::PAYLOAD_OVERHEAD + split.header_len;
         for i in 0..split.segments {
             let at = i * HEADER_SLOT + layout.headroom;
@@ -327,33 +363,6 @@ impl Worker {
                 EMIT_HEADROOM + n,
                 VirtioNetHdr::NONE,
             );
-        }
-    }
-
-    /// The node that owns `dst` and its underlay address ([`super::next_hop`]),
-    /// or None with the drop counted (local block, no route, peer without
-    /// an address).
-    pub(super) fn next_hop<'s>(
-        &self,
-        snap: &'s fdb::Snapshot,
-        dst: IpAddr,
-    ) -> Option<(&'s fdb::NodeRecord, IpAddr)> {
-        match super::next_hop::next_hop(snap, dst) {
-            NextHop::Peer {
-                record, underlay, ..
-            } => Some((record, underlay)),
-            NextHop::Local { .. } => {
-                self.counters.dropped(DropReason::LocalBlock);
-                None
-            }
-            NextHop::NoRoute => {
-                self.counters.dropped(DropReason::NoRoute);
-                None
-            }
-            NextHop::NoUnderlay { .. } => {
-                self.counters.dropped(DropReason::NoUnderlay);
-                None
-            }
         }
     }
 }
