@@ -585,36 +585,103 @@ impl Config {
         Ok(self)
     }
 
-    /// Checks what the types cannot: ranges, prefixes, consistency.
+    /// Checks what the types cannot: ranges, prefixes, consistency. One
+    /// check per section, in file order; the first failure names its key.
     pub fn validate(&self, source: &str) -> Result<(), ConfigError> {
-        let err = |key: String, message: String| {
-            Err(ConfigError {
+        check_node_name(self.node_name.as_deref())
+            .and_then(|()| self.overlay.check())
+            .and_then(|()| check_mtu("underlay.mtu", &self.underlay.mtu))
+            .and_then(|()| self.dataplane.check(&self.overlay))
+            .and_then(|()| self.gossip.check())
+            .and_then(|()| check_peers(&self.peers, self.node_name.as_deref(), &self.overlay))
+            .map_err(|(key, message)| ConfigError {
                 source: source.to_string(),
                 key,
                 message,
             })
-        };
-        if let Some(n) = &self.node_name {
+    }
+}
+
+/// A failed check: the key and what was expected.
+type Invalid = (String, String);
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> Result<(), Invalid> {
+    Err((key.into(), message.into()))
+}
+
+fn check_node_name(name: Option<&str>) -> Result<(), Invalid> {
+    match name {
+        Some(n)
             if n.is_empty()
                 || n.len() > 253
-                || n.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return err(
-                    "node_name".into(),
-                    format!("expected a node name of 1-253 printable characters (got {n:?})"),
-                );
-            }
+                || n.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            invalid(
+                "node_name",
+                format!("expected a node name of 1-253 printable characters (got {n:?})"),
+            )
         }
-        let o = &self.overlay;
-        if o.pools.is_empty() {
-            return err(
-                "overlay.pools".into(),
-                "expected at least one pod pool, like \"10.244.0.0/16\"".into(),
+        _ => Ok(()),
+    }
+}
+
+/// An MTU setting: "auto" or at least IPv4's minimum datagram size.
+fn check_mtu(key: &str, mtu: &AutoOr<u16>) -> Result<(), Invalid> {
+    match mtu.value() {
+        Some(mtu) if *mtu < 576 => {
+            invalid(key, format!("expected \"auto\" or 576-65535 (got {mtu})"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A UDP port setting.
+fn check_port(key: &str, port: u16) -> Result<(), Invalid> {
+    if port == 0 {
+        return invalid(key, "expected a UDP port 1-65535 (got 0)");
+    }
+    Ok(())
+}
+
+/// A pod block (`overlay.blocks`, a static peer's blocks): its network
+/// address, inside a pool, no larger than `max` (the block size) if given.
+fn check_block(key: String, b: &IpNet, pools: &[IpNet], max: Option<u8>) -> Result<(), Invalid> {
+    if b.trunc() != *b {
+        return invalid(
+            key,
+            format!(
+                "expected a prefix without host bits (got {b}, did you mean {}?)",
+                b.trunc()
+            ),
+        );
+    }
+    if !pools.iter().any(|pool| pool.contains(b)) {
+        return invalid(
+            key,
+            format!("expected a block inside a pool in overlay.pools (got {b})"),
+        );
+    }
+    match max {
+        Some(size) if b.prefix_len() < size => invalid(
+            key,
+            format!("expected a block no larger than the block size /{size} (got {b})"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+impl Overlay {
+    /// The `[overlay]` section.
+    fn check(&self) -> Result<(), Invalid> {
+        if self.pools.is_empty() {
+            return invalid(
+                "overlay.pools",
+                "expected at least one pod pool, like \"10.244.0.0/16\"",
             );
         }
-        for (i, pool) in o.pools.iter().enumerate() {
+        for (i, pool) in self.pools.iter().enumerate() {
             if pool.trunc() != *pool {
-                return err(
+                return invalid(
                     format!("overlay.pools[{i}]"),
                     format!(
                         "expected a prefix without host bits (got {pool}, did you mean {}?)",
@@ -622,236 +689,207 @@ impl Config {
                     ),
                 );
             }
-            let block = if pool.addr().is_ipv4() {
-                o.block_size_v4
-            } else {
-                o.block_size_v6
-            };
+            let block = self.block_size_of(pool);
             if block < pool.prefix_len() {
-                return err(
+                return invalid(
                     format!("overlay.pools[{i}]"),
                     format!("pool {pool} is smaller than one block (/{block})"),
                 );
             }
         }
-        for (i, b) in o.blocks.iter().enumerate() {
-            if b.trunc() != *b {
-                return err(
-                    format!("overlay.blocks[{i}]"),
-                    format!(
-                        "expected a prefix without host bits (got {b}, did you mean {}?)",
-                        b.trunc()
-                    ),
-                );
-            }
-            if !o.pools.iter().any(|pool| pool.contains(b)) {
-                return err(
-                    format!("overlay.blocks[{i}]"),
-                    format!("expected a block inside a pool in overlay.pools (got {b})"),
-                );
-            }
-            let size = if b.addr().is_ipv4() {
-                o.block_size_v4
-            } else {
-                o.block_size_v6
-            };
-            if b.prefix_len() < size {
-                return err(
-                    format!("overlay.blocks[{i}]"),
-                    format!("expected a block no larger than the block size /{size} (got {b})"),
-                );
-            }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let size = self.block_size_of(b);
+            check_block(format!("overlay.blocks[{i}]"), b, &self.pools, Some(size))?;
         }
-        if let Some(mtu) = self.underlay.mtu.value() {
-            if *mtu < 576 {
-                return err(
-                    "underlay.mtu".into(),
-                    format!("expected \"auto\" or 576-65535 (got {mtu})"),
-                );
-            }
-        }
-        for (i, p) in o.no_nat_pools.iter().enumerate() {
-            if !o.pools.contains(p) {
-                return err(
+        for (i, p) in self.no_nat_pools.iter().enumerate() {
+            if !self.pools.contains(p) {
+                return invalid(
                     format!("overlay.no_nat_pools[{i}]"),
                     format!("expected one of overlay.pools (got {p})"),
                 );
             }
         }
-        if !(8..=32).contains(&o.block_size_v4) {
-            return err(
-                "overlay.block_size_v4".into(),
-                format!("expected 8 to 32 (got {})", o.block_size_v4),
+        if !(8..=32).contains(&self.block_size_v4) {
+            return invalid(
+                "overlay.block_size_v4",
+                format!("expected 8 to 32 (got {})", self.block_size_v4),
             );
         }
-        if !(64..=128).contains(&o.block_size_v6) {
-            return err(
-                "overlay.block_size_v6".into(),
-                format!("expected 64 to 128 (got {})", o.block_size_v6),
+        if !(64..=128).contains(&self.block_size_v6) {
+            return invalid(
+                "overlay.block_size_v6",
+                format!("expected 64 to 128 (got {})", self.block_size_v6),
             );
         }
-        if encap::vxlan::Vni::new(o.vni).is_none() {
-            return err(
-                "overlay.vni".into(),
-                format!("expected 0 to 16777215 (got {})", o.vni),
+        if encap::vxlan::Vni::new(self.vni).is_none() {
+            return invalid(
+                "overlay.vni",
+                format!("expected 0 to 16777215 (got {})", self.vni),
             );
         }
-        if o.port == 0 {
-            return err(
-                "overlay.port".into(),
-                "expected a UDP port 1-65535 (got 0)".into(),
-            );
-        }
-        if let Some(mtu) = o.mtu.value() {
-            if *mtu < 576 {
-                return err(
-                    "overlay.mtu".into(),
-                    format!("expected \"auto\" or 576-65535 (got {mtu})"),
-                );
-            }
-        }
-        if o.tun_name.is_empty() || o.tun_name.len() > 15 || o.tun_name.contains(['/', ' ']) {
-            return err(
-                "overlay.tun_name".into(),
+        check_port("overlay.port", self.port)?;
+        check_mtu("overlay.mtu", &self.mtu)?;
+        if self.tun_name.is_empty()
+            || self.tun_name.len() > 15
+            || self.tun_name.contains(['/', ' '])
+        {
+            return invalid(
+                "overlay.tun_name",
                 format!(
                     "expected an interface name of 1-15 characters (got {:?})",
-                    o.tun_name
+                    self.tun_name
                 ),
             );
         }
-        if let Some(w) = self.dataplane.workers.value() {
+        Ok(())
+    }
+
+    /// The block size of the family of `net`.
+    fn block_size_of(&self, net: &IpNet) -> u8 {
+        if net.addr().is_ipv4() {
+            self.block_size_v4
+        } else {
+            self.block_size_v6
+        }
+    }
+}
+
+impl Dataplane {
+    /// The `[dataplane]` section (and what veth attachment rules out in
+    /// `[overlay]`).
+    fn check(&self, overlay: &Overlay) -> Result<(), Invalid> {
+        if let Some(w) = self.workers.value() {
             if *w == 0 || *w > 256 {
-                return err(
-                    "dataplane.workers".into(),
+                return invalid(
+                    "dataplane.workers",
                     format!("expected \"auto\" or 1-256 (got {w})"),
                 );
             }
         }
-        if self.dataplane.busy_poll_us > MAX_BUSY_POLL_US {
-            return err(
-                "dataplane.busy_poll_us".into(),
+        if self.busy_poll_us > MAX_BUSY_POLL_US {
+            return invalid(
+                "dataplane.busy_poll_us",
                 format!(
                     "expected 0-{MAX_BUSY_POLL_US} microseconds (got {})",
-                    self.dataplane.busy_poll_us
+                    self.busy_poll_us
                 ),
             );
         }
-        if self.dataplane.attach == Attach::Veth {
-            if o.encap == Encap::None {
-                return err(
-                    "overlay.encap".into(),
-                    "expected \"vxlan\" or \"ipip\" with dataplane.attach = \"veth\" (plain routing needs the kernel's routes)".into(),
+        if self.attach == Attach::Veth {
+            if overlay.encap == Encap::None {
+                return invalid(
+                    "overlay.encap",
+                    "expected \"vxlan\" or \"ipip\" with dataplane.attach = \"veth\" (plain routing needs the kernel's routes)",
                 );
             }
-            if o.cross_subnet {
-                return err(
-                    "overlay.cross_subnet".into(),
-                    "expected false with dataplane.attach = \"veth\" (direct routes need the kernel's routes)".into(),
+            if overlay.cross_subnet {
+                return invalid(
+                    "overlay.cross_subnet",
+                    "expected false with dataplane.attach = \"veth\" (direct routes need the kernel's routes)",
                 );
             }
         }
-        let g = &self.gossip;
-        if g.port == 0 {
-            return err(
-                "gossip.port".into(),
-                "expected a UDP port 1-65535 (got 0)".into(),
+        Ok(())
+    }
+}
+
+impl Gossip {
+    /// The `[gossip]` section.
+    fn check(&self) -> Result<(), Invalid> {
+        check_port("gossip.port", self.port)?;
+        if self.enabled && self.key_file.is_none() {
+            return invalid(
+                "gossip.key_file",
+                "expected a keyring file (lines `ID HEX64`) when gossip.enabled = true",
             );
         }
-        if g.enabled && g.key_file.is_none() {
-            return err(
-                "gossip.key_file".into(),
-                "expected a keyring file (lines `ID HEX64`) when gossip.enabled = true".into(),
-            );
-        }
-        match (&g.node_key_file, &g.trusted_nodes_file) {
+        match (&self.node_key_file, &self.trusted_nodes_file) {
             (Some(_), None) => {
-                return err(
-                    "gossip.trusted_nodes_file".into(),
-                    "expected a trusted-nodes file (lines `NAME PUBLIC-KEY [CIDR ...]`) when gossip.node_key_file is set".into(),
+                return invalid(
+                    "gossip.trusted_nodes_file",
+                    "expected a trusted-nodes file (lines `NAME PUBLIC-KEY [CIDR ...]`) when gossip.node_key_file is set",
                 )
             }
             (None, Some(_)) => {
-                return err(
-                    "gossip.node_key_file".into(),
-                    "expected this node's key file (from `weftd genkey`) when gossip.trusted_nodes_file is set".into(),
+                return invalid(
+                    "gossip.node_key_file",
+                    "expected this node's key file (from `weftd genkey`) when gossip.trusted_nodes_file is set",
                 )
             }
             _ => {}
         }
-        for (i, seed) in g.seeds.iter().enumerate() {
-            if parse_seed(seed, g.port).is_none() {
-                return err(
+        for (i, seed) in self.seeds.iter().enumerate() {
+            if parse_seed(seed, self.port).is_none() {
+                return invalid(
                     format!("gossip.seeds[{i}]"),
                     format!("expected ADDRESS or ADDRESS:PORT, like \"10.99.0.1\" (got {seed:?})"),
                 );
             }
         }
-        if !(100..=60_000).contains(&g.probe_interval_ms) {
-            return err(
-                "gossip.probe_interval_ms".into(),
-                format!("expected 100 to 60000 (got {})", g.probe_interval_ms),
-            );
-        }
-        if !(100..=600_000).contains(&g.sync_interval_ms) {
-            return err(
-                "gossip.sync_interval_ms".into(),
-                format!("expected 100 to 600000 (got {})", g.sync_interval_ms),
-            );
-        }
-        if g.cluster_size == 0 {
-            return err(
-                "gossip.cluster_size".into(),
-                "expected at least 1 (got 0)".into(),
-            );
-        }
-        if !(1..=604_800).contains(&g.block_release_after_s) {
-            return err(
-                "gossip.block_release_after_s".into(),
-                format!("expected 1 to 604800 (got {})", g.block_release_after_s),
-            );
-        }
-        let mut names = std::collections::BTreeSet::new();
-        for (i, p) in self.peers.iter().enumerate() {
-            if !names.insert(p.node.as_str()) || Some(&p.node) == self.node_name.as_ref() {
-                return err(
-                    format!("peers[{i}].node"),
-                    format!("expected a unique node name (\"{}\" appears twice)", p.node),
+        for (key, value, range) in [
+            (
+                "gossip.probe_interval_ms",
+                self.probe_interval_ms,
+                100..=60_000,
+            ),
+            (
+                "gossip.sync_interval_ms",
+                self.sync_interval_ms,
+                100..=600_000,
+            ),
+            (
+                "gossip.block_release_after_s",
+                self.block_release_after_s,
+                1..=604_800,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return invalid(
+                    key,
+                    format!(
+                        "expected {} to {} (got {value})",
+                        range.start(),
+                        range.end()
+                    ),
                 );
             }
-            if let Some(mac) = &p.vtep_mac {
-                if mac.parse::<encap::MacAddr>().is_err() {
-                    return err(
-                        format!("peers[{i}].vtep_mac"),
-                        format!("expected a MAC address like 02:00:00:00:00:02 (got {mac:?})"),
-                    );
-                }
-            }
-            if p.blocks.is_empty() {
-                return err(
-                    format!("peers[{i}].blocks"),
-                    "expected at least one pod block".into(),
-                );
-            }
-            for (j, b) in p.blocks.iter().enumerate() {
-                if b.trunc() != *b {
-                    return err(
-                        format!("peers[{i}].blocks[{j}]"),
-                        format!(
-                            "expected a prefix without host bits (got {b}, did you mean {}?)",
-                            b.trunc()
-                        ),
-                    );
-                }
-                if !o.pools.iter().any(|pool| pool.contains(b)) {
-                    return err(
-                        format!("peers[{i}].blocks[{j}]"),
-                        format!("expected a block inside a pool in overlay.pools (got {b})"),
-                    );
-                }
-            }
+        }
+        if self.cluster_size == 0 {
+            return invalid("gossip.cluster_size", "expected at least 1 (got 0)");
         }
         Ok(())
     }
+}
+
+/// The `[[peers]]` tables: unique names (not this node's), MACs, blocks.
+fn check_peers(peers: &[StaticPeer], me: Option<&str>, overlay: &Overlay) -> Result<(), Invalid> {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in peers.iter().enumerate() {
+        if !names.insert(p.node.as_str()) || Some(p.node.as_str()) == me {
+            return invalid(
+                format!("peers[{i}].node"),
+                format!("expected a unique node name (\"{}\" appears twice)", p.node),
+            );
+        }
+        if let Some(mac) = &p.vtep_mac {
+            if mac.parse::<encap::MacAddr>().is_err() {
+                return invalid(
+                    format!("peers[{i}].vtep_mac"),
+                    format!("expected a MAC address like 02:00:00:00:00:02 (got {mac:?})"),
+                );
+            }
+        }
+        if p.blocks.is_empty() {
+            return invalid(
+                format!("peers[{i}].blocks"),
+                "expected at least one pod block",
+            );
+        }
+        for (j, b) in p.blocks.iter().enumerate() {
+            check_block(format!("peers[{i}].blocks[{j}]"), b, &overlay.pools, None)?;
+        }
+    }
+    Ok(())
 }
 
 /// Where a configuration file is looked for by default.
