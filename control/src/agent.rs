@@ -31,16 +31,20 @@ use claims::{CheckRound, Slot};
 pub use claims::{Claiming, NoBlock};
 
 mod claims;
-use foca::{BroadcastHandler, Foca, Invalidates, OwnedNotification, PostcardCodec, Timer};
+mod records;
+mod swim;
+mod sync;
+use foca::{Foca, OwnedNotification, PostcardCodec, Timer};
 use ipnet::IpNet;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use swim::{swim_sender_is, Handler};
 
 /// A block to claim automatically: from `pool`, of prefix length `len`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,18 +166,6 @@ pub enum Event {
     BlockLost(IpNet),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BroadcastKey {
-    key: Key,
-    version: Version,
-}
-
-impl Invalidates for BroadcastKey {
-    fn invalidates(&self, other: &Self) -> bool {
-        self.key == other.key && self.version >= other.version
-    }
-}
-
 /// What the broadcast handler shares with the agent (foca owns the handler
 /// and offers no access to it, so the state sits behind a mutex both hold;
 /// the agent is single-threaded, so it is never contended).
@@ -211,82 +203,6 @@ impl Shared {
         self.new_owners |= changed && node_record;
         self.changed |= changed;
         Ok(changed)
-    }
-}
-
-struct Handler(Arc<Mutex<Shared>>);
-
-#[derive(Debug)]
-struct Never;
-impl std::fmt::Display for Never {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("never")
-    }
-}
-impl std::error::Error for Never {}
-
-impl BroadcastHandler<Member> for Handler {
-    type Key = BroadcastKey;
-    type Error = Never;
-
-    fn receive_item(
-        &mut self,
-        data: &[u8],
-        sender: Option<&Member>,
-    ) -> Result<Option<BroadcastKey>, Never> {
-        let mut sh = self.0.lock().expect("not poisoned");
-        let r = match Signed::decode(data) {
-            Ok(r) => r,
-            Err(e) => {
-                sh.counters.drop(e.reason());
-                return Ok(None);
-            }
-        };
-        let key = BroadcastKey {
-            key: r.record.key.clone(),
-            version: r.record.version,
-        };
-        let result = if sender.is_none() {
-            // Our own write, handed in by `Agent::write`.
-            let now = sh.now_ms;
-            sh.state.apply(r, now)
-        } else {
-            sh.merge(r)
-        };
-        match result {
-            Ok(true) => Ok(Some(key)),
-            Ok(false) => Ok(None),
-            Err(e) => {
-                sh.counters.drop(e.reason());
-                Ok(None)
-            }
-        }
-    }
-}
-
-struct Runtime<'a> {
-    now: u64,
-    timers: &'a mut BinaryHeap<Reverse<(u64, u64, Timer<Member>)>>,
-    timer_seq: &'a mut u64,
-    sends: &'a mut Vec<(SocketAddr, Vec<u8>)>,
-    notes: &'a mut Vec<OwnedNotification<Member>>,
-}
-
-impl foca::Runtime<Member> for Runtime<'_> {
-    fn notify(&mut self, n: foca::Notification<'_, Member>) {
-        self.notes.push(n.to_owned());
-    }
-
-    fn send_to(&mut self, to: Member, data: &[u8]) {
-        let mut body = Vec::with_capacity(data.len() + 1);
-        Body::Swim(data).encode(&mut body);
-        self.sends.push((to.addr, body));
-    }
-
-    fn submit_after(&mut self, event: Timer<Member>, after: Duration) {
-        *self.timer_seq += 1;
-        let due = self.now + after.as_millis() as u64;
-        self.timers.push(Reverse((due, *self.timer_seq, event)));
     }
 }
 
@@ -468,214 +384,6 @@ impl Agent {
         &self.cfg.name
     }
 
-    fn with_foca(
-        &mut self,
-        now: u64,
-        f: impl FnOnce(
-            &mut Foca<Member, PostcardCodec, SmallRng, Handler>,
-            &mut Runtime<'_>,
-        ) -> Result<(), foca::Error>,
-    ) {
-        self.shared.lock().expect("not poisoned").now_ms = now;
-        let mut rt = Runtime {
-            now,
-            timers: &mut self.timers,
-            timer_seq: &mut self.timer_seq,
-            sends: &mut self.bodies,
-            notes: &mut self.notes,
-        };
-        if let Err(e) = f(&mut self.foca, &mut rt) {
-            let reason = match e {
-                foca::Error::DataFromOurselves => "swim_from_ourselves",
-                foca::Error::DataTooBig => "swim_too_big",
-                foca::Error::MalformedPacket | foca::Error::Decode(_) => "swim_malformed",
-                _ => "swim_other",
-            };
-            self.shared
-                .lock()
-                .expect("not poisoned")
-                .counters
-                .drop(reason);
-        }
-        self.after_foca(now);
-    }
-
-    fn after_foca(&mut self, now: u64) {
-        self.learn_members(now);
-        for n in std::mem::take(&mut self.notes) {
-            match n {
-                OwnedNotification::MemberUp(m) => {
-                    self.events.push(Event::MemberUp(m.name.clone()));
-                    let rtt_us = self.peers.get(&m.name).and_then(|p| p.rtt_us);
-                    self.peers.insert(
-                        m.name.clone(),
-                        Peer {
-                            member: m,
-                            up: true,
-                            since: now,
-                            rtt_us,
-                        },
-                    );
-                    self.mark_changed();
-                }
-                OwnedNotification::MemberDown(m) => {
-                    // Only if it is still the identity we know for the name.
-                    if let Some(p) = self.peers.get_mut(&m.name) {
-                        if p.member == m && p.up {
-                            p.up = false;
-                            p.since = now;
-                            self.events.push(Event::MemberDown(m.name.clone()));
-                            self.mark_changed();
-                        }
-                    }
-                }
-                OwnedNotification::Rename(_, m) => {
-                    if let Some(p) = self.peers.get_mut(&m.name) {
-                        p.member = m;
-                    }
-                }
-                OwnedNotification::Active | OwnedNotification::Rejoin(_) if !self.joined => {
-                    self.joined = true;
-                    self.events.push(Event::Joined);
-                }
-                _ => {}
-            }
-        }
-        let refute = std::mem::take(&mut self.shared.lock().expect("not poisoned").to_refute);
-        for r in refute {
-            if r.version.epoch == self.epoch {
-                // Never write below a version seen in our own epoch.
-                self.counter = self.counter.max(r.version.counter);
-            }
-            if let (Key::Claim { block, .. }, Value::Claim { claimed_at }) = (&r.key, &r.value) {
-                if self.adopt(*block, *claimed_at, now) {
-                    continue;
-                }
-            }
-            // An endpoint from before a restart that this start does not
-            // hold is a pod that went away meanwhile: the daemon hands the
-            // agent every pod it has (from the CNI plugin's records) before
-            // the first datagram, so it is deleted like any other record.
-            let keep = {
-                let sh = self.shared.lock().expect("not poisoned");
-                sh.state.value(&r.key).cloned()
-            };
-            // Re-assert what this node holds now, or delete what it does
-            // not hold any more.
-            self.write(r.key, keep.unwrap_or(Value::Deleted), now);
-        }
-    }
-
-    /// Nodes known from their records but not (yet) from SWIM are handed
-    /// to foca as alive, so it probes them: a joiner learns the whole
-    /// membership from one anti-entropy exchange instead of waiting for
-    /// periodic announces (memberlist's push-pull does the same).
-    fn learn_members(&mut self, now: u64) {
-        let fresh: Vec<Member> = {
-            let mut sh = self.shared.lock().expect("not poisoned");
-            if !std::mem::take(&mut sh.new_owners) {
-                return;
-            }
-            sh.state
-                .owner_names()
-                .filter(|o| *o != self.cfg.name && !self.peers.contains_key(*o))
-                .filter_map(|o| {
-                    match sh.state.value(&Key::Node {
-                        owner: o.to_string(),
-                    }) {
-                        Some(Value::Node(info)) => Some(Member {
-                            name: o.to_string(),
-                            addr: info.gossip,
-                            boot: info.boot,
-                        }),
-                        _ => None,
-                    }
-                })
-                .collect()
-        };
-        if fresh.is_empty() {
-            return;
-        }
-        let updates = fresh.into_iter().map(foca::Member::alive);
-        // (The nested `after_foca` finds no new owners and handles the
-        // MemberUp notifications this produces.)
-        self.with_foca(now, |f, rt| f.apply_many(updates, false, rt));
-    }
-
-    fn mark_changed(&self) {
-        self.shared.lock().expect("not poisoned").changed = true;
-    }
-
-    fn write(&mut self, key: Key, value: Value, now: u64) {
-        self.counter += 1;
-        let r = Record {
-            key,
-            version: Version {
-                epoch: self.epoch,
-                counter: self.counter,
-            },
-            value,
-        };
-        let r = match &self.cfg.node_key {
-            Some(k) => k.sign(r),
-            None => Signed::from(r),
-        };
-        let bytes = r.encode();
-        self.shared.lock().expect("not poisoned").now_ms = now;
-        if self.foca.add_broadcast(&bytes).is_err() {
-            // Too big to broadcast: it still goes out by anti-entropy.
-            let mut sh = self.shared.lock().expect("not poisoned");
-            let _ = sh.state.apply(r, now);
-        }
-        self.shared.lock().expect("not poisoned").changed = true;
-        // Push it now rather than waiting for the next probe or gossip.
-        self.with_foca(now, |f, rt| f.broadcast(rt));
-    }
-
-    /// Hands foca an already encoded record to broadcast as if this node
-    /// had written it, skipping this node's own signature checks (tests:
-    /// an insider running altered code, gossiping forged records).
-    #[cfg(test)]
-    pub(crate) fn broadcast_raw(&mut self, bytes: &[u8], now: u64) {
-        let trusted = self
-            .shared
-            .lock()
-            .expect("not poisoned")
-            .state
-            .rules_mut()
-            .trusted
-            .take();
-        self.foca.add_broadcast(bytes).expect("fits a broadcast");
-        self.shared
-            .lock()
-            .expect("not poisoned")
-            .state
-            .rules_mut()
-            .trusted = trusted;
-        self.with_foca(now, |f, rt| f.broadcast(rt));
-        self.flush();
-    }
-
-    /// Publishes (or updates) a local pod endpoint.
-    pub fn upsert_endpoint(&mut self, ip: IpAddr, mac: [u8; 6], now_ms: u64) {
-        let key = Key::Endpoint {
-            owner: self.cfg.name.clone(),
-            ip,
-        };
-        self.write(key, Value::Endpoint { mac }, now_ms);
-        self.flush();
-    }
-
-    /// Withdraws a local pod endpoint (a tombstone that expires).
-    pub fn remove_endpoint(&mut self, ip: IpAddr, now_ms: u64) {
-        let key = Key::Endpoint {
-            owner: self.cfg.name.clone(),
-            ip,
-        };
-        self.write(key, Value::Deleted, now_ms);
-        self.flush();
-    }
-
     /// Handles one datagram from `from`.
     pub fn handle_datagram(&mut self, from: SocketAddr, datagram: &mut [u8], now_ms: u64) {
         let (origin, body) = match self.opener.open(datagram) {
@@ -742,60 +450,6 @@ impl Agent {
         self.flush();
     }
 
-    fn on_summary(&mut self, from: SocketAddr, theirs: &[u64]) {
-        let (mine, digests) = {
-            let sh = self.shared.lock().expect("not poisoned");
-            (sh.state.bucket_digests(), sh.state.digests())
-        };
-        for (i, (a, b)) in mine.iter().zip(theirs).enumerate() {
-            if a == b {
-                continue;
-            }
-            let (lo, hi) = crate::state::bucket_range(i);
-            let entries: Vec<(u64, u64)> = digests
-                .iter()
-                .copied()
-                .filter(|(h, _)| (lo..=hi).contains(h))
-                .collect();
-            for body in wire::pack_digests(&entries, lo, hi, true) {
-                self.bodies.push((from, body));
-            }
-        }
-    }
-
-    fn on_digest(&mut self, from: SocketAddr, d: wire::Digest, now: u64) {
-        let theirs: HashMap<u64, u64> = d.entries.iter().copied().collect();
-        let (records, mine) = {
-            let sh = self.shared.lock().expect("not poisoned");
-            let differing: Vec<String> = sh
-                .state
-                .owners_in(d.lo, d.hi)
-                .filter(|(name, digest)| theirs.get(&fnv(name.as_bytes())) != Some(digest))
-                .map(|(name, _)| name.to_string())
-                .collect();
-            let records: Vec<Signed> = differing
-                .iter()
-                .flat_map(|o| sh.state.records_of(o).collect::<Vec<_>>())
-                .collect();
-            let mine: Vec<(u64, u64)> = sh
-                .state
-                .digests()
-                .into_iter()
-                .filter(|(h, _)| (d.lo..=d.hi).contains(h))
-                .collect();
-            (records, mine)
-        };
-        for body in wire::pack_records(records) {
-            self.bodies.push((from, body));
-        }
-        if d.reply {
-            for body in wire::pack_digests(&mine, d.lo, d.hi, false) {
-                self.bodies.push((from, body));
-            }
-        }
-        let _ = now;
-    }
-
     /// Runs whatever is due at `now_ms`: foca's timers, anti-entropy,
     /// claims, tombstone expiry.
     pub fn tick(&mut self, now_ms: u64) {
@@ -828,56 +482,6 @@ impl Agent {
             .map(|Reverse((due, _, _))| *due)
             .unwrap_or(u64::MAX);
         timer.min(self.next_sync_ms).min(self.next_housekeeping_ms)
-    }
-
-    fn live_peer_addrs(&self) -> Vec<SocketAddr> {
-        self.peers
-            .values()
-            .filter(|p| p.up)
-            .map(|p| p.member.addr)
-            .collect()
-    }
-
-    fn start_sync(&mut self) {
-        let mut targets = self.live_peer_addrs();
-        if targets.is_empty() {
-            // Alone (or not joined yet): keep knocking on the seeds, which
-            // also heals a partition foca gave up on.
-            targets = self
-                .cfg
-                .seeds
-                .iter()
-                .copied()
-                .filter(|s| *s != self.cfg.gossip_addr)
-                .collect();
-            if !targets.is_empty() && !self.joined {
-                let now = self.shared.lock().expect("not poisoned").now_ms;
-                let seed = targets[self.rng.random_range(0..targets.len())];
-                let dst = Member {
-                    name: String::new(),
-                    addr: seed,
-                    boot: 0,
-                };
-                self.with_foca(now, |f, rt| f.announce(dst, rt));
-            }
-        }
-        if targets.is_empty() {
-            return;
-        }
-        let to = targets[self.rng.random_range(0..targets.len())];
-        let buckets = self
-            .shared
-            .lock()
-            .expect("not poisoned")
-            .state
-            .bucket_digests();
-        let mut body = Vec::new();
-        Body::Summary(buckets).encode(&mut body);
-        self.bodies.push((to, body));
-        let now = self.shared.lock().expect("not poisoned").now_ms;
-        let mut probe = Vec::new();
-        Body::Probe(self.clock_us(now)).encode(&mut probe);
-        self.bodies.push((to, probe));
     }
 
     fn may_claim(&self, owner: &str, now: u64) -> bool {
@@ -913,8 +517,7 @@ impl Agent {
             self.sealer.seal(&body, &mut sealed);
             self.bytes_sent += sealed.len() as u64;
             if let Some(k) = body.first() {
-                self.bytes_by_kind[usize::from(*k).min(3)] += sealed.len() as u64;
-                // (Probes, kinds 4 and 5, count with summaries.)
+                self.bytes_by_kind[wire::byte_count_index(*k)] += sealed.len() as u64;
             }
             self.out.push((to, sealed));
         }
@@ -1035,18 +638,5 @@ impl Agent {
     pub fn leave(&mut self, now_ms: u64) {
         self.with_foca(now_ms, |f, rt| f.leave_cluster(rt));
         self.flush();
-    }
-}
-
-/// True if the SWIM packet's header names a member whose datagram sender id
-/// is `sender` (false if the header does not decode: foca would refuse it).
-fn swim_sender_is(packet: &[u8], sender: u64) -> bool {
-    use foca::Codec;
-    match PostcardCodec.decode_header(packet) {
-        Ok(header) => {
-            let header: foca::Header<Member> = header;
-            fnv(header.src.name.as_bytes()) == sender
-        }
-        Err(_) => false,
     }
 }

@@ -12,7 +12,8 @@ pub struct Counters {
     /// Bytes sent (sealed).
     pub bytes_sent: u64,
     /// Bytes sent by body kind: SWIM (membership and piggybacked
-    /// records), anti-entropy digests, records, summaries.
+    /// records), anti-entropy digests, records, and the rest (summaries,
+    /// probes, claim checks).
     pub bytes_by_kind: [u64; 4],
     /// Owners (nodes) in the replicated state.
     pub owners: u64,

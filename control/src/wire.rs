@@ -128,6 +128,18 @@ const PROBE_ACK: u8 = 5;
 const SIGNED_RECORDS: u8 = 6;
 const CLAIM_CHECK: u8 = 7;
 const CLAIM_ANSWER: u8 = 8;
+/// Which of [`crate::Counters::bytes_by_kind`]'s four counts a body of
+/// kind byte `kind` adds to: SWIM, digests, records (signed or not), and
+/// the rest (summaries, probes, claim checks and answers).
+pub fn byte_count_index(kind: u8) -> usize {
+    match kind {
+        SWIM => 0,
+        DIGEST => 1,
+        RECORDS | SIGNED_RECORDS => 2,
+        _ => 3,
+    }
+}
+
 /// The largest body we produce (fits a sealed and signed datagram in 1400
 /// bytes).
 pub const MAX_BODY: usize = 1400 - crate::auth::OVERHEAD - crate::auth::SIGNATURE_LEN;
