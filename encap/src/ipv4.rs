@@ -151,6 +151,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.buf.as_mut()
     }
 
+    /// Sets the total length (the header checksum is left to
+    /// [`fill_checksum`](Self::fill_checksum)).
+    pub fn set_total_len(&mut self, len: u16) {
+        self.bm()[2..4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Sets the identification (the header checksum is left to
+    /// [`fill_checksum`](Self::fill_checksum)).
+    pub fn set_ident(&mut self, ident: u16) {
+        self.bm()[4..6].copy_from_slice(&ident.to_be_bytes());
+    }
+
     /// Sets the TTL and patches the header checksum incrementally.
     pub fn set_ttl(&mut self, ttl: u8) {
         let old = u16::from_be_bytes([self.b()[8], self.b()[9]]);

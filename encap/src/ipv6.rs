@@ -106,6 +106,11 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
+    /// Sets the payload length.
+    pub fn set_payload_len(&mut self, len: u16) {
+        self.buf.as_mut()[4..6].copy_from_slice(&len.to_be_bytes());
+    }
+
     /// Sets the hop limit.
     pub fn set_hop_limit(&mut self, hops: u8) {
         self.buf.as_mut()[7] = hops;

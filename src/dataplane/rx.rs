@@ -6,7 +6,7 @@
 //! ARP requests inside VXLAN are answered from fdb.
 //!
 //! The walk: [`accept_vxlan`] | `accept_ipip` → `deliver_batch`
-//! → [`super::attach::Attachment::emit_gathered`] (or `deliver_checked` /
+//! → `Attachment::emit_gathered` (or `deliver_checked` /
 //! `deliver_oversized` for what goes alone).
 
 use super::counters::DropReason;
