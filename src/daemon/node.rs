@@ -4,13 +4,11 @@
 use crate::config::{Attach, Autodetect, Config, Encap};
 use crate::dataplane::counters::{self, WorkerCounters};
 use crate::dataplane::ports::Ports;
-use crate::dataplane::sys::udp_gso::UnderlaySocket;
+use crate::dataplane::sys::{self, udp_gso::UnderlaySocket};
 use crate::dataplane::{vtep_mac, Attachment, Settings, UnderlayIo, Worker};
 use crate::kernel::routes::Routes;
 use encap::vxlan::Vni;
 use fdb::{EncapSet, Fdb, Mac, Meta, NodeId, NodeRecord, Source};
-use nix::sys::socket::{setsockopt, sockopt};
-use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
@@ -232,66 +230,11 @@ pub fn underlay_link(addr: IpAddr) -> Result<(ipnet::IpNet, u32), String> {
     Err(format!("no interface holds the underlay address {addr}"))
 }
 
-fn socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
-    s.set_reuse_port(true).map_err(fail)?;
-    // Large buffers: a burst from the TUN must not overflow the socket.
-    big_buffers(&s);
-    s.bind(&SocketAddr::new(addr, port).into())
-        .map_err(|e| format!("bind VXLAN socket {addr}:{port}: {e}"))?;
-    Ok(s.into())
-}
-
 fn encapsulation(e: Encap) -> encap::Encapsulation {
     match e {
         Encap::Vxlan => encap::Encapsulation::Vxlan,
         Encap::Ipip => encap::Encapsulation::IpIp,
         Encap::None => encap::Encapsulation::None,
-    }
-}
-
-fn raw_socket(underlay: IpAddr, protocol: i32) -> Result<Socket, String> {
-    let domain = if underlay.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(protocol)))
-        .map_err(|e| format!("raw socket for IP protocol {protocol}: {e}"))?;
-    s.bind(&SocketAddr::new(underlay, 0).into())
-        .map_err(|e| format!("bind raw socket to {underlay}: {e}"))?;
-    big_buffers(&s);
-    Ok(s)
-}
-
-/// Socket buffers of 8 MiB each way. weftd is privileged, so the FORCE
-/// options lift the limit `net.core.rmem_max` / `wmem_max` puts on the
-/// plain ones (about 208 KiB on a default system: a few GSO sends); the
-/// kernel's drop count comes with every receive (SO_RXQ_OVFL), counted as
-/// `socket_overflow`.
-fn big_buffers(s: &Socket) {
-    use std::os::fd::AsFd;
-    const SIZE: usize = 8 << 20;
-    if setsockopt(&s.as_fd(), sockopt::RcvBufForce, &SIZE).is_err() {
-        let _ = s.set_recv_buffer_size(SIZE);
-    }
-    if setsockopt(&s.as_fd(), sockopt::SndBufForce, &SIZE).is_err() {
-        let _ = s.set_send_buffer_size(SIZE);
-    }
-    let got = s.recv_buffer_size().unwrap_or(0);
-    if got < SIZE {
-        tracing::warn!(
-            bytes = got,
-            "underlay socket receive buffer smaller than asked (no CAP_NET_ADMIN?); bursts may overflow it"
-        );
-    }
-    if setsockopt(&s.as_fd(), sockopt::RxqOvfl, &1).is_err() {
-        tracing::warn!("no SO_RXQ_OVFL: socket overflows are not counted");
     }
 }
 
@@ -302,7 +245,7 @@ fn underlay_ios(cfg: &Config, underlay: IpAddr, workers: usize) -> Result<Vec<Un
     if cfg.overlay.encap != Encap::Ipip {
         return (0..workers)
             .map(|_| {
-                socket(underlay, cfg.overlay.port)
+                sys::underlay::vxlan_socket(underlay, cfg.overlay.port)
                     .map(|s| UnderlayIo::Vxlan(Arc::new(UnderlaySocket::new(s))))
             })
             .collect();
@@ -311,8 +254,8 @@ fn underlay_ios(cfg: &Config, underlay: IpAddr, workers: usize) -> Result<Vec<Un
         return Err("overlay.encap: ipip over an IPv6 underlay is not built yet".into());
     }
     let (v4, v6) = (
-        Arc::new(raw_socket(underlay, 4)?),
-        Arc::new(raw_socket(underlay, 41)?),
+        Arc::new(sys::underlay::raw_socket(underlay, 4)?),
+        Arc::new(sys::underlay::raw_socket(underlay, 41)?),
     );
     Ok((0..workers)
         .map(|i| UnderlayIo::IpIp {

@@ -1,0 +1,66 @@
+//! Opening the underlay's sockets: VXLAN UDP sockets and raw IP-in-IP
+//! sockets, with buffers large enough for bursts and the kernel's drop
+//! count on every receive.
+
+use nix::sys::socket::{setsockopt, sockopt};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+/// A VXLAN socket bound to `addr:port`, with SO_REUSEPORT (one per
+/// worker; the kernel spreads flows over them) and [`big_buffers`].
+pub fn vxlan_socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| e.to_string())?;
+    s.set_reuse_port(true).map_err(|e| e.to_string())?;
+    // Large buffers: a burst from the TUN must not overflow the socket.
+    big_buffers(&s);
+    s.bind(&SocketAddr::new(addr, port).into())
+        .map_err(|e| format!("bind VXLAN socket {addr}:{port}: {e}"))?;
+    Ok(s.into())
+}
+
+/// A raw socket for IP protocol `protocol` (4 or 41: IP-in-IP) bound to
+/// the underlay address; the kernel writes the outer header on send.
+pub fn raw_socket(underlay: IpAddr, protocol: i32) -> Result<Socket, String> {
+    let domain = if underlay.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(protocol)))
+        .map_err(|e| format!("raw socket for IP protocol {protocol}: {e}"))?;
+    s.bind(&SocketAddr::new(underlay, 0).into())
+        .map_err(|e| format!("bind raw socket to {underlay}: {e}"))?;
+    big_buffers(&s);
+    Ok(s)
+}
+
+/// Socket buffers of 8 MiB each way. weftd is privileged, so the FORCE
+/// options lift the limit `net.core.rmem_max` / `wmem_max` puts on the
+/// plain ones (about 208 KiB on a default system: a few GSO sends); the
+/// kernel's drop count comes with every receive (SO_RXQ_OVFL), counted as
+/// `socket_overflow`.
+pub fn big_buffers(s: &Socket) {
+    use std::os::fd::AsFd;
+    const SIZE: usize = 8 << 20;
+    if setsockopt(&s.as_fd(), sockopt::RcvBufForce, &SIZE).is_err() {
+        let _ = s.set_recv_buffer_size(SIZE);
+    }
+    if setsockopt(&s.as_fd(), sockopt::SndBufForce, &SIZE).is_err() {
+        let _ = s.set_send_buffer_size(SIZE);
+    }
+    let got = s.recv_buffer_size().unwrap_or(0);
+    if got < SIZE {
+        tracing::warn!(
+            bytes = got,
+            "underlay socket receive buffer smaller than asked (no CAP_NET_ADMIN?); bursts may overflow it"
+        );
+    }
+    if setsockopt(&s.as_fd(), sockopt::RxqOvfl, &1).is_err() {
+        tracing::warn!("no SO_RXQ_OVFL: socket overflows are not counted");
+    }
+}
