@@ -128,6 +128,20 @@ mod tests {
     use super::*;
     use fdb::{Fdb, Meta, NodeId, NodeRecord, Source};
 
+    /// A VXLAN node (VNI 1, port 4789, TUN attachment) at `underlay`.
+    fn vxlan_context(snap: &Snapshot, underlay: IpAddr) -> TraceContext<'_> {
+        TraceContext {
+            snap,
+            encap: Encap::Vxlan,
+            vni: 1,
+            port: 4789,
+            overlay_mtu: 1450,
+            underlay,
+            policy: None,
+            veth: false,
+        }
+    }
+
     #[test]
     fn local_remote_unknown() {
         let local = NodeId::new("n1");
@@ -144,16 +158,7 @@ mod tests {
         })
         .unwrap();
         let snap = fdb.snapshot();
-        let cx = TraceContext {
-            snap: &snap,
-            encap: Encap::Vxlan,
-            vni: 1,
-            port: 4789,
-            overlay_mtu: 1450,
-            underlay: "10.99.0.1".parse().unwrap(),
-            policy: None,
-            veth: false,
-        };
+        let cx = vxlan_context(&snap, "10.99.0.1".parse().unwrap());
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let t = trace(&cx, ip("10.244.0.5"), ip("10.244.1.5"));
         assert_eq!(t["verdict"], "forward");
@@ -221,16 +226,7 @@ mod tests {
         let snap = fdb.snapshot();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         for underlay in ["10.99.0.1", "fd99::1"] {
-            let cx = TraceContext {
-                snap: &snap,
-                encap: Encap::Vxlan,
-                vni: 1,
-                port: 4789,
-                overlay_mtu: 1450,
-                underlay: ip(underlay),
-                policy: None,
-                veth: false,
-            };
+            let cx = vxlan_context(&snap, ip(underlay));
             for dst in [
                 "10.244.1.5",
                 "fd00:1::5",
