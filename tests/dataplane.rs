@@ -437,6 +437,48 @@ fn weft_interoperates_with_linux_vxlan() {
     let neigh = String::from_utf8_lossy(&neigh.stdout);
     let weft_mac = weft::dataplane::vtep_mac("n1").to_string();
     assert!(neigh.contains(&weft_mac), "{neigh}");
+
+    // IPv6 the same way, with no static neighbour entry either: the Linux
+    // node's neighbour solicitation for weft's block address goes to weft's
+    // VTEP through the all-zeros FDB entry, and weftd answers it from fdb.
+    let n2 = c.node(2);
+    ok(&[
+        "netns",
+        "exec",
+        &n2,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.forwarding=1",
+    ]);
+    ok(&[
+        "-n",
+        &n2,
+        "-6",
+        "route",
+        "add",
+        "fd00:244:0:1::/122",
+        "via",
+        "fd00:244:0:1::",
+        "dev",
+        "vx0",
+        "onlink",
+    ]);
+    assert!(ping(&p1.ns, p2.v6), "weft node -> Linux vxlan node, IPv6");
+    assert!(ping(&p2.ns, p1.v6), "Linux vxlan node -> weft node, IPv6");
+    let s1 = c.stats(1);
+    assert!(s1["nd_replies"].as_u64().unwrap() >= 1, "{s1}");
+    let neigh = ip(&[
+        "-n",
+        &n2,
+        "-6",
+        "neigh",
+        "show",
+        "fd00:244:0:1::",
+        "dev",
+        "vx0",
+    ]);
+    let neigh = String::from_utf8_lossy(&neigh.stdout);
+    assert!(neigh.contains(&weft_mac), "{neigh}");
 }
 
 #[test]

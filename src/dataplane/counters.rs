@@ -126,6 +126,9 @@ pub struct WorkerCounters {
     pub rx_underlay_gro: AtomicU64,
     /// ARP requests that arrived inside VXLAN and were answered.
     pub arp_replies: AtomicU64,
+    /// IPv6 neighbour solicitations that arrived inside VXLAN and were
+    /// answered.
+    pub nd_replies: AtomicU64,
     /// Veth attach: ARP and neighbour solicitations from pods answered.
     pub gateway_replies: AtomicU64,
     /// Veth attach: pod-to-pod packets switched on this node.
@@ -180,7 +183,7 @@ pub struct Counter {
 
 /// Every packet counter (drops aside): the one list stats and metrics
 /// both print.
-pub const COUNTERS: [Counter; 9] = [
+pub const COUNTERS: [Counter; 10] = [
     Counter {
         name: "tx_packets",
         help: "Packets sent to the underlay.",
@@ -215,6 +218,11 @@ pub const COUNTERS: [Counter; 9] = [
         name: "arp_replies",
         help: "ARP requests from VXLAN peers answered from fdb.",
         get: |w| &w.arp_replies,
+    },
+    Counter {
+        name: "nd_replies",
+        help: "IPv6 neighbour solicitations from VXLAN peers answered from fdb.",
+        get: |w| &w.nd_replies,
     },
     Counter {
         name: "gateway_replies",

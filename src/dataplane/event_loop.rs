@@ -16,7 +16,7 @@
 //! gone to sleep.
 
 use super::counters::DropReason;
-use super::rx::{accept_vxlan, Arp, Delivery};
+use super::rx::{accept_vxlan, resolve_in_vxlan, Delivery, Resolution};
 use super::tx::{TxScratch, MAX_HEADERS};
 use super::{Attachment, UnderlayIo, Worker};
 use super::{EMIT_HEADROOM, HEADROOM, MAX_PACKET};
@@ -60,7 +60,7 @@ pub(super) struct LoopState {
     /// Ranges of `rx_buf` accepted for delivery.
     pub accepted: Vec<Range<usize>>,
     /// ARP replies to Linux vxlan peers.
-    pub arp_out: [u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
+    pub resolution_out: [u8; super::rx::RESOLUTION_REPLY_MAX],
     /// Ready ports (veth attachment).
     pub events: [EpollEvent; 64],
     /// Each underlay socket's overflow count last seen (SO_RXQ_OVFL), by
@@ -92,7 +92,7 @@ impl Worker {
                 udp_runs: self.attach.takes_udp_super_packets(),
             },
             accepted: Vec::with_capacity(IPIP_BATCH),
-            arp_out: [0u8; encap::vxlan::HEADER_LEN + encap::arp::FRAME_LEN],
+            resolution_out: [0u8; super::rx::RESOLUTION_REPLY_MAX],
             events: [EpollEvent::empty(); 64],
             overflows_seen: [0; 3],
             recv_batch: Default::default(),
@@ -321,15 +321,30 @@ impl Worker {
                 HEADROOM + ((k + 1) * segment).min(n),
             );
             let datagram = &st.rx_buf[bounds.0..bounds.1];
-            match self.arp(snap, &peer, datagram, &mut st.arp_out) {
-                Arp::Pass => {}
-                Arp::Handled => continue,
-                Arp::Reply(len) => {
+            match resolve_in_vxlan(
+                &self.settings,
+                snap,
+                &peer,
+                datagram,
+                &mut st.resolution_out,
+            ) {
+                Ok(Resolution::Pass) => {}
+                Ok(Resolution::Ignored) => continue,
+                Ok(Resolution::Reply { len, nd }) => {
                     let to = std::net::SocketAddr::new(from.ip(), self.settings.port);
-                    match sock.send_to(&st.arp_out[..len], to) {
-                        Ok(_) => super::WorkerCounters::add(&self.counters.arp_replies, 1),
+                    let counter = if nd {
+                        &self.counters.nd_replies
+                    } else {
+                        &self.counters.arp_replies
+                    };
+                    match sock.send_to(&st.resolution_out[..len], to) {
+                        Ok(_) => super::WorkerCounters::add(counter, 1),
                         Err(_) => self.counters.dropped(DropReason::IoError),
                     }
+                    continue;
+                }
+                Err(why) => {
+                    self.counters.dropped(why);
                     continue;
                 }
             }

@@ -244,57 +244,240 @@ impl Worker {
             Err(why) => self.counters.dropped(why),
         }
     }
-
-    /// Answers an ARP request that arrived inside VXLAN (from a Linux vxlan
-    /// peer resolving a weft gateway or pod address) from fdb, instead of
-    /// flooding it: the address's block owner's VTEP MAC, or this node's.
-    /// The reply (VXLAN header + frame) is written into `out`.
-    pub(super) fn arp(
-        &self,
-        snap: &fdb::Snapshot,
-        peer: &NodeId,
-        datagram: &[u8],
-        out: &mut [u8],
-    ) -> Arp {
-        let h = encap::vxlan::HEADER_LEN;
-        let Ok(vxlan) = encap::vxlan::VxlanHeader::new_checked(datagram) else {
-            return Arp::Pass;
-        };
-        if vxlan.vni() != self.settings.vni || !encap::arp::is_arp(vxlan.payload()) {
-            return Arp::Pass;
-        }
-        let Ok(req) = encap::arp::parse_request(vxlan.payload()) else {
-            self.counters.dropped(DropReason::BadVxlan);
-            return Arp::Handled;
-        };
-        let answer = match snap.owner_of(IpAddr::V4(req.target_ip)) {
-            Some(owner) if owner == peer => return Arp::Handled, // its own
-            Some(owner) if owner == snap.local_node() => self.settings.local_mac,
-            Some(owner) => match snap.node(owner) {
-                Some(e) => MacAddr(e.value.vtep_mac.0),
-                None => return Arp::Handled,
-            },
-            None => {
-                self.counters.dropped(DropReason::NoRoute);
-                return Arp::Handled;
-            }
-        };
-        if encap::vxlan::write_header(&mut out[..h], self.settings.vni).is_err() {
-            return Arp::Handled;
-        }
-        match encap::arp::write_reply(&mut out[h..], &req, answer) {
-            Ok(n) => Arp::Reply(h + n),
-            Err(_) => Arp::Handled,
-        }
-    }
 }
 
-/// What to do with a datagram that may carry ARP.
-pub(super) enum Arp {
-    /// Not ARP: decapsulate as usual.
+/// The longest reply [`resolve_in_vxlan`] writes: a VXLAN header and an
+/// ARP reply or a neighbour advertisement.
+pub const RESOLUTION_REPLY_MAX: usize = encap::vxlan::HEADER_LEN
+    + if encap::arp::FRAME_LEN > encap::nd::ADVERT_FRAME_LEN {
+        encap::arp::FRAME_LEN
+    } else {
+        encap::nd::ADVERT_FRAME_LEN
+    };
+
+/// What a VXLAN datagram that may carry address resolution gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Not ARP or a neighbour solicitation: decapsulate as usual.
     Pass,
-    /// ARP, dropped (counted) or not ours to answer.
-    Handled,
-    /// ARP, answered: this many bytes of reply to send back.
-    Reply(usize),
+    /// Address resolution, not ours to answer (the asker's own address,
+    /// duplicate address detection).
+    Ignored,
+    /// Answered: this many bytes of reply (VXLAN header and frame) to send
+    /// back; `nd` for a neighbour advertisement, else an ARP reply.
+    Reply {
+        /// Reply length.
+        len: usize,
+        /// A neighbour advertisement (IPv6), not an ARP reply.
+        nd: bool,
+    },
+}
+
+/// Answers address resolution that arrived inside VXLAN from `peer` (a
+/// Linux vxlan node resolving a weft pod or gateway address: an ARP
+/// request, or an IPv6 neighbour solicitation) from fdb instead of
+/// flooding it: the MAC is the VTEP MAC of the node whose block holds the
+/// address (this node's own for its blocks). The reply (VXLAN header and
+/// frame) is written into `out`. An address in no known block is dropped
+/// (`no_route`); a malformed request is `bad_vxlan`.
+pub fn resolve_in_vxlan(
+    settings: &super::Settings,
+    snap: &fdb::Snapshot,
+    peer: &NodeId,
+    datagram: &[u8],
+    out: &mut [u8],
+) -> Result<Resolution, DropReason> {
+    enum Asked {
+        Arp(encap::arp::Request),
+        Nd(encap::nd::Solicitation),
+    }
+    let h = encap::vxlan::HEADER_LEN;
+    let Ok(vxlan) = encap::vxlan::VxlanHeader::new_checked(datagram) else {
+        return Ok(Resolution::Pass);
+    };
+    if vxlan.vni() != settings.vni {
+        return Ok(Resolution::Pass);
+    }
+    let frame = vxlan.payload();
+    let (target, asked) = if encap::arp::is_arp(frame) {
+        let req = encap::arp::parse_request(frame).map_err(|_| DropReason::BadVxlan)?;
+        (IpAddr::V4(req.target_ip), Asked::Arp(req))
+    } else if encap::nd::is_solicitation(frame) {
+        let sol = encap::nd::parse_solicitation(frame).map_err(|_| DropReason::BadVxlan)?;
+        if sol.asker_ip.is_unspecified() {
+            return Ok(Resolution::Ignored); // duplicate address detection
+        }
+        (IpAddr::V6(sol.target), Asked::Nd(sol))
+    } else {
+        return Ok(Resolution::Pass);
+    };
+    let answer = match snap.owner_of(target) {
+        Some(owner) if owner == peer => return Ok(Resolution::Ignored), // its own
+        Some(owner) if owner == snap.local_node() => settings.local_mac,
+        Some(owner) => match snap.node(owner) {
+            Some(e) => MacAddr(e.value.vtep_mac.0),
+            None => return Ok(Resolution::Ignored),
+        },
+        None => return Err(DropReason::NoRoute),
+    };
+    encap::vxlan::write_header(&mut out[..h], settings.vni).map_err(|_| DropReason::IoError)?;
+    let (n, nd) = match asked {
+        Asked::Arp(req) => (encap::arp::write_reply(&mut out[h..], &req, answer), false),
+        // The node that owns the block routes for it: the router flag.
+        Asked::Nd(sol) => (
+            encap::nd::write_advertisement(&mut out[h..], &sol, answer, true),
+            true,
+        ),
+    };
+    let len = h + n.map_err(|_| DropReason::IoError)?;
+    Ok(Resolution::Reply { len, nd })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fdb::{Fdb, Mac, Meta, NodeRecord, Source};
+    use std::net::Ipv6Addr;
+
+    const ASKER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x42];
+
+    /// This node (n1), a Linux vxlan peer (n2) and another weft node (n3),
+    /// each with an IPv4 and an IPv6 block.
+    fn tables() -> (Fdb, super::super::Settings) {
+        let local = NodeId::new("n1");
+        let fdb = Fdb::new(local.clone(), NodeRecord::default());
+        let m = Meta::new(Source::Static, 1);
+        fdb.update(|t| {
+            t.upsert_block("10.244.0.0/26".parse().unwrap(), local.clone(), m)?;
+            t.upsert_block("fd00:244::/64".parse().unwrap(), local.clone(), m)?;
+            for (n, k) in [("n2", 1u8), ("n3", 3)] {
+                let rec = NodeRecord {
+                    underlay_v4: Some([10, 99, 0, k].into()),
+                    vtep_mac: Mac([2, 0, 0, 0, 0xbb, k]),
+                    ..NodeRecord::default()
+                };
+                t.upsert_node(NodeId::new(n), rec, m)?;
+                t.upsert_block(
+                    format!("10.244.{k}.0/26").parse().unwrap(),
+                    NodeId::new(n),
+                    m,
+                )?;
+                t.upsert_block(
+                    format!("fd00:244:0:{k}::/64").parse().unwrap(),
+                    NodeId::new(n),
+                    m,
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let settings = super::super::Settings {
+            vni: encap::vxlan::Vni::new(1).unwrap(),
+            port: 4789,
+            local_mac: MacAddr([2, 0, 0, 0, 0xbb, 0xaa]),
+            overlay_mtu: 1450,
+            icmp_source_v4: crate::podnet::GATEWAY_V4,
+            icmp_source_v6: crate::podnet::GATEWAY_V6,
+            busy_poll: std::time::Duration::ZERO,
+        };
+        (fdb, settings)
+    }
+
+    /// A VXLAN datagram (VNI `vni`) carrying a neighbour solicitation from
+    /// `asker` for `target`, as Linux sends it.
+    fn solicitation(vni: u32, asker: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+        use etherparse::{Icmpv6Type, PacketBuilder};
+        let mut body = Vec::new();
+        body.extend_from_slice(&target.octets());
+        body.extend_from_slice(&[1, 1]);
+        body.extend_from_slice(&ASKER_MAC);
+        let t = target.octets();
+        let mut out = vec![0u8; encap::vxlan::HEADER_LEN];
+        encap::vxlan::write_header(&mut out, encap::vxlan::Vni::new(vni).unwrap()).unwrap();
+        PacketBuilder::ethernet2(ASKER_MAC, [0x33, 0x33, 0xff, t[13], t[14], t[15]])
+            .ipv6(
+                asker.octets(),
+                [
+                    0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15],
+                ],
+                255,
+            )
+            .icmpv6(Icmpv6Type::Unknown {
+                type_u8: encap::nd::NEIGHBOUR_SOLICITATION,
+                code_u8: 0,
+                bytes5to8: [0; 4],
+            })
+            .write(&mut out, &body)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn neighbour_solicitations_inside_vxlan_are_answered_from_fdb() {
+        let (fdb, settings) = tables();
+        let snap = fdb.snapshot();
+        let peer = NodeId::new("n2");
+        let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let asker = ip("fd00:244:0:1::5");
+        let mut out = [0u8; RESOLUTION_REPLY_MAX];
+        // A pod on another weft node: that node's VTEP MAC; one of ours: ours.
+        for (target, mac) in [
+            ("fd00:244:0:3::7", [2, 0, 0, 0, 0xbb, 3]),
+            ("fd00:244::9", [2, 0, 0, 0, 0xbb, 0xaa]),
+        ] {
+            let d = solicitation(1, asker, ip(target));
+            let Ok(Resolution::Reply { len, nd: true }) =
+                resolve_in_vxlan(&settings, &snap, &peer, &d, &mut out)
+            else {
+                panic!("{target} not answered");
+            };
+            let reply = &out[..len];
+            let vxlan = encap::vxlan::VxlanHeader::new_checked(reply).unwrap();
+            assert_eq!(vxlan.vni().get(), 1);
+            // An independent reading of the advertisement.
+            let p = etherparse::SlicedPacket::from_ethernet(vxlan.payload()).unwrap();
+            let Some(etherparse::LinkSlice::Ethernet2(eth)) = p.link else {
+                panic!("ethernet")
+            };
+            assert_eq!((eth.source(), eth.destination()), (mac, ASKER_MAC));
+            let Some(etherparse::NetSlice::Ipv6(v6)) = p.net else {
+                panic!("ipv6")
+            };
+            assert_eq!(v6.header().source_addr(), ip(target));
+            assert_eq!(v6.header().destination_addr(), asker);
+            let Some(etherparse::TransportSlice::Icmpv6(icmp)) = p.transport else {
+                panic!("icmpv6")
+            };
+            assert_eq!(icmp.type_u8(), encap::nd::NEIGHBOUR_ADVERTISEMENT);
+            assert_eq!(&icmp.payload()[..16], &ip(target).octets());
+        }
+        // Unknown targets dropped and counted; the asker's own block and
+        // duplicate address detection are not answered; another VNI and
+        // anything else go on to decapsulation.
+        let unknown = solicitation(1, asker, ip("fd00:999::1"));
+        assert_eq!(
+            resolve_in_vxlan(&settings, &snap, &peer, &unknown, &mut out),
+            Err(DropReason::NoRoute)
+        );
+        let own = solicitation(1, asker, ip("fd00:244:0:1::6"));
+        let dad = solicitation(1, Ipv6Addr::UNSPECIFIED, ip("fd00:244:0:3::7"));
+        for d in [own, dad] {
+            assert_eq!(
+                resolve_in_vxlan(&settings, &snap, &peer, &d, &mut out),
+                Ok(Resolution::Ignored)
+            );
+        }
+        let other_vni = solicitation(2, asker, ip("fd00:244:0:3::7"));
+        assert_eq!(
+            resolve_in_vxlan(&settings, &snap, &peer, &other_vni, &mut out),
+            Ok(Resolution::Pass)
+        );
+        let mut broken = solicitation(1, asker, ip("fd00:244:0:3::7"));
+        let last = broken.len() - 1;
+        broken[last] ^= 0xff; // the ICMPv6 checksum no longer adds up
+        assert_eq!(
+            resolve_in_vxlan(&settings, &snap, &peer, &broken, &mut out),
+            Err(DropReason::BadVxlan)
+        );
+    }
 }
