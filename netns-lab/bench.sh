@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # weft's data-plane benchmark, in network namespaces on this machine.
 #
-# Builds six two-node clusters side by side (one pod per node, wired by
-# weft's CNI plugin in every case) and measures them in interleaved rounds:
+# Builds six two-node clusters side by side with netns-lab/lab.sh (one pod
+# per node, wired by weft's CNI plugin in every case, nodes on an underlay
+# bridge) and measures them in interleaved rounds:
 #   plain    routed, no encapsulation (the ceiling)
 #   kvxlan   the kernel's VXLAN device, Flannel-style static entries
 #   wvxlan   weftd, VXLAN (TUN attachment)
@@ -25,8 +26,9 @@
 # WEFTD_BASELINE=/path/to/weftd, variant "wbase" is weft VXLAN run by that
 # binary (an older build), measured in the same interleaved rounds.
 #
-# Everything lives in namespaces named wb<pid>-*, removed on exit, failure
-# or Ctrl-C. Traffic never leaves them.
+# Everything lives in namespaces named wb<pid><variant>-*, removed on exit,
+# failure or Ctrl-C. Traffic never leaves them. WEFTD_BASELINE must know
+# the configuration lab.sh writes (overlay.nat_outgoing, busy_poll_us).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,104 +55,35 @@ ensure_commands ip:iproute2 ping:iputils-ping iperf3:iperf3 python3:python3 gnup
 
 echo "== building release binaries"
 cargo build --release --bins -q
-WEFT=$PWD/target/release/weft
-WEFTD=$PWD/target/release/weftd
+BIN=$PWD/target/release
 
 P=wb$$
 TMP=$(mktemp -d /tmp/$P.XXXX)
 PIDS=()
-NSS=()
+LABS=()
+# lab VARIANT ARGS...: netns-lab/lab.sh for the variant's own cluster (its
+# own name prefix and state directory; wbase runs the baseline weftd).
+lab() {
+  local v=$1 bin=$BIN
+  shift
+  [[ $v == wbase ]] && bin=$TMP/basebin
+  WEFT_LAB_PREFIX=$P$v WEFT_LAB_STATE=$TMP/lab-$v WEFT_LAB_BIN=$bin netns-lab/lab.sh "$@"
+}
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  for v in "${LABS[@]}"; do lab "$v" down >/dev/null 2>&1 || true; done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ns() { ip netns add "$1"; NSS+=("$1"); ip -n "$1" link set lo up; }
-
-# cluster NAME [ATTACH]: nodes $NAME-n1/-n2 joined by a veth, pod
-# namespaces $NAME-p1/-p2 (wired by pods_on). Veth attachment leaves
-# forwarding off: weftd does not need it.
-cluster() {
-  local c=$1 attach=${2:-tun}
-  ns $c-n1; ns $c-n2; ns $c-p1; ns $c-p2
-  ip -n $c-n1 link add u1 type veth peer name u2 netns $c-n2
-  for k in 1 2; do
-    ip -n $c-n$k addr add 10.99.0.$k/24 dev u$k
-    ip -n $c-n$k link set u$k up
-    ip -n $c-n$k route add default via 10.99.0.254
-    [[ $attach == veth ]] || ip netns exec $c-n$k sysctl -qw net.ipv4.ip_forward=1
-  done
-}
-
-# pods_on NAME [ATTACH]: one pod per node, wired by weft's CNI plugin.
-pods_on() {
-  local c=$1 attach=${2:-tun}
-  for k in 1 2; do
-    echo "{\"cniVersion\":\"1.1.0\",\"name\":\"weft\",\"type\":\"weft\",\"attach\":\"$attach\",\"mtu\":1450,\"blocks\":[\"10.244.$k.0/26\"],\"stateDir\":\"$TMP/$c-cni$k\",\"weftdSocket\":\"$TMP/$c-cni$k.sock\"}" \
-      | ip netns exec $c-n$k env CNI_COMMAND=ADD CNI_CONTAINERID=$c-pod$k CNI_IFNAME=eth0 CNI_NETNS=/var/run/netns/$c-p$k "$WEFT" >/dev/null
-  done
-}
-
-weftd_on() { # cluster encap [attach] [busy_poll_us] [weftd binary]
-  local c=$1 e=$2 attach=${3:-tun} busy=${4:-100} bin=${5:-$WEFTD}
-  for k in 1 2; do
-    local o=$((3 - k))
-    cat > "$TMP/$c-n$k.toml" <<CONF
-node_name = "n$k"
-cni_socket = "$TMP/$c-cni$k.sock"
-admin_socket = "$TMP/$c-admin$k.sock"
-[underlay]
-address = "10.99.0.$k"
-[overlay]
-encap = "$e"
-blocks = ["10.244.$k.0/26"]
-$([[ $bin == "$WEFTD" ]] && echo "nat_outgoing = false")
-[dataplane]
-stats_file = "$TMP/$c-stats$k.json"
-attach = "$attach"
-ports_file = "$TMP/$c-ports$k.json"
-busy_poll_us = $busy
-$([[ $attach == veth ]] && echo "veth_host_paths = false")
-[[peers]]
-node = "n$o"
-underlay = "10.99.0.$o"
-blocks = ["10.244.$o.0/26"]
-CONF
-    ip netns exec $c-n$k "$bin" --config "$TMP/$c-n$k.toml" run 2>"$TMP/$c-weftd$k.log" &
-    PIDS+=($!)
-  done
-  for _ in $(seq 100); do
-    [[ -f $TMP/$c-stats1.json && -f $TMP/$c-stats2.json ]] && return 0
-    sleep 0.05
-  done
-  echo "bench: weftd did not start in $c:" >&2; cat "$TMP"/$c-weftd*.log >&2; exit 1
-}
-
-kernel_vxlan_on() {
-  local c=$1
-  for k in 1 2; do
-    local o=$((3 - k))
-    ip -n $c-n$k link add vx0 address 02:00:00:00:0b:0$k type vxlan id 1 dstport 4789 local 10.99.0.$k dev u$k nolearning
-    ip -n $c-n$k link set vx0 mtu 1450 up
-    bridge -n $c-n$k fdb append 02:00:00:00:0b:0$o dev vx0 dst 10.99.0.$o
-    ip -n $c-n$k neigh add 10.244.$o.0 lladdr 02:00:00:00:0b:0$o dev vx0 nud permanent
-    ip -n $c-n$k route add 10.244.$o.0/26 via 10.244.$o.0 dev vx0 onlink
-  done
-}
-
-plain_on() {
-  local c=$1
-  ip -n $c-n1 route add 10.244.2.0/26 via 10.99.0.2
-  ip -n $c-n2 route add 10.244.1.0/26 via 10.99.0.1
-}
-
 ALL=(plain kvxlan wvxlan wvxbp0 wipip wveth)
 if [[ -n ${WEFTD_BASELINE:-} ]]; then
   [[ -x $WEFTD_BASELINE ]] || { echo "bench: WEFTD_BASELINE=$WEFTD_BASELINE is not an executable" >&2; exit 2; }
+  mkdir "$TMP/basebin"
+  ln -s "$WEFTD_BASELINE" "$TMP/basebin/weftd"
+  ln -s "$BIN/weft" "$TMP/basebin/weft"
   ALL+=(wbase)
 fi
 VARIANTS=()
@@ -160,21 +93,30 @@ done
 for v in $ONLY; do
   [[ " ${ALL[*]} " == *" $v "* ]] || { echo "bench: unknown variant $v (one of: ${ALL[*]})" >&2; exit 2; }
 done
+# Every variant is a two-node lab (netns-lab/lab.sh: an underlay bridge,
+# one pod per node wired by weft's CNI plugin, static peers, no outgoing
+# NAT); the variants differ only in the shape lab.sh is asked for.
 echo "== building clusters: ${VARIANTS[*]}"
 for v in "${VARIANTS[@]}"; do
+  shape=(--nodes 2 --pods 1 --static --no-nat)
   case $v in
-    plain) cluster $P$v; pods_on $P$v; plain_on $P$v ;;
-    kvxlan) cluster $P$v; pods_on $P$v; kernel_vxlan_on $P$v ;;
-    wvxlan) cluster $P$v; pods_on $P$v; weftd_on $P$v vxlan ;;
-    wvxbp0) cluster $P$v; pods_on $P$v; weftd_on $P$v vxlan tun 0 ;;
-    wipip) cluster $P$v; pods_on $P$v; weftd_on $P$v ipip ;;
-    wveth) cluster $P$v veth; weftd_on $P$v vxlan veth; pods_on $P$v veth ;;
-    wbase) cluster $P$v; pods_on $P$v; weftd_on $P$v vxlan tun 100 "$WEFTD_BASELINE" ;;
+    plain) shape+=(--encap none) ;;
+    kvxlan) shape=(--nodes 2 --pods 1 --kernel-vxlan) ;;
+    wvxlan | wbase) shape+=(--busy-poll 100) ;;
+    wvxbp0) shape+=(--busy-poll 0) ;;
+    wipip) shape+=(--encap ipip --busy-poll 100) ;;
+    wveth) shape+=(--attach veth --no-host-paths --busy-poll 100) ;;
   esac
+  LABS+=("$v")
+  lab "$v" up "${shape[@]}" >/dev/null
 done
+# The pods: client on node 1, server on node 2.
+declare -A CLIENT SERVER
 for v in "${VARIANTS[@]}"; do
-  ip netns exec $P$v-p2 iperf3 -s -D -p 5201 --pidfile "$TMP/$v-iperf.pid"
-  ip netns exec $P$v-p1 ping -c 3 -i 0.2 -W 2 10.244.2.1 >/dev/null || { echo "bench: $v: no connectivity" >&2; exit 1; }
+  CLIENT[$v]=$P$v-n1-p1
+  SERVER[$v]=$(cut -d, -f1 "$TMP/lab-$v/$P$v-n2-p1.ip")
+  ip netns exec $P$v-n2-p1 iperf3 -s -D -p 5201 --pidfile "$TMP/$v-iperf.pid"
+  ip netns exec "${CLIENT[$v]}" ping -c 3 -i 0.2 -W 2 "${SERVER[$v]}" >/dev/null || { echo "bench: $v: no connectivity" >&2; exit 1; }
 done
 sleep 0.3
 for v in "${VARIANTS[@]}"; do PIDS+=("$(cat "$TMP/$v-iperf.pid")"); done
@@ -186,17 +128,17 @@ echo "round,variant,tcp1_gbps,tcp4_gbps,udp64_kpps,rtt_us,cpu_cores" > "$RAW"
 NCPU=$(nproc)
 for r in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
-    p1=$P$v-p1
+    p1=${CLIENT[$v]} to=${SERVER[$v]}
     read -r b0 t0 < <(busy)
-    t1=$(ip netns exec $p1 iperf3 -c 10.244.2.1 -t "$SECS" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
+    t1=$(ip netns exec $p1 iperf3 -c "$to" -t "$SECS" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
     read -r b1 tt1 < <(busy)
     cpu=$(python3 -c "print(round(($b1-$b0)/max(1,($tt1-$t0))*$NCPU,2))")
-    t4=$(ip netns exec $p1 iperf3 -c 10.244.2.1 -t "$SECS" -P 4 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
-    u=$(ip netns exec $p1 iperf3 -c 10.244.2.1 -t "$SECS" -u -b 0 -l 64 -J | python3 -c '
+    t4=$(ip netns exec $p1 iperf3 -c "$to" -t "$SECS" -P 4 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
+    u=$(ip netns exec $p1 iperf3 -c "$to" -t "$SECS" -u -b 0 -l 64 -J | python3 -c '
 import json,sys
 e=json.load(sys.stdin)["end"]["sum"]
 print((e["packets"]-e["lost_packets"])/e["seconds"]/1e3)')
-    rtt=$(ip netns exec $p1 ping -q -c 50 -i 0.02 10.244.2.1 | awk -F'/' '/^rtt/{print $5*1000}')
+    rtt=$(ip netns exec $p1 ping -q -c 50 -i 0.02 "$to" | awk -F'/' '/^rtt/{print $5*1000}')
     echo "$r,$v,$t1,$t4,$u,$rtt,$cpu" >> "$RAW"
     printf '   round %s %-7s tcp1 %6.2f Gbit/s  tcp4 %6.2f Gbit/s  udp64 %7.1f kpps  rtt %6.0f us  cpu %s\n' "$r" "$v" "$t1" "$t4" "$u" "$rtt" "$cpu"
   done

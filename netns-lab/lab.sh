@@ -8,7 +8,7 @@
 #   netns-lab/lab.sh up [--nodes N] [--pods M] [--encap vxlan|ipip|none]
 #                       [--family 4|6|dual] [--cross-subnet] [--static | --kernel-vxlan]
 #                       [--attach tun|veth [--no-host-paths]] [--underlay-mtu BYTES]
-#                       [--block-release SECONDS]
+#                       [--block-release SECONDS] [--busy-poll MICROSECONDS] [--no-nat]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
 #   netns-lab/lab.sh add-pod NODE      wire one more pod on node NODE (a number)
 #   netns-lab/lab.sh add-pods NODE N   wire N more pods on node NODE, 4 at a time
@@ -34,7 +34,10 @@
 # --no-host-paths: no TUN, no routes, pods reach only pods);
 # --underlay-mtu sets the underlay links' MTU (default 1500; weftd reads it,
 # nothing else is told); --block-release sets gossip.block_release_after_s
-# (default 300: how long an emptied on-demand block stays with its node).
+# (default 300: how long an emptied on-demand block stays with its node);
+# --busy-poll sets dataplane.busy_poll_us; --no-nat turns weftd's outgoing
+# NAT off (overlay.nat_outgoing = false; the benchmark's references have
+# none).
 # A router namespace ($P-rt) is every node's default gateway and plays "the
 # internet" at 203.0.113.1 and 2001:db8::1.
 # Names start with "wl-" and state lives in /run/weft-lab, unless
@@ -74,7 +77,7 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300
+  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300 busy="" nat=true
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
@@ -88,6 +91,8 @@ up() {
       --underlay-mtu) ulmtu=$2; shift 2 ;;
       --no-host-paths) hostpaths=false; shift ;;
       --block-release) release=$2; shift 2 ;;
+      --busy-poll) busy=$2; shift 2 ;;
+      --no-nat) nat=false; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -99,6 +104,7 @@ up() {
   [[ $attach == tun || ($mode != kernel-vxlan && $encap != none && $cross == 0) ]] || die "--attach veth needs weftd, vxlan or ipip, one subnet"
   ((ulmtu >= 1280 && ulmtu <= 9000)) || die "--underlay-mtu 1280-9000"
   [[ $release =~ ^[0-9]+$ ]] && ((release >= 1)) || die "--block-release SECONDS (at least 1)"
+  [[ -z $busy || $busy =~ ^[0-9]+$ ]] || die "--busy-poll MICROSECONDS"
   [[ ! -d $STATE ]] || die "a lab is up already (netns-lab/lab.sh down)"
   need_root
   build
@@ -188,8 +194,10 @@ up() {
         echo "[underlay]"; echo "address = \"$(cat "$STATE/addr-n$k")\""
         echo "[overlay]"; echo "encap = \"$encap\""; echo "pools = [$(IFS=,; echo "${pools[*]}")]"
         ((cross)) && echo "cross_subnet = true"
+        [[ $nat == true ]] || echo "nat_outgoing = false"
         [[ $mode == static ]] && echo "blocks = $(static_blocks "$k")"
         echo "[dataplane]"; echo "stats_file = \"$STATE/stats-n$k.json\""
+        [[ -z $busy ]] || echo "busy_poll_us = $busy"
         [[ $attach == veth ]] && { echo "attach = \"veth\""; echo "veth_host_paths = $hostpaths"; echo "ports_file = \"$STATE/ports-n$k.json\""; }
         # Loopback inside the node's namespace: no clash between nodes.
         echo "[metrics]"; echo "enabled = true"
