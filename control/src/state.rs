@@ -79,6 +79,30 @@ struct Owner {
 /// hashes travel on the wire).
 pub use fdb::fnv1a as fnv;
 
+/// The entries of `map` whose block overlaps `block` (inside it, equal, or
+/// containing it), in O(log n + prefix length) instead of a pass over the
+/// map. Keys must be networks (no host bits), as claim keys are.
+fn overlapping<V>(map: &BTreeMap<IpNet, V>, block: IpNet) -> impl Iterator<Item = (&IpNet, &V)> {
+    let (lo, hi) = match block {
+        IpNet::V4(b) => (
+            IpNet::V4(ipnet::Ipv4Net::new_assert(b.network(), 0)),
+            IpNet::V4(ipnet::Ipv4Net::new_assert(b.broadcast(), 32)),
+        ),
+        IpNet::V6(b) => (
+            IpNet::V6(ipnet::Ipv6Net::new_assert(b.network(), 0)),
+            IpNet::V6(ipnet::Ipv6Net::new_assert(b.broadcast(), 128)),
+        ),
+    };
+    // Inside it (or equal): their addresses lie in its range.
+    let inside = map.range(lo..=hi).filter(move |(b, _)| block.contains(*b));
+    // Containing it: one candidate per shorter prefix length.
+    let containing = (0..block.prefix_len()).filter_map(move |len| {
+        let sup = IpNet::new(block.addr(), len).ok()?.trunc();
+        map.get_key_value(&sup)
+    });
+    inside.chain(containing)
+}
+
 /// Takes `owner` out of the claim index entry of `block`.
 fn unindex(index: &mut BTreeMap<IpNet, BTreeSet<String>>, block: IpNet, owner: &str) {
     if let Some(owners) = index.get_mut(&block) {
@@ -254,31 +278,8 @@ impl State {
     /// The live claims overlapping `block` (containing it, inside it or
     /// equal), of every owner: `(owner, block, claimed_at)`.
     pub fn claims_overlapping(&self, block: IpNet) -> Vec<(String, IpNet, u64)> {
-        let (lo, hi, top) = match block {
-            IpNet::V4(b) => (
-                IpNet::V4(ipnet::Ipv4Net::new_assert(b.network(), 0)),
-                IpNet::V4(ipnet::Ipv4Net::new_assert(b.broadcast(), 32)),
-                32,
-            ),
-            IpNet::V6(b) => (
-                IpNet::V6(ipnet::Ipv6Net::new_assert(b.network(), 0)),
-                IpNet::V6(ipnet::Ipv6Net::new_assert(b.broadcast(), 128)),
-                128,
-            ),
-        };
-        debug_assert!(block.prefix_len() <= top);
-        // Inside it (or equal): their addresses lie in its range.
-        let inside = self
-            .claim_index
-            .range(lo..=hi)
-            .filter(|(b, _)| block.contains(*b));
-        // Containing it: one candidate per shorter prefix length.
-        let containing = (0..block.prefix_len()).filter_map(|len| {
-            let sup = IpNet::new(block.addr(), len).ok()?.trunc();
-            self.claim_index.get_key_value(&sup)
-        });
         let mut out = Vec::new();
-        for (b, owners) in inside.chain(containing) {
+        for (b, owners) in overlapping(&self.claim_index, block) {
             for o in owners {
                 if let Some(Value::Claim { claimed_at }) = self.value(&Key::Claim {
                     owner: o.clone(),
@@ -446,7 +447,7 @@ impl State {
             }
         }
         for (_, owner, block) in claims {
-            if won.keys().any(|b| b.contains(&block) || block.contains(b)) {
+            if overlapping(&won, block).next().is_some() {
                 continue;
             }
             // (A pinned block is already in; its own claim record lands here
@@ -666,6 +667,39 @@ mod tests {
             Err(RecordError::LimitReached)
         );
         assert_eq!(s.size(), (2, 3));
+    }
+
+    #[test]
+    fn winning_claims_match_a_pass_over_every_pair() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        for _ in 0..20 {
+            let mut s = State::default();
+            let mut all: Vec<(u64, String, IpNet)> = Vec::new();
+            for i in 0..300u64 {
+                let len = rng.random_range(22..=28u8);
+                let addr = 0x0a00_0000u32 | (rng.random_range(0..1u32 << 12) << 8);
+                let block = IpNet::V4(ipnet::Ipv4Net::new_assert(addr.into(), len)).trunc();
+                let (at, owner) = (rng.random_range(0..50u64), format!("n{}", i % 40));
+                let c = claim(&owner, &block.to_string(), at, v(1, i + 1));
+                if s.apply(c, 0).is_ok() {
+                    all.retain(|(_, o, b)| !(o == &owner && *b == block));
+                    all.push((at, owner, block));
+                }
+            }
+            // The reference: earliest first, each kept unless it overlaps
+            // one kept before.
+            all.sort();
+            let mut want: Vec<(IpNet, String)> = Vec::new();
+            for (_, o, b) in all {
+                if !want.iter().any(|(w, _)| w.contains(&b) || b.contains(w)) {
+                    want.push((b, o));
+                }
+            }
+            want.sort();
+            let got: Vec<(IpNet, String)> = s.winning_claims(|_| true).into_iter().collect();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
