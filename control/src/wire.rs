@@ -37,8 +37,9 @@ pub struct ClaimAnswer {
     pub block: ipnet::IpNet,
     /// The checked claim's time, which names the claim.
     pub claimed_at: u64,
-    /// How many nodes the answering node knows (itself included): the
-    /// claimant's quorum is a majority of the largest count it hears.
+    /// The most nodes the answering node knew at once lately (itself
+    /// included): the claimant's quorum is a majority of the largest count
+    /// it hears.
     pub known: u32,
     /// The other claims overlapping the block (at most
     /// [`MAX_CONFLICTS`]), with their owners' signatures.
