@@ -181,6 +181,62 @@ impl std::str::FromStr for Encap {
     }
 }
 
+/// Default `overlay.source_port_count`: enough distinct outer ports for
+/// any underlay's ECMP fan-out and a receiver's RSS queues.
+pub const DEFAULT_SOURCE_PORT_COUNT: u16 = 64;
+/// Largest `overlay.source_port_count` accepted (a socket each).
+pub const MAX_SOURCE_PORT_COUNT: u16 = 1024;
+
+/// An inclusive range of UDP ports, written "MIN-MAX" (or one port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PortRange {
+    /// The lowest port.
+    pub min: u16,
+    /// The highest port.
+    pub max: u16,
+}
+
+impl PortRange {
+    /// The ports, lowest first.
+    pub fn ports(&self) -> std::ops::RangeInclusive<u16> {
+        self.min..=self.max
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+    fn try_from(s: String) -> Result<PortRange, String> {
+        s.parse()
+    }
+}
+
+impl From<PortRange> for String {
+    fn from(r: PortRange) -> String {
+        r.to_string()
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PortRange, String> {
+        let expected =
+            || format!("expected \"MIN-MAX\" or one port, ports 1-65535, MIN <= MAX (got \"{s}\")");
+        let (min, max) = s.split_once('-').unwrap_or((s, s));
+        let port = |t: &str| t.trim().parse::<u16>().ok().filter(|p| *p != 0);
+        match (port(min), port(max)) {
+            (Some(min), Some(max)) if min <= max => Ok(PortRange { min, max }),
+            _ => Err(expected()),
+        }
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
 /// A size that is either computed (`"auto"`) or given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -244,6 +300,11 @@ pub struct Overlay {
     pub vni: u32,
     /// VXLAN UDP port.
     pub port: u16,
+    /// The outer UDP source ports VXLAN datagrams leave from, one chosen
+    /// per inner flow (RFC 7348 section 5), as "MIN-MAX".
+    pub source_ports: PortRange,
+    /// How many ports of `source_ports` weftd sends from (a socket each).
+    pub source_port_count: u16,
     /// Overlay MTU: "auto" (underlay MTU minus the encapsulation overhead) or bytes.
     pub mtu: AutoOr<u16>,
     /// Name of the TUN device.
@@ -281,6 +342,11 @@ impl Default for Overlay {
             cross_subnet: false,
             vni: 1,
             port: encap::vxlan::DEFAULT_PORT,
+            source_ports: PortRange {
+                min: encap::flow::SRC_PORT_MIN,
+                max: encap::flow::SRC_PORT_MAX,
+            },
+            source_port_count: DEFAULT_SOURCE_PORT_COUNT,
             mtu: AutoOr::AUTO,
             tun_name: "weft0".into(),
             nat_outgoing: true,
@@ -728,6 +794,15 @@ impl Overlay {
             );
         }
         check_port("overlay.port", self.port)?;
+        if !(1..=MAX_SOURCE_PORT_COUNT).contains(&self.source_port_count) {
+            return invalid(
+                "overlay.source_port_count",
+                format!(
+                    "expected 1 to {MAX_SOURCE_PORT_COUNT} (got {})",
+                    self.source_port_count
+                ),
+            );
+        }
         check_mtu("overlay.mtu", &self.mtu)?;
         if self.tun_name.is_empty()
             || self.tun_name.len() > 15

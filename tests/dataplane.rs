@@ -104,11 +104,14 @@ impl Cluster {
     fn config(&self, k: usize) -> PathBuf {
         let o = 3 - k;
         let text = format!(
-            "node_name = \"n{k}\"\ncni_socket = \"{}\"\nadmin_socket = \"{}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\ncross_subnet = {}\npools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nbusy_poll_us = {}\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
+            "node_name = \"n{k}\"\ncni_socket = \"{}\"\nadmin_socket = \"{}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\ncross_subnet = {}\n{}pools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nbusy_poll_us = {}\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
             self.dir.join(format!("cni{k}.sock")).display(),
             self.dir.join(format!("admin{k}.sock")).display(),
             self.encap.trim_end_matches("+cross-subnet"),
             self.encap.ends_with("+cross-subnet"),
+            // The cross-subnet cluster sends its VXLAN from the VXLAN port
+            // alone (the fixed-port setting); the others per flow.
+            if self.encap.ends_with("+cross-subnet") { "source_ports = \"4789\"\n" } else { "" },
             // IP-in-IP runs its workers without busy polling: both ways of
             // going idle are exercised.
             if self.encap == "ipip" { 0 } else { 100 },
@@ -409,6 +412,210 @@ fn two_weft_nodes_carry_pod_traffic() {
     );
 }
 
+/// What one VXLAN datagram from node 1 carried, as seen on node 2's
+/// underlay link: the outer source port and the inner packet's transport
+/// ports (0 for ICMP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Captured {
+    outer_source_port: u16,
+    inner_ports: (u16, u16),
+    icmp: bool,
+}
+
+/// Captures VXLAN datagrams from 10.99.0.1 arriving in namespace `ns`
+/// (an AF_PACKET socket on every link) until `stop` is set.
+fn capture_vxlan(
+    ns: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Captured>> {
+    in_ns(ns, move || {
+        let all = (nix::libc::ETH_P_ALL as u16).to_be();
+        let s = socket2::Socket::new(
+            socket2::Domain::PACKET,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(i32::from(all))),
+        )
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let s: std::net::UdpSocket = std::os::fd::OwnedFd::from(s).into();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok(n) = s.recv(&mut buf) else { continue };
+            let Ok(outer) = etherparse::SlicedPacket::from_ethernet(&buf[..n]) else {
+                continue;
+            };
+            let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(udp))) =
+                (&outer.net, &outer.transport)
+            else {
+                continue;
+            };
+            if ip.header().source() != [10, 99, 0, 1] || udp.destination_port() != 4789 {
+                continue;
+            }
+            // A GSO send crosses the veth whole: one outer header, then
+            // the datagrams' payloads (VXLAN + inner frame) back to back.
+            let mut rest = udp.payload();
+            while rest.len() >= 8 + 14 + 20 {
+                let frame = &rest[8..];
+                let inner_len = match frame[14] >> 4 {
+                    4 => usize::from(u16::from_be_bytes([frame[16], frame[17]])),
+                    6 => 40 + usize::from(u16::from_be_bytes([frame[18], frame[19]])),
+                    _ => break,
+                };
+                let Some(frame) = frame.get(..14 + inner_len) else {
+                    break;
+                };
+                rest = &rest[8 + frame.len()..];
+                let Ok(inner) = etherparse::SlicedPacket::from_ethernet(frame) else {
+                    break;
+                };
+                let (inner_ports, icmp) = match &inner.transport {
+                    Some(etherparse::TransportSlice::Udp(u)) => {
+                        ((u.source_port(), u.destination_port()), false)
+                    }
+                    Some(etherparse::TransportSlice::Tcp(t)) => {
+                        ((t.source_port(), t.destination_port()), false)
+                    }
+                    Some(etherparse::TransportSlice::Icmpv4(_)) => ((0, 0), true),
+                    _ => continue,
+                };
+                out.push(Captured {
+                    outer_source_port: udp.source_port(),
+                    inner_ports,
+                    icmp,
+                });
+            }
+        }
+        out
+    })
+}
+
+/// RFC 7348 section 5 on the wire: 16 inner UDP flows from one pod to
+/// another leave node 1 on outer source ports chosen per flow (one port per
+/// flow, many ports in all, from the default range, never the VXLAN port);
+/// a ping leaves from the port `weftctl trace` names; and on node 2 the
+/// flows are spread over both workers (SO_REUSEPORT hashes the outer
+/// ports), as the per-worker counters show.
+#[test]
+fn vxlan_flows_leave_on_their_own_source_ports_and_spread_over_workers() {
+    let Some(c) = Cluster::new(false, "vxlan") else {
+        return;
+    };
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let capture = capture_vxlan(&c.node(2), stop.clone());
+    std::thread::sleep(Duration::from_millis(200));
+    let before: Vec<u64> = c.stats(2)["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["rx_packets"].as_u64().unwrap())
+        .collect();
+    assert_eq!(before.len(), 2, "two workers on node 2");
+
+    const FLOWS: u16 = 16;
+    let to = SocketAddr::new(p2.v4, 7000);
+    let sink = in_ns(&p2.ns, move || {
+        let s = UdpSocket::bind(to).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(800)))
+            .unwrap();
+        let (mut n, mut buf) = (0u32, [0u8; 256]);
+        while s.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let from = p1.v4;
+    in_ns(&p1.ns, move || {
+        let socks: Vec<UdpSocket> = (0..FLOWS)
+            .map(|i| UdpSocket::bind(SocketAddr::new(from, 41000 + i)).unwrap())
+            .collect();
+        for round in 0..20u8 {
+            for s in &socks {
+                s.send_to(&[round; 100], to).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+    .join()
+    .unwrap();
+    let delivered = sink.join().unwrap();
+    assert!(ping(&p1.ns, p2.v4), "pod 1 -> pod 2");
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = capture.join().unwrap();
+    assert!(
+        delivered >= u32::from(FLOWS) * 18,
+        "{delivered} of {} datagrams",
+        u32::from(FLOWS) * 20
+    );
+
+    // One outer port per flow, many ports over the flows, in range.
+    let mut port_of_flow: std::collections::HashMap<(u16, u16), std::collections::HashSet<u16>> =
+        std::collections::HashMap::new();
+    for d in seen.iter().filter(|d| d.inner_ports.1 == 7000) {
+        port_of_flow
+            .entry(d.inner_ports)
+            .or_default()
+            .insert(d.outer_source_port);
+    }
+    assert_eq!(
+        port_of_flow.len(),
+        usize::from(FLOWS),
+        "flows captured: {port_of_flow:?}"
+    );
+    for (flow, ports) in &port_of_flow {
+        assert_eq!(ports.len(), 1, "flow {flow:?} left on ports {ports:?}");
+    }
+    let ports: std::collections::HashSet<u16> = port_of_flow.values().flatten().copied().collect();
+    assert!(
+        ports.len() >= 8,
+        "16 flows left on only {} ports: {ports:?}",
+        ports.len()
+    );
+    assert!(
+        ports.iter().all(|p| (32768..=60999).contains(p)),
+        "ports outside the default range: {ports:?}"
+    );
+
+    // The ping left from the port trace names (one decision, two users).
+    let ping_ports: std::collections::HashSet<u16> = seen
+        .iter()
+        .filter(|d| d.icmp)
+        .map(|d| d.outer_source_port)
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_weftctl"))
+        .args([
+            "--socket",
+            c.dir.join("admin1.sock").to_str().unwrap(),
+            "--json",
+            "trace",
+            &p1.v4.to_string(),
+            &p2.v4.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let trace: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let named = trace["how"]["source_port_ping"].as_u64().unwrap() as u16;
+    assert_eq!(ping_ports, [named].into(), "trace: {trace}");
+
+    // Node 2's two workers both received some of the flows.
+    let after: Vec<u64> = c.stats(2)["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["rx_packets"].as_u64().unwrap())
+        .collect();
+    let busy = after.iter().zip(&before).filter(|(a, b)| a > b).count();
+    assert_eq!(
+        busy, 2,
+        "workers' rx_packets before {before:?}, after {after:?}"
+    );
+}
+
 #[test]
 fn weft_interoperates_with_linux_vxlan() {
     let Some(c) = Cluster::new(true, "vxlan") else {
@@ -626,7 +833,8 @@ fn cross_subnet_routes_same_subnet_nodes_directly_and_encapsulates_the_rest() {
         before,
         "IPv4 bypassed the tunnel"
     );
-    // IPv6 pods over the IPv4 underlay: through the TUN, VXLAN.
+    // IPv6 pods over the IPv4 underlay: through the TUN, VXLAN (from
+    // port 4789 alone: `source_ports = "4789"`).
     assert!(routes.contains("fd00:244:0:2::/122 dev weft0"), "{routes}");
     assert!(
         ping(&p1.ns, p2.v6) && ping(&p2.ns, p1.v6),

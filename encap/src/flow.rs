@@ -7,10 +7,11 @@
 //! (TCP, UDP, SCTP, UDP-Lite, not a fragment) and the 3-tuple otherwise; all
 //! fragments of a datagram hash alike. Never panics on any input.
 
-/// The lowest VXLAN source port weft uses (IANA dynamic range).
-pub const SRC_PORT_MIN: u16 = 49152;
-/// The highest VXLAN source port weft uses.
-pub const SRC_PORT_MAX: u16 = 65535;
+/// The lowest VXLAN source port by default: Linux's vxlan device uses the
+/// local port range, 32768-60999 unless a host changed it.
+pub const SRC_PORT_MIN: u16 = 32768;
+/// The highest VXLAN source port by default.
+pub const SRC_PORT_MAX: u16 = 60999;
 
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -148,11 +149,12 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for port in 0..2000u16 {
             let p = source_port(flow_hash(&tcp4(port, 443)), SRC_PORT_MIN, SRC_PORT_MAX);
-            assert!(p >= SRC_PORT_MIN);
-            seen.insert(p / 1024);
+            assert!((SRC_PORT_MIN..=SRC_PORT_MAX).contains(&p));
+            seen.insert((p - SRC_PORT_MIN) / 1024);
         }
-        // All 16 buckets of 1024 ports are used by 2000 flows.
-        assert_eq!(seen.len(), 16);
+        // All 28 buckets of 1024 ports (the last one partial) are used by
+        // 2000 flows.
+        assert_eq!(seen.len(), 28);
     }
 
     #[test]

@@ -36,7 +36,7 @@ proptest! {
         let e = etherparse::SlicedPacket::from_ip(&buf[start..]).unwrap();
         match e.transport { Some(etherparse::TransportSlice::Udp(u)) => {
             prop_assert_eq!(u.destination_port(), 4789);
-            prop_assert!(u.source_port() >= 49152);
+            prop_assert!((encap::flow::SRC_PORT_MIN..=encap::flow::SRC_PORT_MAX).contains(&u.source_port()));
         } _ => prop_assert!(false, "outer not UDP") }
         let d = dec.decap(&mut buf[start..]).unwrap();
         prop_assert_eq!(d.vni, Some(4242));

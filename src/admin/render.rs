@@ -224,6 +224,11 @@ pub fn stats(v: &Value) -> String {
     for (k, n) in v["drops"].as_object().into_iter().flatten() {
         rows.push(vec![format!("drop {k}"), s(n)]);
     }
+    for (i, w) in v["workers"].as_array().into_iter().flatten().enumerate() {
+        for (k, n) in w.as_object().into_iter().flatten() {
+            rows.push(vec![format!("worker {i} {}", k.replace('_', " ")), s(n)]);
+        }
+    }
     if let Some(g) = v["gossip"].as_object() {
         for k in ["received", "sent", "bytes_sent", "records", "endpoints"] {
             rows.push(vec![format!("gossip {k}"), s(&g[k])]);

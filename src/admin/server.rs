@@ -83,6 +83,7 @@ pub fn answer(node: &Node, req: &Request) -> Value {
                 underlay: node.underlay,
                 policy: Some(&node.policy),
                 veth: node.ports.is_some(),
+                source_ports: node.source_ports.as_ref(),
             };
             trace(&cx, *src, *dst)
         }

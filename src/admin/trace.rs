@@ -3,6 +3,7 @@
 
 use crate::config::Encap;
 use crate::dataplane::next_hop::{next_hop, NextHop};
+use crate::dataplane::source_ports::SourcePorts;
 use fdb::Snapshot;
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -25,6 +26,35 @@ pub struct TraceContext<'a> {
     pub policy: Option<&'a crate::daemon::node::RoutePolicy>,
     /// Veth attachment: weftd delivers to pods' ports itself.
     pub veth: bool,
+    /// The VXLAN source ports, to name the one a ping would leave from.
+    pub source_ports: Option<&'a SourcePorts>,
+}
+
+/// The header of an ICMP echo from `src` to `dst` (a ping's flow: what
+/// the flow hash reads of it), for naming its outer source port.
+fn echo_header(src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut h = vec![0u8; 20];
+            h[0] = 0x45;
+            h[9] = 1;
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&d.octets());
+            h
+        }
+        (s, d) => {
+            let mut h = vec![0u8; 40];
+            h[0] = 0x60;
+            h[6] = 58;
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V6(a) => a,
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+            };
+            h[8..24].copy_from_slice(&v6(s).octets());
+            h[24..40].copy_from_slice(&v6(d).octets());
+            h
+        }
+    }
 }
 
 /// The verdict and the steps that led to it.
@@ -98,8 +128,24 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
             }
             let how = match cx.encap {
                 Encap::Vxlan => {
-                    steps.push(format!("encapsulated as VXLAN: {} -> {peer}, UDP {} -> {}, VNI {}, inner Ethernet to {node}'s VTEP MAC {}", cx.underlay, cx.port, cx.port, cx.vni, record.vtep_mac));
-                    json!({"encap": "vxlan", "peer": peer.to_string(), "port": cx.port, "vni": cx.vni, "vtep_mac": record.vtep_mac.to_string()})
+                    let source = cx.source_ports.map(|s| {
+                        let ports = s.ports();
+                        let ping = s.port(s.for_packet(&echo_header(src, dst)));
+                        (ping, ports.len())
+                    });
+                    let from = match source {
+                        Some((ping, 1)) => format!("{ping}"),
+                        Some((ping, n)) => format!(
+                            "one of {n} source ports by the inner flow's hash ({ping} for a ping)"
+                        ),
+                        None => "a source port by the inner flow's hash".into(),
+                    };
+                    steps.push(format!("encapsulated as VXLAN: {} -> {peer}, UDP {from} -> {}, VNI {}, inner Ethernet to {node}'s VTEP MAC {}", cx.underlay, cx.port, cx.vni, record.vtep_mac));
+                    let mut how = json!({"encap": "vxlan", "peer": peer.to_string(), "port": cx.port, "vni": cx.vni, "vtep_mac": record.vtep_mac.to_string()});
+                    if let Some((ping, _)) = source {
+                        how["source_port_ping"] = json!(ping);
+                    }
+                    how
                 }
                 Encap::Ipip => {
                     let proto = if dst.is_ipv4() { 4 } else { 41 };
@@ -139,6 +185,7 @@ mod tests {
             underlay,
             policy: None,
             veth: false,
+            source_ports: None,
         }
     }
 

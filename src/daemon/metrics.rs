@@ -6,7 +6,7 @@
 //! HTTP comes from tiny_http on its own thread.
 
 use super::node::Node;
-use crate::dataplane::counters::{self, DropReason, WorkerCounters, COUNTERS};
+use crate::dataplane::counters::{self, DropReason, WorkerCounters, COUNTERS, PER_WORKER};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -41,6 +41,18 @@ impl Collector for NodeCollector {
         for c in &COUNTERS {
             let name = format!("weft_{}", c.name);
             counter(&mut e, &name, c.help, counters::sum(&workers, c.get))?;
+        }
+        for c in PER_WORKER {
+            let zero = ConstCounter::new(0u64);
+            let (name, help) = (
+                format!("weft_worker_{}", c.name),
+                format!("{} Per worker thread.", c.help),
+            );
+            let mut m = e.encode_descriptor(&name, &help, None, zero.metric_type())?;
+            for (i, w) in workers.iter().enumerate() {
+                let n = (c.get)(w).load(std::sync::atomic::Ordering::Relaxed);
+                ConstCounter::new(n).encode(m.encode_family(&[("worker", i.to_string())])?)?;
+            }
         }
         {
             let c = ConstCounter::new(0u64);

@@ -4,6 +4,7 @@
 use crate::config::{Attach, Autodetect, Config, Encap};
 use crate::dataplane::counters::{self, WorkerCounters};
 use crate::dataplane::ports::Ports;
+use crate::dataplane::source_ports::SourcePorts;
 use crate::dataplane::sys::{self, udp_gso::UnderlaySocket};
 use crate::dataplane::{vtep_mac, Attachment, Settings, UnderlayIo, Worker};
 use crate::kernel::routes::Routes;
@@ -36,6 +37,8 @@ pub struct Node {
     pub ports: Option<Arc<Ports>>,
     /// How the last reconciliation of the kernel's state went.
     pub kernel: super::kernel_sync::SharedReport,
+    /// The VXLAN source ports (None over IP-in-IP).
+    pub source_ports: Option<SourcePorts>,
 }
 
 fn fail(what: impl std::fmt::Display) -> String {
@@ -238,17 +241,59 @@ fn encapsulation(e: Encap) -> encap::Encapsulation {
     }
 }
 
-/// Every worker's underlay sockets: for VXLAN a UDP socket each
-/// (SO_REUSEPORT spreads flows over them); for IP-in-IP one shared pair of
-/// raw sockets that worker 0 receives on.
-fn underlay_ios(cfg: &Config, underlay: IpAddr, workers: usize) -> Result<Vec<UnderlayIo>, String> {
+/// Every worker's underlay sockets: for VXLAN a UDP socket each to
+/// receive on (SO_REUSEPORT spreads flows over them) and the send sockets of
+/// the source ports, shared; for IP-in-IP one shared pair of raw sockets
+/// that worker 0 receives on.
+fn underlay_ios(
+    cfg: &Config,
+    name: &str,
+    underlay: IpAddr,
+    workers: usize,
+) -> Result<Vec<UnderlayIo>, String> {
     if cfg.overlay.encap != Encap::Ipip {
-        return (0..workers)
+        let receive = (0..workers)
             .map(|_| {
                 sys::underlay::vxlan_socket(underlay, cfg.overlay.port)
-                    .map(|s| UnderlayIo::Vxlan(Arc::new(UnderlaySocket::new(s))))
+                    .map(|s| Arc::new(UnderlaySocket::new(s)))
             })
-            .collect();
+            .collect::<Result<Vec<_>, String>>()?;
+        let range = cfg.overlay.source_ports;
+        // "4789-4789" (the VXLAN port alone): every datagram leaves from the
+        // VXLAN port, each worker's from its own receive socket.
+        if range.min == range.max && range.min == cfg.overlay.port {
+            return Ok(receive
+                .into_iter()
+                .map(|socket| UnderlayIo::Vxlan {
+                    sources: SourcePorts::single(Arc::clone(&socket), cfg.overlay.port),
+                    socket,
+                })
+                .collect());
+        }
+        let sources = SourcePorts::new(
+            sys::underlay::source_sockets(
+                underlay,
+                range.ports(),
+                usize::from(cfg.overlay.source_port_count),
+                cfg.overlay.port,
+                fdb::fnv1a(name.as_bytes()) as u32,
+            )?
+            .into_iter()
+            .map(|(s, port)| (Arc::new(UnderlaySocket::new(s)), port))
+            .collect(),
+        );
+        tracing::info!(
+            count = sources.ports().len(),
+            first = sources.ports()[0],
+            "VXLAN source ports bound"
+        );
+        return Ok(receive
+            .into_iter()
+            .map(|socket| UnderlayIo::Vxlan {
+                socket,
+                sources: sources.clone(),
+            })
+            .collect());
     }
     if underlay.is_ipv6() {
         return Err("overlay.encap: ipip over an IPv6 underlay is not built yet".into());
@@ -361,7 +406,11 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         }
     };
     let mut counters = Vec::new();
-    let ios = underlay_ios(cfg, underlay, attachments.len())?;
+    let ios = underlay_ios(cfg, &name, underlay, attachments.len())?;
+    let source_ports = ios.first().and_then(|io| match io {
+        UnderlayIo::Vxlan { sources, .. } => Some(sources.clone()),
+        UnderlayIo::IpIp { .. } => None,
+    });
     for (i, (attach, io)) in attachments.into_iter().zip(ios).enumerate() {
         let c = Arc::new(WorkerCounters::default());
         counters.push(Arc::clone(&c));
@@ -438,6 +487,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         started: std::time::Instant::now(),
         ports,
         kernel: kernel_report,
+        source_ports,
     })
 }
 

@@ -241,8 +241,13 @@ pub fn sum(workers: &[&WorkerCounters], get: impl Fn(&WorkerCounters) -> &Atomic
     workers.iter().map(|w| get(w).load(Ordering::Relaxed)).sum()
 }
 
-/// The sums over workers, as JSON: every counter of [`COUNTERS`] and the
-/// drops by reason under `drops`.
+/// The counters shown per worker as well as summed: how flows spread over
+/// the workers (the first four of [`COUNTERS`]).
+pub const PER_WORKER: &[Counter] = COUNTERS.split_at(4).0;
+
+/// The sums over workers, as JSON: every counter of [`COUNTERS`], the
+/// drops by reason under `drops`, and [`PER_WORKER`] for each worker under
+/// `workers`.
 pub fn snapshot_refs(workers: &[&WorkerCounters]) -> serde_json::Value {
     let mut drops = serde_json::Map::new();
     for why in DropReason::ALL {
@@ -256,5 +261,21 @@ pub fn snapshot_refs(workers: &[&WorkerCounters]) -> serde_json::Value {
         v.insert(c.name.into(), sum(workers, c.get).into());
     }
     v.insert("drops".into(), drops.into());
+    let each: Vec<serde_json::Value> = workers
+        .iter()
+        .map(|w| {
+            PER_WORKER
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        (c.get)(w).load(Ordering::Relaxed).into(),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+        .collect();
+    v.insert("workers".into(), each.into());
     v.into()
 }

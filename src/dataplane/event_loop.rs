@@ -177,7 +177,7 @@ impl Worker {
             Attachment::Veth { ports, .. } => watch(ports.epoll(index).0.as_fd())?,
         }
         match &self.underlay {
-            UnderlayIo::Vxlan(sock) => {
+            UnderlayIo::Vxlan { socket: sock, .. } => {
                 if !super::sys::udp_gso::enable_gro(sock) {
                     tracing::warn!(
                         "worker {index}: no UDP GRO on this kernel; datagrams come one by one"
@@ -224,7 +224,7 @@ impl Worker {
         match (k, &self.attach, &self.underlay) {
             (0, Attachment::Tun(tun), _) => self.poll_tun(tun, st),
             (0, Attachment::Veth { ports, .. }, _) => self.poll_ports(ports, index, st),
-            (_, _, UnderlayIo::Vxlan(sock)) => self.poll_vxlan(sock, st),
+            (_, _, UnderlayIo::Vxlan { socket, .. }) => self.poll_vxlan(socket, st),
             (1, _, UnderlayIo::IpIp { v4, .. }) => self.poll_ipip(v4, 1, st),
             (_, _, UnderlayIo::IpIp { v6, .. }) => self.poll_ipip(v6, 2, st),
         }

@@ -1,8 +1,9 @@
 //! weftd's data plane: pods' packets (from a TUN queue with offloads, or
 //! from their veths) ↔ VXLAN over UDP sockets or IP-in-IP over raw sockets.
 //!
-//! One worker per TUN queue, each with its own underlay sockets (for VXLAN
-//! a UDP socket with SO_REUSEPORT on the VXLAN port) and one thread for
+//! One worker per TUN queue, each with its own underlay receive socket
+//! (for VXLAN a UDP socket with SO_REUSEPORT on the VXLAN port; datagrams
+//! leave from per-flow source ports, `source_ports`) and one thread for
 //! both directions (`event_loop`). Pods → underlay: TCP super-packets are
 //! segmented straight into back-to-back datagrams and sent with UDP GSO
 //! (or `sendmmsg` on raw sockets), after an fdb lookup. Underlay → pods:
@@ -17,6 +18,7 @@ pub mod next_hop;
 pub mod pending;
 pub mod ports;
 pub mod rx;
+pub mod source_ports;
 pub mod sys;
 pub mod tx;
 mod veth;
@@ -27,6 +29,7 @@ use encap::virtio;
 use encap::vxlan::Vni;
 use encap::MacAddr;
 use fdb::Fdb;
+use source_ports::SourcePorts;
 use std::sync::Arc;
 use sys::udp_gso::UnderlaySocket;
 
@@ -74,8 +77,16 @@ pub fn vtep_mac(node: &str) -> MacAddr {
 
 /// The sockets a worker sends and receives encapsulated packets on.
 pub enum UnderlayIo {
-    /// VXLAN: a UDP socket on the VXLAN port (SO_REUSEPORT, one per worker).
-    Vxlan(Arc<UnderlaySocket>),
+    /// VXLAN: a UDP socket on the VXLAN port to receive on (SO_REUSEPORT,
+    /// one per worker: the kernel spreads flows over them by their outer
+    /// addresses and ports), and the sockets datagrams leave from, one per
+    /// outer source port ([`SourcePorts`], shared by all workers).
+    Vxlan {
+        /// The worker's receive socket on the VXLAN port.
+        socket: Arc<UnderlaySocket>,
+        /// The send sockets.
+        sources: SourcePorts,
+    },
     /// IP-in-IP over IPv4: raw sockets for protocol 4 (inner IPv4) and 41
     /// (inner IPv6); the kernel writes the outer header on send and hands the
     /// whole packet over on receive. No ipip kernel module is involved.

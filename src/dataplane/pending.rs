@@ -1,15 +1,16 @@
 //! Single VXLAN datagrams gathered over one turn at the pods' side (a TUN
 //! queue or a worker's ports) and sent together at its end: each run of
-//! equal-size datagrams to one peer with one outer TOS — a burst of small UDP packets, TCP
-//! ACKs, pings — leaves in one UDP GSO `sendmsg` instead of one syscall
-//! each, and the receiving node's UDP GRO takes it in one read.
+//! equal-size datagrams to one peer from one source port with one outer
+//! TOS — a burst of small UDP packets, TCP ACKs, pings — leaves in one UDP
+//! GSO `sendmsg` instead of one syscall each, and the receiving node's UDP
+//! GRO takes it in one read.
 //!
 //! Datagrams are copied into an arena (they are at most an MTU, and the
 //! read buffer is needed for the next packet); order is kept.
 
 use super::counters::{DropReason, WorkerCounters};
+use super::source_ports::SourcePorts;
 use super::sys::udp_gso;
-use super::sys::udp_gso::UnderlaySocket;
 use std::net::SocketAddr;
 
 /// Most datagrams gathered before they are sent (the kernel's UDP GSO
@@ -25,6 +26,8 @@ struct Item {
     inner_len: usize,
     to: SocketAddr,
     tos: u8,
+    /// The source socket ([`SourcePorts`] index).
+    via: usize,
 }
 
 /// Datagrams waiting to be sent, in arrival order.
@@ -50,22 +53,24 @@ impl PendingSends {
     }
 
     /// Adds `datagram` (carrying an inner packet of `inner_len` bytes) for
-    /// `to` with outer TOS `tos`, sending what waits first when there is no
-    /// room.
+    /// `to` from source socket `via` with outer TOS `tos`, sending what
+    /// waits first when there is no room.
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
-        sock: &UnderlaySocket,
+        sources: &SourcePorts,
         counters: &WorkerCounters,
         datagram: &[u8],
         inner_len: usize,
         to: SocketAddr,
+        via: usize,
         tos: u8,
     ) {
         if datagram.len() > self.arena.len() {
             return counters.dropped(DropReason::BadInner);
         }
         if self.items.len() == MAX_ITEMS || self.used + datagram.len() > self.arena.len() {
-            self.flush(sock, counters);
+            self.flush(sources, counters);
         }
         self.arena[self.used..self.used + datagram.len()].copy_from_slice(datagram);
         self.items.push(Item {
@@ -74,13 +79,15 @@ impl PendingSends {
             inner_len,
             to,
             tos,
+            via,
         });
         self.used += datagram.len();
     }
 
-    /// Sends everything that waits: a run of datagrams to one address with
-    /// one TOS, all of one size but the last, goes in one GSO send.
-    pub fn flush(&mut self, sock: &UnderlaySocket, counters: &WorkerCounters) {
+    /// Sends everything that waits: a run of datagrams to one address from
+    /// one source socket with one TOS, all of one size but the last, goes
+    /// in one GSO send.
+    pub fn flush(&mut self, sources: &SourcePorts, counters: &WorkerCounters) {
         let mut i = 0;
         while i < self.items.len() {
             let first = self.items[i];
@@ -88,7 +95,11 @@ impl PendingSends {
             let mut j = i + 1;
             while j < self.items.len() && j - i < most {
                 let next = self.items[j];
-                if next.to != first.to || next.tos != first.tos || next.len > first.len {
+                if next.to != first.to
+                    || next.via != first.via
+                    || next.tos != first.tos
+                    || next.len > first.len
+                {
                     break;
                 }
                 j += 1;
@@ -98,6 +109,7 @@ impl PendingSends {
             }
             let last = self.items[j - 1];
             let bytes = &self.arena[first.at..last.at + last.len];
+            let sock = sources.socket(first.via);
             if udp_gso::send(sock, bytes, first.len, first.to, first.tos).is_ok() {
                 let inner: usize = self.items[i..j].iter().map(|it| it.inner_len).sum();
                 counters.sent((j - i) as u64, inner as u64);
@@ -124,17 +136,29 @@ impl PendingSends {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::sys::udp_gso::UnderlaySocket;
+    use std::sync::Arc;
     use std::time::Duration;
 
-    fn pair() -> (UnderlaySocket, std::net::UdpSocket) {
-        let tx = UnderlaySocket::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+    /// Two source sockets and a receiver.
+    fn pair() -> (SourcePorts, std::net::UdpSocket) {
+        let sources = SourcePorts::new(
+            (0..2)
+                .map(|_| {
+                    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                    let port = s.local_addr().unwrap().port();
+                    (Arc::new(UnderlaySocket::new(s)), port)
+                })
+                .collect(),
+        );
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        (tx, rx)
+        (sources, rx)
     }
 
-    /// Datagrams arrive whole, in order, with their own sizes and outer
-    /// TOS, whatever runs they were grouped in; the counters count each one.
+    /// Datagrams arrive whole, in order, with their own sizes, outer TOS
+    /// and source port, whatever runs they were grouped in; the counters
+    /// count each one.
     #[test]
     fn runs_of_sizes_and_addresses_arrive_whole_and_in_order() {
         let (tx, rx) = pair();
@@ -144,8 +168,9 @@ mod tests {
         let mut p = PendingSends::new(1500);
         let sizes = [100usize, 100, 100, 60, 100, 1500, 1500, 7, 100, 100, 100];
         // ECT(0), Not-ECT, CE and a DSCP with ECT(1): a change of TOS
-        // splits a run, as a change of size or address does.
-        let tos = [2u8, 2, 0, 3, 3, 0xb9, 0xb9, 0, 2, 0, 2];
+        // splits a run, as a change of size, address or source port does.
+        let tos = [2u8, 2, 0, 3, 3, 0xb9, 0xb9, 0, 2, 2, 2];
+        let via = [0usize, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1];
         let to = rx.local_addr().unwrap();
         for (k, &n) in sizes.iter().enumerate() {
             let d = vec![k as u8; n];
@@ -158,9 +183,10 @@ mod tests {
                     50,
                     other.local_addr().unwrap(),
                     0,
+                    0,
                 );
             }
-            p.push(&tx, &counters, &d, n / 2, to, tos[k]);
+            p.push(&tx, &counters, &d, n / 2, to, via[k], tos[k]);
         }
         assert!(!p.is_empty());
         p.flush(&tx, &counters);
@@ -170,6 +196,7 @@ mod tests {
             let got = udp_gso::recv(&rx, &mut buf).unwrap();
             assert_eq!(got.len, n, "datagram {k}");
             assert_eq!(got.tos, tos[k], "datagram {k}");
+            assert_eq!(got.from.port(), tx.port(via[k]), "datagram {k}");
             assert!(buf[..got.len].iter().all(|&b| b == k as u8), "datagram {k}");
         }
         assert_eq!(other.recv(&mut buf).unwrap(), 100);
@@ -192,7 +219,7 @@ mod tests {
         let mut p = PendingSends::new(200);
         let to = rx.local_addr().unwrap();
         for k in 0..100u8 {
-            p.push(&tx, &counters, &[k; 200], 150, to, 0);
+            p.push(&tx, &counters, &[k; 200], 150, to, 1, 0);
         }
         p.flush(&tx, &counters);
         let mut buf = [0u8; 2048];

@@ -25,8 +25,9 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 
 /// A VXLAN datagram [`encap_vxlan`] built in place: where it starts in
-/// the buffer (it ends where the inner packet ended), where it goes, and
-/// its outer TOS.
+/// the buffer (it ends where the inner packet ended), where it goes, its
+/// outer TOS and the inner flow's hash (which picks its source port,
+/// [`super::source_ports::SourcePorts::for_hash`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram {
     /// Offset of the VXLAN header.
@@ -35,6 +36,8 @@ pub struct Datagram {
     pub to: SocketAddr,
     /// Outer TOS / traffic class (RFC 6040: the inner ECN field copied).
     pub tos: u8,
+    /// The inner flow's hash ([`encap::flow::flow_hash`]).
+    pub flow: u32,
 }
 
 /// Pod → wire over VXLAN for the one packet at `buf[range]`, with no I/O:
@@ -50,6 +53,7 @@ pub fn encap_vxlan(
 ) -> Result<Datagram, DropReason> {
     let ip = IpPacket::new_checked(&buf[range.clone()]).map_err(|_| DropReason::BadInner)?;
     let tos = encap::ecn::encap_tos(ip.tos());
+    let flow = encap::flow::flow_hash(&buf[range.clone()]);
     let (record, underlay) = next_hop(snap, ip.dst()).peer()?;
     let at = vxlan_encapsulator(settings, record)
         .encap_payload(buf, range)
@@ -58,6 +62,7 @@ pub fn encap_vxlan(
         at,
         to: SocketAddr::new(underlay, settings.port),
         tos,
+        flow,
     })
 }
 
@@ -97,7 +102,9 @@ impl Worker {
                 }
                 self.forward(reader, buf, HEADROOM, end, &mut scratch.pending);
             }
-            GsoType::TcpV4 | GsoType::TcpV6 if matches!(self.underlay, UnderlayIo::Vxlan(_)) => {
+            GsoType::TcpV4 | GsoType::TcpV6
+                if matches!(self.underlay, UnderlayIo::Vxlan { .. }) =>
+            {
                 self.flush_pending(scratch);
                 self.forward_super(
                     reader,
@@ -163,8 +170,10 @@ impl Worker {
 
     /// Sends what waits in `scratch.pending` (VXLAN single datagrams).
     pub(super) fn flush_pending(&self, scratch: &mut TxScratch) {
-        if let (UnderlayIo::Vxlan(sock), false) = (&self.underlay, scratch.pending.is_empty()) {
-            scratch.pending.flush(sock, &self.counters);
+        if let (UnderlayIo::Vxlan { sources, .. }, false) =
+            (&self.underlay, scratch.pending.is_empty())
+        {
+            scratch.pending.flush(sources, &self.counters);
         }
     }
 
@@ -197,9 +206,17 @@ impl Worker {
             }
         }
         let sent = match &self.underlay {
-            UnderlayIo::Vxlan(sock) => {
+            UnderlayIo::Vxlan { sources, .. } => {
                 return match encap_vxlan(&self.settings, snap, buf, start..end) {
-                    Ok(d) => pending.push(sock, &self.counters, &buf[d.at..end], len, d.to, d.tos),
+                    Ok(d) => pending.push(
+                        sources,
+                        &self.counters,
+                        &buf[d.at..end],
+                        len,
+                        d.to,
+                        sources.for_hash(d.flow),
+                        d.tos,
+                    ),
                     Err(why) => self.counters.dropped(why),
                 };
             }
@@ -286,9 +303,11 @@ impl Worker {
         hdrs: &mut [u8],
         lens: &mut [usize],
     ) {
-        let UnderlayIo::Vxlan(sock) = &self.underlay else {
+        let UnderlayIo::Vxlan { sources, .. } = &self.underlay else {
             return self.counters.dropped(DropReason::BadOffload);
         };
+        // Every segment of a super-packet is of one flow: one source port.
+        let sock = sources.socket(sources.for_packet(pkt));
         let Ok(ip) = IpPacket::new_checked(pkt) else {
             return self.counters.dropped(DropReason::BadInner);
         };

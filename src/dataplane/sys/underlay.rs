@@ -23,6 +23,86 @@ pub fn vxlan_socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
     Ok(s.into())
 }
 
+/// Up to `count` UDP sockets bound to `addr` on distinct ports of `ports`
+/// (never `skip`, the VXLAN port), for sending only: the search starts at
+/// the port `seed` picks and goes up (wrapping), passing over ports other
+/// programs hold. A seed from the node's name keeps a node's ports across
+/// restarts (underlay firewalls and flow logs see the same ones). Each
+/// socket drops whatever is sent to it (a filter that accepts nothing), so
+/// nothing queues on a socket that is never read. Returns the sockets and
+/// their ports; an error only when not one port could be bound.
+pub fn source_sockets(
+    addr: IpAddr,
+    ports: std::ops::RangeInclusive<u16>,
+    count: usize,
+    skip: u16,
+    seed: u32,
+) -> Result<Vec<(UdpSocket, u16)>, String> {
+    let (min, max) = (*ports.start(), *ports.end());
+    let span = u32::from(max - min) + 1;
+    let mut out = Vec::with_capacity(count);
+    let mut last_error = None;
+    for i in 0..span {
+        if out.len() == count {
+            break;
+        }
+        let port = min + ((seed.wrapping_add(i)) % span) as u16;
+        if port == skip {
+            continue;
+        }
+        match source_socket(addr, port) {
+            Ok(s) => out.push((s, port)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "overlay.source_ports: no port of {min}-{max} could be bound on {addr}: {}",
+            last_error.unwrap_or_else(|| "the range holds only the VXLAN port".into())
+        ));
+    }
+    if out.len() < count {
+        tracing::warn!(
+            bound = out.len(),
+            asked = count,
+            "fewer VXLAN source ports than overlay.source_port_count: the rest of {min}-{max} is in use"
+        );
+    }
+    Ok(out)
+}
+
+/// One send-only socket of [`source_sockets`].
+fn source_socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| e.to_string())?;
+    // A classic BPF program of one instruction, "return 0": every datagram
+    // arriving for this port is dropped before it is queued.
+    let accept_nothing = [nix::libc::sock_filter {
+        code: (nix::libc::BPF_RET | nix::libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    s.attach_filter(&accept_nothing)
+        .map_err(|e| format!("filter on a VXLAN source socket: {e}"))?;
+    if setsockopt(
+        &std::os::fd::AsFd::as_fd(&s),
+        sockopt::SndBufForce,
+        &(8usize << 20),
+    )
+    .is_err()
+    {
+        let _ = s.set_send_buffer_size(8 << 20);
+    }
+    s.bind(&SocketAddr::new(addr, port).into())
+        .map_err(|e| format!("bind {addr}:{port}: {e}"))?;
+    Ok(s.into())
+}
+
 /// A raw socket for IP protocol `protocol` (4 or 41: IP-in-IP) bound to
 /// the underlay address; the kernel writes the outer header on send.
 pub fn raw_socket(underlay: IpAddr, protocol: i32) -> Result<Socket, String> {
