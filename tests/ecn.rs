@@ -52,8 +52,9 @@ fn tos_on_arrival(from_ns: &str, to_ns: &str, to: SocketAddr, ecn: u8) -> u8 {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 64];
+    let mut control = udp_gso::RecvControl::default();
     loop {
-        match udp_gso::recv(&rx, &mut buf) {
+        match udp_gso::recv(&rx, &mut buf, &mut control) {
             Ok(r) => {
                 assert_eq!(&buf[..r.len], b"are you congested?");
                 return r.tos;

@@ -2,7 +2,8 @@
 //! queue or its ports' epoll) and its underlay sockets are all
 //! non-blocking and polled in turn, a budget of reads each, until none has
 //! anything; then the thread keeps polling for a short busy-poll window
-//! (`dataplane.busy_poll_us`) before it sleeps in `epoll_wait`.
+//! (at most `dataplane.busy_poll_us`, adapted to the traffic and within a
+//! budget: `spin`) before it sleeps in `epoll_wait`.
 //!
 //! Why one thread and not one per direction: a packet written to the TUN
 //! (or a pod's veth) is handled by the pod's stack inline, inside that
@@ -68,6 +69,8 @@ pub(super) struct LoopState {
     overflows_seen: [u32; 3],
     /// IP-in-IP receive headers.
     recv_batch: super::sys::raw_batch::RecvBatch,
+    /// VXLAN receive control messages.
+    recv_control: super::sys::udp_gso::RecvControl,
     dec: VxlanDecap,
 }
 
@@ -96,6 +99,7 @@ impl Worker {
             events: [EpollEvent::empty(); 64],
             overflows_seen: [0; 3],
             recv_batch: Default::default(),
+            recv_control: Default::default(),
             dec: VxlanDecap {
                 vni: self.settings.vni,
                 port: self.settings.port,
@@ -114,7 +118,8 @@ impl Worker {
             host_at,
         } = sources;
         let mut wake = [EpollEvent::empty(); 4];
-        let mut idle_since: Option<Instant> = None;
+        let mut spin = super::spin::SpinWindow::new(self.settings.busy_poll, Instant::now());
+        let mut idle_at: Option<Instant> = None;
         loop {
             let mut busy = false;
             for (k, slot) in live.iter_mut().enumerate() {
@@ -138,17 +143,32 @@ impl Worker {
                 }
             }
             if busy {
-                idle_since = None;
+                if let Some(t) = idle_at.take() {
+                    spin.record(t.elapsed());
+                }
                 continue;
             }
-            if !self.settings.busy_poll.is_zero() {
-                let since = *idle_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < self.settings.busy_poll {
-                    std::thread::yield_now();
-                    continue;
+            // Idle: a short busy-poll window (`spin`: adapted to how soon
+            // work came back lately, within a budget), then sleep. The window asks the epoll
+            // (one system call for every source, instead of a read of each)
+            // and yields the core between asks, so a thread with work on
+            // this core (the peer's worker, a pod) runs.
+            let since = *idle_at.get_or_insert_with(Instant::now);
+            let window = spin.window(since);
+            let mut ready = false;
+            while since.elapsed() < window {
+                if matches!(poller.wait(&mut wake, EpollTimeout::ZERO), Ok(n) if n > 0) {
+                    ready = true;
+                    break;
                 }
+                std::thread::yield_now();
             }
-            idle_since = None;
+            if ready {
+                continue;
+            }
+            if !window.is_zero() {
+                spin.wasted(window);
+            }
             match poller.wait(&mut wake, EpollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
@@ -272,7 +292,8 @@ impl Worker {
     fn poll_vxlan(&self, sock: &std::net::UdpSocket, st: &mut LoopState) -> Polled {
         let mut got = 0;
         while got < BUDGET {
-            match super::sys::udp_gso::recv(sock, &mut st.rx_buf[HEADROOM..]) {
+            match super::sys::udp_gso::recv(sock, &mut st.rx_buf[HEADROOM..], &mut st.recv_control)
+            {
                 Ok(r) => {
                     got += 1;
                     self.count_overflows(st, 1, r.dropped_so_far);

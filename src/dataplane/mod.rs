@@ -19,6 +19,7 @@ pub mod pending;
 pub mod ports;
 pub mod rx;
 pub mod source_ports;
+pub mod spin;
 pub mod sys;
 pub mod tx;
 mod veth;

@@ -192,8 +192,9 @@ mod tests {
         p.flush(&tx, &counters);
         assert!(p.is_empty());
         let mut buf = [0u8; 2048];
+        let mut control = udp_gso::RecvControl::default();
         for (k, &n) in sizes.iter().enumerate() {
-            let got = udp_gso::recv(&rx, &mut buf).unwrap();
+            let got = udp_gso::recv(&rx, &mut buf, &mut control).unwrap();
             assert_eq!(got.len, n, "datagram {k}");
             assert_eq!(got.tos, tos[k], "datagram {k}");
             assert_eq!(got.from.port(), tx.port(via[k]), "datagram {k}");

@@ -212,15 +212,29 @@ pub struct ReceivedDatagrams {
     pub dropped_so_far: Option<u32>,
 }
 
+/// Room for the control messages a receive brings (GRO segment size, TOS
+/// or traffic class, overflow count), allocated once per receiving thread
+/// and reused: [`recv`] allocates nothing.
+pub struct RecvControl(Vec<u8>);
+
+impl Default for RecvControl {
+    fn default() -> Self {
+        RecvControl(nix::cmsg_space!(i32, i32, i32, u32))
+    }
+}
+
 /// Receives into `buf` without waiting (`WouldBlock` when nothing is
-/// queued).
-pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<ReceivedDatagrams> {
-    let mut cmsg = nix::cmsg_space!(i32, i32, i32, u32);
+/// queued), the control messages into `control`.
+pub fn recv(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    control: &mut RecvControl,
+) -> std::io::Result<ReceivedDatagrams> {
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(
         sock.as_raw_fd(),
         &mut iov,
-        Some(&mut cmsg),
+        Some(&mut control.0),
         MsgFlags::MSG_DONTWAIT,
     )?;
     let n = msg.bytes;
