@@ -116,6 +116,66 @@ pub fn tcp_transfer_with_mss(
     started.elapsed().as_secs_f64()
 }
 
+/// A TCP stream of `bytes` from `from_ns` to `to` (in `to_ns`), paced at
+/// about `rate` bytes a second, while `during` runs on this thread (a
+/// fault injected under the running stream). Asserts the stream arrived
+/// whole and intact (FNV-1a of every byte, both ends); returns the longest
+/// pause the receiver saw between two reads.
+pub fn tcp_stream_while(
+    from_ns: &str,
+    to_ns: &str,
+    to: SocketAddr,
+    bytes: u64,
+    rate: u64,
+    during: impl FnOnce(),
+) -> Duration {
+    let server = in_ns(to_ns, move || {
+        let l = TcpListener::bind(to).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        // A stream that stalls for good fails the test instead of hanging it.
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (mut h, mut n, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
+        let (mut last, mut longest) = (Instant::now(), Duration::ZERO);
+        loop {
+            let k = s.read(&mut buf).unwrap();
+            longest = longest.max(last.elapsed());
+            last = Instant::now();
+            if k == 0 {
+                break;
+            }
+            h = fnv(h, &buf[..k]);
+            n += k as u64;
+        }
+        (n, h, longest)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let client = in_ns(from_ns, move || {
+        let mut s = TcpStream::connect(to).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        let started = Instant::now();
+        let (mut h, mut sent, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
+        while sent < bytes {
+            let k = buf.len().min((bytes - sent) as usize);
+            for (j, b) in buf[..k].iter_mut().enumerate() {
+                *b = stream_byte(sent + j as u64);
+            }
+            s.write_all(&buf[..k]).unwrap();
+            h = fnv(h, &buf[..k]);
+            sent += k as u64;
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        h
+    });
+    during();
+    let sent_hash = client.join().unwrap();
+    let (n, h, longest) = server.join().unwrap();
+    assert_eq!((n, h), (bytes, sent_hash), "the stream arrived intact");
+    longest
+}
+
 /// An application's UDP segmentation offload through the overlay: from
 /// namespace `ns`, `sends` super-packets of 3 × 1000-byte datagrams
 /// (`UDP_SEGMENT` 1000) from `from` to `to`. Returns how many 1000-byte
