@@ -31,7 +31,8 @@ all_reach() {
 no_leaks() {
   local nodes npods; read -r nodes npods _ < "$STATE/shape"
   local ns; ns=$(ip netns list | awk '{print $1}' | grep -c "^$P-") || true
-  ((ns == 1 + nodes + nodes * npods)) || { echo "namespaces: $ns"; return 1; }
+  # The underlay bridge's and the router's namespaces, the nodes, the pods.
+  ((ns == 2 + nodes + nodes * npods)) || { echo "namespaces: $ns"; return 1; }
   for k in $(seq "$nodes"); do
     local v; v=$(ip -n $P-n$k -o link show type veth | grep -c ' weft') || true
     ((v == npods)) || { echo "n$k veths: $v"; return 1; }
