@@ -492,6 +492,16 @@ fn capture_vxlan(
     })
 }
 
+/// Node `k`'s packets delivered, per worker.
+fn rx_per_worker(c: &Cluster, k: usize) -> Vec<u64> {
+    c.stats(k)["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["rx_packets"].as_u64().unwrap())
+        .collect()
+}
+
 /// RFC 7348 section 5 on the wire: 16 inner UDP flows from one pod to
 /// another leave node 1 on outer source ports chosen per flow (one port per
 /// flow, many ports in all, from the default range, never the VXLAN port);
@@ -507,12 +517,7 @@ fn vxlan_flows_leave_on_their_own_source_ports_and_spread_over_workers() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let capture = capture_vxlan(&c.node(2), stop.clone());
     std::thread::sleep(Duration::from_millis(200));
-    let before: Vec<u64> = c.stats(2)["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["rx_packets"].as_u64().unwrap())
-        .collect();
+    let before = rx_per_worker(&c, 2);
     assert_eq!(before.len(), 2, "two workers on node 2");
 
     const FLOWS: u16 = 16;
@@ -603,12 +608,7 @@ fn vxlan_flows_leave_on_their_own_source_ports_and_spread_over_workers() {
     assert_eq!(ping_ports, [named].into(), "trace: {trace}");
 
     // Node 2's two workers both received some of the flows.
-    let after: Vec<u64> = c.stats(2)["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["rx_packets"].as_u64().unwrap())
-        .collect();
+    let after = rx_per_worker(&c, 2);
     let busy = after.iter().zip(&before).filter(|(a, b)| a > b).count();
     assert_eq!(
         busy, 2,

@@ -49,6 +49,47 @@ fn fnv(h: u64, bytes: &[u8]) -> u64 {
     fdb::fnv1a_from(h, bytes)
 }
 
+/// Writes `bytes` of the test stream to `s`, paced at about `rate` bytes a
+/// second if given; returns its FNV-1a hash.
+fn write_stream(s: &mut TcpStream, bytes: u64, rate: Option<u64>) -> u64 {
+    let started = Instant::now();
+    let (mut h, mut sent, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
+    while sent < bytes {
+        let k = buf.len().min((bytes - sent) as usize);
+        for (j, b) in buf[..k].iter_mut().enumerate() {
+            *b = stream_byte(sent + j as u64);
+        }
+        s.write_all(&buf[..k]).unwrap();
+        h = fnv(h, &buf[..k]);
+        sent += k as u64;
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    h
+}
+
+/// Reads `s` to its end: the bytes, their FNV-1a hash, and the longest
+/// pause between two reads.
+fn read_stream(s: &mut TcpStream) -> (u64, u64, Duration) {
+    let (mut h, mut n, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
+    let (mut last, mut longest) = (Instant::now(), Duration::ZERO);
+    loop {
+        let k = s.read(&mut buf).unwrap();
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
+        if k == 0 {
+            break;
+        }
+        h = fnv(h, &buf[..k]);
+        n += k as u64;
+    }
+    (n, h, longest)
+}
+
 /// Sends `bytes` of a deterministic stream from namespace `from_ns` to a
 /// listener at `to` in `to_ns` over TCP and checks, on the far side, that
 /// every byte arrived in order (FNV-1a over the stream). Returns the
@@ -70,15 +111,7 @@ pub fn tcp_transfer_with_mss(
     let server = in_ns(to_ns, move || {
         let l = TcpListener::bind(to).unwrap();
         let (mut s, _) = l.accept().unwrap();
-        let (mut h, mut n, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
-        loop {
-            let k = s.read(&mut buf).unwrap();
-            if k == 0 {
-                break;
-            }
-            h = fnv(h, &buf[..k]);
-            n += k as u64;
-        }
+        let (n, h, _) = read_stream(&mut s);
         (n, h)
     });
     std::thread::sleep(Duration::from_millis(200));
@@ -95,17 +128,7 @@ pub fn tcp_transfer_with_mss(
         }
         sock.connect(&to.into()).unwrap();
         let mut s: TcpStream = sock.into();
-        let (mut h, mut sent, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
-        while sent < bytes {
-            let k = buf.len().min((bytes - sent) as usize);
-            for (j, b) in buf[..k].iter_mut().enumerate() {
-                *b = stream_byte(sent + j as u64);
-            }
-            s.write_all(&buf[..k]).unwrap();
-            h = fnv(h, &buf[..k]);
-            sent += k as u64;
-        }
-        h
+        write_stream(&mut s, bytes, None)
     });
     let sent_hash = client.join().unwrap();
     assert_eq!(
@@ -134,40 +157,13 @@ pub fn tcp_stream_while(
         let (mut s, _) = l.accept().unwrap();
         // A stream that stalls for good fails the test instead of hanging it.
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let (mut h, mut n, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
-        let (mut last, mut longest) = (Instant::now(), Duration::ZERO);
-        loop {
-            let k = s.read(&mut buf).unwrap();
-            longest = longest.max(last.elapsed());
-            last = Instant::now();
-            if k == 0 {
-                break;
-            }
-            h = fnv(h, &buf[..k]);
-            n += k as u64;
-        }
-        (n, h, longest)
+        read_stream(&mut s)
     });
     std::thread::sleep(Duration::from_millis(200));
     let client = in_ns(from_ns, move || {
         let mut s = TcpStream::connect(to).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        let started = Instant::now();
-        let (mut h, mut sent, mut buf) = (fdb::FNV_BASIS, 0u64, vec![0u8; 1 << 16]);
-        while sent < bytes {
-            let k = buf.len().min((bytes - sent) as usize);
-            for (j, b) in buf[..k].iter_mut().enumerate() {
-                *b = stream_byte(sent + j as u64);
-            }
-            s.write_all(&buf[..k]).unwrap();
-            h = fnv(h, &buf[..k]);
-            sent += k as u64;
-            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        h
+        write_stream(&mut s, bytes, Some(rate))
     });
     during();
     let sent_hash = client.join().unwrap();
