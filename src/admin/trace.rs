@@ -129,9 +129,8 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
             let how = match cx.encap {
                 Encap::Vxlan => {
                     let source = cx.source_ports.map(|s| {
-                        let ports = s.ports();
                         let ping = s.port(s.for_packet(&echo_header(src, dst)));
-                        (ping, ports.len())
+                        (ping, s.ports().len())
                     });
                     let from = match source {
                         Some((ping, 1)) => format!("{ping}"),

@@ -149,10 +149,11 @@ impl Worker {
                 continue;
             }
             // Idle: a short busy-poll window (`spin`: adapted to how soon
-            // work came back lately, within a budget), then sleep. The window asks the epoll
-            // (one system call for every source, instead of a read of each)
-            // and yields the core between asks, so a thread with work on
-            // this core (the peer's worker, a pod) runs.
+            // work came back lately, within a budget), then sleep. The
+            // window asks the epoll (one system call for every source,
+            // instead of a read of each) and yields the core between asks,
+            // so a thread with work on this core (the peer's worker, a pod)
+            // runs.
             let since = *idle_at.get_or_insert_with(Instant::now);
             let window = spin.window(since);
             let mut ready = false;

@@ -19,15 +19,23 @@ const MAX_ITEMS: usize = 64;
 /// Largest UDP payload one send may carry.
 const MAX_SEND: usize = 65_507;
 
+/// Where a datagram goes and how: what its outer headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    /// The peer's address and VXLAN port.
+    pub to: SocketAddr,
+    /// The source socket ([`SourcePorts`] index), hence the source port.
+    pub via: usize,
+    /// Outer TOS / traffic class.
+    pub tos: u8,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Item {
     at: usize,
     len: usize,
     inner_len: usize,
-    to: SocketAddr,
-    tos: u8,
-    /// The source socket ([`SourcePorts`] index).
-    via: usize,
+    outer: Outer,
 }
 
 /// Datagrams waiting to be sent, in arrival order.
@@ -52,19 +60,15 @@ impl PendingSends {
         self.items.is_empty()
     }
 
-    /// Adds `datagram` (carrying an inner packet of `inner_len` bytes) for
-    /// `to` from source socket `via` with outer TOS `tos`, sending what
-    /// waits first when there is no room.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds `datagram` (carrying an inner packet of `inner_len` bytes) to
+    /// go as `outer` says, sending what waits first when there is no room.
     pub fn push(
         &mut self,
         sources: &SourcePorts,
         counters: &WorkerCounters,
         datagram: &[u8],
         inner_len: usize,
-        to: SocketAddr,
-        via: usize,
-        tos: u8,
+        outer: Outer,
     ) {
         if datagram.len() > self.arena.len() {
             return counters.dropped(DropReason::BadInner);
@@ -77,9 +81,7 @@ impl PendingSends {
             at: self.used,
             len: datagram.len(),
             inner_len,
-            to,
-            tos,
-            via,
+            outer,
         });
         self.used += datagram.len();
     }
@@ -95,11 +97,7 @@ impl PendingSends {
             let mut j = i + 1;
             while j < self.items.len() && j - i < most {
                 let next = self.items[j];
-                if next.to != first.to
-                    || next.via != first.via
-                    || next.tos != first.tos
-                    || next.len > first.len
-                {
+                if next.outer != first.outer || next.len > first.len {
                     break;
                 }
                 j += 1;
@@ -109,8 +107,8 @@ impl PendingSends {
             }
             let last = self.items[j - 1];
             let bytes = &self.arena[first.at..last.at + last.len];
-            let sock = sources.socket(first.via);
-            if udp_gso::send(sock, bytes, first.len, first.to, first.tos).is_ok() {
+            let Outer { to, via, tos } = first.outer;
+            if udp_gso::send(sources.socket(via), bytes, first.len, to, tos).is_ok() {
                 let inner: usize = self.items[i..j].iter().map(|it| it.inner_len).sum();
                 counters.sent((j - i) as u64, inner as u64);
             } else {
@@ -118,7 +116,7 @@ impl PendingSends {
                 // MTU, which only a single send may fragment): one by one.
                 for it in &self.items[i..j] {
                     let one = &self.arena[it.at..it.at + it.len];
-                    match udp_gso::send(sock, one, it.len, it.to, it.tos) {
+                    match udp_gso::send(sources.socket(via), one, it.len, to, tos) {
                         Ok(_) => {
                             counters.sent(1, it.inner_len as u64);
                         }
@@ -176,17 +174,19 @@ mod tests {
             let d = vec![k as u8; n];
             // One datagram to another address in the middle splits a run.
             if k == 4 {
-                p.push(
-                    &tx,
-                    &counters,
-                    &[0xee; 100],
-                    50,
-                    other.local_addr().unwrap(),
-                    0,
-                    0,
-                );
+                let elsewhere = Outer {
+                    to: other.local_addr().unwrap(),
+                    via: 0,
+                    tos: 0,
+                };
+                p.push(&tx, &counters, &[0xee; 100], 50, elsewhere);
             }
-            p.push(&tx, &counters, &d, n / 2, to, via[k], tos[k]);
+            let outer = Outer {
+                to,
+                via: via[k],
+                tos: tos[k],
+            };
+            p.push(&tx, &counters, &d, n / 2, outer);
         }
         assert!(!p.is_empty());
         p.flush(&tx, &counters);
@@ -220,7 +220,7 @@ mod tests {
         let mut p = PendingSends::new(200);
         let to = rx.local_addr().unwrap();
         for k in 0..100u8 {
-            p.push(&tx, &counters, &[k; 200], 150, to, 1, 0);
+            p.push(&tx, &counters, &[k; 200], 150, Outer { to, via: 1, tos: 0 });
         }
         p.flush(&tx, &counters);
         let mut buf = [0u8; 2048];

@@ -208,15 +208,14 @@ impl Worker {
         let sent = match &self.underlay {
             UnderlayIo::Vxlan { sources, .. } => {
                 return match encap_vxlan(&self.settings, snap, buf, start..end) {
-                    Ok(d) => pending.push(
-                        sources,
-                        &self.counters,
-                        &buf[d.at..end],
-                        len,
-                        d.to,
-                        sources.for_hash(d.flow),
-                        d.tos,
-                    ),
+                    Ok(d) => {
+                        let outer = pending::Outer {
+                            to: d.to,
+                            via: sources.for_hash(d.flow),
+                            tos: d.tos,
+                        };
+                        pending.push(sources, &self.counters, &buf[d.at..end], len, outer)
+                    }
                     Err(why) => self.counters.dropped(why),
                 };
             }

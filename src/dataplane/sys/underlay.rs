@@ -9,12 +9,12 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 /// A VXLAN socket bound to `addr:port`, with SO_REUSEPORT (one per
 /// worker; the kernel spreads flows over them) and [`big_buffers`].
 pub fn vxlan_socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| e.to_string())?;
+    let s = Socket::new(
+        Domain::for_address(SocketAddr::new(addr, 0)),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .map_err(|e| e.to_string())?;
     s.set_reuse_port(true).map_err(|e| e.to_string())?;
     // Large buffers: a burst from the TUN must not overflow the socket.
     big_buffers(&s);
@@ -73,12 +73,12 @@ pub fn source_sockets(
 
 /// One send-only socket of [`source_sockets`].
 fn source_socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| e.to_string())?;
+    let s = Socket::new(
+        Domain::for_address(SocketAddr::new(addr, 0)),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .map_err(|e| e.to_string())?;
     // A classic BPF program of one instruction, "return 0": every datagram
     // arriving for this port is dropped before it is queued.
     let accept_nothing = [nix::libc::sock_filter {
@@ -89,15 +89,7 @@ fn source_socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
     }];
     s.attach_filter(&accept_nothing)
         .map_err(|e| format!("filter on a VXLAN source socket: {e}"))?;
-    if setsockopt(
-        &std::os::fd::AsFd::as_fd(&s),
-        sockopt::SndBufForce,
-        &(8usize << 20),
-    )
-    .is_err()
-    {
-        let _ = s.set_send_buffer_size(8 << 20);
-    }
+    big_send_buffer(&s);
     s.bind(&SocketAddr::new(addr, port).into())
         .map_err(|e| format!("bind {addr}:{port}: {e}"))?;
     Ok(s.into())
@@ -106,17 +98,24 @@ fn source_socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
 /// A raw socket for IP protocol `protocol` (4 or 41: IP-in-IP) bound to
 /// the underlay address; the kernel writes the outer header on send.
 pub fn raw_socket(underlay: IpAddr, protocol: i32) -> Result<Socket, String> {
-    let domain = if underlay.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
+    let domain = Domain::for_address(SocketAddr::new(underlay, 0));
     let s = Socket::new(domain, Type::RAW, Some(Protocol::from(protocol)))
         .map_err(|e| format!("raw socket for IP protocol {protocol}: {e}"))?;
     s.bind(&SocketAddr::new(underlay, 0).into())
         .map_err(|e| format!("bind raw socket to {underlay}: {e}"))?;
     big_buffers(&s);
     Ok(s)
+}
+
+/// The size asked for every underlay socket buffer.
+const BUFFER: usize = 8 << 20;
+
+/// A send buffer of [`BUFFER`] bytes (FORCE where privileged).
+fn big_send_buffer(s: &Socket) {
+    use std::os::fd::AsFd;
+    if setsockopt(&s.as_fd(), sockopt::SndBufForce, &BUFFER).is_err() {
+        let _ = s.set_send_buffer_size(BUFFER);
+    }
 }
 
 /// Socket buffers of 8 MiB each way. weftd is privileged, so the FORCE
@@ -126,15 +125,12 @@ pub fn raw_socket(underlay: IpAddr, protocol: i32) -> Result<Socket, String> {
 /// `socket_overflow`.
 pub fn big_buffers(s: &Socket) {
     use std::os::fd::AsFd;
-    const SIZE: usize = 8 << 20;
-    if setsockopt(&s.as_fd(), sockopt::RcvBufForce, &SIZE).is_err() {
-        let _ = s.set_recv_buffer_size(SIZE);
+    if setsockopt(&s.as_fd(), sockopt::RcvBufForce, &BUFFER).is_err() {
+        let _ = s.set_recv_buffer_size(BUFFER);
     }
-    if setsockopt(&s.as_fd(), sockopt::SndBufForce, &SIZE).is_err() {
-        let _ = s.set_send_buffer_size(SIZE);
-    }
+    big_send_buffer(s);
     let got = s.recv_buffer_size().unwrap_or(0);
-    if got < SIZE {
+    if got < BUFFER {
         tracing::warn!(
             bytes = got,
             "underlay socket receive buffer smaller than asked (no CAP_NET_ADMIN?); bursts may overflow it"
