@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # weft's data-plane benchmark, in network namespaces on this machine.
 #
-# Builds six two-node clusters side by side with netns-lab/lab.sh (one pod
+# Builds eight two-node clusters side by side with netns-lab/lab.sh (one pod
 # per node, wired by weft's CNI plugin in every case, nodes on an underlay
 # bridge) and measures them in interleaved rounds:
 #   plain    routed, no encapsulation (the ceiling)
 #   kvxlan   the kernel's VXLAN device, Flannel-style static entries
-#   wvxlan   weftd, VXLAN (TUN attachment)
+#   whybrid  weftd on its kernel path: the kernel's vxlan device, every
+#            entry programmed by weftd from its control plane, with its
+#            receive checks (nftables)
+#   whybnc   the same without the checks (dataplane.kernel_checks = false)
+#   wvxlan   weftd, VXLAN, userspace path (TUN attachment)
 #   wvxbp0   the same with busy polling off (dataplane.busy_poll_us = 0)
 #   wipip    weftd, IP-in-IP (raw sockets; no ipip module)
 #   wveth    weftd, VXLAN, veth attachment without host paths (no TUN, no
@@ -83,7 +87,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ALL=(plain kvxlan wvxlan wvxbp0 wipip wveth)
+ALL=(plain kvxlan whybrid whybnc wvxlan wvxbp0 wipip wveth)
 if [[ -n ${WEFTD_BASELINE:-} ]]; then
   [[ -x $WEFTD_BASELINE ]] || { echo "bench: WEFTD_BASELINE=$WEFTD_BASELINE is not an executable" >&2; exit 2; }
   mkdir "$TMP/basebin"
@@ -107,6 +111,8 @@ for v in "${VARIANTS[@]}"; do
   case $v in
     plain) shape+=(--encap none) ;;
     kvxlan) shape=(--nodes 2 --pods 1 --kernel-vxlan) ;;
+    whybrid) shape+=(--mode kernel) ;;
+    whybnc) shape+=(--mode kernel --no-kernel-checks) ;;
     wvxlan | wbase) shape+=(--busy-poll 100) ;;
     wvxbp0) shape+=(--busy-poll 0) ;;
     wipip) shape+=(--encap ipip --busy-poll 100) ;;
@@ -174,7 +180,7 @@ import csv, statistics, subprocess, sys, datetime
 raw, out, rounds, secs, rate = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[6]
 rows = list(csv.DictReader(open(raw)))
 variants = sys.argv[5].split()
-names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "wvxlan": "weft VXLAN", "wvxbp0": "weft VXLAN, no busy poll", "wipip": "weft IP-in-IP",
+names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "whybrid": "weft hybrid (kernel path)", "whybnc": "weft hybrid, no receive checks", "wvxlan": "weft VXLAN", "wvxbp0": "weft VXLAN, no busy poll", "wipip": "weft IP-in-IP",
          "wveth": "weft VXLAN, veth attach", "wbase": "weft VXLAN, baseline build"}
 metrics = [("tcp1_gbps", "TCP 1 stream (Gbit/s)", True), ("tcp4_gbps", "TCP 4 streams (Gbit/s)", True),
            ("udp64_kpps", "UDP 64 B (kpps)", True), ("rtt_us", "ping RTT (µs)", False), ("cpu_cores", "CPU, 1 stream (cores)", False),

@@ -9,6 +9,7 @@
 #                       [--family 4|6|dual] [--cross-subnet] [--static | --kernel-vxlan]
 #                       [--attach tun|veth [--no-host-paths]] [--underlay-mtu BYTES]
 #                       [--block-release SECONDS] [--busy-poll MICROSECONDS] [--no-nat]
+#                       [--mode userspace|kernel|auto[,MODE...]] [--no-kernel-checks]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
 #   netns-lab/lab.sh add-pod NODE      wire one more pod on node NODE (a number)
 #   netns-lab/lab.sh add-pods NODE N   wire N more pods on node NODE, 4 at a time
@@ -21,7 +22,7 @@
 #   netns-lab/lab.sh partition A.. -- B..  drop underlay traffic between groups
 #   netns-lab/lab.sh heal              remove every partition
 #   netns-lab/lab.sh down              remove everything
-#   netns-lab/lab.sh demo [--keep]     up, connectivity matrix, throughput, down
+#   netns-lab/lab.sh demo [--keep] [--mode M]  up, connectivity matrix, throughput, down
 #   netns-lab/lab.sh bench [ARGS]      the data-plane benchmark (bench.sh)
 #   netns-lab/lab.sh chaos             fault scenarios, one PASS/FAIL line each
 #
@@ -37,7 +38,12 @@
 # (default 300: how long an emptied on-demand block stays with its node);
 # --busy-poll sets dataplane.busy_poll_us; --no-nat turns weftd's outgoing
 # NAT off (overlay.nat_outgoing = false; the benchmark's references have
-# none).
+# none); --mode sets dataplane.mode, for every node or per node as a comma
+# list (node 1 first: "kernel,userspace,userspace" is a mixed cluster). The
+# default is userspace: the lab exists to exercise weftd's own data path,
+# and "auto" would pick the kernel's on this machine; --no-kernel-checks
+# sets dataplane.kernel_checks = false (the kernel path without its
+# nftables receive checks).
 # A router namespace ($P-rt) is every node's default gateway and plays "the
 # internet" at 203.0.113.1 and 2001:db8::1.
 # Names start with "wl-" and state lives in /run/weft-lab, unless
@@ -77,7 +83,7 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300 busy="" nat=true
+  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300 busy="" nat=true dpmodes=userspace kchecks=true
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
@@ -93,6 +99,8 @@ up() {
       --block-release) release=$2; shift 2 ;;
       --busy-poll) busy=$2; shift 2 ;;
       --no-nat) nat=false; shift ;;
+      --mode) dpmodes=${2:-}; shift 2 ;;
+      --no-kernel-checks) kchecks=false; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -105,9 +113,18 @@ up() {
   ((ulmtu >= 1280 && ulmtu <= 9000)) || die "--underlay-mtu 1280-9000"
   [[ $release =~ ^[0-9]+$ ]] && ((release >= 1)) || die "--block-release SECONDS (at least 1)"
   [[ -z $busy || $busy =~ ^[0-9]+$ ]] || die "--busy-poll MICROSECONDS"
+  local dpmode_list
+  IFS=, read -r -a dpmode_list <<< "$dpmodes"
+  ((${#dpmode_list[@]} == 1 || ${#dpmode_list[@]} == nodes)) || die "--mode: one mode, or one per node ($nodes)"
+  for m in "${dpmode_list[@]}"; do [[ $m == userspace || $m == kernel || $m == auto ]] || die "--mode: userspace, kernel or auto (got $m)"; done
+  # dpmode_of NODE: that node's dataplane.mode.
+  dpmode_of() { if ((${#dpmode_list[@]} == 1)); then echo "${dpmode_list[0]}"; else echo "${dpmode_list[$1 - 1]}"; fi; }
   [[ ! -d $STATE ]] || die "a lab is up already (netns-lab/lab.sh down)"
   need_root
   build
+  local mode_key=true
+  "$BIN/weftd" --help | grep -q -- '--mode' || mode_key=false
+  $mode_key || [[ $dpmodes == userspace ]] || die "--mode: $BIN/weftd has no dataplane.mode"
   mkdir -p "$STATE"
   echo "$nodes $pods $encap $mode $family $cross $attach" > "$STATE/shape"
   echo "$attach" > "$STATE/attach"
@@ -197,6 +214,10 @@ up() {
         [[ $nat == true ]] || echo "nat_outgoing = false"
         [[ $mode == static ]] && echo "blocks = $(static_blocks "$k")"
         echo "[dataplane]"; echo "stats_file = \"$STATE/stats-n$k.json\""
+        # An older weftd (a benchmark's baseline build) has no
+        # dataplane.mode: it only has the userspace path.
+        $mode_key && echo "mode = \"$(dpmode_of "$k")\""
+        [[ $kchecks == true ]] || echo "kernel_checks = false"
         [[ -z $busy ]] || echo "busy_poll_us = $busy"
         [[ $attach == veth ]] && { echo "attach = \"veth\""; echo "veth_host_paths = $hostpaths"; echo "ports_file = \"$STATE/ports-n$k.json\""; }
         # Loopback inside the node's namespace: no clash between nodes.
@@ -419,15 +440,26 @@ print(m + "tx %d rx %d drops %s" % (s["tx_packets"], s["rx_packets"], d or "none
 }
 
 demo() {
-  local keep=0
-  [[ ${1:-} == --keep ]] && keep=1
+  local keep=0 dpmodes=userspace
+  while (($#)); do
+    case $1 in
+      --keep) keep=1; shift ;;
+      --mode) dpmodes=${2:-}; shift 2 ;;
+      *) die "demo: unknown option $1" ;;
+    esac
+  done
   need_root
   ((keep)) || trap down EXIT
   trap 'exit 130' INT TERM
   local t0; t0=$(date +%s.%N)
-  up --nodes 3 --pods 2
+  up --nodes 3 --pods 2 --mode "$dpmodes"
   mapfile -t lines < <(pods)
   echo "== pods"; printf '   %s\n' "${lines[@]}"
+  local paths=() k
+  for k in 1 2 3; do
+    paths+=("n$k $(ip netns exec $P-n$k "$BIN/weftctl" --socket "$STATE/admin-n$k.sock" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')")
+  done
+  echo "== data path: $(IFS=,; echo "${paths[*]}" | sed 's/,/, /g') (--mode kernel: the kernel's vxlan device, programmed by weftd)"
   # Convergence: from weftd's start until every node has a kernel route to
   # every node's block (gossip membership + block claims + route sync).
   wait_converged 60 >/dev/null

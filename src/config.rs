@@ -386,6 +386,16 @@ pub struct Dataplane {
     /// outgoing NAT. false leaves the host's routing and forwarding
     /// untouched, and pods reach only pods.
     pub veth_host_paths: bool,
+    /// Which data path carries the overlay: the kernel's own vxlan device
+    /// programmed by weftd, weftd's userspace workers, or "auto" (the
+    /// kernel's where its module is present and the device can be made).
+    pub mode: Mode,
+    /// The kernel path's device name.
+    pub kernel_device: String,
+    /// The kernel path's receive checks (members only on the VXLAN port,
+    /// inner sources bound to their sender), in nftables. false trusts the
+    /// underlay, as Flannel does, for the kernel's speed exactly.
+    pub kernel_checks: bool,
 }
 
 impl Default for Dataplane {
@@ -397,6 +407,47 @@ impl Default for Dataplane {
             ports_file: PathBuf::from("/run/weft/ports.json"),
             busy_poll_us: DEFAULT_BUSY_POLL_US,
             veth_host_paths: true,
+            mode: Mode::Auto,
+            kernel_device: "weft-vxlan".into(),
+            kernel_checks: true,
+        }
+    }
+}
+
+/// Which data path a node uses (`dataplane.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The kernel path where it can run (the encapsulation's module is
+    /// present and its device can be created), else userspace.
+    Auto,
+    /// The kernel's vxlan device, programmed by weftd; start fails where it
+    /// cannot be created.
+    Kernel,
+    /// weftd's own workers (TUN or veth attachment).
+    Userspace,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Auto => "auto",
+            Mode::Kernel => "kernel",
+            Mode::Userspace => "userspace",
+        })
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Mode::Auto),
+            "kernel" => Ok(Mode::Kernel),
+            "userspace" => Ok(Mode::Userspace),
+            _ => Err(format!(
+                "expected one of auto, kernel, userspace (got \"{s}\")"
+            )),
         }
     }
 }
@@ -578,6 +629,8 @@ pub struct Overrides {
     pub mtu: Option<AutoOr<u16>>,
     /// `dataplane.workers`.
     pub workers: Option<AutoOr<u16>>,
+    /// `dataplane.mode`.
+    pub mode: Option<Mode>,
 }
 
 impl Config {
@@ -646,6 +699,9 @@ impl Config {
         }
         if let Some(v) = o.workers {
             self.dataplane.workers = v;
+        }
+        if let Some(v) = o.mode {
+            self.dataplane.mode = v;
         }
         self.validate(source)?;
         Ok(self)
@@ -804,14 +860,11 @@ impl Overlay {
             );
         }
         check_mtu("overlay.mtu", &self.mtu)?;
-        if self.tun_name.is_empty()
-            || self.tun_name.len() > 15
-            || self.tun_name.contains(['/', ' '])
-        {
+        if !valid_link_name(&self.tun_name) {
             return invalid(
                 "overlay.tun_name",
                 format!(
-                    "expected an interface name of 1-15 characters (got {:?})",
+                    "expected an interface name of 1-15 characters without '/', ':' or spaces (got {:?})",
                     self.tun_name
                 ),
             );
@@ -827,6 +880,11 @@ impl Overlay {
             self.block_size_v6
         }
     }
+}
+
+/// Whether the kernel accepts `name` for a network interface.
+fn valid_link_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 15 && !name.contains(['/', ' ', ':'])
 }
 
 impl Dataplane {
@@ -847,6 +905,29 @@ impl Dataplane {
                 format!(
                     "expected 0-{MAX_BUSY_POLL_US} microseconds (got {})",
                     self.busy_poll_us
+                ),
+            );
+        }
+        if self.mode == Mode::Kernel {
+            if self.attach == Attach::Veth {
+                return invalid(
+                    "dataplane.mode",
+                    "expected \"userspace\" or \"auto\" with dataplane.attach = \"veth\" (the kernel path routes pods through the host)",
+                );
+            }
+            if overlay.encap == Encap::None {
+                return invalid(
+                    "dataplane.mode",
+                    "expected \"userspace\" or \"auto\" with overlay.encap = \"none\" (nothing to encapsulate)",
+                );
+            }
+        }
+        if !valid_link_name(&self.kernel_device) {
+            return invalid(
+                "dataplane.kernel_device",
+                format!(
+                    "expected an interface name of 1-15 characters without '/', ':' or spaces (got {:?})",
+                    self.kernel_device
                 ),
             );
         }

@@ -104,7 +104,7 @@ impl Cluster {
     fn config(&self, k: usize) -> PathBuf {
         let o = 3 - k;
         let text = format!(
-            "node_name = \"n{k}\"\ncni_socket = \"{}\"\nadmin_socket = \"{}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\ncross_subnet = {}\n{}pools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nworkers = 2\nbusy_poll_us = {}\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
+            "node_name = \"n{k}\"\ncni_socket = \"{}\"\nadmin_socket = \"{}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\ncross_subnet = {}\n{}pools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nmode = \"userspace\"\nworkers = 2\nbusy_poll_us = {}\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
             self.dir.join(format!("cni{k}.sock")).display(),
             self.dir.join(format!("admin{k}.sock")).display(),
             self.encap.trim_end_matches("+cross-subnet"),

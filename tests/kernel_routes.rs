@@ -11,6 +11,7 @@ use rtnetlink::{new_connection, Handle, LinkUnspec, LinkVeth, RouteMessageBuilde
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use weft::kernel::routes::{Routes, WeftRoute};
+use weft::kernel::Stale;
 
 /// Runs `f` on a thread in a fresh network namespace with a tokio runtime
 /// and a netlink handle; returns false if skipped.
@@ -104,7 +105,7 @@ fn reconcile_installs_keeps_replaces_and_removes_only_weft_routes() {
         ]
         .into();
         let routes = Routes::new(handle.clone());
-        let first = routes.reconcile(&desired).await.unwrap();
+        let first = routes.reconcile(&desired, Stale::Remove).await.unwrap();
         assert_eq!(
             (first.installed.len(), first.removed.len(), first.kept),
             (4, 0, 0)
@@ -116,7 +117,7 @@ fn reconcile_installs_keeps_replaces_and_removes_only_weft_routes() {
 
         // A restart: a new programmer finds everything in place and changes nothing.
         let again = Routes::new(handle.clone())
-            .reconcile(&desired)
+            .reconcile(&desired, Stale::Remove)
             .await
             .unwrap();
         assert_eq!(
@@ -140,7 +141,7 @@ fn reconcile_installs_keeps_replaces_and_removes_only_weft_routes() {
         next.insert(WeftRoute::Blackhole {
             dst: net("10.244.1.0/26"),
         });
-        let changed = routes.reconcile(&next).await.unwrap();
+        let changed = routes.reconcile(&next, Stale::Remove).await.unwrap();
         assert_eq!(
             changed.installed,
             vec![WeftRoute::Blackhole {
@@ -191,7 +192,7 @@ fn a_failure_names_the_route() {
             src: None,
         }]
         .into();
-        let err = routes.reconcile(&bad).await.unwrap_err();
+        let err = routes.reconcile(&bad, Stale::Remove).await.unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("install route 10.244.5.0/26 dev #999:"),

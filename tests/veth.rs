@@ -49,7 +49,7 @@ impl Cluster {
              [underlay]\naddress = \"10.99.0.{k}\"\n\
              [overlay]\nencap = \"vxlan\"\npools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\n\
              blocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\n\
-             [dataplane]\nworkers = 2\nattach = \"veth\"\nveth_host_paths = false\nports_file = \"{ports}\"\nstats_file = \"{stats}\"\n\
+             [dataplane]\nmode = \"userspace\"\nworkers = 2\nattach = \"veth\"\nveth_host_paths = false\nports_file = \"{ports}\"\nstats_file = \"{stats}\"\n\
              [[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n\
              blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
             sock = self.socket(k).display(),

@@ -125,6 +125,18 @@ impl VirtioNetHdr {
         Ok(())
     }
 
+    /// The header of a plain packet whose transport checksum (at
+    /// `csum_start + csum_offset`) holds the pseudo-header sum for the
+    /// receiver to finish.
+    pub fn needs_checksum(csum_start: usize, csum_offset: usize) -> VirtioNetHdr {
+        VirtioNetHdr {
+            flags: FLAG_NEEDS_CSUM,
+            csum_start: csum_start as u16,
+            csum_offset: csum_offset as u16,
+            ..VirtioNetHdr::NONE
+        }
+    }
+
     /// The header for writing a coalesced super-packet (finished with
     /// `ChecksumFill::Partial`) to a TUN device: GSO TCP (or UDP_L4) with the
     /// segment size, NEEDS_CSUM at the transport checksum. A single segment

@@ -649,3 +649,53 @@ fn merged_by_kernel_takes_what_gro_built() {
         assert_eq!(merged_by_kernel(&mut udp, 1280), Err(Refusal::NotTcp));
     }
 }
+
+/// A Linux vxlan sender on an underlay that finishes no checksum (a veth)
+/// leaves its pods' transport checksums partial (the pseudo-header sum):
+/// they are recognised, merged like verified ones, and finishing them
+/// gives the right checksum; a correct or corrupt checksum is not taken
+/// for one.
+#[test]
+fn checksums_left_partial_by_an_offloading_sender_are_recognised() {
+    for v6 in [false, true] {
+        let good = super_packet(v6, &[7u8; 1000], &[]);
+        let ip_hl = if v6 { 40 } else { 20 };
+        let at = ip_hl + 16;
+        assert_eq!(encap::segment::partial_checksum(&good), None);
+        let (src, dst): (std::net::IpAddr, std::net::IpAddr) = if v6 {
+            ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap())
+        } else {
+            ("10.244.0.2".parse().unwrap(), "10.244.1.2".parse().unwrap())
+        };
+        let len = (good.len() - ip_hl) as u32;
+        let pseudo = match (src, dst) {
+            (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+                encap::checksum::Checksum::pseudo_v4(s, d, 6, len)
+            }
+            (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+                encap::checksum::Checksum::pseudo_v6(s, d, 6, len)
+            }
+            _ => unreachable!(),
+        };
+        let mut partial = good.clone();
+        partial[at..at + 2].copy_from_slice(&pseudo.fold().to_be_bytes());
+        assert_eq!(
+            encap::segment::partial_checksum(&partial),
+            Some((ip_hl, 16)),
+            "v6 {v6}"
+        );
+        let mut finished = partial.clone();
+        encap::virtio::complete_checksum(&mut finished, ip_hl, 16).unwrap();
+        assert_eq!(finished, good, "finishing it gives the sender's checksum");
+        // Merged like a verified segment; a corrupt one is still refused.
+        let mut out = vec![0u8; 70000];
+        assert!(TcpCoalescer::start(&mut out, &partial, true).is_ok());
+        let mut corrupt = good.clone();
+        corrupt[at] ^= 0x55;
+        assert_eq!(encap::segment::partial_checksum(&corrupt), None);
+        assert!(matches!(
+            TcpCoalescer::start(&mut out, &corrupt, true),
+            Err(Refusal::BadChecksum)
+        ));
+    }
+}

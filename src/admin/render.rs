@@ -48,11 +48,15 @@ fn rtt(v: &Value) -> String {
 /// `weftctl status`.
 pub fn status(v: &Value) -> String {
     let mut out = format!(
-        "node {}  underlay {}  vtep mac {}  encap {}  attach {}  vni {}  mtu {}  workers {}  up {} s\nblocks {}\n",
+        "node {}  underlay {}  vtep mac {}  encap {}  path {}  attach {}  vni {}  mtu {}  workers {}  up {} s\nblocks {}\n",
         s(&v["node"]),
         s(&v["underlay"]),
         s(&v["vtep_mac"]),
         s(&v["encap"]),
+        match v["kernel_device"].as_str() {
+            Some(dev) => format!("kernel ({dev})"),
+            None => s(&v["path"]),
+        },
         s(&v["attach"]),
         s(&v["vni"]),
         s(&v["overlay_mtu"]),
@@ -227,6 +231,17 @@ pub fn stats(v: &Value) -> String {
     for (i, w) in v["workers"].as_array().into_iter().flatten().enumerate() {
         for (k, n) in w.as_object().into_iter().flatten() {
             rows.push(vec![format!("worker {i} {}", k.replace('_', " ")), s(n)]);
+        }
+    }
+    if let Some(k) = v["kernel_path"].as_object() {
+        for c in ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes"] {
+            rows.push(vec![
+                format!("kernel path {}", c.replace('_', " ")),
+                s(&k[c]),
+            ]);
+        }
+        for (c, n) in k["drops"].as_object().into_iter().flatten() {
+            rows.push(vec![format!("kernel path drop {c}"), s(n)]);
         }
     }
     if let Some(g) = v["gossip"].as_object() {

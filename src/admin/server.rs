@@ -165,6 +165,10 @@ fn status(node: &Node) -> Value {
         "vtep_mac": vtep_mac,
         "encap": enc,
         "attach": if veth { "veth" } else { "tun" },
+        // Which data path carries this node's traffic: the kernel's vxlan
+        // device (weftd programs it) or weftd's own workers.
+        "path": if node.kernel_path.is_some() { "kernel" } else { "userspace" },
+        "kernel_device": node.kernel_path.as_ref().map(|k| k.name.clone()),
         "ports": ports,
         "vni": node.settings.vni.get(),
         "port": node.settings.port,
@@ -194,8 +198,20 @@ fn routes() -> Result<Vec<Value>, String> {
             WeftRoute::Device { dst, ifindex, src } => {
                 json!({"dst": dst.to_string(), "kind": "tun", "ifindex": ifindex, "src": src.map(|a| a.to_string())})
             }
-            WeftRoute::NodeHost { dst, ifindex } => {
-                json!({"dst": dst.to_string(), "kind": "node", "ifindex": ifindex, "table": crate::kernel::routes::WEFT_TABLE})
+            WeftRoute::NodeHost {
+                dst,
+                ifindex,
+                gateway,
+            } => {
+                json!({"dst": dst.to_string(), "kind": "node", "ifindex": ifindex, "via": gateway.map(|a| a.to_string()), "table": crate::kernel::routes::WEFT_TABLE})
+            }
+            WeftRoute::Onlink {
+                dst,
+                gateway,
+                ifindex,
+                src,
+            } => {
+                json!({"dst": dst.to_string(), "kind": "kernel-vxlan", "via": gateway.to_string(), "ifindex": ifindex, "src": src.map(|a| a.to_string())})
             }
             WeftRoute::Blackhole { dst } => json!({"dst": dst.to_string(), "kind": "blackhole"}),
             WeftRoute::Via {
@@ -261,6 +277,9 @@ fn stats(node: &Node) -> Value {
     let mut v = counters::snapshot_refs(&all);
     if let Some(g) = &node.gossip {
         v["gossip"] = g.status.lock().expect("not poisoned").to_json();
+    }
+    if let Some(k) = &node.kernel_path {
+        v["kernel_path"] = crate::daemon::kernel_path::stats(k);
     }
     v
 }

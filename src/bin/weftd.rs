@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weft::config::{AutoOr, Autodetect, Config, Encap, Overrides};
+use weft::config::{AutoOr, Autodetect, Config, Encap, Mode, Overrides};
 
 /// weft's node daemon: a userspace overlay router for pod networks.
 ///
@@ -55,6 +55,9 @@ struct OverrideArgs {
     /// Data-path workers, "auto" or a count [config: dataplane.workers].
     #[arg(long, global = true, env = "WEFT_WORKERS")]
     workers: Option<AutoOr<u16>>,
+    /// auto | kernel | userspace [config: dataplane.mode].
+    #[arg(long, global = true, env = "WEFT_DATAPLANE_MODE")]
+    mode: Option<Mode>,
 }
 
 impl OverrideArgs {
@@ -68,6 +71,7 @@ impl OverrideArgs {
             port: self.port,
             mtu: self.mtu,
             workers: self.workers,
+            mode: self.mode,
         }
     }
 }
@@ -248,7 +252,14 @@ fn run(cfg: &Config) -> ExitCode {
     );
     let sig = signals.wait();
     if let Some(path) = &cfg.dataplane.stats_file {
-        weft::daemon::node::write_stats(path, &node.counters, node.gossip.as_ref());
+        weft::daemon::node::write_stats(
+            path,
+            &node.counters,
+            node.gossip.as_ref(),
+            node.kernel_path
+                .as_ref()
+                .map(weft::daemon::kernel_path::stats),
+        );
     }
     tracing::info!(signal = ?sig, "exiting; the TUN device and routes stay until `weftd uninstall`");
     ExitCode::SUCCESS

@@ -15,14 +15,24 @@
 //! - pod → remote node: a rule sends pods' traffic to weft's table, where
 //!   every remote node's own address routes through the TUN, so it travels
 //!   the overlay both ways.
+//!
+//! The kernel path (`dataplane.mode`) puts the same routes through weft's
+//! vxlan device instead, each via its node's VTEP address (onlink), and adds
+//! what the device needs to reach a VTEP: a permanent neighbour (VTEP
+//! address → VTEP MAC) and FDB entry (VTEP MAC → underlay address) per
+//! remote node, and the receive checks (`kernel::vxlan_guard`). A remote
+//! block's VTEP address is its network address, which IPAM never hands out.
 
-use super::node::{Direct, RoutePolicy};
+use super::node::{Direct, OverlayDevice, RoutePolicy};
 use crate::kernel::nat::NatPlan;
 use crate::kernel::routes::{Routes, WeftRoute};
 use crate::kernel::rules::{Rule, Rules};
-use fdb::{Fdb, Snapshot};
+use crate::kernel::vxlan::{self, MacBytes};
+use crate::kernel::vxlan_guard::GuardPlan;
+use crate::kernel::Stale;
+use fdb::{Fdb, NodeRecord, Snapshot};
 use ipnet::IpNet;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +48,35 @@ pub struct HostNet {
     /// a blackhole (TUN attachment: the CNI plugin's host routes carry
     /// pods' addresses).
     pub local_via_tun: bool,
+    /// The kernel path (None: userspace).
+    pub kernel_device: Option<KernelNames>,
+}
+
+/// What the kernel path's receive checks name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelNames {
+    /// The vxlan device.
+    pub device: String,
+    /// The VXLAN port.
+    pub port: u16,
+    /// The underlay interface.
+    pub underlay_device: String,
+    /// Write the receive checks (`dataplane.kernel_checks`).
+    pub checks: bool,
+}
+
+/// What the kernel path's vxlan device needs besides routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VtepState {
+    /// Permanent neighbours: remote VTEP address → VTEP MAC.
+    pub neighbours: BTreeMap<IpAddr, MacBytes>,
+    /// FDB entries: remote VTEP MAC → the node's underlay address.
+    pub fdb: BTreeMap<MacBytes, IpAddr>,
+    /// The receive checks.
+    pub guard: GuardPlan,
+    /// Whether they are written (`dataplane.kernel_checks`); off, the
+    /// table is removed.
+    pub checks: bool,
 }
 
 /// The kernel state the pod network needs.
@@ -47,10 +86,13 @@ pub struct Desired {
     pub routes: BTreeSet<WeftRoute>,
     /// Traffic that looks up weft's table first.
     pub rules: BTreeSet<Rule>,
-    /// The TUN's own addresses.
+    /// The overlay device's own addresses (the TUN's, or the kernel
+    /// path's vxlan device's).
     pub tun_addrs: BTreeSet<IpAddr>,
     /// The outgoing-NAT table.
     pub nat: NatPlan,
+    /// The kernel path's neighbours, FDB and receive checks.
+    pub vtep: Option<VtepState>,
 }
 
 /// How the last reconciliation went, for `weftctl status` and the logs.
@@ -98,23 +140,74 @@ fn host_sources(snap: &Snapshot) -> (Option<IpAddr>, Option<IpAddr>) {
     )
 }
 
+/// The node's underlay address in the family of the local underlay (the
+/// kernel path's device speaks one family).
+fn underlay_of(record: &NodeRecord, v6: bool) -> Option<IpAddr> {
+    if v6 {
+        record.underlay_v6.map(IpAddr::V6)
+    } else {
+        record.underlay_v4.map(IpAddr::V4)
+    }
+}
+
+/// Each remote node's VTEP address per family on the kernel path: the
+/// network address of its lowest block of that family.
+fn vtep_addresses(snap: &Snapshot) -> BTreeMap<(fdb::NodeId, bool), IpAddr> {
+    let mut out: BTreeMap<(fdb::NodeId, bool), IpAddr> = BTreeMap::new();
+    for (b, owner) in snap.blocks() {
+        let key = (owner.value.node.clone(), b.addr().is_ipv4());
+        let a = b.network();
+        out.entry(key)
+            .and_modify(|cur| *cur = (*cur).min(a))
+            .or_insert(a);
+    }
+    out
+}
+
 /// The kernel state for `snap` under `policy`.
 pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired {
     let local = snap.local_node();
     let (src_v4, src_v6) = host_sources(snap);
     let mut d = Desired::default();
+    let kernel = match (policy.device, &host.kernel_device) {
+        (OverlayDevice::KernelVxlan { ifindex, v6 }, Some(names)) => {
+            let own = snap.node(local).map(|e| &e.value);
+            d.vtep = Some(VtepState {
+                guard: GuardPlan {
+                    port: names.port,
+                    device: names.device.clone(),
+                    underlay_device: names.underlay_device.clone(),
+                    local: own
+                        .map(|r| {
+                            let v4 = r.underlay_v4.map(IpAddr::V4);
+                            v4.into_iter()
+                                .chain(r.underlay_v6.map(IpAddr::V6))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    ..GuardPlan::default()
+                },
+                checks: names.checks,
+                ..VtepState::default()
+            });
+            Some((ifindex, v6))
+        }
+        _ => None,
+    };
+    let vteps = vtep_addresses(snap);
     for a in [src_v4, src_v6].into_iter().flatten() {
         if snap.node_at(a) != Some(local) {
             d.tun_addrs.insert(a);
         }
     }
     for (dst, owner) in snap.blocks() {
+        let src = if dst.addr().is_ipv4() { src_v4 } else { src_v6 };
         if owner.value.node == *local {
             d.routes.insert(if host.local_via_tun {
                 WeftRoute::Device {
                     dst,
-                    ifindex: policy.tun_index,
-                    src: if dst.addr().is_ipv4() { src_v4 } else { src_v6 },
+                    ifindex: policy.device.index(),
+                    src,
                 }
             } else {
                 WeftRoute::Blackhole { dst }
@@ -124,8 +217,8 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
         let Some(record) = snap.node(&owner.value.node).map(|e| &e.value) else {
             continue;
         };
-        match (policy.direct_gateway(dst, record), policy.direct) {
-            (Some(gateway), Some(direct)) => {
+        match (policy.direct_gateway(dst, record), policy.direct, kernel) {
+            (Some(gateway), Some(direct), _) => {
                 d.routes.insert(WeftRoute::Via {
                     dst,
                     gateway,
@@ -133,12 +226,30 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
                 });
             }
             // encap none: a node outside the subnet is not reachable.
-            (None, Some(Direct { only: true, .. })) => {}
+            (None, Some(Direct { only: true, .. }), _) => {}
+            (_, _, Some((ifindex, v6))) => {
+                // A node without an address of the device's family cannot
+                // be reached by it.
+                let (Some(vtep), Some(peer)) = (d.vtep.as_mut(), underlay_of(record, v6)) else {
+                    continue;
+                };
+                let gateway = dst.network();
+                let mac = record.vtep_mac.0;
+                vtep.neighbours.insert(gateway, mac);
+                vtep.fdb.insert(mac, peer);
+                vtep.guard.sources.entry(mac).or_default().insert(dst);
+                d.routes.insert(WeftRoute::Onlink {
+                    dst,
+                    gateway,
+                    ifindex,
+                    src,
+                });
+            }
             _ => {
                 d.routes.insert(WeftRoute::Device {
                     dst,
-                    ifindex: policy.tun_index,
-                    src: if dst.addr().is_ipv4() { src_v4 } else { src_v6 },
+                    ifindex: policy.device.index(),
+                    src,
                 });
             }
         }
@@ -152,17 +263,42 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
             .chain(record.underlay_v6.map(IpAddr::V6));
         for a in addrs {
             d.nat.cluster.insert(host_net(a));
+            if id == local {
+                continue;
+            }
+            if let Some(vtep) = d.vtep.as_mut() {
+                vtep.guard.members.insert(a);
+                vtep.guard
+                    .sources
+                    .entry(record.vtep_mac.0)
+                    .or_default()
+                    .insert(host_net(a));
+            }
             // Nodes reached directly (same subnet) need nothing: pods'
             // packets to them go straight over the underlay, as the answers
             // come back. encap none reaches no other node.
             let direct = policy.direct_gateway(host_net(a), record).is_some()
                 || policy.direct.is_some_and(|d| d.only);
-            if id != local && !direct {
-                d.routes.insert(WeftRoute::NodeHost {
-                    dst: host_net(a),
-                    ifindex: policy.tun_index,
-                });
+            if direct {
+                continue;
             }
+            let gateway = match kernel {
+                // Through the node's VTEP address of this family, if the
+                // device reaches the node at all.
+                Some((_, v6)) => match (
+                    vteps.get(&(id.clone(), a.is_ipv4())),
+                    underlay_of(record, v6),
+                ) {
+                    (Some(vtep), Some(_)) => Some(*vtep),
+                    _ => continue,
+                },
+                None => None,
+            };
+            d.routes.insert(WeftRoute::NodeHost {
+                dst: host_net(a),
+                ifindex: policy.device.index(),
+                gateway,
+            });
         }
     }
     // Pods' traffic towards where the nodes live consults weft's table;
@@ -199,19 +335,57 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
 /// Routes, rules and addresses are reconciled against the kernel every
 /// time (cheap, and it repairs what someone else removed). A failing
 /// concern is reported and the others still applied.
-pub fn apply(want: &Desired, tun_index: u32, last: Option<&Desired>, report: &SharedReport) {
+///
+/// With [`Stale::Keep`] (a restarted weftd adopting the kernel path's
+/// device before its control plane caught up) nothing is deleted and the
+/// NAT table and receive checks are left as the previous run wrote them.
+pub fn apply(
+    want: &Desired,
+    device_index: u32,
+    last: Option<&Desired>,
+    stale: Stale,
+    report: &SharedReport,
+) {
     let mut errors = std::collections::BTreeMap::new();
     let kernel = crate::kernel::with_netlink(async |h| {
         // Addresses first: an IPv6 route's preferred source must exist.
-        let a = crate::kernel::addresses::reconcile(&h, tun_index, &want.tun_addrs).await;
-        let r = Routes::new(h.clone()).reconcile(&want.routes).await;
-        let p = Rules::new(h).reconcile(&want.rules).await;
-        Ok::<_, crate::kernel::KernelError>((a, r, p))
+        let a = crate::kernel::addresses::reconcile(&h, device_index, &want.tun_addrs).await;
+        // The kernel path: a VTEP's FDB entry and neighbour before the
+        // routes that lead to it.
+        let v: Result<_, crate::kernel::KernelError> = match &want.vtep {
+            Some(vtep) => match vxlan::reconcile_fdb(&h, device_index, &vtep.fdb, stale).await {
+                Ok(f) => vxlan::reconcile_neighbours(&h, device_index, &vtep.neighbours, stale)
+                    .await
+                    .map(|n| Some((f, n))),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        };
+        let r = Routes::new(h.clone()).reconcile(&want.routes, stale).await;
+        let p = Rules::new(h).reconcile(&want.rules, stale).await;
+        Ok::<_, crate::kernel::KernelError>((a, v, r, p))
     });
     match kernel {
-        Ok((a, r, p)) => {
+        Ok((a, v, r, p)) => {
             if let Err(e) = a {
                 errors.insert("tun_addresses", e.to_string());
+            }
+            match v {
+                Ok(Some((f, n)))
+                    if f != vxlan::Changes::default() || n != vxlan::Changes::default() =>
+                {
+                    tracing::info!(
+                        fdb_installed = f.installed,
+                        fdb_removed = f.removed,
+                        neighbours_installed = n.installed,
+                        neighbours_removed = n.removed,
+                        "vxlan device reconciled"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    errors.insert("vxlan_device", e.to_string());
+                }
             }
             match r {
                 Ok(r) if !r.installed.is_empty() || !r.removed.is_empty() => tracing::info!(
@@ -233,11 +407,41 @@ pub fn apply(want: &Desired, tun_index: u32, last: Option<&Desired>, report: &Sh
             errors.insert("netlink", e.to_string());
         }
     }
-    let nat_failed_before = report
-        .lock()
-        .expect("not poisoned")
-        .errors
-        .contains_key("nat");
+    let (nat_failed_before, guard_failed_before) = {
+        let r = report.lock().expect("not poisoned");
+        (
+            r.errors.contains_key("nat"),
+            r.errors.contains_key("vxlan_guard"),
+        )
+    };
+    if stale == Stale::Keep {
+        record(errors, report);
+        return;
+    }
+    let last_vtep = last.and_then(|l| l.vtep.as_ref());
+    if want.vtep.as_ref().is_some_and(|v| !v.checks) && last_vtep.is_none_or(|v| v.checks) {
+        if let Err(e) = crate::kernel::vxlan_guard::remove() {
+            errors.insert("vxlan_guard", e.to_string());
+        }
+    }
+    let guard = want.vtep.as_ref().filter(|v| v.checks).map(|v| &v.guard);
+    if let Some(plan) = guard {
+        let previous = last.and_then(|l| l.vtep.as_ref()).map(|v| &v.guard);
+        if previous != Some(plan) || guard_failed_before {
+            // After a failure, what the kernel holds is unknown: replace it.
+            let previous = previous.filter(|_| !guard_failed_before);
+            match plan.apply(previous) {
+                Ok(()) => tracing::info!(
+                    members = plan.members.len(),
+                    sources = plan.sources.len(),
+                    "vxlan receive checks written"
+                ),
+                Err(e) => {
+                    errors.insert("vxlan_guard", e.to_string());
+                }
+            }
+        }
+    }
     if last.map(|l| &l.nat) != Some(&want.nat) || nat_failed_before {
         match want.nat.apply() {
             Ok(()) => tracing::info!(
@@ -250,20 +454,32 @@ pub fn apply(want: &Desired, tun_index: u32, last: Option<&Desired>, report: &Sh
             }
         }
     }
+    record(errors, report);
+}
+
+fn record(errors: BTreeMap<&'static str, String>, report: &SharedReport) {
     for (what, e) in &errors {
         tracing::error!(concern = what, "kernel state: {e}");
     }
     report.lock().expect("not poisoned").errors = errors;
 }
 
+/// Whether the control plane has caught up with the cluster since start,
+/// so that what fdb lacks is really gone (see [`Stale`]).
+pub type Settled = Box<dyn Fn() -> bool + Send>;
+
 /// Keeps the kernel equal to fdb: every change (from gossip or the CNI
 /// plugin) is followed, after a short pause that gathers a burst into one
-/// pass, by [`apply`]; a pass that failed is retried every 5 s.
+/// pass, by [`apply`]; a pass that failed is retried every 5 s. Until
+/// `settled` says so, passes only add ([`Stale::Keep`]); the first pass
+/// after it deletes what is stale. `applied` is what start-up applied
+/// (None if it kept stale entries).
 pub fn spawn(
     fdb: Fdb,
     policy: RoutePolicy,
     host: HostNet,
-    applied: Desired,
+    applied: Option<Desired>,
+    settled: Settled,
     report: SharedReport,
 ) -> Result<(), String> {
     let sub = fdb.subscribe(4096);
@@ -272,19 +488,27 @@ pub fn spawn(
         .spawn(move || {
             let mut sub = sub;
             let mut last = applied;
+            let mut holding = last.is_none();
             loop {
+                let wait = if holding { 1 } else { 5 };
                 let changed = sub
-                    .next_timeout(std::time::Duration::from_secs(5))
+                    .next_timeout(std::time::Duration::from_secs(wait))
                     .is_some();
                 let failed = !report.lock().expect("not poisoned").errors.is_empty();
-                if !changed && !failed {
+                let released = holding && settled();
+                if released {
+                    holding = false;
+                    tracing::info!("control plane settled: stale kernel entries may go");
+                }
+                if !changed && !failed && !released {
                     continue;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 while sub.try_next().is_some() {}
                 let want = desired(&fdb.snapshot(), &policy, &host);
-                apply(&want, policy.tun_index, Some(&last), &report);
-                last = want;
+                let stale = if holding { Stale::Keep } else { Stale::Remove };
+                apply(&want, policy.device.index(), last.as_ref(), stale, &report);
+                last = (stale == Stale::Remove).then_some(want);
             }
         })
         .map(|_| ())
@@ -318,7 +542,7 @@ mod tests {
         })
         .unwrap();
         let policy = RoutePolicy {
-            tun_index: 7,
+            device: OverlayDevice::Tun(7),
             direct: None,
         };
         let host = HostNet {
@@ -328,6 +552,7 @@ mod tests {
             ],
             nat_pools: vec!["10.244.0.0/16".parse().unwrap()],
             local_via_tun: false,
+            kernel_device: None,
         };
         let d = desired(&fdb.snapshot(), &policy, &host);
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
@@ -385,5 +610,103 @@ mod tests {
             ifindex: 7,
             src: Some(ip("10.99.0.1")),
         }));
+    }
+
+    #[test]
+    fn the_kernel_path_routes_via_vteps_and_guards_what_each_sender_owns() {
+        let fdb = Fdb::new(NodeId::new("n1"), node("10.99.0.1", None));
+        let (n2, n3) = (NodeId::new("n2"), NodeId::new("n3"));
+        let m = Meta::new(Source::Gossip, 1);
+        let mac2 = fdb::Mac([2, 0, 0, 0, 0, 2]);
+        fdb.update(|t| {
+            t.upsert_node(
+                n2.clone(),
+                NodeRecord {
+                    vtep_mac: mac2,
+                    ..node("10.99.0.2", None)
+                },
+                m,
+            )?;
+            // n3 has only an IPv6 underlay address: the IPv4 device cannot
+            // reach it, so it gets no route, neighbour or FDB entry.
+            t.upsert_node(
+                n3.clone(),
+                NodeRecord {
+                    underlay_v4: None,
+                    underlay_v6: Some("fd00:99::3".parse().unwrap()),
+                    ..NodeRecord::default()
+                },
+                m,
+            )?;
+            t.upsert_block("10.244.4.0/26".parse().unwrap(), NodeId::new("n1"), m)?;
+            t.upsert_block("10.244.8.64/26".parse().unwrap(), n2.clone(), m)?;
+            t.upsert_block("10.244.8.0/26".parse().unwrap(), n2, m)?;
+            t.upsert_block("10.244.12.0/26".parse().unwrap(), n3, m)
+        })
+        .unwrap();
+        let policy = RoutePolicy {
+            device: OverlayDevice::KernelVxlan {
+                ifindex: 9,
+                v6: false,
+            },
+            direct: None,
+        };
+        let host = HostNet {
+            pools: vec!["10.244.0.0/16".parse().unwrap()],
+            nat_pools: vec![],
+            local_via_tun: false,
+            kernel_device: Some(KernelNames {
+                device: "weft-vxlan".into(),
+                port: 4789,
+                underlay_device: "eth0".into(),
+                checks: true,
+            }),
+        };
+        let d = desired(&fdb.snapshot(), &policy, &host);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let net = |s: &str| -> IpNet { s.parse().unwrap() };
+        for block in ["10.244.8.0/26", "10.244.8.64/26"] {
+            assert!(d.routes.contains(&WeftRoute::Onlink {
+                dst: net(block),
+                gateway: net(block).network(),
+                ifindex: 9,
+                src: Some(ip("10.99.0.1")),
+            }));
+        }
+        // The node's own address via its lowest block's VTEP address.
+        assert!(d.routes.contains(&WeftRoute::NodeHost {
+            dst: net("10.99.0.2/32"),
+            ifindex: 9,
+            gateway: Some(ip("10.244.8.0")),
+        }));
+        assert!(!d.routes.iter().any(|r| r.dst() == net("10.244.12.0/26")));
+        let vtep = d.vtep.unwrap();
+        assert_eq!(
+            vtep.neighbours,
+            [(ip("10.244.8.0"), mac2.0), (ip("10.244.8.64"), mac2.0)]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(vtep.fdb, [(mac2.0, ip("10.99.0.2"))].into_iter().collect());
+        // Members: every other node's addresses; sources: n2's MAC with its
+        // blocks and its address, never another node's.
+        assert_eq!(
+            vtep.guard.members,
+            [ip("10.99.0.2"), ip("fd00:99::3")].into_iter().collect()
+        );
+        assert_eq!(
+            vtep.guard.sources[&mac2.0],
+            [
+                net("10.244.8.0/26"),
+                net("10.244.8.64/26"),
+                net("10.99.0.2/32")
+            ]
+            .into_iter()
+            .collect()
+        );
+        // n3's MAC: only its own address (the device cannot reach its block).
+        assert_eq!(vtep.guard.sources.len(), 2);
+        assert_eq!(vtep.guard.device, "weft-vxlan");
+        assert_eq!(vtep.guard.local, [ip("10.99.0.1")].into_iter().collect());
     }
 }

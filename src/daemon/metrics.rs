@@ -67,6 +67,30 @@ impl Collector for NodeCollector {
                 ConstCounter::new(n).encode(m.encode_family(&[("reason", why.name())])?)?;
             }
         }
+        if let Some(k) = &node.kernel_path {
+            // The kernel path: the vxlan device's counters and the receive
+            // checks' drops (the workers' counters above stay at zero).
+            let v = super::kernel_path::stats(k);
+            for c in ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes"] {
+                counter(
+                    &mut e,
+                    &format!("weft_kernel_path_{c}"),
+                    "The kernel path's vxlan device.",
+                    v[c].as_u64().unwrap_or(0),
+                )?;
+            }
+            let zero = ConstCounter::new(0u64);
+            let mut m = e.encode_descriptor(
+                "weft_kernel_path_drops",
+                "Packets the kernel path dropped, by reason (device counters and receive checks).",
+                None,
+                zero.metric_type(),
+            )?;
+            for (why, n) in v["drops"].as_object().into_iter().flatten() {
+                ConstCounter::new(n.as_u64().unwrap_or(0))
+                    .encode(m.encode_family(&[("reason", why.as_str())])?)?;
+            }
+        }
         let snap = node.fdb.snapshot();
         let counts = snap.counts();
         gauge(

@@ -8,6 +8,7 @@ use crate::dataplane::source_ports::SourcePorts;
 use crate::dataplane::sys::{self, udp_gso::UnderlaySocket};
 use crate::dataplane::{vtep_mac, Attachment, Settings, UnderlayIo, Worker};
 use crate::kernel::routes::Routes;
+use crate::kernel::Stale;
 use encap::vxlan::Vni;
 use fdb::{EncapSet, Fdb, Mac, Meta, NodeId, NodeRecord, Source};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -37,8 +38,10 @@ pub struct Node {
     pub ports: Option<Arc<Ports>>,
     /// How the last reconciliation of the kernel's state went.
     pub kernel: super::kernel_sync::SharedReport,
-    /// The VXLAN source ports (None over IP-in-IP).
+    /// The VXLAN source ports (None over IP-in-IP and on the kernel path).
     pub source_ports: Option<SourcePorts>,
+    /// The kernel path's device (None: the userspace path).
+    pub kernel_path: Option<super::kernel_path::KernelDevice>,
 }
 
 fn fail(what: impl std::fmt::Display) -> String {
@@ -182,11 +185,35 @@ pub struct Direct {
     pub only: bool,
 }
 
+/// The device that carries this node's encapsulated traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayDevice {
+    /// weftd's TUN (the userspace path); 0 when there is none (veth
+    /// attachment without host paths).
+    Tun(u32),
+    /// The kernel path's vxlan device.
+    KernelVxlan {
+        /// Its interface index.
+        ifindex: u32,
+        /// It speaks IPv6 on the underlay.
+        v6: bool,
+    },
+}
+
+impl OverlayDevice {
+    /// The device's interface index.
+    pub fn index(self) -> u32 {
+        match self {
+            OverlayDevice::Tun(i) | OverlayDevice::KernelVxlan { ifindex: i, .. } => i,
+        }
+    }
+}
+
 /// How this node routes remote blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoutePolicy {
-    /// The TUN device (encapsulated paths).
-    pub tun_index: u32,
+    /// The device encapsulated paths go through.
+    pub device: OverlayDevice,
     /// Direct paths, if any.
     pub direct: Option<Direct>,
 }
@@ -362,11 +389,30 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     };
     tracing::info!(node = %name, %underlay, underlay_mtu, overlay_mtu, workers, encap = %cfg.overlay.encap, attach = %cfg.dataplane.attach, "starting");
     let kernel_report = super::kernel_sync::SharedReport::default();
-    // The TUN and the kernel state: always in TUN attachment; in veth
-    // attachment as the host port, unless the host must stay untouched.
-    let host_net = host_net(cfg);
-    let (queues, policy, applied) = if host_net.local_via_tun || cfg.dataplane.attach == Attach::Tun
-    {
+    let kernel_path = super::kernel_path::choose(cfg, &name, underlay, overlay_mtu)?;
+    let host_net = host_net(cfg, kernel_path.as_ref());
+    let (queues, policy, applied) = if let Some(k) = &kernel_path {
+        // The kernel path: its vxlan device carries everything; weftd
+        // programs it and runs no workers.
+        let policy = RoutePolicy {
+            device: OverlayDevice::KernelVxlan {
+                ifindex: k.ifindex,
+                v6: k.v6,
+            },
+            direct: direct_paths(cfg, underlay)?,
+        };
+        // An adopted device is carrying traffic on what the previous run
+        // programmed: keep it all until the control plane has caught up.
+        let stale = if !k.created && cfg.gossip.enabled {
+            Stale::Keep
+        } else {
+            Stale::Remove
+        };
+        let applied = program_kernel(&fdb, &policy, &host_net, stale, &kernel_report)?;
+        (Vec::new(), policy, Some(applied))
+    } else if host_net.local_via_tun || cfg.dataplane.attach == Attach::Tun {
+        // The TUN and the kernel state: always in TUN attachment; in veth
+        // attachment as the host port, unless the host must stay untouched.
         let (queues, policy, applied) = attach_tun(
             cfg,
             &fdb,
@@ -379,13 +425,14 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         (queues, policy, Some(applied))
     } else {
         let policy = RoutePolicy {
-            tun_index: 0,
+            device: OverlayDevice::Tun(0),
             direct: None,
         };
         (Vec::new(), policy, None)
     };
     let queues: Vec<Arc<tun_rs::SyncDevice>> = queues.into_iter().map(Arc::new).collect();
     let (attachments, ports) = match cfg.dataplane.attach {
+        _ if kernel_path.is_some() => (Vec::new(), None),
         Attach::Tun => {
             let all = queues.into_iter().map(Attachment::Tun).collect::<Vec<_>>();
             (all, None)
@@ -406,7 +453,11 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         }
     };
     let mut counters = Vec::new();
-    let ios = underlay_ios(cfg, &name, underlay, attachments.len())?;
+    let ios = if attachments.is_empty() {
+        Vec::new()
+    } else {
+        underlay_ios(cfg, &name, underlay, attachments.len())?
+    };
     let source_ports = ios.first().and_then(|io| match io {
         UnderlayIo::Vxlan { sources, .. } => Some(sources.clone()),
         UnderlayIo::IpIp { .. } => None,
@@ -456,22 +507,33 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         None
     };
     if let Some(applied) = applied {
+        let settled = settled(gossip.as_ref(), cfg.gossip.sync_interval_ms);
         super::kernel_sync::spawn(
             fdb.clone(),
             policy,
             host_net,
             applied,
+            settled,
             kernel_report.clone(),
         )?;
     }
     if let Some(path) = cfg.dataplane.stats_file.clone() {
         let counters = counters.clone();
         let gossip = gossip.clone();
+        let kernel = kernel_path.clone();
         std::thread::Builder::new()
             .name("weft-stats".into())
-            .spawn(move || loop {
-                write_stats(&path, &counters, gossip.as_ref());
-                std::thread::sleep(std::time::Duration::from_millis(500));
+            .spawn(move || {
+                // The kernel path's counters take a netlink dump and an nft
+                // run: read every 5 s, not every write.
+                let mut kernel_stats = None;
+                for i in 0u64.. {
+                    if i % 10 == 0 {
+                        kernel_stats = kernel.as_ref().map(super::kernel_path::stats);
+                    }
+                    write_stats(&path, &counters, gossip.as_ref(), kernel_stats.clone());
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
             })
             .map_err(fail)?;
     }
@@ -488,16 +550,90 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         ports,
         kernel: kernel_report,
         source_ports,
+        kernel_path,
+    })
+}
+
+/// The longest a restarted node keeps kernel entries fdb lacks, waiting
+/// for its control plane (a node that finds no cluster stops waiting then).
+const HOLD_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// When the control plane has caught up: three anti-entropy rounds after
+/// joining (every record of the cluster has had time to arrive), or
+/// [`HOLD_MAX`] after start.
+fn settled(
+    gossip: Option<&super::gossip::Handle>,
+    sync_interval_ms: u64,
+) -> super::kernel_sync::Settled {
+    let Some(g) = gossip else {
+        return Box::new(|| true);
+    };
+    let status = Arc::clone(&g.status);
+    let started = std::time::Instant::now();
+    let after = std::time::Duration::from_millis(3 * sync_interval_ms);
+    Box::new(move || {
+        let joined = status.lock().expect("not poisoned").join_seconds;
+        let elapsed = started.elapsed();
+        joined
+            .is_some_and(|s| elapsed.saturating_sub(std::time::Duration::from_secs_f64(s)) >= after)
+            || elapsed >= HOLD_MAX
     })
 }
 
 /// What the kernel side of the pod network needs from the configuration.
-fn host_net(cfg: &Config) -> super::kernel_sync::HostNet {
+fn host_net(
+    cfg: &Config,
+    kernel_path: Option<&super::kernel_path::KernelDevice>,
+) -> super::kernel_sync::HostNet {
     super::kernel_sync::HostNet {
         pools: cfg.overlay.pools.clone(),
         nat_pools: cfg.overlay.nat_pools(),
         local_via_tun: cfg.dataplane.attach == Attach::Veth && cfg.dataplane.veth_host_paths,
+        kernel_device: kernel_path.map(|k| super::kernel_sync::KernelNames {
+            device: k.name.clone(),
+            port: cfg.overlay.port,
+            underlay_device: k.underlay_device.clone(),
+            checks: cfg.dataplane.kernel_checks,
+        }),
     }
+}
+
+/// Routes straight over the underlay (CrossSubnet, encap none), if any.
+fn direct_paths(cfg: &Config, underlay: IpAddr) -> Result<Option<Direct>, String> {
+    if cfg.overlay.encap == Encap::None || cfg.overlay.cross_subnet {
+        let (subnet, ifindex) = underlay_link(underlay)?;
+        Ok(Some(Direct {
+            subnet,
+            ifindex,
+            only: cfg.overlay.encap == Encap::None,
+        }))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Forwarding on, then the kernel state reconciled once (returned as
+/// applied). Without its routes the node carries nothing: that is fatal. A
+/// NAT table or receive checks nft refused are not: pod to pod still works,
+/// and the failure is reported (logs, `weftctl status`) and retried.
+fn program_kernel(
+    fdb: &Fdb,
+    policy: &RoutePolicy,
+    host_net: &super::kernel_sync::HostNet,
+    stale: Stale,
+    report: &super::kernel_sync::SharedReport,
+) -> Result<Option<super::kernel_sync::Desired>, String> {
+    sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    let _ = sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+    let want = super::kernel_sync::desired(&fdb.snapshot(), policy, host_net);
+    super::kernel_sync::apply(&want, policy.device.index(), None, stale, report);
+    let errors = report.lock().expect("not poisoned").errors.clone();
+    for concern in ["routes", "netlink", "vxlan_device"] {
+        if let Some(e) = errors.get(concern) {
+            return Err(format!("kernel {concern}: {e}"));
+        }
+    }
+    Ok((stale == Stale::Remove).then_some(want))
 }
 
 /// The kernel side: the TUN queues, the kernel state reconciled
@@ -514,7 +650,7 @@ fn attach_tun(
     (
         Vec<tun_rs::SyncDevice>,
         RoutePolicy,
-        super::kernel_sync::Desired,
+        Option<super::kernel_sync::Desired>,
     ),
     String,
 > {
@@ -522,29 +658,11 @@ fn attach_tun(
         crate::dataplane::sys::tun::open(&cfg.overlay.tun_name, overlay_mtu as u16, workers)
             .map_err(|e| format!("TUN device {}: {e}", cfg.overlay.tun_name))?;
     let tun_index = queues[0].if_index().map_err(fail)?;
-    let direct = if cfg.overlay.encap == Encap::None || cfg.overlay.cross_subnet {
-        let (subnet, ifindex) = underlay_link(underlay)?;
-        Some(Direct {
-            subnet,
-            ifindex,
-            only: cfg.overlay.encap == Encap::None,
-        })
-    } else {
-        None
+    let policy = RoutePolicy {
+        device: OverlayDevice::Tun(tun_index),
+        direct: direct_paths(cfg, underlay)?,
     };
-    let policy = RoutePolicy { tun_index, direct };
-    // Forwarding first: nothing below works without it.
-    sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
-    let _ = sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
-    let want = super::kernel_sync::desired(&fdb.snapshot(), &policy, host_net);
-    super::kernel_sync::apply(&want, tun_index, None, report);
-    let errors = report.lock().expect("not poisoned").errors.clone();
-    // Without its routes the node carries nothing: that is fatal. A NAT
-    // table nft refused is not: pod to pod still works, and the failure
-    // is reported (logs, `weftctl status`) and retried.
-    if let Some(e) = errors.get("routes").or(errors.get("netlink")) {
-        return Err(format!("kernel routes: {e}"));
-    }
+    let want = program_kernel(fdb, &policy, host_net, Stale::Remove, report)?;
     Ok((queues, policy, want))
 }
 
@@ -553,11 +671,15 @@ pub fn write_stats(
     path: &std::path::Path,
     counters: &[Arc<WorkerCounters>],
     gossip: Option<&super::gossip::Handle>,
+    kernel: Option<serde_json::Value>,
 ) {
     let all: Vec<&WorkerCounters> = counters.iter().map(|c| c.as_ref()).collect();
     let mut v = counters::snapshot_refs(&all);
     if let Some(g) = gossip {
         v["gossip"] = g.status.lock().expect("not poisoned").to_json();
+    }
+    if let Some(k) = kernel {
+        v["kernel_path"] = k;
     }
     let tmp = path.with_extension("tmp");
     if std::fs::write(&tmp, v.to_string()).is_ok() {
@@ -565,7 +687,8 @@ pub fn write_stats(
     }
 }
 
-/// Removes everything weft added to the kernel: its routes and its TUN.
+/// Removes everything weft added to the kernel: its routes, rules, TUN,
+/// NAT table, and the kernel path's device and receive checks.
 pub fn uninstall(cfg: &Config) -> Result<String, String> {
     let tun = cfg.overlay.tun_name.clone();
     let removed = crate::kernel::with_netlink(async move |h| {
@@ -573,29 +696,18 @@ pub fn uninstall(cfg: &Config) -> Result<String, String> {
         crate::kernel::rules::Rules::new(h.clone())
             .remove_all()
             .await?;
-        use futures::TryStreamExt;
-        let link = h
-            .link()
-            .get()
-            .match_name(tun.clone())
-            .execute()
-            .try_next()
-            .await;
-        if let Ok(Some(l)) = link {
-            h.link().del(l.header.index).execute().await.map_err(|e| {
-                crate::kernel::KernelError {
-                    action: format!("delete {tun}"),
-                    cause: e.to_string(),
-                }
-            })?;
-        }
+        crate::kernel::remove_link(&h, &tun).await?;
         Ok::<usize, crate::kernel::KernelError>(n)
     })
     .map_err(|e| e.to_string())?;
     let nat = crate::kernel::nat::remove().map_err(|e| e.to_string())?;
+    let kernel_path = super::kernel_path::remove(cfg)?;
+    let mut also: String = kernel_path.iter().map(|k| format!("{k}, ")).collect();
+    if nat {
+        also.push_str("the NAT table, ");
+    }
     Ok(format!(
-        "removed {removed} routes, weft's rules, {}and the TUN device {}",
-        if nat { "the NAT table " } else { "" },
+        "removed {removed} routes, weft's rules, {also}and the TUN device {}",
         cfg.overlay.tun_name
     ))
 }

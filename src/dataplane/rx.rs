@@ -64,7 +64,10 @@ pub fn accept_vxlan(
 
 impl Worker {
     /// Delivers an accepted inner packet at `buf[start..end]` (with
-    /// [`EMIT_HEADROOM`] free in front of it) to its pod.
+    /// [`EMIT_HEADROOM`] free in front of it) to its pod. A transport
+    /// checksum its sender left for a NIC to finish (a Linux vxlan node on
+    /// an underlay that finishes nothing) goes with a header asking the
+    /// receiving kernel to finish it.
     pub(super) fn deliver_checked(
         &self,
         snap: &fdb::Snapshot,
@@ -72,7 +75,13 @@ impl Worker {
         start: usize,
         end: usize,
     ) {
-        match self.attach.emit(snap, buf, start, end, VirtioNetHdr::NONE) {
+        let hdr = match encap::segment::partial_checksum(&buf[start..end]) {
+            Some((csum_start, csum_offset)) => {
+                VirtioNetHdr::needs_checksum(csum_start, csum_offset)
+            }
+            None => VirtioNetHdr::NONE,
+        };
+        match self.attach.emit(snap, buf, start, end, hdr) {
             Ok(()) => {
                 self.counters.delivered(1, (end - start) as u64);
             }

@@ -8,6 +8,20 @@ pub mod addresses;
 pub mod nat;
 pub mod routes;
 pub mod rules;
+pub mod vxlan;
+pub mod vxlan_guard;
+
+/// What a reconciliation does with entries of weft's that are no longer
+/// wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// Delete them: the kernel ends equal to what is wanted.
+    Remove,
+    /// Keep them, only adding and correcting: a restarted weftd whose
+    /// control plane has not caught up yet must not tear down paths the
+    /// kernel is carrying traffic on.
+    Keep,
+}
 
 /// A failure talking to the kernel, with what weft was doing.
 #[derive(Debug)]
@@ -48,6 +62,22 @@ pub fn with_netlink<T, E: From<KernelError>>(
         tokio::spawn(conn);
         f(handle).await
     })
+}
+
+/// Deletes the link named `name`, if there is one. Returns whether it was
+/// there.
+pub async fn remove_link(h: &rtnetlink::Handle, name: &str) -> Result<bool, KernelError> {
+    match vxlan::find(h, name).await? {
+        Some(link) => {
+            h.link()
+                .del(link.header.index)
+                .execute()
+                .await
+                .map_err(|e| kerr(format!("delete {name}"), e))?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// The MTU of interface `ifindex`, read over rtnetlink.

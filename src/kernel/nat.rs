@@ -38,7 +38,7 @@ pub const TABLE: &str = "weft";
 /// The nft program: `WEFT_NFT` if set (tests point it elsewhere), else
 /// `nft` from PATH, else from the usual sbin directories (weftd may run
 /// with an empty environment).
-fn program() -> String {
+pub(crate) fn program() -> String {
     if let Ok(p) = std::env::var("WEFT_NFT") {
         return p;
     }
@@ -180,9 +180,15 @@ impl NatPlan {
 /// Removes weft's table, if there is one (uninstall, or NAT turned off).
 /// Returns whether it was there.
 pub fn remove() -> Result<bool, KernelError> {
+    remove_table("inet", TABLE)
+}
+
+/// Removes the table `name` of `family` ("inet", "netdev"), if there is
+/// one. Returns whether it was there.
+pub(crate) fn remove_table(family: &str, name: &str) -> Result<bool, KernelError> {
     let nft = program();
     let out = match std::process::Command::new(&nft)
-        .args(["list", "table", "inet", TABLE])
+        .args(["list", "table", family, name])
         .output()
     {
         Ok(out) => out,
@@ -195,12 +201,16 @@ pub fn remove() -> Result<bool, KernelError> {
     }
     let mut b = Batch::new();
     b.delete(NfListObject::Table(Table {
-        family: NfFamily::INet,
-        name: Cow::Borrowed(TABLE),
+        family: if family == "netdev" {
+            NfFamily::NetDev
+        } else {
+            NfFamily::INet
+        },
+        name: Cow::Owned(name.to_string()),
         ..Table::default()
     }));
     nftables::helper::apply_ruleset_with_args(&b.to_nftables(), Some(&nft), &[] as &[&str])
-        .map_err(|e| kerr(format!("delete nftables table inet {TABLE}"), e))?;
+        .map_err(|e| kerr(format!("delete nftables table {family} {name}"), e))?;
     Ok(true)
 }
 

@@ -11,11 +11,11 @@
 //! (NLM_F_REPLACE), stale ones deleted. Routes of other protocols are never
 //! touched.
 
-use super::{kerr, KernelError};
+use super::{kerr, KernelError, Stale};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -42,13 +42,29 @@ pub enum WeftRoute {
         /// The preferred source address for the host's own traffic.
         src: Option<IpAddr>,
     },
-    /// A remote node's own address through a device (the TUN), in
+    /// A remote node's own address through a device (the TUN, or the
+    /// kernel path's vxlan device via the node's VTEP address), in
     /// [`WEFT_TABLE`]: pods reach other nodes through the overlay.
     NodeHost {
         /// The node's address (a /32 or /128).
         dst: IpNet,
         /// The device's interface index.
         ifindex: u32,
+        /// The kernel path: the node's VTEP address (onlink).
+        gateway: Option<IpAddr>,
+    },
+    /// A remote block through the kernel path's vxlan device, via its
+    /// VTEP address (onlink; a permanent neighbour gives its MAC), as
+    /// Flannel's VXLAN backend routes.
+    Onlink {
+        /// The block.
+        dst: IpNet,
+        /// The VTEP address (the block's network address).
+        gateway: IpAddr,
+        /// The vxlan device's index.
+        ifindex: u32,
+        /// The preferred source address for the host's own traffic.
+        src: Option<IpAddr>,
     },
     /// A local block: drop what no pod route claims.
     Blackhole {
@@ -74,7 +90,8 @@ impl WeftRoute {
             WeftRoute::Device { dst, .. }
             | WeftRoute::NodeHost { dst, .. }
             | WeftRoute::Blackhole { dst }
-            | WeftRoute::Via { dst, .. } => *dst,
+            | WeftRoute::Via { dst, .. }
+            | WeftRoute::Onlink { dst, .. } => *dst,
         }
     }
 
@@ -97,10 +114,42 @@ impl WeftRoute {
                 .pref_source(*src)
                 .expect("source of the block's family")
                 .build(),
-            WeftRoute::NodeHost { ifindex, .. } => builder
+            WeftRoute::NodeHost {
+                ifindex,
+                gateway: None,
+                ..
+            } => builder
                 .output_interface(*ifindex)
                 .table_id(WEFT_TABLE)
                 .build(),
+            WeftRoute::NodeHost {
+                ifindex,
+                gateway: Some(gateway),
+                ..
+            } => builder
+                .gateway(*gateway)
+                .expect("gateway of the node's family")
+                .output_interface(*ifindex)
+                .onlink()
+                .table_id(WEFT_TABLE)
+                .build(),
+            WeftRoute::Onlink {
+                gateway,
+                ifindex,
+                src,
+                ..
+            } => {
+                let b = builder
+                    .gateway(*gateway)
+                    .expect("gateway of the block's family")
+                    .output_interface(*ifindex)
+                    .onlink();
+                match src {
+                    Some(src) => b.pref_source(*src).expect("source of the block's family"),
+                    None => b,
+                }
+                .build()
+            }
             WeftRoute::Blackhole { .. } => builder.kind(RouteType::BlackHole).build(),
             WeftRoute::Via {
                 gateway, ifindex, ..
@@ -126,8 +175,27 @@ impl std::fmt::Display for WeftRoute {
                 ifindex,
                 src: Some(src),
             } => write!(f, "{dst} dev #{ifindex} src {src}"),
-            WeftRoute::NodeHost { dst, ifindex } => {
-                write!(f, "{dst} dev #{ifindex} table {WEFT_TABLE}")
+            WeftRoute::NodeHost {
+                dst,
+                ifindex,
+                gateway: None,
+            } => write!(f, "{dst} dev #{ifindex} table {WEFT_TABLE}"),
+            WeftRoute::NodeHost {
+                dst,
+                ifindex,
+                gateway: Some(gw),
+            } => write!(f, "{dst} via {gw} dev #{ifindex} onlink table {WEFT_TABLE}"),
+            WeftRoute::Onlink {
+                dst,
+                gateway,
+                ifindex,
+                src,
+            } => {
+                write!(f, "{dst} via {gateway} dev #{ifindex} onlink")?;
+                match src {
+                    Some(src) => write!(f, " src {src}"),
+                    None => Ok(()),
+                }
             }
             WeftRoute::Blackhole { dst } => write!(f, "blackhole {dst}"),
             WeftRoute::Via {
@@ -185,9 +253,14 @@ fn parse(msg: &RouteMessage) -> Option<WeftRoute> {
         _ => return None,
     };
     let dst = IpNet::new(dst, h.destination_prefix_length).ok()?;
+    let onlink = h.flags.contains(RouteFlags::Onlink);
     if table == WEFT_TABLE {
         return match (h.kind, oif) {
-            (RouteType::Unicast, Some(ifindex)) => Some(WeftRoute::NodeHost { dst, ifindex }),
+            (RouteType::Unicast, Some(ifindex)) => Some(WeftRoute::NodeHost {
+                dst,
+                ifindex,
+                gateway,
+            }),
             _ => None,
         };
     }
@@ -196,6 +269,12 @@ fn parse(msg: &RouteMessage) -> Option<WeftRoute> {
     }
     match (h.kind, oif, gateway) {
         (RouteType::BlackHole, _, _) => Some(WeftRoute::Blackhole { dst }),
+        (RouteType::Unicast, Some(ifindex), Some(gateway)) if onlink => Some(WeftRoute::Onlink {
+            dst,
+            gateway,
+            ifindex,
+            src,
+        }),
         (RouteType::Unicast, Some(ifindex), Some(gateway)) => Some(WeftRoute::Via {
             dst,
             gateway,
@@ -231,10 +310,12 @@ impl Routes {
         Ok(out)
     }
 
-    /// Makes weft's routes equal `desired`.
+    /// Makes weft's routes equal `desired` (with [`Stale::Keep`], adds and
+    /// corrects only).
     pub async fn reconcile(
         &self,
         desired: &BTreeSet<WeftRoute>,
+        stale: Stale,
     ) -> Result<Reconciled, KernelError> {
         let current: BTreeMap<IpNet, WeftRoute> = self
             .list()
@@ -259,7 +340,7 @@ impl Routes {
             done.installed.push((*route).clone());
         }
         for (dst, route) in current {
-            if !wanted.contains_key(&dst) {
+            if stale == Stale::Remove && !wanted.contains_key(&dst) {
                 self.delete(&route).await?;
                 done.removed.push(route);
             }

@@ -16,7 +16,7 @@
 //! restart and uninstall removes exactly weft's.
 
 use super::routes::{RTPROT_WEFT, WEFT_TABLE};
-use super::{kerr, KernelError};
+use super::{kerr, KernelError, Stale};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::route::RouteProtocol;
@@ -110,8 +110,13 @@ impl Rules {
             .collect())
     }
 
-    /// Makes weft's rules equal `want`; returns (added, removed).
-    pub async fn reconcile(&self, want: &BTreeSet<Rule>) -> Result<(usize, usize), KernelError> {
+    /// Makes weft's rules equal `want` (with [`Stale::Keep`], adds only);
+    /// returns (added, removed).
+    pub async fn reconcile(
+        &self,
+        want: &BTreeSet<Rule>,
+        stale: Stale,
+    ) -> Result<(usize, usize), KernelError> {
         let current = self.current().await?;
         let have: BTreeSet<Rule> = current.iter().filter_map(|(r, _)| *r).collect();
         let mut added = 0;
@@ -148,7 +153,7 @@ impl Rules {
         }
         let mut removed = 0;
         for (rule, msg) in current {
-            if rule.is_none_or(|r| !want.contains(&r)) {
+            if stale == Stale::Remove && rule.is_none_or(|r| !want.contains(&r)) {
                 self.handle
                     .rule()
                     .del(msg)
@@ -163,6 +168,6 @@ impl Rules {
 
     /// Deletes every weft rule (uninstall). Returns how many.
     pub async fn remove_all(&self) -> Result<usize, KernelError> {
-        Ok(self.reconcile(&BTreeSet::new()).await?.1)
+        Ok(self.reconcile(&BTreeSet::new(), Stale::Remove).await?.1)
     }
 }

@@ -1,8 +1,9 @@
 //! Segments → super-packet for TCP: in-order segments of one flow merged
 //! as Linux GRO would, and super-packets the underlay's GRO built.
 
-use super::{parse_tcp, pseudo, set_ip_lengths, FlowHeaders};
+use super::{left_partial, parse_tcp, pseudo, set_ip_lengths, FlowHeaders};
 use super::{same_ip_header, super_packet_limit, ChecksumFill, Coalesced, Refusal, Transport};
+use crate::ipv4::PROTO_TCP;
 use crate::tcp::{self};
 
 /// Merges in-order TCP segments of one flow into one super-packet in a
@@ -28,10 +29,12 @@ pub struct TcpCoalescer<'a> {
     in_place: bool,
 }
 
+/// The segment's checksum adds up, or was left for a NIC to finish (see
+/// `left_partial`: the merged packet's checksum is recomputed either way).
 fn verify_tcp_checksum(packet: &[u8], p: &FlowHeaders) -> bool {
     let mut c = pseudo(p, p.total - p.ip_hl);
     c.add(&packet[p.ip_hl..p.total]);
-    c.fold() == 0xffff
+    c.fold() == 0xffff || left_partial(packet, p, PROTO_TCP, p.ip_hl + 16)
 }
 
 const MERGEABLE_FLAGS: u8 = tcp::FLAG_ACK | tcp::FLAG_PSH;

@@ -1,7 +1,7 @@
 //! Segments → super-packet for UDP: equal-sized datagrams of one flow
 //! merged for a USO write.
 
-use super::{parse_udp, pseudo_for, set_ip_lengths, FlowHeaders};
+use super::{left_partial, parse_udp, pseudo_for, set_ip_lengths, FlowHeaders};
 use super::{same_ip_header, super_packet_limit, Coalesced, Refusal, Transport};
 use crate::ipv4::PROTO_UDP;
 
@@ -47,10 +47,12 @@ fn parse_mergeable_udp(seg: &[u8]) -> core::result::Result<FlowHeaders, Refusal>
     Ok(p)
 }
 
+/// The datagram's checksum adds up, or was left for a NIC to finish (see
+/// `left_partial`).
 fn verify_udp_checksum(seg: &[u8], p: &FlowHeaders) -> bool {
     let mut c = pseudo_for(p, PROTO_UDP, p.total - p.ip_hl);
     c.add(&seg[p.ip_hl..p.total]);
-    c.fold() == 0xffff
+    c.fold() == 0xffff || left_partial(seg, p, PROTO_UDP, p.ip_hl + 6)
 }
 
 impl<'a> UdpCoalescer<'a> {

@@ -117,6 +117,34 @@ fn parse_udp(packet: &[u8]) -> Result<FlowHeaders> {
     parse_flow(packet, PROTO_UDP)
 }
 
+/// Whether the transport checksum at `csum_at` (offset in `packet`) was left
+/// partial by an offloading sender: it holds the folded pseudo-header sum
+/// (what Linux writes for `CHECKSUM_PARTIAL`), for a NIC to finish. A Linux
+/// vxlan node whose underlay device finishes nothing (a veth, a virtio NIC
+/// to a VM on the same host) sends its pods' packets that way; they are
+/// accepted as unverifiable, the way the kernel accepts them from such a
+/// device, and their receiver gets them with the checksum to finish.
+fn left_partial(packet: &[u8], p: &FlowHeaders, proto: u8, csum_at: usize) -> bool {
+    let Some(field) = packet.get(csum_at..csum_at + 2) else {
+        return false;
+    };
+    let field = u16::from_be_bytes([field[0], field[1]]);
+    field != 0 && field == pseudo_for(p, proto, p.total - p.ip_hl).fold()
+}
+
+/// Where the transport checksum of `packet` (an IP packet) starts and lies
+/// (`csum_start`, `csum_offset`), if it is TCP or UDP with a checksum left
+/// partial by an offloading sender (see `left_partial`): delivered with a
+/// virtio "needs checksum" header, the receiving kernel finishes it.
+pub fn partial_checksum(packet: &[u8]) -> Option<(usize, usize)> {
+    for (proto, offset) in [(PROTO_TCP, 16), (PROTO_UDP, 6)] {
+        if let Ok(p) = parse_flow(packet, proto) {
+            return left_partial(packet, &p, proto, p.ip_hl + offset).then_some((p.ip_hl, offset));
+        }
+    }
+    None
+}
+
 fn pseudo(p: &FlowHeaders, tcp_len: usize) -> Checksum {
     pseudo_for(p, PROTO_TCP, tcp_len)
 }
