@@ -459,7 +459,7 @@ demo() {
   for k in 1 2 3; do
     paths+=("n$k $(ip netns exec $P-n$k "$BIN/weftctl" --socket "$STATE/admin-n$k.sock" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')")
   done
-  echo "== data path: $(IFS=,; echo "${paths[*]}" | sed 's/,/, /g') (--mode kernel: the kernel's vxlan device, programmed by weftd)"
+  echo "== data path: $(IFS=,; echo "${paths[*]}" | sed 's/,/, /g') (kernel: the kernel's vxlan device, programmed by weftd; userspace: weftd's own workers)"
   # Convergence: from weftd's start until every node has a kernel route to
   # every node's block (gossip membership + block claims + route sync).
   wait_converged 60 >/dev/null
