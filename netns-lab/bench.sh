@@ -9,7 +9,10 @@
 #   whybrid  weftd on its kernel path: the kernel's vxlan device, every
 #            entry programmed by weftd from its control plane, with its
 #            receive checks (nftables)
-#   whybnc   the same without the checks (dataplane.kernel_checks = false)
+#   whybnc   the same trusting the underlay as Flannel does: no receive
+#            checks, pods reach nodes straight over the underlay (no
+#            policy rule): dataplane.kernel_checks = false,
+#            overlay.pod_to_node_via_overlay = false
 #   wvxlan   weftd, VXLAN, userspace path (TUN attachment)
 #   wvxbp0   the same with busy polling off (dataplane.busy_poll_us = 0)
 #   wipip    weftd, IP-in-IP (raw sockets; no ipip module)
@@ -112,7 +115,7 @@ for v in "${VARIANTS[@]}"; do
     plain) shape+=(--encap none) ;;
     kvxlan) shape=(--nodes 2 --pods 1 --kernel-vxlan) ;;
     whybrid) shape+=(--mode kernel) ;;
-    whybnc) shape+=(--mode kernel --no-kernel-checks) ;;
+    whybnc) shape+=(--mode kernel --no-kernel-checks --pods-to-nodes-direct) ;;
     wvxlan | wbase) shape+=(--busy-poll 100) ;;
     wvxbp0) shape+=(--busy-poll 0) ;;
     wipip) shape+=(--encap ipip --busy-poll 100) ;;
@@ -180,7 +183,7 @@ import csv, statistics, subprocess, sys, datetime
 raw, out, rounds, secs, rate = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[6]
 rows = list(csv.DictReader(open(raw)))
 variants = sys.argv[5].split()
-names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "whybrid": "weft hybrid (kernel path)", "whybnc": "weft hybrid, no receive checks", "wvxlan": "weft VXLAN", "wvxbp0": "weft VXLAN, no busy poll", "wipip": "weft IP-in-IP",
+names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "whybrid": "weft hybrid (kernel path)", "whybnc": "weft hybrid, Flannel-like (no checks, no rule)", "wvxlan": "weft VXLAN", "wvxbp0": "weft VXLAN, no busy poll", "wipip": "weft IP-in-IP",
          "wveth": "weft VXLAN, veth attach", "wbase": "weft VXLAN, baseline build"}
 metrics = [("tcp1_gbps", "TCP 1 stream (Gbit/s)", True), ("tcp4_gbps", "TCP 4 streams (Gbit/s)", True),
            ("udp64_kpps", "UDP 64 B (kpps)", True), ("rtt_us", "ping RTT (µs)", False), ("cpu_cores", "CPU, 1 stream (cores)", False),

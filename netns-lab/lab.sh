@@ -10,6 +10,7 @@
 #                       [--attach tun|veth [--no-host-paths]] [--underlay-mtu BYTES]
 #                       [--block-release SECONDS] [--busy-poll MICROSECONDS] [--no-nat]
 #                       [--mode userspace|kernel|auto[,MODE...]] [--no-kernel-checks]
+#                       [--pods-to-nodes-direct]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
 #   netns-lab/lab.sh add-pod NODE      wire one more pod on node NODE (a number)
 #   netns-lab/lab.sh add-pods NODE N   wire N more pods on node NODE, 4 at a time
@@ -43,7 +44,8 @@
 # default is userspace: the lab exists to exercise weftd's own data path,
 # and "auto" would pick the kernel's on this machine; --no-kernel-checks
 # sets dataplane.kernel_checks = false (the kernel path without its
-# nftables receive checks).
+# nftables receive checks); --pods-to-nodes-direct sets
+# overlay.pod_to_node_via_overlay = false (no policy rule).
 # A router namespace ($P-rt) is every node's default gateway and plays "the
 # internet" at 203.0.113.1 and 2001:db8::1.
 # Names start with "wl-" and state lives in /run/weft-lab, unless
@@ -83,7 +85,7 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300 busy="" nat=true dpmodes=userspace kchecks=true
+  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300 busy="" nat=true dpmodes=userspace kchecks=true p2n=true
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
@@ -101,6 +103,7 @@ up() {
       --no-nat) nat=false; shift ;;
       --mode) dpmodes=${2:-}; shift 2 ;;
       --no-kernel-checks) kchecks=false; shift ;;
+      --pods-to-nodes-direct) p2n=false; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -212,6 +215,7 @@ up() {
         echo "[overlay]"; echo "encap = \"$encap\""; echo "pools = [$(IFS=,; echo "${pools[*]}")]"
         ((cross)) && echo "cross_subnet = true"
         [[ $nat == true ]] || echo "nat_outgoing = false"
+        [[ $p2n == true ]] || echo "pod_to_node_via_overlay = false"
         [[ $mode == static ]] && echo "blocks = $(static_blocks "$k")"
         echo "[dataplane]"; echo "stats_file = \"$STATE/stats-n$k.json\""
         # An older weftd (a benchmark's baseline build) has no

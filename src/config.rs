@@ -315,6 +315,12 @@ pub struct Overlay {
     /// Pools whose pods leave the cluster with their own addresses even
     /// with `nat_outgoing` on (routable pod addresses).
     pub no_nat_pools: Vec<IpNet>,
+    /// Pods reach other nodes' own addresses through the overlay (a policy
+    /// rule sends them to weft's table), for underlays that drop packets
+    /// from pod addresses. false: straight over the underlay with the pod's
+    /// address, as Flannel and Calico do, and no policy rule (one costs
+    /// every routed packet of the node a rules walk).
+    pub pod_to_node_via_overlay: bool,
 }
 
 impl Overlay {
@@ -351,6 +357,7 @@ impl Default for Overlay {
             tun_name: "weft0".into(),
             nat_outgoing: true,
             no_nat_pools: Vec::new(),
+            pod_to_node_via_overlay: true,
         }
     }
 }

@@ -50,6 +50,10 @@ pub struct HostNet {
     pub local_via_tun: bool,
     /// The kernel path (None: userspace).
     pub kernel_device: Option<KernelNames>,
+    /// Pods reach other nodes through the overlay (routes in weft's table
+    /// and the rules that send pods' traffic there); false: over the
+    /// underlay, no rule.
+    pub nodes_via_overlay: bool,
 }
 
 /// What the kernel path's receive checks name.
@@ -279,7 +283,7 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
             // come back. encap none reaches no other node.
             let direct = policy.direct_gateway(host_net(a), record).is_some()
                 || policy.direct.is_some_and(|d| d.only);
-            if direct {
+            if direct || !host.nodes_via_overlay {
                 continue;
             }
             let gateway = match kernel {
@@ -553,6 +557,7 @@ mod tests {
             nat_pools: vec!["10.244.0.0/16".parse().unwrap()],
             local_via_tun: false,
             kernel_device: None,
+            nodes_via_overlay: true,
         };
         let d = desired(&fdb.snapshot(), &policy, &host);
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
@@ -596,6 +601,21 @@ mod tests {
         assert_eq!(d.nat.masquerade.len(), 1);
         assert!(d.nat.cluster.contains(&net("10.99.0.1/32")));
         assert!(d.nat.cluster.contains(&net("fd00:99::2/128")));
+        // Pods to nodes over the underlay: no route in weft's table, no rule.
+        let straight = desired(
+            &fdb.snapshot(),
+            &policy,
+            &HostNet {
+                nodes_via_overlay: false,
+                ..host.clone()
+            },
+        );
+        assert!(straight.rules.is_empty());
+        assert!(!straight
+            .routes
+            .iter()
+            .any(|r| matches!(r, WeftRoute::NodeHost { .. })));
+        assert_eq!(straight.nat, d.nat);
         // Veth attachment's host port: local blocks to the TUN instead.
         let veth = desired(
             &fdb.snapshot(),
@@ -661,6 +681,7 @@ mod tests {
                 underlay_device: "eth0".into(),
                 checks: true,
             }),
+            nodes_via_overlay: true,
         };
         let d = desired(&fdb.snapshot(), &policy, &host);
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };

@@ -595,6 +595,7 @@ fn host_net(
             underlay_device: k.underlay_device.clone(),
             checks: cfg.dataplane.kernel_checks,
         }),
+        nodes_via_overlay: cfg.overlay.pod_to_node_via_overlay,
     }
 }
 

@@ -80,20 +80,27 @@ pub async fn remove_link(h: &rtnetlink::Handle, name: &str) -> Result<bool, Kern
     }
 }
 
+/// Link `ifindex`, read over rtnetlink.
+pub async fn link_by_index(
+    h: &rtnetlink::Handle,
+    ifindex: u32,
+) -> Result<rtnetlink::packet_route::link::LinkMessage, KernelError> {
+    use futures::TryStreamExt;
+    h.link()
+        .get()
+        .match_index(ifindex)
+        .execute()
+        .try_next()
+        .await
+        .map_err(|e| kerr(format!("read link #{ifindex}"), e))?
+        .ok_or_else(|| kerr(format!("read link #{ifindex}"), "no such link"))
+}
+
 /// The MTU of interface `ifindex`, read over rtnetlink.
 pub fn link_mtu(ifindex: u32) -> Result<u32, KernelError> {
-    use futures::TryStreamExt;
     use rtnetlink::packet_route::link::LinkAttribute;
     with_netlink(async move |h| {
-        let link = h
-            .link()
-            .get()
-            .match_index(ifindex)
-            .execute()
-            .try_next()
-            .await
-            .map_err(|e| kerr(format!("read link #{ifindex}"), e))?
-            .ok_or_else(|| kerr(format!("read link #{ifindex}"), "no such link"))?;
+        let link = link_by_index(&h, ifindex).await?;
         link.attributes
             .iter()
             .find_map(|a| match a {

@@ -350,15 +350,7 @@ pub struct DeviceStats {
 
 /// The counters of link `ifindex`.
 pub async fn stats(h: &Handle, ifindex: u32) -> Result<DeviceStats, KernelError> {
-    let link = h
-        .link()
-        .get()
-        .match_index(ifindex)
-        .execute()
-        .try_next()
-        .await
-        .map_err(|e| kerr(format!("read link #{ifindex}"), e))?
-        .ok_or_else(|| kerr(format!("read link #{ifindex}"), "no such link"))?;
+    let link = super::link_by_index(h, ifindex).await?;
     Ok(link
         .attributes
         .iter()
