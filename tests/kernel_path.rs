@@ -219,12 +219,14 @@ fn a_cluster_mixing_kernel_and_userspace_nodes() {
     let spoofed = kernel_drops(&lab, 1, "spoofed_source");
     assert!(spoofed >= 10, "kernel node: {spoofed} spoofed-source drops");
 
-    // kill -9 and restart of weftd on the kernel node: its pods' traffic
-    // does not notice. A paced TCP stream arrives whole and intact, and of
-    // 80 pings (every 50 ms, through the outage) at most one is lost (with
-    // three labs on two cores a lone ping may drop in a queue; the old
-    // restart lost ~10 in a row, the second weftd tearing down the routes
-    // its control plane had not learnt yet).
+    // kill -9 and restart of weftd on the kernel node: the kernel keeps
+    // forwarding. Every 100 ms from the kill until the restarted weftd has
+    // been up 3 s, the node still holds every route, neighbour and FDB entry
+    // it held before (the first version's restart tore down what its
+    // control plane had not relearnt: ~1 s of loss); a paced TCP stream
+    // arrives whole and intact; of 80 pings (every 50 ms, through it all)
+    // at most 4 are lost — the old restart lost ~20 — since with three labs
+    // on two cores, debug builds in CI, a few pings may drop in queues.
     let state = kernel_state(&lab, 1);
     assert!(
         state.iter().any(|l| l.contains("self permanent")),
@@ -253,8 +255,20 @@ fn a_cluster_mixing_kernel_and_userspace_nodes() {
         || {
             std::thread::sleep(Duration::from_millis(800));
             lab.run(&["kill", "1"]);
-            std::thread::sleep(Duration::from_millis(500));
+            let held = |when: &str| {
+                let now = kernel_state(&lab, 1);
+                let lost: Vec<&String> = state.iter().filter(|l| !now.contains(l)).collect();
+                assert!(lost.is_empty(), "{when}: the kernel lost {lost:?}");
+            };
+            for _ in 0..5 {
+                held("weftd down");
+                std::thread::sleep(Duration::from_millis(100));
+            }
             lab.run(&["start", "1"]);
+            for _ in 0..30 {
+                held("weftd restarting");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         },
     );
     let pings = pinger.join().unwrap();
@@ -266,7 +280,7 @@ fn a_cluster_mixing_kernel_and_userspace_nodes() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no ping summary: {summary}"));
     assert!(
-        summary.contains("80 packets transmitted") && received >= 79,
+        summary.contains("80 packets transmitted") && received >= 76,
         "pings lost across the restart: {summary}"
     );
     // The restarted weftd adopted the device and, once its control plane
