@@ -67,17 +67,36 @@ pub fn with_netlink<T, E: From<KernelError>>(
 /// Deletes the link named `name`, if there is one. Returns whether it was
 /// there.
 pub async fn remove_link(h: &rtnetlink::Handle, name: &str) -> Result<bool, KernelError> {
+    remove_link_if(h, name, |_| true).await
+}
+
+/// Deletes the link named `name` if there is one and `which` accepts it.
+/// Returns whether it was deleted.
+pub async fn remove_link_if(
+    h: &rtnetlink::Handle,
+    name: &str,
+    which: impl Fn(&rtnetlink::packet_route::link::LinkMessage) -> bool,
+) -> Result<bool, KernelError> {
     match vxlan::find(h, name).await? {
-        Some(link) => {
-            h.link()
-                .del(link.header.index)
-                .execute()
-                .await
-                .map_err(|e| kerr(format!("delete {name}"), e))?;
+        Some(link) if which(&link) => {
+            delete_link(h, link.header.index, name).await?;
             Ok(true)
         }
-        None => Ok(false),
+        _ => Ok(false),
     }
+}
+
+/// Deletes link `ifindex` (`name` is for the error).
+pub async fn delete_link(
+    h: &rtnetlink::Handle,
+    ifindex: u32,
+    name: &str,
+) -> Result<(), KernelError> {
+    h.link()
+        .del(ifindex)
+        .execute()
+        .await
+        .map_err(|e| kerr(format!("delete link {name}"), e))
 }
 
 /// Link `ifindex`, read over rtnetlink.

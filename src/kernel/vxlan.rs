@@ -124,11 +124,7 @@ pub async fn ensure(h: &Handle, spec: &DeviceSpec) -> Result<(u32, bool), Kernel
         existing => {
             if let Some(link) = existing {
                 tracing::warn!(device = %name, "existing link differs from the configuration: re-created");
-                h.link()
-                    .del(link.header.index)
-                    .execute()
-                    .await
-                    .map_err(|e| kerr(format!("delete link {name}"), e))?;
+                super::delete_link(h, link.header.index, name).await?;
             }
             let builder = LinkVxlan::new(name, spec.vni)
                 .port(spec.port)
@@ -167,17 +163,7 @@ pub async fn ensure(h: &Handle, spec: &DeviceSpec) -> Result<(u32, bool), Kernel
 /// Deletes the link named `name` if it is a vxlan device (uninstall, or a
 /// node switched to the userspace path). Returns whether it was there.
 pub async fn remove(h: &Handle, name: &str) -> Result<bool, KernelError> {
-    match find(h, name).await? {
-        Some(link) if is_vxlan(&link) => {
-            h.link()
-                .del(link.header.index)
-                .execute()
-                .await
-                .map_err(|e| kerr(format!("delete vxlan device {name}"), e))?;
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
+    super::remove_link_if(h, name, is_vxlan).await
 }
 
 fn neighbour_ip(msg: &NeighbourMessage) -> Option<IpAddr> {
