@@ -200,9 +200,37 @@ impl Shared {
         }
         let node_record = matches!(s.record.key, Key::Node { .. });
         let changed = self.state.apply(s, self.now_ms)?;
+        self.note_merged(changed, node_record);
+        Ok(changed)
+    }
+
+    /// [`merge`](Self::merge) for many records, their signatures checked
+    /// together; refusals are counted by reason.
+    fn merge_all(&mut self, records: Vec<Signed>) {
+        let (mine, others): (Vec<Signed>, Vec<Signed>) = records
+            .into_iter()
+            .partition(|s| s.record.key.owner() == self.name);
+        for s in mine {
+            if let Err(e) = self.merge(s) {
+                self.counters.drop(e.reason());
+            }
+        }
+        let kinds: Vec<bool> = others
+            .iter()
+            .map(|s| matches!(s.record.key, Key::Node { .. }))
+            .collect();
+        let results = self.state.apply_all(others, self.now_ms);
+        for (result, node_record) in results.into_iter().zip(kinds) {
+            match result {
+                Ok(changed) => self.note_merged(changed, node_record),
+                Err(e) => self.counters.drop(e.reason()),
+            }
+        }
+    }
+
+    fn note_merged(&mut self, changed: bool, node_record: bool) {
         self.new_owners |= changed && node_record;
         self.changed |= changed;
-        Ok(changed)
     }
 }
 
@@ -386,6 +414,42 @@ impl Agent {
 
     /// Handles one datagram from `from`.
     pub fn handle_datagram(&mut self, from: SocketAddr, datagram: &mut [u8], now_ms: u64) {
+        self.handle_datagrams([(from, datagram)], now_ms);
+    }
+
+    /// Handles datagrams that arrived together (what a socket held at
+    /// once), each like [`handle_datagram`](Self::handle_datagram) in
+    /// order, except that the records they carry are merged together at
+    /// the end (their signatures checked in one batch: a node joining a
+    /// large cluster receives its state in bursts of such datagrams).
+    pub fn handle_datagrams<'a>(
+        &mut self,
+        datagrams: impl IntoIterator<Item = (SocketAddr, &'a mut [u8])>,
+        now_ms: u64,
+    ) {
+        let mut records = Vec::new();
+        for (from, datagram) in datagrams {
+            self.receive(from, datagram, now_ms, &mut records);
+        }
+        if !records.is_empty() {
+            let mut sh = self.shared.lock().expect("not poisoned");
+            sh.now_ms = now_ms;
+            sh.merge_all(records);
+            drop(sh);
+            self.after_foca(now_ms);
+        }
+        self.flush();
+    }
+
+    /// Opens and acts on one datagram; the records it carries are added to
+    /// `records`, for the caller to merge.
+    fn receive(
+        &mut self,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        now_ms: u64,
+        records: &mut Vec<Signed>,
+    ) {
         let (origin, body) = match self.opener.open(datagram) {
             Ok(opened) => opened,
             Err(e) => {
@@ -428,17 +492,7 @@ impl Agent {
             Ok(Body::Digest(d)) => self.on_digest(from, d, now_ms),
             Ok(Body::ClaimCheck(claim)) => self.on_claim_check(from, claim, now_ms),
             Ok(Body::ClaimAnswer(answer)) => self.on_claim_answer(from, answer, now_ms),
-            Ok(Body::Records(records)) => {
-                let mut sh = self.shared.lock().expect("not poisoned");
-                sh.now_ms = now_ms;
-                for r in records {
-                    if let Err(e) = sh.merge(r) {
-                        sh.counters.drop(e.reason());
-                    }
-                }
-                drop(sh);
-                self.after_foca(now_ms);
-            }
+            Ok(Body::Records(rs)) => records.extend(rs),
             Err(e) => self
                 .shared
                 .lock()
@@ -447,7 +501,6 @@ impl Agent {
                 .drop(e.reason()),
         }
         self.shared.lock().expect("not poisoned").counters.received += 1;
-        self.flush();
     }
 
     /// Runs whatever is due at `now_ms`: foca's timers, anti-entropy,

@@ -224,15 +224,61 @@ impl State {
     pub fn apply(&mut self, s: impl Into<Signed>, now_ms: u64) -> Result<bool, RecordError> {
         let s: Signed = s.into();
         self.admit(&s.record)?;
-        let (key, new) = (&s.record.key, (s.record.version, &s.record.value));
-        let old = self
-            .owners
-            .get(key.owner())
-            .and_then(|o| o.records.get(key));
-        if old.is_some_and(|old| (old.version, &old.value) >= new) {
+        if self.is_known(&s.record) {
             return Ok(false);
         }
         self.verify(&s)?;
+        self.insert(s, now_ms)
+    }
+
+    /// [`apply`](Self::apply) for many records, one result per record, in
+    /// order, as if applied one after another; the signatures of those that
+    /// would change the state are checked together
+    /// ([`TrustedNodes::verify_all`]), which is what makes a node joining a
+    /// large cluster affordable.
+    pub fn apply_all(
+        &mut self,
+        records: Vec<Signed>,
+        now_ms: u64,
+    ) -> Vec<Result<bool, RecordError>> {
+        let mut results: Vec<Result<bool, RecordError>> = Vec::with_capacity(records.len());
+        let mut new = Vec::new();
+        for (i, s) in records.iter().enumerate() {
+            results.push(self.admit(&s.record).map(|()| false));
+            if results[i].is_ok() && !self.is_known(&s.record) {
+                new.push(i);
+            }
+        }
+        if let Some(t) = &self.rules.trusted {
+            let refs: Vec<&Signed> = new.iter().map(|&i| &records[i]).collect();
+            for (&i, checked) in new.iter().zip(t.verify_all(&refs)) {
+                if let Err(e) = checked {
+                    results[i] = Err(e);
+                }
+            }
+        }
+        for (i, s) in records.into_iter().enumerate() {
+            if results[i].is_ok() && new.binary_search(&i).is_ok() {
+                results[i] = self.insert(s, now_ms);
+            }
+        }
+        results
+    }
+
+    /// True if the state holds this record's version and value, or newer.
+    fn is_known(&self, r: &Record) -> bool {
+        self.owners
+            .get(r.key.owner())
+            .and_then(|o| o.records.get(&r.key))
+            .is_some_and(|old| (old.version, &old.value) >= (r.version, &r.value))
+    }
+
+    /// Stores an admitted, verified record (unless a record merged since
+    /// made it stale).
+    fn insert(&mut self, s: Signed, now_ms: u64) -> Result<bool, RecordError> {
+        if self.is_known(&s.record) {
+            return Ok(false);
+        }
         let Signed { record: r, sig } = s;
         let owner_name = r.key.owner();
         if !self.owners.contains_key(owner_name) && self.owners.len() >= self.rules.max_owners {
@@ -841,6 +887,56 @@ mod tests {
         assert_eq!(s.size(), (0, 0));
         // The digest of an emptied state is that of a fresh one.
         assert_eq!(s.digests(), State::default().digests());
+    }
+
+    #[test]
+    fn merging_together_is_merging_one_after_another() {
+        use crate::identity::{NodeKey, TrustedNodes};
+        let (a, b) = (NodeKey::from_secret([1; 32]), NodeKey::from_secret([2; 32]));
+        let file = format!("a {} 10.244.0.0/24\nb {}\n", a.public_hex(), b.public_hex());
+        let rules = || Rules {
+            trusted: Some(Arc::new(TrustedNodes::parse(&file).unwrap())),
+            ..Rules::default()
+        };
+        let batch = vec![
+            a.sign(node("a", v(1, 1))),
+            a.sign(claim("a", "10.244.0.0/26", 100, v(1, 3))),
+            // An older version of the same key later in the batch: stale.
+            a.sign(claim("a", "10.244.0.0/26", 100, v(1, 2))),
+            b.sign(claim("a", "10.244.0.64/26", 0, v(1, 4))), // forged
+            a.sign(claim("a", "10.244.1.0/26", 0, v(1, 5))),  // outside a's range
+            claim("b", "10.9.0.0/26", 0, v(1, 1)).into(),     // unsigned
+            b.sign(node("b", v(1, 1))),
+            // A newer version of a key already in the batch: it wins.
+            b.sign(node("b", v(1, 2))),
+            a.sign(claim("a", "10.0.0.0/8", 0, v(1, 6))), // not admitted (too large)
+        ];
+        let mut one_by_one = State::new(rules());
+        let alone: Vec<_> = batch
+            .iter()
+            .map(|s| one_by_one.apply(s.clone(), 0))
+            .collect();
+        let mut together = State::new(rules());
+        assert_eq!(together.apply_all(batch.clone(), 0), alone);
+        assert_eq!(
+            alone,
+            vec![
+                Ok(true),
+                Ok(true),
+                Ok(false),
+                Err(RecordError::BadSignature),
+                Err(RecordError::NotAllowed),
+                Err(RecordError::Unsigned),
+                Ok(true),
+                Ok(true),
+                Err(RecordError::BadBlock),
+            ]
+        );
+        assert_eq!(snapshot(&together), snapshot(&one_by_one));
+        assert_eq!(together.digests(), one_by_one.digests());
+        // Again: everything is known, nothing changes, nothing is verified.
+        let again = together.apply_all(batch, 0);
+        assert_eq!(again.iter().filter(|r| r == &&Ok(true)).count(), 0);
     }
 
     proptest! {

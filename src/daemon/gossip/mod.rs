@@ -301,7 +301,7 @@ fn run(
     acfg.wall_clock_offset_ms = epoch.saturating_sub(now());
     let mut agent = Agent::new(acfg, now(), epoch, seed);
     tracing::info!(node = agent.name(), "gossip started");
-    let mut buf = vec![0u8; 2048];
+    let mut burst = Burst::default();
     let mut version = 0u64;
     let mut published: Option<Vec<IpNet>> = None;
     let mut waiters = blocks::Waiters::default();
@@ -431,14 +431,19 @@ fn run(
             wait = wait.min(50);
         }
         let _ = sock.set_read_timeout(Some(Duration::from_millis(wait)));
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) if gossip_addr.is_some_and(|a| blocks::is_wake(&buf[..n], from, a)) => {}
-            Ok((n, from)) => {
-                if last_heard.len() < 65_536 || last_heard.contains_key(&from) {
-                    last_heard.insert(from, now());
-                }
+        match burst.read(&sock) {
+            Ok(()) => {
                 agent.set_clock_us(clock.elapsed().as_micros() as u64);
-                agent.handle_datagram(from, &mut buf[..n], now())
+                let t = now();
+                let datagrams = burst
+                    .datagrams()
+                    .filter(|(from, d)| !gossip_addr.is_some_and(|a| blocks::is_wake(d, *from, a)))
+                    .inspect(|(from, _)| {
+                        if last_heard.len() < 65_536 || last_heard.contains_key(from) {
+                            last_heard.insert(*from, t);
+                        }
+                    });
+                agent.handle_datagrams(datagrams, t);
             }
             Err(e)
                 if matches!(
@@ -449,6 +454,53 @@ fn run(
         }
         agent.set_clock_us(clock.elapsed().as_micros() as u64);
         agent.tick(now());
+    }
+}
+
+/// Datagrams read from the gossip socket together: the first waits (up to
+/// the socket's read timeout), the others are what the socket already
+/// held, so the agent checks the records they carry in one batch.
+#[derive(Default)]
+struct Burst {
+    bufs: Vec<Vec<u8>>,
+    got: Vec<(usize, SocketAddr)>,
+}
+
+impl Burst {
+    /// Most datagrams taken at once.
+    const MAX: usize = 64;
+    /// Gossip datagrams are smaller than this (the sealer's limit).
+    const SIZE: usize = 2048;
+
+    /// Reads one datagram, waiting, then whatever else is queued.
+    fn read(&mut self, sock: &UdpSocket) -> std::io::Result<()> {
+        self.got.clear();
+        if self.bufs.is_empty() {
+            self.bufs.push(vec![0; Self::SIZE]);
+        }
+        self.got.push(sock.recv_from(&mut self.bufs[0])?);
+        if sock.set_nonblocking(true).is_err() {
+            return Ok(());
+        }
+        while self.got.len() < Self::MAX {
+            if self.bufs.len() == self.got.len() {
+                self.bufs.push(vec![0; Self::SIZE]);
+            }
+            match sock.recv_from(&mut self.bufs[self.got.len()]) {
+                Ok(got) => self.got.push(got),
+                Err(_) => break,
+            }
+        }
+        let _ = sock.set_nonblocking(false);
+        Ok(())
+    }
+
+    /// The datagrams read, with their senders.
+    fn datagrams(&mut self) -> impl Iterator<Item = (SocketAddr, &mut [u8])> {
+        self.bufs
+            .iter_mut()
+            .zip(&self.got)
+            .map(|(buf, &(n, from))| (from, &mut buf[..n]))
     }
 }
 
