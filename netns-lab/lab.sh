@@ -10,7 +10,7 @@
 #                       [--attach tun|veth [--no-host-paths]] [--underlay-mtu BYTES]
 #                       [--block-release SECONDS] [--busy-poll MICROSECONDS] [--no-nat]
 #                       [--mode userspace|kernel|auto[,MODE...]] [--no-kernel-checks]
-#                       [--pods-to-nodes-direct]
+#                       [--pods-to-nodes-direct] [--underlay 4|6]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
 #   netns-lab/lab.sh add-pod NODE      wire one more pod on node NODE (a number)
 #   netns-lab/lab.sh add-pods NODE N   wire N more pods on node NODE, 4 at a time
@@ -45,7 +45,10 @@
 # and "auto" would pick the kernel's on this machine; --no-kernel-checks
 # sets dataplane.kernel_checks = false (the kernel path without its
 # nftables receive checks); --pods-to-nodes-direct sets
-# overlay.pod_to_node_via_overlay = false (no policy rule).
+# overlay.pod_to_node_via_overlay = false (no policy rule); --underlay 6
+# has the nodes speak to each other over IPv6 (fd00:99:S::K: weftd's
+# underlay address, the gossip seed, static peers) — every node's underlay
+# link has both families either way, as does the router.
 # A router namespace ($P-rt) is every node's default gateway and plays "the
 # internet" at 203.0.113.1 and 2001:db8::1.
 # Names start with "wl-" and state lives in /run/weft-lab, unless
@@ -85,7 +88,7 @@ down() {
 }
 
 up() {
-  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300 busy="" nat=true dpmodes=userspace kchecks=true p2n=true
+  local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300 busy="" nat=true dpmodes=userspace kchecks=true p2n=true underlay=4
   while (($#)); do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
@@ -104,9 +107,12 @@ up() {
       --mode) dpmodes=${2:-}; shift 2 ;;
       --no-kernel-checks) kchecks=false; shift ;;
       --pods-to-nodes-direct) p2n=false; shift ;;
+      --underlay) underlay=${2:-}; shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
+  [[ $underlay == 4 || $underlay == 6 ]] || die "--underlay must be 4 or 6"
+  [[ $underlay == 4 || $mode != kernel-vxlan ]] || die "--kernel-vxlan is an IPv4-underlay reference"
   [[ $encap == vxlan || $encap == ipip || $encap == none ]] || die "--encap must be vxlan, ipip or none"
   [[ $family == 4 || $family == 6 || $family == dual ]] || die "--family must be 4, 6 or dual"
   ((nodes >= 1 && nodes <= 50 && pods >= 0 && pods <= 60)) || die "--nodes 1-50, --pods 0-60"
@@ -129,7 +135,7 @@ up() {
   "$BIN/weftd" --help | grep -q -- '--mode' || mode_key=false
   $mode_key || [[ $dpmodes == userspace ]] || die "--mode: $BIN/weftd has no dataplane.mode"
   mkdir -p "$STATE"
-  echo "$nodes $pods $encap $mode $family $cross $attach" > "$STATE/shape"
+  echo "$nodes $pods $encap $mode $family $cross $attach $underlay" > "$STATE/shape"
   echo "$attach" > "$STATE/attach"
   trap 'echo "lab: setup failed, cleaning up" >&2; down' ERR
   ip netns add $P-ul
@@ -163,7 +169,7 @@ up() {
   for k in $(seq "$nodes"); do
     local s=0
     ((cross && k > (nodes + 1) / 2)) && s=1
-    echo "10.99.$s.$k" > "$STATE/addr-n$k"
+    if [[ $underlay == 6 ]]; then echo "fd00:99:$s::$k" > "$STATE/addr-n$k"; else echo "10.99.$s.$k" > "$STATE/addr-n$k"; fi
     ip netns add $P-n$k
     ip -n $P-n$k link set lo up
     ip -n $P-n$k link add ul0 mtu "$ulmtu" type veth peer name n$k netns $P-ul
@@ -227,7 +233,7 @@ up() {
         # Loopback inside the node's namespace: no clash between nodes.
         echo "[metrics]"; echo "enabled = true"
         if [[ $mode == gossip ]]; then
-          echo "[gossip]"; echo "enabled = true"; echo "seeds = [\"10.99.0.1\"]"
+          echo "[gossip]"; echo "enabled = true"; echo "seeds = [\"$(cat "$STATE/addr-n1")\"]"
           echo "key_file = \"$STATE/cluster.key\""; echo "blocks_file = \"$STATE/blocks-n$k.json\""
           echo "node_key_file = \"$STATE/node-n$k.key\""; echo "trusted_nodes_file = \"$STATE/trusted-nodes\""
           echo "cluster_size = $nodes"; echo "probe_interval_ms = 500"; echo "sync_interval_ms = 1000"
@@ -267,7 +273,7 @@ up() {
     for j in $(seq "$pods"); do add_pod "$k" "$j" "$blocks"; done
   done
   trap - ERR
-  echo "== lab up: $nodes nodes x $pods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets (CrossSubnet)"), $attach attachment"
+  echo "== lab up: $nodes nodes x $pods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets (CrossSubnet)"), $attach attachment, IPv$underlay underlay"
 }
 
 # The reference cluster: the kernel's own VXLAN device on every node,
@@ -360,7 +366,7 @@ kill_weftd() {
 # control plane converged and the kernel follows it. With veth attachment
 # (no kernel routes), every node's fdb holds every node's block.
 converged() {
-  local nodes mode family attach; read -r nodes _ _ mode family _ attach < "$STATE/shape"
+  local nodes mode family attach; read -r nodes _ _ mode family _ attach _ < "$STATE/shape"
   [[ $mode == kernel-vxlan ]] && return 0
   local per=1
   [[ $family == dual ]] && per=2
@@ -405,9 +411,10 @@ block_pair() {
     ip netns exec "$ns" nft add chain inet weftlab input '{ type filter hook input priority 0; policy accept; }'
     ip netns exec "$ns" nft add chain inet weftlab output '{ type filter hook output priority 0; policy accept; }'
   }
-  local addr; addr=$(cat "$STATE/addr-n$2")
-  ip netns exec "$ns" nft add rule inet weftlab input ip saddr "$addr" drop
-  ip netns exec "$ns" nft add rule inet weftlab output ip daddr "$addr" drop
+  local addr ip=ip; addr=$(cat "$STATE/addr-n$2")
+  [[ $addr == *:* ]] && ip=ip6
+  ip netns exec "$ns" nft add rule inet weftlab input $ip saddr "$addr" drop
+  ip netns exec "$ns" nft add rule inet weftlab output $ip daddr "$addr" drop
 }
 
 heal() {
@@ -426,8 +433,8 @@ pods() {
 
 status() {
   [[ -d $STATE ]] || { echo "no lab is up"; return 0; }
-  read -r nodes npods encap mode family cross attach < "$STATE/shape"
-  echo "lab: $nodes nodes x $npods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets"), ${attach:-tun} attachment"
+  read -r nodes npods encap mode family cross attach underlay < "$STATE/shape"
+  echo "lab: $nodes nodes x $npods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets"), ${attach:-tun} attachment, IPv${underlay:-4} underlay"
   for k in $(seq "$nodes"); do
     local pid alive=dead
     pid=$(cat "$STATE/weftd-n$k.pid" 2>/dev/null || true)

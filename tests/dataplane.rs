@@ -24,6 +24,8 @@ struct Cluster {
     pods: Vec<Pod>,
     /// vxlan, ipip or none; "+cross-subnet" turns CrossSubnet on.
     encap: &'static str,
+    /// The nodes' underlay is IPv6 (fd00:99::k); otherwise IPv4 (10.99.0.k).
+    underlay6: bool,
 }
 
 impl std::ops::Deref for Cluster {
@@ -42,11 +44,28 @@ impl std::ops::DerefMut for Cluster {
 impl Cluster {
     /// Builds the namespaces; None if they cannot be made and WEFT_SKIP_NETNS=1.
     fn new(linux_vxlan_on_node2: bool, encap: &'static str) -> Option<Cluster> {
+        Cluster::build(linux_vxlan_on_node2, encap, false)
+    }
+
+    /// Two weftd nodes whose underlay is IPv6: each node's underlay link
+    /// also has fd00:99::k/64, and weftd is configured with that address.
+    fn over_ipv6_underlay(encap: &'static str) -> Option<Cluster> {
+        Cluster::build(false, encap, true)
+    }
+
+    fn build(linux_vxlan_on_node2: bool, encap: &'static str, underlay6: bool) -> Option<Cluster> {
         let mut c = Cluster {
             nodes: TwoNodes::new("wd")?,
             pods: vec![],
             encap,
+            underlay6,
         };
+        if underlay6 {
+            for (k, dev) in [(1, "u1"), (2, "u2")] {
+                let addr = format!("fd00:99::{k}/64");
+                ok(&["-n", &c.node(k), "addr", "add", &addr, "dev", dev, "nodad"]);
+            }
+        }
         for k in 1..=2 {
             // A default route, as real nodes have: proxy ARP answers for
             // 169.254.1.1 because it is routed elsewhere.
@@ -101,12 +120,22 @@ impl Cluster {
         Pod::from_add(ns, &v)
     }
 
+    /// Node `k`'s underlay address.
+    fn underlay(&self, k: usize) -> String {
+        if self.underlay6 {
+            format!("fd00:99::{k}")
+        } else {
+            format!("10.99.0.{k}")
+        }
+    }
+
     fn config(&self, k: usize) -> PathBuf {
         let o = 3 - k;
         let text = format!(
-            "node_name = \"n{k}\"\ncni_socket = \"{}\"\nadmin_socket = \"{}\"\n[underlay]\naddress = \"10.99.0.{k}\"\n[overlay]\nencap = \"{}\"\ncross_subnet = {}\n{}pools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nmode = \"userspace\"\nworkers = 2\nbusy_poll_us = {}\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"10.99.0.{o}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
+            "node_name = \"n{k}\"\ncni_socket = \"{}\"\nadmin_socket = \"{}\"\n[underlay]\naddress = \"{}\"\n[overlay]\nencap = \"{}\"\ncross_subnet = {}\n{}pools = [\"10.244.0.0/16\", \"fd00:244::/48\"]\nblocks = [\"10.244.{k}.0/26\", \"fd00:244:0:{k}::/122\"]\ntun_name = \"weft0\"\n[dataplane]\nmode = \"userspace\"\nworkers = 2\nbusy_poll_us = {}\nstats_file = \"{}\"\n[[peers]]\nnode = \"n{o}\"\nunderlay = \"{}\"\n{}blocks = [\"10.244.{o}.0/26\", \"fd00:244:0:{o}::/122\"]\n",
             self.dir.join(format!("cni{k}.sock")).display(),
             self.dir.join(format!("admin{k}.sock")).display(),
+            self.underlay(k),
             self.encap.trim_end_matches("+cross-subnet"),
             self.encap.ends_with("+cross-subnet"),
             // The cross-subnet cluster sends its VXLAN from the VXLAN port
@@ -116,6 +145,7 @@ impl Cluster {
             // going idle are exercised.
             if self.encap == "ipip" { 0 } else { 100 },
             self.stats_path(k).display(),
+            self.underlay(o),
             if o == 2 { format!("vtep_mac = \"{LINUX_VXLAN_MAC}\"\n") } else { String::new() },
         );
         let path = self.dir.join(format!("n{k}.toml"));
@@ -508,6 +538,107 @@ fn rx_per_worker(c: &Cluster, k: usize) -> Vec<u64> {
 /// a ping leaves from the port `weftctl trace` names; and on node 2 the
 /// flows are spread over both workers (SO_REUSEPORT hashes the outer
 /// ports), as the per-worker counters show.
+/// Tunnel packets (VXLAN or IP-in-IP, as the cluster's encapsulation)
+/// node `k` has received over each underlay family, IPv4 and IPv6: an
+/// nftables table counting them, added by the first call.
+fn tunnel_packets_by_family(c: &Cluster, k: usize) -> (u64, u64) {
+    let ns = c.node(k);
+    let nft = |args: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, "nft"])
+            .args(args.split(' '))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    if nft("list tables").contains("weft-test-tunnel") {
+        let text = nft("list counters table inet weft-test-tunnel");
+        let count = |name: &str| -> u64 {
+            let at = text
+                .find(&format!("counter {name} "))
+                .expect("counter listed");
+            let rest = &text[at..];
+            let p = rest.find("packets ").expect("packets") + "packets ".len();
+            rest[p..].split(' ').next().unwrap().parse().unwrap()
+        };
+        return (count("v4"), count("v6"));
+    }
+    let tunnel = if c.encap == "ipip" {
+        "meta l4proto { 4, 41 }"
+    } else {
+        "udp dport 4789"
+    };
+    for cmd in [
+        "add table inet weft-test-tunnel".to_string(),
+        "add counter inet weft-test-tunnel v4".into(),
+        "add counter inet weft-test-tunnel v6".into(),
+        "add chain inet weft-test-tunnel in { type filter hook input priority -10 ; }".into(),
+        format!("add rule inet weft-test-tunnel in meta nfproto ipv4 {tunnel} counter name v4"),
+        format!("add rule inet weft-test-tunnel in meta nfproto ipv6 {tunnel} counter name v6"),
+    ] {
+        nft(&cmd);
+    }
+    (0, 0)
+}
+
+/// Ping both ways in both pod families, 200 MB of checksummed TCP, tiny-MSS
+/// transfers and "fragmentation needed" with the overlay MTU (`mtu`), over
+/// an IPv6 underlay, with nothing tunnelled over IPv4 and nothing dropped.
+fn carries_pod_traffic_over_an_ipv6_underlay(encap: &'static str, mtu: usize) {
+    let Some(c) = Cluster::over_ipv6_underlay(encap) else {
+        return;
+    };
+    assert_eq!(tunnel_packets_by_family(&c, 2), (0, 0), "counting from now");
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+    assert!(ping(&p1.ns, p2.v4), "pod 1 -> pod 2 over IPv4");
+    assert!(ping(&p2.ns, p1.v4), "pod 2 -> pod 1 over IPv4");
+    assert!(ping(&p1.ns, p2.v6), "pod 1 -> pod 2 over IPv6");
+    assert!(ping(&p2.ns, p1.v6), "pod 2 -> pod 1 over IPv6");
+    const BYTES: u64 = 200 * 1024 * 1024;
+    let secs = tcp_transfer(&c, BYTES, 5031);
+    eprintln!(
+        "{encap}: 200 MB over an IPv6 underlay in {secs:.2} s ({:.0} Mbit/s, test build)",
+        BYTES as f64 * 8.0 / secs / 1e6
+    );
+    small_mss_transfers(&c, 5035);
+    let (v4, v6) = tunnel_packets_by_family(&c, 2);
+    assert_eq!(v4, 0, "nothing tunnelled over IPv4 reached node 2");
+    // Counted as they cross the veth: GSO batches count once.
+    assert!(v6 > 1_000, "{encap} over IPv6 reached node 2: {v6} packets");
+    // The outer IPv6 header is 20 bytes longer than IPv4's, and a pod
+    // sending more than the overlay MTU with DF set is told the MTU.
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+    let text = traffic::oversized_df_ping(&p1.ns, p2.v4);
+    assert!(
+        text.contains(&format!("mtu = {mtu}")) || text.contains(&format!("mtu={mtu}")),
+        "ping -M do: {text}"
+    );
+    let s2 = c.stats(2);
+    let weft_drops: u64 = s2["drops"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum::<u64>()
+        - s2["drops"]["no_route"].as_u64().unwrap();
+    assert_eq!(weft_drops, 0, "weftd on node 2 dropped traffic: {s2}");
+}
+
+#[test]
+fn vxlan_over_an_ipv6_underlay() {
+    carries_pod_traffic_over_an_ipv6_underlay("vxlan", 1500 - 70);
+}
+
+#[test]
+fn ip_in_ip_over_an_ipv6_underlay() {
+    carries_pod_traffic_over_an_ipv6_underlay("ipip", 1500 - 40);
+}
+
 #[test]
 fn vxlan_flows_leave_on_their_own_source_ports_and_spread_over_workers() {
     let Some(c) = Cluster::new(false, "vxlan") else {

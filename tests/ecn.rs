@@ -70,21 +70,42 @@ fn tos_on_arrival(from_ns: &str, to_ns: &str, to: SocketAddr, ecn: u8) -> u8 {
 
 #[test]
 fn congestion_marks_cross_a_vxlan_tunnel() {
-    congestion_marks_cross_the_tunnel("we", "vxlan", "udp dport 4789");
+    congestion_marks_cross_the_tunnel("we", "vxlan", "4", "udp dport 4789");
 }
 
 #[test]
 fn congestion_marks_cross_an_ip_in_ip_tunnel() {
-    congestion_marks_cross_the_tunnel("wi", "ipip", "ip protocol { 4, 41 }");
+    congestion_marks_cross_the_tunnel("wi", "ipip", "4", "ip protocol { 4, 41 }");
 }
 
-/// `outer` is the nftables match for the tunnel's outer packets.
-fn congestion_marks_cross_the_tunnel(tag: &str, encap: &str, outer: &str) {
+#[test]
+fn congestion_marks_cross_a_vxlan_tunnel_over_an_ipv6_underlay() {
+    congestion_marks_cross_the_tunnel("we6", "vxlan", "6", "udp dport 4789");
+}
+
+#[test]
+fn congestion_marks_cross_an_ip_in_ip_tunnel_over_an_ipv6_underlay() {
+    congestion_marks_cross_the_tunnel("wi6", "ipip", "6", "meta l4proto { 4, 41 }");
+}
+
+/// `outer` is the nftables match for the tunnel's outer packets, over an
+/// IPv4 or IPv6 `underlay`.
+fn congestion_marks_cross_the_tunnel(tag: &str, encap: &str, underlay: &str, outer: &str) {
     let Some(lab) = support::lab::lab(tag) else {
         return;
     };
     lab.run(&[
-        "up", "--nodes", "2", "--pods", "1", "--family", "dual", "--encap", encap,
+        "up",
+        "--nodes",
+        "2",
+        "--pods",
+        "1",
+        "--family",
+        "dual",
+        "--encap",
+        encap,
+        "--underlay",
+        underlay,
     ]);
     lab.run(&["wait", "60"]);
     let pods = lab.pods();
@@ -113,10 +134,13 @@ fn congestion_marks_cross_the_tunnel(tag: &str, encap: &str, outer: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    nft("add table ip weft_ecn_test");
-    nft("add chain ip weft_ecn_test out { type filter hook postrouting priority 0; }");
+    let family = if underlay == "6" { "ip6" } else { "ip" };
+    nft(&format!("add table {family} weft_ecn_test"));
     nft(&format!(
-        "add rule ip weft_ecn_test out {outer} ip ecn ect0 counter ip ecn set ce"
+        "add chain {family} weft_ecn_test out {{ type filter hook postrouting priority 0; }}"
+    ));
+    nft(&format!(
+        "add rule {family} weft_ecn_test out {outer} {family} ecn ect0 counter {family} ecn set ce"
     ));
     let addrs: Vec<std::net::IpAddr> = p2.1.split(',').map(|a| a.parse().unwrap()).collect();
     for (round, ip) in addrs.into_iter().enumerate() {
@@ -140,7 +164,7 @@ fn congestion_marks_cross_the_tunnel(tag: &str, encap: &str, outer: &str) {
             "nft",
             "list",
             "table",
-            "ip",
+            family,
             "weft_ecn_test",
         ])
         .output()

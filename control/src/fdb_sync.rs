@@ -40,6 +40,8 @@ pub fn node_record(info: &crate::record::NodeInfo) -> NodeRecord {
             ipip: info.ipip,
         },
         same_subnet: false,
+        // The underlay address comes first (`NodeInfo::underlay`).
+        tunnel_v6: matches!(info.underlay.first(), Some(IpAddr::V6(_))),
     }
 }
 

@@ -165,6 +165,22 @@ pub struct NodeRecord {
     /// True if the node sits in this node's underlay subnet (CrossSubnet
     /// mode routes to it without encapsulation).
     pub same_subnet: bool,
+    /// Its underlay (where tunnels to it go) is its IPv6 address; the IPv4
+    /// one, if any, is a host address only. False: IPv4 if it has one.
+    pub tunnel_v6: bool,
+}
+
+impl NodeRecord {
+    /// Where tunnels to the node go: its underlay address.
+    pub fn tunnel_address(&self) -> Option<std::net::IpAddr> {
+        let v4 = self.underlay_v4.map(std::net::IpAddr::V4);
+        let v6 = self.underlay_v6.map(std::net::IpAddr::V6);
+        if self.tunnel_v6 {
+            v6
+        } else {
+            v4.or(v6)
+        }
+    }
 }
 
 /// The owner of a pod block.

@@ -121,8 +121,7 @@ fn status(node: &Node) -> Value {
                 .collect();
             json!({
                 "name": id.as_str(),
-                "underlay": e.value.underlay_v4.map(|a| a.to_string())
-                    .or(e.value.underlay_v6.map(|a| a.to_string())),
+                "underlay": e.value.tunnel_address().map(|a| a.to_string()),
                 "source": source(e.meta.source),
                 "state": match member { Some(m) if m.up => "up", Some(_) => "down", None => "static" },
                 "rtt_us": member.and_then(|m| m.rtt_us),

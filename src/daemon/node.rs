@@ -144,6 +144,7 @@ pub fn initial_fdb(cfg: &Config, name: &str, own: &[IpAddr]) -> Result<Fdb, Stri
             ipip: false,
         },
         same_subnet: false,
+        tunnel_v6: matches!(addrs.first(), Some(IpAddr::V6(_))),
     };
     let record = |addr: IpAddr, mac: encap::MacAddr| record_at(&[addr], mac);
     let local = NodeId::new(name);
@@ -322,18 +323,20 @@ fn underlay_ios(
             })
             .collect());
     }
-    if underlay.is_ipv6() {
-        return Err("overlay.encap: ipip over an IPv6 underlay is not built yet".into());
-    }
     let (v4, v6) = (
         Arc::new(sys::underlay::raw_socket(underlay, 4)?),
         Arc::new(sys::underlay::raw_socket(underlay, 41)?),
     );
+    let outer_v6 = match underlay {
+        IpAddr::V6(own) => Some(own),
+        IpAddr::V4(_) => None,
+    };
     Ok((0..workers)
         .map(|i| UnderlayIo::IpIp {
             v4: Arc::clone(&v4),
             v6: Arc::clone(&v6),
             receive: i == 0,
+            outer_v6,
         })
         .collect())
 }

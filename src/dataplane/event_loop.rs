@@ -215,6 +215,7 @@ impl Worker {
                 v4,
                 v6,
                 receive: true,
+                ..
             } => {
                 watch(v4.as_fd())?;
                 watch(v6.as_fd())?;
@@ -246,8 +247,8 @@ impl Worker {
             (0, Attachment::Tun(tun), _) => self.poll_tun(tun, st),
             (0, Attachment::Veth { ports, .. }, _) => self.poll_ports(ports, index, st),
             (_, _, UnderlayIo::Vxlan { socket, .. }) => self.poll_vxlan(socket, st),
-            (1, _, UnderlayIo::IpIp { v4, .. }) => self.poll_ipip(v4, 1, st),
-            (_, _, UnderlayIo::IpIp { v6, .. }) => self.poll_ipip(v6, 2, st),
+            (1, _, UnderlayIo::IpIp { v4, outer_v6, .. }) => self.poll_ipip(v4, 1, *outer_v6, st),
+            (_, _, UnderlayIo::IpIp { v6, outer_v6, .. }) => self.poll_ipip(v6, 2, *outer_v6, st),
         }
     }
 
@@ -399,7 +400,13 @@ impl Worker {
     /// Underlay -> pods over IP-in-IP: whatever is queued on one raw
     /// socket, up to a batch of packets in one `recvmmsg`, delivered
     /// together so consecutive segments of a flow become one write.
-    fn poll_ipip(&self, sock: &socket2::Socket, source: usize, st: &mut LoopState) -> Polled {
+    fn poll_ipip(
+        &self,
+        sock: &socket2::Socket,
+        source: usize,
+        outer_v6: Option<std::net::Ipv6Addr>,
+        st: &mut LoopState,
+    ) -> Polled {
         let slot = IPIP_SLOT;
         let got = match st.recv_batch.recv(sock, &mut st.rx_buf, slot, HEADROOM) {
             Ok(got) => got,
@@ -424,13 +431,32 @@ impl Worker {
                 self.counters.dropped(DropReason::BadIpip);
                 continue;
             }
-            self.accept_ipip(
-                &mut st.rx_buf,
-                k * slot + HEADROOM,
-                n,
-                &mut st.reader,
-                &mut st.accepted,
-            );
+            let (at, n) = match (outer_v6, got.from[k]) {
+                (None, _) => (k * slot + HEADROOM, n),
+                (Some(own), Some(std::net::IpAddr::V6(from))) => {
+                    let header = k * slot + HEADROOM - encap::ipv6::HEADER_LEN;
+                    let protocol = if source == 1 { 4 } else { 41 };
+                    let outer = encap::ipv6::Ipv6Header {
+                        src: from,
+                        dst: own,
+                        next_header: protocol,
+                        traffic_class: got.tclass[k],
+                        flow_label: 0,
+                        hop_limit: 64,
+                        payload_len: n,
+                    };
+                    if outer.write(&mut st.rx_buf[header..]).is_err() {
+                        self.counters.dropped(DropReason::BadIpip);
+                        continue;
+                    }
+                    (header, n + encap::ipv6::HEADER_LEN)
+                }
+                (Some(_), _) => {
+                    self.counters.dropped(DropReason::BadIpip);
+                    continue;
+                }
+            };
+            self.accept_ipip(&mut st.rx_buf, at, n, &mut st.reader, &mut st.accepted);
         }
         let snap = st.reader.load();
         self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.delivery);

@@ -88,7 +88,7 @@ pub enum UnderlayIo {
         /// The send sockets.
         sources: SourcePorts,
     },
-    /// IP-in-IP over IPv4: raw sockets for protocol 4 (inner IPv4) and 41
+    /// IP-in-IP over IPv4 or IPv6: raw sockets for protocol 4 (inner IPv4) and 41
     /// (inner IPv6); the kernel writes the outer header on send and hands the
     /// whole packet over on receive. No ipip kernel module is involved.
     /// One pair serves all workers: the kernel gives every raw socket of a
@@ -102,6 +102,12 @@ pub enum UnderlayIo {
         /// Whether this worker receives: every raw socket sees every packet,
         /// so exactly one worker reads them.
         receive: bool,
+        /// Over an IPv6 underlay, this node's address. IPv6 raw sockets hand
+        /// over the payload alone (RFC 3542), so the worker rebuilds the
+        /// outer header in the headroom — the sender's address and the
+        /// traffic class from the socket, this address — and decapsulates
+        /// like any IP-in-IP packet.
+        outer_v6: Option<std::net::Ipv6Addr>,
     },
 }
 

@@ -52,8 +52,8 @@ impl<'s> NextHop<'s> {
 }
 
 /// The next hop for `dst` in `snap`: the owner of its block (or the node
-/// whose own address it is), reached at its IPv4 underlay address, or its
-/// IPv6 one if it has none.
+/// whose own address it is), reached at its underlay address
+/// ([`NodeRecord::tunnel_address`](fdb::NodeRecord::tunnel_address)).
 pub fn next_hop(snap: &Snapshot, dst: IpAddr) -> NextHop<'_> {
     let (node, record, block) = match snap.route(dst) {
         Route::Remote {
@@ -65,11 +65,7 @@ pub fn next_hop(snap: &Snapshot, dst: IpAddr) -> NextHop<'_> {
         Route::Local { block } => return NextHop::Local { block },
         Route::NoRoute => return NextHop::NoRoute,
     };
-    match record
-        .underlay_v4
-        .map(IpAddr::V4)
-        .or(record.underlay_v6.map(IpAddr::V6))
-    {
+    match record.tunnel_address() {
         Some(underlay) => NextHop::Peer {
             node,
             record,

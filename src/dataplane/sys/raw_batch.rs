@@ -95,7 +95,10 @@ pub struct RecvBatch {
 impl Default for RecvBatch {
     fn default() -> Self {
         RecvBatch {
-            headers: MultiHeaders::preallocate(MAX_BATCH, None),
+            // Room for an IPv6 traffic class per packet (IPV6_RECVTCLASS,
+            // set on IPv6 raw sockets, whose packets come without their
+            // outer header). Allocated once, here.
+            headers: MultiHeaders::preallocate(MAX_BATCH, Some(nix::cmsg_space!(i32))),
         }
     }
 }
@@ -108,6 +111,11 @@ pub struct ReceivedPackets {
     /// Each packet's length; `usize::MAX` for one cut short because it did
     /// not fit its slot.
     pub lens: [usize; MAX_BATCH],
+    /// Each packet's sender (from the socket address).
+    pub from: [Option<std::net::IpAddr>; MAX_BATCH],
+    /// Each packet's outer traffic class, where the socket reports it (IPv6
+    /// raw sockets with IPV6_RECVTCLASS); 0 otherwise.
+    pub tclass: [u8; MAX_BATCH],
 }
 
 impl RecvBatch {
@@ -129,6 +137,8 @@ impl RecvBatch {
         let mut got = ReceivedPackets {
             count: 0,
             lens: [0; MAX_BATCH],
+            from: [None; MAX_BATCH],
+            tclass: [0; MAX_BATCH],
         };
         let results = match recvmmsg(
             sock.as_raw_fd(),
@@ -147,6 +157,18 @@ impl RecvBatch {
             } else {
                 msg.bytes
             };
+            got.from[k] = msg.address.and_then(|a| {
+                a.as_sockaddr_in6()
+                    .map(|a| std::net::IpAddr::V6(a.ip()))
+                    .or_else(|| a.as_sockaddr_in().map(|a| std::net::IpAddr::V4(a.ip())))
+            });
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let nix::sys::socket::ControlMessageOwned::Ipv6TClass(tc) = c {
+                        got.tclass[k] = tc as u8;
+                    }
+                }
+            }
             got.count = k + 1;
         }
         Ok(got)

@@ -103,6 +103,13 @@ pub fn raw_socket(underlay: IpAddr, protocol: i32) -> Result<Socket, String> {
         .map_err(|e| format!("raw socket for IP protocol {protocol}: {e}"))?;
     s.bind(&SocketAddr::new(underlay, 0).into())
         .map_err(|e| format!("bind raw socket to {underlay}: {e}"))?;
+    if underlay.is_ipv6() {
+        // The outer header is not delivered: its traffic class (the outer
+        // ECN) comes with each packet instead.
+        use std::os::fd::AsFd;
+        setsockopt(&s.as_fd(), sockopt::Ipv6RecvTClass, &true)
+            .map_err(|e| format!("IPV6_RECVTCLASS on the raw socket: {e}"))?;
+    }
     big_buffers(&s);
     Ok(s)
 }
