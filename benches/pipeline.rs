@@ -24,7 +24,8 @@ const BATCH: usize = 64;
 const HEADROOM: usize = 64;
 const STRIDE: usize = HEADROOM + 1500;
 
-/// Tables with 1,000 remote /26 blocks over 64 nodes.
+/// Tables with 1,000 remote /26 blocks over 64 nodes, and this node's own
+/// block, 10.245.0.0/26 (where received packets go).
 fn tables() -> Fdb {
     let fdb = Fdb::new(NodeId::new("local"), NodeRecord::default());
     fdb.update(|t| {
@@ -40,6 +41,11 @@ fn tables() -> Fdb {
                 Meta::new(Source::Gossip, 1),
             )?;
         }
+        t.upsert_block(
+            "10.245.0.0/26".parse().unwrap(),
+            NodeId::new("local"),
+            Meta::new(Source::Static, 1),
+        )?;
         for b in 0..1000u32 {
             let net = ipnet::Ipv4Net::new((0x0af4_0000 + b * 64).into(), 26).unwrap();
             t.upsert_block(
@@ -103,7 +109,7 @@ fn pipeline(c: &mut Criterion) {
 
     // Receive side: 46 VXLAN payloads of one flow's segments.
     let mut sup = Vec::new();
-    etherparse::PacketBuilder::ipv4([10, 244, 1, 2], [10, 244, 2, 2], 63)
+    etherparse::PacketBuilder::ipv4([10, 244, 1, 2], [10, 245, 0, 2], 63)
         .tcp(40000, 5201, 1, 64000)
         .ack(1)
         .write(&mut sup, &vec![9u8; 46 * 1360])
@@ -163,7 +169,7 @@ fn pipeline(c: &mut Criterion) {
     // 64 datagrams of 64 bytes of one UDP flow (iperf3 -l 64), as a GRO
     // receive hands them over: decapsulated and merged in place.
     let mut udp = Vec::new();
-    etherparse::PacketBuilder::ipv4([10, 244, 1, 2], [10, 244, 2, 2], 63)
+    etherparse::PacketBuilder::ipv4([10, 244, 1, 2], [10, 245, 0, 2], 63)
         .udp(40000, 5201)
         .write(&mut udp, &[3u8; 64 * 64])
         .unwrap();

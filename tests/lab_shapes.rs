@@ -1,8 +1,9 @@
 //! The lab's other shapes, through `netns-lab/lab.sh` as users run them:
 //! dual-stack pods on two underlay subnets joined by a router with
 //! CrossSubnet (same-subnet nodes routed directly, the others through
-//! VXLAN), the kernel-VXLAN reference cluster, and veth attachment over
-//! IP-in-IP.
+//! VXLAN), the kernel-VXLAN reference cluster, veth attachment over
+//! IP-in-IP, and a gossip cluster over an IPv6 underlay mixing the kernel
+//! path and the userspace path.
 //!
 //! Needs root. Fails when it cannot run, unless WEFT_SKIP_NETNS=1 is set.
 
@@ -85,4 +86,59 @@ fn veth_attachment_over_ip_in_ip_with_dual_stack_pods() {
         let links = support::ip(&["-n", &lab.ns(k), "link", "show", "weft0"]);
         assert!(!links.status.success(), "node {k} has a TUN");
     }
+}
+
+#[test]
+fn gossip_cluster_over_an_ipv6_underlay_mixing_kernel_and_userspace_nodes() {
+    let Some(lab) = support::lab::lab("w6") else {
+        return;
+    };
+    lab.run(&[
+        "up",
+        "--nodes",
+        "3",
+        "--pods",
+        "1",
+        "--family",
+        "dual",
+        "--underlay",
+        "6",
+        "--mode",
+        "kernel,userspace,userspace",
+    ]);
+    lab.run(&["wait", "60"]);
+    let status = lab.run(&["status"]);
+    assert!(status.contains("IPv6 underlay"), "{status}");
+    lab.all_pods_reach_all_pods();
+    // Every peer is known at its IPv6 underlay address (gossip over IPv6).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weftctl"))
+        .arg("--socket")
+        .arg(lab.state.join("admin-n1.sock"))
+        .args(["--json", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["path"], "kernel", "{v}");
+    for p in v["peers"].as_array().unwrap() {
+        assert!(
+            p["underlay"].as_str().unwrap().starts_with("fd00:99:"),
+            "{p}"
+        );
+    }
+    // A partition over IPv6 is seen and healed.
+    lab.run(&["partition", "1", "--", "2", "3"]);
+    let n1_block = v["blocks"][0].as_str().unwrap().to_string();
+    lab.until(
+        "n1's block withdrawn on n2",
+        std::time::Duration::from_secs(30),
+        || !routes(&lab, 2).contains(&n1_block),
+    );
+    lab.run(&["heal"]);
+    lab.run(&["wait", "60"]);
+    lab.all_pods_reach_all_pods();
 }

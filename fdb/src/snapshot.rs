@@ -141,6 +141,18 @@ impl Snapshot {
         }
     }
 
+    /// Whether an inner packet to `dst` that arrived over the underlay is
+    /// for this node: an address in one of its blocks, or one of its own
+    /// addresses. Anything else (broadcast, multicast, another node's
+    /// pods: transit) is not. The receive path's destination check.
+    #[inline]
+    pub fn is_for_this_node(&self, dst: IpAddr) -> bool {
+        match self.owner_of(dst) {
+            Some(owner) => *owner == self.local,
+            None => self.node_at(dst) == Some(&self.local),
+        }
+    }
+
     /// Where `ip` goes: a local block, a remote node's block, a remote
     /// node's own address, or nowhere.
     #[inline]

@@ -23,6 +23,10 @@ pub enum DropReason {
     UnknownSource,
     /// From the underlay: the inner source is not in the sender's blocks.
     SpoofedInner,
+    /// From the underlay: the inner destination is neither in this node's
+    /// blocks nor one of its addresses (broadcast, multicast, or transit to
+    /// another node, which weft never does).
+    NotForThisNode,
     /// From the underlay: malformed or unacceptable VXLAN (see reasons).
     BadVxlan,
     /// From the underlay: malformed IP-in-IP (outer or inner header).
@@ -52,7 +56,7 @@ pub enum DropReason {
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 19;
+pub const DROP_REASONS: usize = 20;
 
 impl DropReason {
     /// All reasons, in index order.
@@ -65,6 +69,7 @@ impl DropReason {
         DropReason::NoUnderlay,
         DropReason::UnknownSource,
         DropReason::SpoofedInner,
+        DropReason::NotForThisNode,
         DropReason::BadVxlan,
         DropReason::BadIpip,
         DropReason::BadInnerChecksum,
@@ -89,6 +94,7 @@ impl DropReason {
             DropReason::NoUnderlay => "no_underlay",
             DropReason::UnknownSource => "unknown_source",
             DropReason::SpoofedInner => "spoofed_inner",
+            DropReason::NotForThisNode => "not_for_this_node",
             DropReason::BadVxlan => "bad_vxlan",
             DropReason::BadIpip => "bad_ipip",
             DropReason::BadInnerChecksum => "bad_inner_checksum",

@@ -33,7 +33,8 @@ pub(super) struct Delivery {
 /// Wire → pod over VXLAN for the one datagram at `buf[range]` (whose
 /// outer header carried `outer_ecn`) from `peer`, with no I/O: checked
 /// (VNI, flags), decapsulated in place (RFC 6040 applied to the inner ECN
-/// field) and its inner source checked against `peer`'s blocks. Returns
+/// field), its inner source checked against `peer`'s blocks and its inner
+/// destination against this node's blocks and addresses. Returns
 /// the inner packet's range in `buf`. What weftd does for every datagram,
 /// and what the pipeline bench measures.
 pub fn accept_vxlan(
@@ -53,11 +54,12 @@ pub fn accept_vxlan(
             _ => DropReason::BadVxlan,
         })?;
     let inner = from + inner.inner.start..from + inner.inner.end;
-    let src = IpPacket::new_checked(&buf[inner.clone()])
-        .map_err(|_| DropReason::BadVxlan)?
-        .src();
-    if !snap.may_send_from(peer, src) {
+    let ip = IpPacket::new_checked(&buf[inner.clone()]).map_err(|_| DropReason::BadVxlan)?;
+    if !snap.may_send_from(peer, ip.src()) {
         return Err(DropReason::SpoofedInner);
+    }
+    if !snap.is_for_this_node(ip.dst()) {
+        return Err(DropReason::NotForThisNode);
     }
     Ok(inner)
 }
@@ -113,11 +115,14 @@ impl Worker {
             return self.counters.dropped(DropReason::UnknownSource);
         };
         let range = at + d.inner.start..at + d.inner.end;
-        let Ok(src) = IpPacket::new_checked(&buf[range.clone()]).map(|p| p.src()) else {
+        let Ok(ip) = IpPacket::new_checked(&buf[range.clone()]) else {
             return self.counters.dropped(DropReason::BadIpip);
         };
-        if !snap.may_send_from(peer, src) {
+        if !snap.may_send_from(peer, ip.src()) {
             return self.counters.dropped(DropReason::SpoofedInner);
+        }
+        if !snap.is_for_this_node(ip.dst()) {
+            return self.counters.dropped(DropReason::NotForThisNode);
         }
         accepted.push(range);
     }
@@ -488,5 +493,39 @@ mod tests {
             resolve_in_vxlan(&settings, &snap, &peer, &broken, &mut out),
             Err(DropReason::BadVxlan)
         );
+    }
+
+    #[test]
+    fn only_packets_for_this_node_are_accepted() {
+        let (fdb, _) = tables();
+        let snap = fdb.snapshot();
+        let peer = NodeId::new("n2");
+        let vni = encap::vxlan::Vni::new(1).unwrap();
+        let enc = encap::vxlan::VxlanEncap::new(vni, MacAddr([2; 6]), MacAddr([4; 6]));
+        let dec = VxlanDecap { vni, port: 4789 };
+        let from_n2 = |dst: [u8; 4]| {
+            let mut inner = Vec::new();
+            etherparse::PacketBuilder::ipv4([10, 244, 1, 9], dst, 64)
+                .udp(67, 68)
+                .write(&mut inner, b"x")
+                .unwrap();
+            let mut buf = vec![0u8; 64 + inner.len()];
+            buf[64..].copy_from_slice(&inner);
+            let end = buf.len();
+            let at = enc.encap_payload(&mut buf, 64..end).unwrap();
+            (buf, at..end)
+        };
+        let accept = |dst| {
+            let (mut buf, range) = from_n2(dst);
+            accept_vxlan(&dec, &snap, &peer, &mut buf, range, Ecn::NotEct).map(|_| ())
+        };
+        // Pods of this node (the block's last address is one like any other).
+        for dst in [[10, 244, 0, 5], [10, 244, 0, 63]] {
+            assert_eq!(accept(dst), Ok(()), "{dst:?}");
+        }
+        // Broadcast, multicast, another node's pod (transit): never.
+        for dst in [[255; 4], [224, 0, 0, 251], [10, 244, 3, 5], [192, 0, 2, 1]] {
+            assert_eq!(accept(dst), Err(DropReason::NotForThisNode), "{dst:?}");
+        }
     }
 }
