@@ -364,9 +364,9 @@ fn two_weft_nodes_carry_pod_traffic() {
     assert!(s1["tx_packets"].as_u64().unwrap() > 100_000, "{s1}");
 
     // Packets from the underlay that must be dropped, and counted.
-    let vx = |src_inner: [u8; 4], vni: u32| {
+    let vx_to = |src_inner: [u8; 4], dst_inner: [u8; 4], vni: u32| {
         let mut inner = Vec::new();
-        etherparse::PacketBuilder::ipv4(src_inner, [10, 244, 1, 1], 64)
+        etherparse::PacketBuilder::ipv4(src_inner, dst_inner, 64)
             .udp(1, 2)
             .write(&mut inner, b"x")
             .unwrap();
@@ -381,10 +381,17 @@ fn two_weft_nodes_carry_pod_traffic() {
         let at = enc.encap_payload(&mut buf, 64..end).unwrap();
         buf[at..].to_vec()
     };
+    let vx = |src_inner: [u8; 4], vni: u32| vx_to(src_inner, [10, 244, 1, 1], vni);
     let (spoofed, wrong_vni, good) = (
         vx([10, 244, 9, 9], 1),
         vx([10, 244, 2, 1], 7),
         vx([10, 244, 2, 1], 1),
+    );
+    // From the member itself, well formed, but not for node 1: a broadcast
+    // and a packet for node 2's own block (transit back through node 1).
+    let (broadcast, transit) = (
+        vx_to([10, 244, 2, 1], [255, 255, 255, 255], 1),
+        vx_to([10, 244, 2, 1], [10, 244, 2, 9], 1),
     );
     ok(&["-n", &c.node(2), "addr", "add", "10.99.0.3/24", "dev", "u2"]);
     in_ns(&c.node(2), move || {
@@ -395,12 +402,15 @@ fn two_weft_nodes_carry_pod_traffic() {
             peer.send_to(&spoofed, "10.99.0.1:4789").unwrap();
             peer.send_to(&wrong_vni, "10.99.0.1:4789").unwrap();
             peer.send_to(b"\x08\x00\x00", "10.99.0.1:4789").unwrap();
+            peer.send_to(&broadcast, "10.99.0.1:4789").unwrap();
+            peer.send_to(&transit, "10.99.0.1:4789").unwrap();
         }
     })
     .join()
     .unwrap();
     let s1 = c.stats(1);
     let d = &s1["drops"];
+    assert!(d["not_for_this_node"].as_u64().unwrap() >= 20, "{s1}");
     assert!(d["unknown_source"].as_u64().unwrap() >= 10, "{s1}");
     assert!(d["spoofed_inner"].as_u64().unwrap() >= 10, "{s1}");
     assert!(d["wrong_vni"].as_u64().unwrap() >= 10, "{s1}");
