@@ -67,8 +67,11 @@ pub(super) struct LoopState {
     /// Each underlay socket's overflow count last seen (SO_RXQ_OVFL), by
     /// source number.
     overflows_seen: [u32; 3],
-    /// IP-in-IP receive headers.
-    recv_batch: super::sys::raw_batch::RecvBatch,
+    /// Veth attachment: frames from a pod's port are read into here, a
+    /// batch at a time (empty otherwise).
+    pub ports_buf: Vec<u8>,
+    /// IP-in-IP and veth receive headers.
+    pub recv_batch: super::sys::raw_batch::RecvBatch,
     /// VXLAN receive control messages.
     recv_control: super::sys::udp_gso::RecvControl,
     dec: VxlanDecap,
@@ -95,6 +98,12 @@ impl Worker {
                 udp_runs: self.attach.takes_udp_super_packets(),
             },
             accepted: Vec::with_capacity(IPIP_BATCH),
+            ports_buf: match self.attach {
+                Attachment::Veth { .. } => {
+                    vec![0u8; super::veth::PORT_BATCH * super::veth::PORT_SLOT]
+                }
+                Attachment::Tun(_) => Vec::new(),
+            },
             resolution_out: [0u8; super::rx::RESOLUTION_REPLY_MAX],
             events: [EpollEvent::empty(); 64],
             overflows_seen: [0; 3],

@@ -1,6 +1,6 @@
 //! Veth attachment, pods → out: each worker waits on its ports' packet
-//! sockets (epoll), reads the frames that are ready (a budget per port, for
-//! fairness), and for each one checks that it came from the pod the port
+//! sockets (epoll), reads the frames that are ready (one `recvmmsg` of up to
+//! [`PORT_BATCH`] per port and turn, for fairness), and for each one checks that it came from the pod the port
 //! was registered for (source MAC and IP), answers ARP and neighbour
 //! solicitations for the gateway, switches pod-to-pod traffic on this node
 //! straight to the other pod's port, and sends the rest through the same
@@ -25,6 +25,12 @@ use std::net::IpAddr;
 const FRAME_AT: usize = HEADROOM - 14;
 /// Where the frame's virtio-net header is read.
 const VNET_AT: usize = FRAME_AT - virtio::HEADER_LEN;
+/// Frames read from one port at a time (one `recvmmsg`).
+pub(super) const PORT_BATCH: usize = BUDGET;
+/// Each frame's slot in the batch buffer: the headroom and the largest
+/// frame a pod's veth hands over (a GSO super-frame), like the TUN's
+/// buffer. Pages are touched only as frames that long arrive.
+pub(super) const PORT_SLOT: usize = (HEADROOM + super::MAX_PACKET).next_multiple_of(64);
 
 const GATEWAY_V4: std::net::Ipv4Addr = crate::podnet::GATEWAY_V4;
 const GATEWAY_V6: std::net::Ipv6Addr = crate::podnet::GATEWAY_V6;
@@ -56,24 +62,28 @@ impl Worker {
             let Some(port) = ports.get(st.events[k].data() as u32) else {
                 continue;
             };
-            for _ in 0..BUDGET {
-                match port.socket.recv(&mut st.tx_buf[VNET_AT..]) {
-                    Ok(len) => self.frame_from_port(
-                        &mut st.reader,
-                        ports,
-                        &port,
-                        &mut st.tx_buf,
-                        VNET_AT + len,
-                        &mut st.scratch,
-                    ),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        self.counters.dropped(DropReason::BadOffload)
-                    }
-                    // The link went away (ENETDOWN, once): the CNI
-                    // plugin's DEL unregisters the port.
-                    Err(_) => break,
+            // The link going away (ENETDOWN, once) is an error here: the
+            // CNI plugin's DEL unregisters the port.
+            let Ok(got) = st
+                .recv_batch
+                .recv(&port.socket, &mut st.ports_buf, PORT_SLOT, VNET_AT)
+            else {
+                continue;
+            };
+            for (k, &len) in got.lens[..got.count].iter().enumerate() {
+                if len == usize::MAX {
+                    // Longer than its slot (cannot happen): never a piece.
+                    self.counters.dropped(DropReason::BadOffload);
+                    continue;
                 }
+                self.frame_from_port(
+                    &mut st.reader,
+                    ports,
+                    &port,
+                    &mut st.ports_buf[k * PORT_SLOT..(k + 1) * PORT_SLOT],
+                    VNET_AT + len,
+                    &mut st.scratch,
+                );
             }
         }
         self.flush_pending(&mut st.scratch);

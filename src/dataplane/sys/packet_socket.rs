@@ -86,34 +86,6 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
-    /// Reads one frame (virtio-net header first) without blocking;
-    /// `WouldBlock` when none is queued.
-    #[allow(unsafe_code)]
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
-        if n > buf.len() {
-            // MSG_TRUNC reports the real length: a frame larger than the
-            // buffer was cut; refuse it rather than forward a piece.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "frame truncated",
-            ));
-        }
-        Ok(n)
-    }
-
     /// Writes one frame (virtio-net header first) to the interface.
     #[allow(unsafe_code)]
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {

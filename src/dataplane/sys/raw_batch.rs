@@ -1,7 +1,8 @@
 //! Many packets per syscall on IP-in-IP's raw sockets: one `sendmmsg` for
 //! the segments of a TCP super-packet, one `recvmmsg` for whatever is
 //! queued (raw sockets have no segmentation or receive offload, so
-//! batching syscalls is what is left).
+//! batching syscalls is what is left). The receive side also reads the
+//! pods' packet sockets in veth attachment.
 
 use super::udp_gso::Tos;
 use nix::sys::socket::{recvmmsg, sendmmsg, sendmsg, MsgFlags, MultiHeaders, SockaddrStorage};
@@ -120,14 +121,17 @@ pub struct ReceivedPackets {
 
 impl RecvBatch {
     /// Receives, without waiting, up to [`MAX_BATCH`] packets from `sock`
-    /// into `buf`, packet k at `buf[k * slot + skip..(k + 1) * slot]`.
+    /// (as many as `buf` has slots for) into `buf`, packet k at
+    /// `buf[k * slot + skip..(k + 1) * slot]`.
     pub fn recv(
         &mut self,
-        sock: &impl AsRawFd,
+        sock: &impl std::os::fd::AsFd,
         buf: &mut [u8],
         slot: usize,
         skip: usize,
     ) -> std::io::Result<ReceivedPackets> {
+        // As many packets as `buf` has slots for, at most MAX_BATCH.
+        let slots = (buf.len() / slot.max(1)).min(MAX_BATCH);
         let mut chunks = buf.chunks_exact_mut(slot);
         let mut iovs: [[IoSliceMut<'_>; 1]; MAX_BATCH] = std::array::from_fn(|_| {
             let chunk = chunks.next().unwrap_or_default();
@@ -141,9 +145,9 @@ impl RecvBatch {
             tclass: [0; MAX_BATCH],
         };
         let results = match recvmmsg(
-            sock.as_raw_fd(),
+            sock.as_fd().as_raw_fd(),
             &mut self.headers,
-            iovs.iter_mut(),
+            iovs[..slots].iter_mut(),
             MsgFlags::MSG_DONTWAIT,
             None,
         ) {
