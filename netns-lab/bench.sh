@@ -34,7 +34,9 @@
 # --variants measures a subset (kernel VXLAN is always included: ratios are
 # to it), for quick A/B runs while working on the data path. With
 # WEFTD_BASELINE=/path/to/weftd, variant "wbase" is weft VXLAN run by that
-# binary (an older build), measured in the same interleaved rounds.
+# binary (an older build), measured in the same interleaved rounds;
+# WEFTD_BASELINE_AS=VARIANT gives it another weft variant's shape instead
+# (e.g. wveth, to measure a veth attachment change).
 #
 # Everything lives in namespaces named wb<pid><variant>-*, removed on exit,
 # failure or Ctrl-C. Traffic never leaves them. WEFTD_BASELINE must know
@@ -111,15 +113,18 @@ done
 echo "== building clusters: ${VARIANTS[*]}"
 for v in "${VARIANTS[@]}"; do
   shape=(--nodes 2 --pods 1 --static --no-nat)
-  case $v in
+  as=$v
+  [[ $v == wbase ]] && as=${WEFTD_BASELINE_AS:-wvxlan}
+  case $as in
     plain) shape+=(--encap none) ;;
     kvxlan) shape=(--nodes 2 --pods 1 --kernel-vxlan) ;;
     whybrid) shape+=(--mode kernel) ;;
     whybnc) shape+=(--mode kernel --no-kernel-checks --pods-to-nodes-direct) ;;
-    wvxlan | wbase) shape+=(--busy-poll 100) ;;
+    wvxlan) shape+=(--busy-poll 100) ;;
     wvxbp0) shape+=(--busy-poll 0) ;;
     wipip) shape+=(--encap ipip --busy-poll 100) ;;
     wveth) shape+=(--attach veth --no-host-paths --busy-poll 100) ;;
+    *) echo "bench: WEFTD_BASELINE_AS must name a weft variant (got $as)" >&2; exit 2 ;;
   esac
   LABS+=("$v")
   lab "$v" up "${shape[@]}" >/dev/null
@@ -178,13 +183,14 @@ print((e["packets"]-e["lost_packets"])/e["seconds"]/1e3)')
   done
 done
 
-python3 - "$RAW" "$OUT" "$ROUNDS" "$SECS" "${VARIANTS[*]}" "$RATE" <<'PY'
+python3 - "$RAW" "$OUT" "$ROUNDS" "$SECS" "${VARIANTS[*]}" "$RATE" "${WEFTD_BASELINE_AS:-wvxlan}" <<'PY'
 import csv, statistics, subprocess, sys, datetime
-raw, out, rounds, secs, rate = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[6]
+raw, out, rounds, secs, rate, base_as = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[6], sys.argv[7]
 rows = list(csv.DictReader(open(raw)))
 variants = sys.argv[5].split()
 names = {"plain": "plain routing", "kvxlan": "kernel VXLAN", "whybrid": "weft hybrid (kernel path)", "whybnc": "weft hybrid, Flannel-like (no checks, no rule)", "wvxlan": "weft VXLAN", "wvxbp0": "weft VXLAN, no busy poll", "wipip": "weft IP-in-IP",
-         "wveth": "weft VXLAN, veth attach", "wbase": "weft VXLAN, baseline build"}
+         "wveth": "weft VXLAN, veth attach"}
+names["wbase"] = names.get(base_as, base_as) + ", baseline build"
 metrics = [("tcp1_gbps", "TCP 1 stream (Gbit/s)", True), ("tcp4_gbps", "TCP 4 streams (Gbit/s)", True),
            ("udp64_kpps", "UDP 64 B (kpps)", True), ("rtt_us", "ping RTT (µs)", False), ("cpu_cores", "CPU, 1 stream (cores)", False),
            ("cpu_per_gbps", "CPU per Gbit/s, 1 stream (cores)", False), ("fixed_cpu_cores", f"CPU at {rate} Gbit/s (cores)", False)]
