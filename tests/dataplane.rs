@@ -242,6 +242,36 @@ fn tcp_transfer(c: &Cluster, bytes: u64, port: u16) -> f64 {
     traffic::tcp_transfer(&p1.ns, &p2.ns, SocketAddr::new(p2.v4, port), bytes)
 }
 
+/// Ping both ways in both pod families, 200 MB of TCP checksummed on the
+/// far side (on `port`), and the tiny-MSS transfers (on `port + 4`).
+fn pings_and_transfers(c: &Cluster, underlay: &str, port: u16) {
+    let (p1, p2) = (&c.pods[0], &c.pods[1]);
+    assert!(ping(&p1.ns, p2.v4), "pod 1 -> pod 2 over IPv4");
+    assert!(ping(&p2.ns, p1.v4), "pod 2 -> pod 1 over IPv4");
+    assert!(ping(&p1.ns, p2.v6), "pod 1 -> pod 2 over IPv6");
+    assert!(ping(&p2.ns, p1.v6), "pod 2 -> pod 1 over IPv6");
+    const BYTES: u64 = 200 * 1024 * 1024;
+    let secs = tcp_transfer(c, BYTES, port);
+    eprintln!(
+        "{underlay}: 200 MB in {secs:.2} s ({:.0} Mbit/s, test build)",
+        BYTES as f64 * 8.0 / secs / 1e6
+    );
+    small_mss_transfers(c, port + 4);
+}
+
+/// What a node's weftd dropped, but for `no_route` (which the tests' own
+/// probes cause).
+fn drops_but_no_route(stats: &Value) -> u64 {
+    let d = &stats["drops"];
+    let all: u64 = d
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    all - d["no_route"].as_u64().unwrap()
+}
+
 /// A sender with a tiny MSS (88 bytes): its 64 KiB super-packets carry
 /// ~700 segments, far more than one GSO send or one batch holds. They must
 /// all arrive, in both families, and weftd must count no bad offload.
@@ -265,21 +295,7 @@ fn two_weft_nodes_carry_pod_traffic() {
     let Some(mut c) = Cluster::new(false, "vxlan") else {
         return;
     };
-    let (p1, p2) = (&c.pods[0], &c.pods[1]);
-
-    // Ping both ways, both families.
-    assert!(ping(&p1.ns, p2.v4), "pod 1 -> pod 2 over IPv4");
-    assert!(ping(&p2.ns, p1.v4), "pod 2 -> pod 1 over IPv4");
-    assert!(ping(&p1.ns, p2.v6), "pod 1 -> pod 2 over IPv6");
-
-    // 200 MB over TCP, checksummed on the far side.
-    const BYTES: u64 = 200 * 1024 * 1024;
-    let secs = tcp_transfer(&c, BYTES, 5001);
-    eprintln!(
-        "200 MB in {secs:.2} s ({:.0} Mbit/s, test build)",
-        BYTES as f64 * 8.0 / secs / 1e6
-    );
-    small_mss_transfers(&c, 5005);
+    pings_and_transfers(&c, "over IPv4", 5001);
     let (p1, p2) = (&c.pods[0], &c.pods[1]);
 
     // A UDP burst: 2,000 numbered datagrams in bursts of 50. Every one that
@@ -342,14 +358,11 @@ fn two_weft_nodes_carry_pod_traffic() {
         merged >= 20,
         "UDP datagrams coalesced into {merged} super-packets: {s2}"
     );
-    let weft_drops: u64 = s2["drops"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum::<u64>()
-        - s2["drops"]["no_route"].as_u64().unwrap();
-    assert_eq!(weft_drops, 0, "weftd on node 2 dropped traffic: {s2}");
+    assert_eq!(
+        drops_but_no_route(&s2),
+        0,
+        "weftd on node 2 dropped traffic: {s2}"
+    );
 
     // An oversized packet with DF set draws ICMP "fragmentation needed"
     // with the overlay MTU (pods have MTU 1500, the overlay 1450). The node's
@@ -604,18 +617,7 @@ fn carries_pod_traffic_over_an_ipv6_underlay(encap: &'static str, mtu: usize) {
         return;
     };
     assert_eq!(tunnel_packets_by_family(&c, 2), (0, 0), "counting from now");
-    let (p1, p2) = (&c.pods[0], &c.pods[1]);
-    assert!(ping(&p1.ns, p2.v4), "pod 1 -> pod 2 over IPv4");
-    assert!(ping(&p2.ns, p1.v4), "pod 2 -> pod 1 over IPv4");
-    assert!(ping(&p1.ns, p2.v6), "pod 1 -> pod 2 over IPv6");
-    assert!(ping(&p2.ns, p1.v6), "pod 2 -> pod 1 over IPv6");
-    const BYTES: u64 = 200 * 1024 * 1024;
-    let secs = tcp_transfer(&c, BYTES, 5031);
-    eprintln!(
-        "{encap}: 200 MB over an IPv6 underlay in {secs:.2} s ({:.0} Mbit/s, test build)",
-        BYTES as f64 * 8.0 / secs / 1e6
-    );
-    small_mss_transfers(&c, 5035);
+    pings_and_transfers(&c, &format!("{encap} over IPv6"), 5031);
     let (v4, v6) = tunnel_packets_by_family(&c, 2);
     assert_eq!(v4, 0, "nothing tunnelled over IPv4 reached node 2");
     // Counted as they cross the veth: GSO batches count once.
@@ -629,14 +631,11 @@ fn carries_pod_traffic_over_an_ipv6_underlay(encap: &'static str, mtu: usize) {
         "ping -M do: {text}"
     );
     let s2 = c.stats(2);
-    let weft_drops: u64 = s2["drops"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum::<u64>()
-        - s2["drops"]["no_route"].as_u64().unwrap();
-    assert_eq!(weft_drops, 0, "weftd on node 2 dropped traffic: {s2}");
+    assert_eq!(
+        drops_but_no_route(&s2),
+        0,
+        "weftd on node 2 dropped traffic: {s2}"
+    );
 }
 
 #[test]
