@@ -111,18 +111,7 @@ fn gossip_cluster_over_an_ipv6_underlay_mixing_kernel_and_userspace_nodes() {
     assert!(status.contains("IPv6 underlay"), "{status}");
     lab.all_pods_reach_all_pods();
     // Every peer is known at its IPv6 underlay address (gossip over IPv6).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weftctl"))
-        .arg("--socket")
-        .arg(lab.state.join("admin-n1.sock"))
-        .args(["--json", "status"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = lab.status(1);
     assert_eq!(v["path"], "kernel", "{v}");
     for p in v["peers"].as_array().unwrap() {
         assert!(

@@ -39,17 +39,7 @@ fn pods_of_n1(lab: &Lab) -> Vec<(String, IpAddr)> {
 
 /// The blocks `weftctl status` on node `k` shows for peer `peer`.
 fn peer_blocks(lab: &Lab, k: usize, peer: &str) -> usize {
-    let out = Command::new(env!("CARGO_BIN_EXE_weftctl"))
-        .args(["status", "--json", "--socket"])
-        .arg(lab.state.join(format!("admin-n{k}.sock")))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = lab.status(k);
     v["peers"]
         .as_array()
         .unwrap()

@@ -95,6 +95,22 @@ impl Lab {
         }
     }
 
+    /// `weftctl --json status` of node `k` (weftd must answer).
+    pub fn status(&self, k: usize) -> Json {
+        let out = Command::new(env!("CARGO_BIN_EXE_weftctl"))
+            .arg("--socket")
+            .arg(self.state.join(format!("admin-n{k}.sock")))
+            .args(["--json", "status"])
+            .output()
+            .expect("run weftctl");
+        assert!(
+            out.status.success(),
+            "weftctl status on node {k}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("weftctl --json gives JSON")
+    }
+
     /// Node `k`'s gossip counters, from a stats file written after now.
     pub fn gossip_stats(&self, k: usize) -> Json {
         self.stats(k)["gossip"].clone()
