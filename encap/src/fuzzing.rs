@@ -51,6 +51,12 @@ pub fn headers(data: &[u8]) {
     if let Ok(e) = crate::ethernet::EthernetFrame::new_checked(data) {
         let _ = (e.src(), e.dst(), e.ethertype(), e.payload());
     }
+    // Membership reports from pods: a report that parses reads whole, and
+    // only multicast groups come out of it.
+    if let Ok(Some(r)) = crate::group::membership(data) {
+        assert!(r.changes().count() <= usize::from(u16::MAX) + 1);
+        assert!(r.changes().all(|(g, _)| g.is_multicast()));
+    }
     // The L2 answers weftd gives pods (veth attach) and Linux peers.
     let mut reply = [0u8; crate::nd::ADVERT_FRAME_LEN];
     if let Ok(req) = crate::arp::parse_request(data) {

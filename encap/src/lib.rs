@@ -38,6 +38,7 @@ pub mod ethernet;
 pub mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod group;
 pub mod icmp;
 pub mod ip;
 pub mod ipip;
