@@ -285,7 +285,7 @@ impl TrustedNode {
         let inside = |ip: std::net::IpAddr| self.allowed.iter().any(|a| a.contains(&ip));
         let allowed = self.allowed.is_empty()
             || match &s.record.key {
-                Key::Node { .. } => true,
+                Key::Node { .. } | Key::Group { .. } => true,
                 Key::Claim { block, .. } => self.allowed.iter().any(|a| a.contains(block)),
                 Key::Endpoint { ip, .. } => inside(*ip),
             };

@@ -48,13 +48,24 @@ pub enum Key {
         /// The pod address.
         ip: IpAddr,
     },
+    /// The owner has pods in a multicast group: it wants one copy of the
+    /// group's traffic from every other node.
+    Group {
+        /// The node with members.
+        owner: String,
+        /// The group (a multicast address the cluster carries).
+        group: IpAddr,
+    },
 }
 
 impl Key {
     /// The node that writes this record.
     pub fn owner(&self) -> &str {
         match self {
-            Key::Node { owner } | Key::Claim { owner, .. } | Key::Endpoint { owner, .. } => owner,
+            Key::Node { owner }
+            | Key::Claim { owner, .. }
+            | Key::Endpoint { owner, .. }
+            | Key::Group { owner, .. } => owner,
         }
     }
 }
@@ -95,6 +106,14 @@ pub enum Value {
     },
     /// The record was deleted (a tombstone; expires).
     Deleted,
+    /// For [`Key::Group`]: how many of the owner's pods are members
+    /// (shown by `weftctl groups`; any count means "send me a copy").
+    /// Last, as every new variant must be: postcard numbers variants in
+    /// order, and earlier releases read the ones before.
+    Members {
+        /// Member pods on the owner.
+        pods: u32,
+    },
 }
 
 /// One versioned record.
@@ -124,6 +143,8 @@ pub enum RecordError {
     BadNode,
     /// A claim outside the pools or not of the configured block size.
     BadBlock,
+    /// A group record for an address that is not multicast.
+    BadGroup,
     /// A state limit is reached (owners, records per owner).
     LimitReached,
     /// Node keys are in use and the owner is not in the trusted-nodes file.
@@ -148,6 +169,7 @@ impl RecordError {
             RecordError::Mismatch => "record_mismatch",
             RecordError::BadNode => "record_bad_node",
             RecordError::BadBlock => "record_bad_block",
+            RecordError::BadGroup => "record_bad_group",
             RecordError::LimitReached => "record_limit_reached",
             RecordError::UnknownOwner => "record_unknown_owner",
             RecordError::Unsigned => "record_unsigned",
@@ -215,6 +237,8 @@ impl Record {
             }
             (Key::Claim { .. }, Value::Claim { .. }) => Ok(()),
             (Key::Endpoint { .. }, Value::Endpoint { .. }) => Ok(()),
+            (Key::Group { group, .. }, Value::Members { .. }) if group.is_multicast() => Ok(()),
+            (Key::Group { .. }, Value::Members { .. }) => Err(RecordError::BadGroup),
             _ => Err(RecordError::Mismatch),
         }
     }
@@ -360,6 +384,37 @@ mod tests {
         assert_eq!(r.check_shape(), Err(RecordError::BadNode));
         let long = "a".repeat(MAX_NAME + 1);
         assert_eq!(node(&long).check_shape(), Err(RecordError::BadName));
+    }
+
+    #[test]
+    fn group_records_round_trip_and_older_variants_keep_their_numbers() {
+        let r = Record {
+            key: Key::Group {
+                owner: "node-1".into(),
+                group: "239.1.2.3".parse().unwrap(),
+            },
+            version: Version {
+                epoch: 1,
+                counter: 1,
+            },
+            value: Value::Members { pods: 2 },
+        };
+        assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+        let mut unicast = r.clone();
+        unicast.key = Key::Group {
+            owner: "node-1".into(),
+            group: "10.0.0.1".parse().unwrap(),
+        };
+        assert_eq!(unicast.check_shape(), Err(RecordError::BadGroup));
+        let mut wrong = r.clone();
+        wrong.value = Value::Claim { claimed_at: 0 };
+        assert_eq!(wrong.check_shape(), Err(RecordError::Mismatch));
+        // Earlier releases number the variants they know the same way.
+        assert_eq!(postcard::to_allocvec(&Value::Deleted).unwrap(), [3]);
+        assert_eq!(
+            postcard::to_allocvec(&Value::Members { pods: 2 }).unwrap(),
+            [4, 2]
+        );
     }
 
     #[test]

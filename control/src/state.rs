@@ -140,6 +140,9 @@ pub struct View {
     pub blocks: BTreeMap<IpNet, String>,
     /// Endpoints of live nodes that lie in their blocks: IP → (node, MAC).
     pub endpoints: BTreeMap<IpAddr, (String, [u8; 6])>,
+    /// Multicast groups with members on live nodes: group → (node →
+    /// member pods there).
+    pub groups: BTreeMap<IpAddr, BTreeMap<String, u32>>,
 }
 
 /// Every record this node knows.
@@ -548,6 +551,20 @@ impl State {
                     if inside {
                         view.endpoints.insert(*ip, (name.clone(), *mac));
                     }
+                }
+            }
+        }
+        // Groups need no block: a live node with pods in the group.
+        for (name, o) in &self.owners {
+            if !view.nodes.contains_key(name) {
+                continue;
+            }
+            for (k, s) in &o.records {
+                if let (Key::Group { group, .. }, Value::Members { pods }) = (k, &s.value) {
+                    view.groups
+                        .entry(*group)
+                        .or_default()
+                        .insert(name.clone(), *pods);
                 }
             }
         }
@@ -989,5 +1006,44 @@ mod tests {
             prop_assert_eq!(snapshot(&lr), snapshot(&rl));
             prop_assert_eq!(lr.digests(), rl.digests());
         }
+    }
+
+    #[test]
+    fn the_view_names_the_live_nodes_with_members_of_each_group() {
+        let mut st = State::new(Rules::default());
+        for n in ["a", "b", "c"] {
+            st.apply(node(n, v(1, 1)), 0).unwrap();
+        }
+        let group = |owner: &str, g: &str, pods: u32, c: u64| Record {
+            key: Key::Group {
+                owner: owner.into(),
+                group: g.parse().unwrap(),
+            },
+            version: v(1, c),
+            value: if pods == 0 {
+                Value::Deleted
+            } else {
+                Value::Members { pods }
+            },
+        };
+        st.apply(group("a", "239.1.1.1", 2, 2), 0).unwrap();
+        st.apply(group("b", "239.1.1.1", 1, 2), 0).unwrap();
+        st.apply(group("c", "ff05::1", 1, 2), 0).unwrap();
+        let view = st.view(|o| o != "c", |_| true);
+        let g: IpAddr = "239.1.1.1".parse().unwrap();
+        assert_eq!(
+            view.groups[&g]
+                .iter()
+                .map(|(n, p)| (n.as_str(), *p))
+                .collect::<Vec<_>>(),
+            [("a", 2), ("b", 1)]
+        );
+        // c is not live: its group is not carried.
+        assert_eq!(view.groups.len(), 1);
+        // b leaves.
+        st.apply(group("b", "239.1.1.1", 0, 3), 0).unwrap();
+        let view = st.view(|_| true, |_| true);
+        assert_eq!(view.groups[&g].len(), 1);
+        assert_eq!(view.groups.len(), 2);
     }
 }

@@ -80,4 +80,20 @@ impl Agent {
         self.write(key, Value::Deleted, now_ms);
         self.flush();
     }
+
+    /// Publishes that `pods` of this node's pods are in multicast `group`
+    /// (0: none left, the record withdrawn).
+    pub fn set_group(&mut self, group: IpAddr, pods: u32, now_ms: u64) {
+        let key = Key::Group {
+            owner: self.cfg.name.clone(),
+            group,
+        };
+        let value = if pods == 0 {
+            Value::Deleted
+        } else {
+            Value::Members { pods }
+        };
+        self.write(key, value, now_ms);
+        self.flush();
+    }
 }
