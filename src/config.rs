@@ -34,6 +34,8 @@ pub struct Config {
     pub gossip: Gossip,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Multicast between pods.
+    pub multicast: Multicast,
     /// Peers known without gossip.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<StaticPeer>,
@@ -51,6 +53,7 @@ impl Default for Config {
             dataplane: Dataplane::default(),
             gossip: Gossip::default(),
             metrics: Metrics::default(),
+            multicast: Multicast::default(),
             peers: Vec::new(),
         }
     }
@@ -541,6 +544,71 @@ impl Default for Metrics {
     }
 }
 
+/// Multicast between pods: membership reports read on the pods' veths,
+/// published through gossip, datagrams replicated head-end (one copy per
+/// node with members).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Multicast {
+    /// Carry multicast between pods (userspace data path only). Turn it
+    /// off while nodes of an earlier release remain: they cannot read
+    /// group records.
+    pub enabled: bool,
+    /// Groups one pod may join; reports past it are dropped and counted
+    /// (`group_limit`).
+    pub max_groups_per_pod: u32,
+    /// Groups this node's pods may join together.
+    pub max_groups: u32,
+    /// Multicast datagrams per second one pod may send (a burst of as many
+    /// is allowed); the excess is dropped and counted (`multicast_rate_limited`).
+    pub pod_rate_pps: u32,
+    /// Multicast datagrams per second all of this node's pods may send.
+    pub node_rate_pps: u32,
+    /// Seconds between the node's general queries to its pods (IGMPv3 and
+    /// MLDv2, 10-127): pods answer with their groups, a membership not
+    /// reported for twice this and 10 s more lapses.
+    pub query_interval_s: u8,
+}
+
+impl Default for Multicast {
+    fn default() -> Self {
+        Multicast {
+            enabled: true,
+            max_groups_per_pod: 64,
+            max_groups: 1024,
+            pod_rate_pps: 10_000,
+            node_rate_pps: 50_000,
+            query_interval_s: 60,
+        }
+    }
+}
+
+impl Multicast {
+    /// The `[multicast]` section.
+    fn check(&self) -> Result<(), Invalid> {
+        for (key, v) in [
+            ("multicast.max_groups_per_pod", self.max_groups_per_pod),
+            ("multicast.max_groups", self.max_groups),
+            ("multicast.pod_rate_pps", self.pod_rate_pps),
+            ("multicast.node_rate_pps", self.node_rate_pps),
+        ] {
+            if v == 0 {
+                return invalid(
+                    key,
+                    "expected a number above 0 (use multicast.enabled = false to carry none)",
+                );
+            }
+        }
+        if !(10..=127).contains(&self.query_interval_s) {
+            return invalid(
+                "multicast.query_interval_s",
+                format!("expected 10-127 seconds (got {})", self.query_interval_s),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The default gossip port.
 pub const GOSSIP_PORT: u16 = 7947;
 
@@ -722,6 +790,7 @@ impl Config {
             .and_then(|()| check_mtu("underlay.mtu", &self.underlay.mtu))
             .and_then(|()| self.dataplane.check(&self.overlay))
             .and_then(|()| self.gossip.check())
+            .and_then(|()| self.multicast.check())
             .and_then(|()| check_peers(&self.peers, self.node_name.as_deref(), &self.overlay))
             .map_err(|(key, message)| ConfigError {
                 source: source.to_string(),

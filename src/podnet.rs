@@ -27,6 +27,13 @@ pub fn host_ifname(container_id: &str, ifname: &str) -> String {
     format!("weft{:011x}", h & 0xfff_ffff_ffff)
 }
 
+/// True if `name` has the form of [`host_ifname`]'s names.
+pub fn is_host_ifname(name: &str) -> bool {
+    name.len() == MAX_IFNAME
+        && name.starts_with("weft")
+        && name[4..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The pod end's MAC, derived from the host end's name: locally
 /// administered, unicast, stable across restarts (weftd derives it again
 /// for pods recorded before a restart).

@@ -140,6 +140,12 @@ fn weftctl_and_metrics_against_a_running_cluster() {
     assert!(s["gossip"]["received"].as_u64().unwrap() > 0);
     assert!(weftctl(&lab, 1, &["stats"]).1.contains("drop no_route"));
 
+    // groups: none joined yet (tests/multicast.rs joins them)
+    let g = json(&lab, 1, &["groups"]);
+    assert_eq!(g["enabled"], true, "{g}");
+    assert_eq!(g["groups"].as_array().map(Vec::len), Some(0), "{g}");
+    assert!(weftctl(&lab, 1, &["groups"]).1.contains("GROUP"));
+
     // trace: pod on n1 to pod on n3
     let t = json(&lab, 1, &["trace", &p1.1, &p3.1]);
     assert_eq!(t["verdict"], "forward");

@@ -212,6 +212,36 @@ pub fn endpoints(v: &Value) -> String {
     table(&["ip", "node", "mac", "source"], &rows)
 }
 
+/// `weftctl groups`.
+pub fn groups(v: &Value) -> String {
+    if v["enabled"] == Value::Bool(false) {
+        return "multicast is off on this node (multicast.enabled = false, or the kernel path)\n"
+            .into();
+    }
+    let join = |a: &Value| {
+        let all: Vec<String> = a.as_array().into_iter().flatten().map(s).collect();
+        if all.is_empty() {
+            "-".to_string()
+        } else {
+            all.join(",")
+        }
+    };
+    let rows: Vec<Vec<String>> = v["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| vec![s(&g["group"]), join(&g["local_ports"]), join(&g["nodes"])])
+        .collect();
+    table(
+        &[
+            "group",
+            "member pods here (host ports)",
+            "other nodes with members",
+        ],
+        &rows,
+    )
+}
+
 /// `weftctl stats`.
 pub fn stats(v: &Value) -> String {
     let mut rows = vec![
@@ -222,8 +252,14 @@ pub fn stats(v: &Value) -> String {
         vec!["rx super-packets".into(), s(&v["rx_super_packets"])],
         vec!["rx underlay GRO".into(), s(&v["rx_underlay_gro"])],
         vec!["arp replies".into(), s(&v["arp_replies"])],
+        vec!["nd replies".into(), s(&v["nd_replies"])],
         vec!["gateway replies".into(), s(&v["gateway_replies"])],
         vec!["local packets".into(), s(&v["local_packets"])],
+        vec!["multicast copies".into(), s(&v["multicast_copies"])],
+        vec!["multicast copy bytes".into(), s(&v["multicast_copy_bytes"])],
+        vec!["multicast local".into(), s(&v["multicast_local"])],
+        vec!["multicast reports".into(), s(&v["multicast_reports"])],
+        vec!["multicast queries".into(), s(&v["multicast_queries"])],
     ];
     for (k, n) in v["drops"].as_object().into_iter().flatten() {
         rows.push(vec![format!("drop {k}"), s(n)]);

@@ -22,6 +22,9 @@ pub enum Request {
     Endpoints,
     /// Data-path and gossip counters, drops by reason.
     Stats,
+    /// Multicast groups: this node's member pods and the other nodes with
+    /// members.
+    Groups,
     /// Whether weftd is healthy and ready.
     Health,
     /// How weftd would forward a packet from `src` to `dst`, and why.

@@ -70,6 +70,7 @@ pub fn answer(node: &Node, req: &Request) -> Value {
         },
         Request::Fdb => fdb(node),
         Request::Endpoints => endpoints(node),
+        Request::Groups => groups(node),
         Request::Stats => stats(node),
         Request::Health => health(node),
         Request::Trace { src, dst } => {
@@ -271,9 +272,50 @@ fn endpoints(node: &Node) -> Value {
     json!({ "endpoints": eps })
 }
 
+fn groups(node: &Node) -> Value {
+    let Some(m) = &node.multicast else {
+        return json!({ "enabled": false, "groups": [] });
+    };
+    let names: std::collections::HashMap<u32, String> = nix::net::if_::if_nameindex()
+        .map(|all| {
+            all.iter()
+                .map(|i| (i.index(), i.name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let local = m.local_members();
+    let remote = m.remote_members();
+    let mut all: Vec<std::net::IpAddr> = local.keys().chain(remote.keys()).copied().collect();
+    all.sort();
+    all.dedup();
+    let groups: Vec<Value> = all
+        .iter()
+        .map(|g| {
+            let ports: Vec<Value> = local
+                .get(g)
+                .into_iter()
+                .flatten()
+                .map(|i| json!(names.get(i).cloned().unwrap_or_else(|| format!("#{i}"))))
+                .collect();
+            let mut nodes: Vec<&str> = remote
+                .get(g)
+                .into_iter()
+                .flatten()
+                .map(|n| n.as_str())
+                .collect();
+            nodes.sort();
+            json!({ "group": g.to_string(), "local_ports": ports, "nodes": nodes })
+        })
+        .collect();
+    json!({ "enabled": true, "groups": groups })
+}
+
 fn stats(node: &Node) -> Value {
-    let all: Vec<&counters::WorkerCounters> = node.counters.iter().map(|c| c.as_ref()).collect();
-    let mut v = counters::snapshot_refs(&all);
+    let workers: Vec<&counters::WorkerCounters> =
+        node.counters.iter().map(|c| c.as_ref()).collect();
+    let others = node.other_counters();
+    let others: Vec<&counters::WorkerCounters> = others.iter().map(|c| c.as_ref()).collect();
+    let mut v = counters::snapshot_refs(&workers, &others);
     if let Some(g) = &node.gossip {
         v["gossip"] = g.status.lock().expect("not poisoned").to_json();
     }

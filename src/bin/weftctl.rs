@@ -40,6 +40,8 @@ enum Command {
     Endpoints,
     /// Packet, byte and drop counters, gossip counters.
     Stats,
+    /// Multicast groups: member pods here, other nodes with members.
+    Groups,
     /// How weftd would forward a packet from SRC to DST, and why.
     Trace {
         /// Source address.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Fdb => Request::Fdb,
         Command::Endpoints => Request::Endpoints,
         Command::Stats => Request::Stats,
+        Command::Groups => Request::Groups,
         Command::Trace { src, dst } => Request::Trace {
             src: *src,
             dst: *dst,
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
             Command::Fdb => render::fdb(&v),
             Command::Endpoints => render::endpoints(&v),
             Command::Stats => render::stats(&v),
+            Command::Groups => render::groups(&v),
             Command::Trace { .. } => render::trace(&v),
             Command::Health { .. } => render::health(&v),
         };

@@ -254,7 +254,7 @@ fn run(cfg: &Config) -> ExitCode {
     if let Some(path) = &cfg.dataplane.stats_file {
         weft::daemon::node::write_stats(
             path,
-            &node.counters,
+            (&node.counters, &node.other_counters()),
             node.gossip.as_ref(),
             node.kernel_path
                 .as_ref()

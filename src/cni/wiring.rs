@@ -428,6 +428,9 @@ mod tests {
     #[test]
     fn host_names_are_stable_short_and_distinct() {
         let a = host_ifname("0123456789abcdef", "eth0");
+        assert!(crate::podnet::is_host_ifname(&a));
+        assert!(!crate::podnet::is_host_ifname("weft0"));
+        assert!(!crate::podnet::is_host_ifname("wefttunnel1234x"));
         assert_eq!(a, host_ifname("0123456789abcdef", "eth0"));
         assert_eq!(a.len(), 15);
         assert!(a.starts_with("weft"));

@@ -38,9 +38,15 @@ impl Collector for NodeCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let node = &self.0;
         let workers: Vec<&WorkerCounters> = node.counters.iter().map(|w| w.as_ref()).collect();
+        let others = node.other_counters();
+        let all: Vec<&WorkerCounters> = workers
+            .iter()
+            .copied()
+            .chain(others.iter().map(|w| w.as_ref()))
+            .collect();
         for c in &COUNTERS {
             let name = format!("weft_{}", c.name);
-            counter(&mut e, &name, c.help, counters::sum(&workers, c.get))?;
+            counter(&mut e, &name, c.help, counters::sum(&all, c.get))?;
         }
         for c in PER_WORKER {
             let zero = ConstCounter::new(0u64);
@@ -63,7 +69,7 @@ impl Collector for NodeCollector {
                 c.metric_type(),
             )?;
             for why in DropReason::ALL {
-                let n = counters::sum(&workers, |w| &w.drops[why as usize]);
+                let n = counters::sum(&all, |w| &w.drops[why as usize]);
                 ConstCounter::new(n).encode(m.encode_family(&[("reason", why.name())])?)?;
             }
         }

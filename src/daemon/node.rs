@@ -42,6 +42,19 @@ pub struct Node {
     pub source_ports: Option<SourcePorts>,
     /// The kernel path's device (None: the userspace path).
     pub kernel_path: Option<super::kernel_path::KernelDevice>,
+    /// The multicast plane (None: multicast off, or the kernel path).
+    pub multicast: Option<Arc<crate::dataplane::multicast::Multicast>>,
+}
+
+impl Node {
+    /// The counters of threads that are not workers (multicast): counted
+    /// in the sums, not per worker.
+    pub fn other_counters(&self) -> Vec<Arc<WorkerCounters>> {
+        self.multicast
+            .iter()
+            .map(|m| Arc::clone(&m.counters))
+            .collect()
+    }
 }
 
 fn fail(what: impl std::fmt::Display) -> String {
@@ -465,6 +478,24 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         UnderlayIo::Vxlan { sources, .. } => Some(sources.clone()),
         UnderlayIo::IpIp { .. } => None,
     });
+    // Multicast rides the userspace path's sockets: none on the kernel path.
+    let multicast = match ios.first() {
+        Some(_) if cfg.multicast.enabled => {
+            Some(crate::dataplane::multicast::Multicast::open().map_err(|e| {
+                format!("multicast.enabled: cannot open the group packet socket: {e}")
+            })?)
+        }
+        _ => None,
+    };
+    let multicast_underlay = ios.first().map(|io| match io {
+        UnderlayIo::Vxlan { sources, .. } => {
+            crate::dataplane::multicast::Underlay::Vxlan(sources.clone())
+        }
+        UnderlayIo::IpIp { v4, v6, .. } => crate::dataplane::multicast::Underlay::IpIp {
+            v4: Arc::clone(v4),
+            v6: Arc::clone(v6),
+        },
+    });
     for (i, (attach, io)) in attachments.into_iter().zip(ios).enumerate() {
         let c = Arc::new(WorkerCounters::default());
         counters.push(Arc::clone(&c));
@@ -474,9 +505,28 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             fdb: fdb.clone(),
             settings: settings.clone(),
             counters: c,
+            multicast: multicast.clone(),
         }
         .spawn(i)
         .map_err(fail)?;
+    }
+    let (groups_tx, groups_rx) = std::sync::mpsc::channel();
+    if let (Some(m), Some(underlay)) = (&multicast, multicast_underlay) {
+        let thread = crate::dataplane::multicast::Thread {
+            fdb: fdb.clone(),
+            settings: settings.clone(),
+            underlay,
+            publish: cfg.gossip.enabled.then_some(groups_tx),
+        };
+        let mc = &cfg.multicast;
+        let limits = crate::dataplane::multicast::Limits {
+            max_groups_per_pod: mc.max_groups_per_pod,
+            max_groups: mc.max_groups,
+            pod_rate_pps: mc.pod_rate_pps,
+            node_rate_pps: mc.node_rate_pps,
+            query_interval_s: mc.query_interval_s,
+        };
+        m.spawn(thread, limits).map_err(fail)?;
     }
     let gossip = if cfg.gossip.enabled {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -497,7 +547,12 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             vtep_mac(&name).0,
             overlay_mtu,
             fdb.clone(),
-            (rx, requests_rx),
+            super::gossip::Inputs {
+                endpoints: rx,
+                block_requests: requests_rx,
+                group_counts: groups_rx,
+                multicast: multicast.clone(),
+            },
         )?)
     } else {
         super::endpoints::serve(
@@ -522,6 +577,8 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     }
     if let Some(path) = cfg.dataplane.stats_file.clone() {
         let counters = counters.clone();
+        let others: Vec<Arc<WorkerCounters>> =
+            multicast.iter().map(|m| Arc::clone(&m.counters)).collect();
         let gossip = gossip.clone();
         let kernel = kernel_path.clone();
         std::thread::Builder::new()
@@ -534,7 +591,12 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
                     if i % 10 == 0 {
                         kernel_stats = kernel.as_ref().map(super::kernel_path::stats);
                     }
-                    write_stats(&path, &counters, gossip.as_ref(), kernel_stats.clone());
+                    write_stats(
+                        &path,
+                        (&counters, &others),
+                        gossip.as_ref(),
+                        kernel_stats.clone(),
+                    );
                     std::thread::sleep(std::time::Duration::from_millis(500));
                 }
             })
@@ -554,6 +616,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         kernel: kernel_report,
         source_ports,
         kernel_path,
+        multicast,
     })
 }
 
@@ -670,15 +733,18 @@ fn attach_tun(
     Ok((queues, policy, want))
 }
 
-/// Writes the summed counters as JSON, atomically (temp file + rename).
+/// Writes the summed counters (of the workers and of `others`, threads
+/// that are not workers) as JSON, atomically (temp file + rename).
 pub fn write_stats(
     path: &std::path::Path,
-    counters: &[Arc<WorkerCounters>],
+    (workers, others): (&[Arc<WorkerCounters>], &[Arc<WorkerCounters>]),
     gossip: Option<&super::gossip::Handle>,
     kernel: Option<serde_json::Value>,
 ) {
-    let all: Vec<&WorkerCounters> = counters.iter().map(|c| c.as_ref()).collect();
-    let mut v = counters::snapshot_refs(&all);
+    fn refs(c: &[Arc<WorkerCounters>]) -> Vec<&WorkerCounters> {
+        c.iter().map(|c| c.as_ref()).collect()
+    }
+    let mut v = counters::snapshot_refs(&refs(workers), &refs(others));
     if let Some(g) = gossip {
         v["gossip"] = g.status.lock().expect("not poisoned").to_json();
     }

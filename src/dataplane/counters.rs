@@ -53,10 +53,22 @@ pub enum DropReason {
     /// Underlay datagrams the kernel dropped because weftd's socket
     /// buffer was full (SO_RXQ_OVFL).
     SocketOverflow,
+    /// A multicast datagram to a group with no member anywhere else.
+    NoGroupMembers,
+    /// An IGMP or MLD report from a pod that does not parse.
+    BadMembershipReport,
+    /// A datagram to a group or broadcast address of the pod's own link
+    /// (224.0.0.0/24, ff02::/16, broadcast): never carried.
+    LinkScope,
+    /// A pod (or the node's pods together) sent multicast faster than
+    /// `multicast.pod_rate_pps` (`node_rate_pps`).
+    MulticastRateLimited,
+    /// A join past `multicast.max_groups_per_pod` or `max_groups`.
+    GroupLimit,
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 20;
+pub const DROP_REASONS: usize = 25;
 
 impl DropReason {
     /// All reasons, in index order.
@@ -81,6 +93,11 @@ impl DropReason {
         DropReason::NotForGateway,
         DropReason::TtlExpired,
         DropReason::SocketOverflow,
+        DropReason::NoGroupMembers,
+        DropReason::BadMembershipReport,
+        DropReason::LinkScope,
+        DropReason::MulticastRateLimited,
+        DropReason::GroupLimit,
     ];
 
     /// The reason's name.
@@ -106,6 +123,11 @@ impl DropReason {
             DropReason::NotForGateway => "not_for_gateway",
             DropReason::TtlExpired => "ttl_expired",
             DropReason::SocketOverflow => "socket_overflow",
+            DropReason::NoGroupMembers => "no_group_members",
+            DropReason::BadMembershipReport => "bad_membership_report",
+            DropReason::LinkScope => "link_scope",
+            DropReason::MulticastRateLimited => "multicast_rate_limited",
+            DropReason::GroupLimit => "group_limit",
         }
     }
 }
@@ -139,6 +161,17 @@ pub struct WorkerCounters {
     pub gateway_replies: AtomicU64,
     /// Veth attach: pod-to-pod packets switched on this node.
     pub local_packets: AtomicU64,
+    /// Multicast copies sent to other nodes.
+    pub multicast_copies: AtomicU64,
+    /// Bytes of those copies (inner packets).
+    pub multicast_copy_bytes: AtomicU64,
+    /// Multicast copies handed to member pods (from this node's pods or
+    /// from other nodes).
+    pub multicast_local: AtomicU64,
+    /// IGMP and MLD reports read from pods.
+    pub multicast_reports: AtomicU64,
+    /// General queries sent to pods.
+    pub multicast_queries: AtomicU64,
     /// Drops by reason.
     pub drops: [AtomicU64; DROP_REASONS],
 }
@@ -189,7 +222,7 @@ pub struct Counter {
 
 /// Every packet counter (drops aside): the one list stats and metrics
 /// both print.
-pub const COUNTERS: [Counter; 10] = [
+pub const COUNTERS: [Counter; 15] = [
     Counter {
         name: "tx_packets",
         help: "Packets sent to the underlay.",
@@ -240,6 +273,31 @@ pub const COUNTERS: [Counter; 10] = [
         help: "Veth attachment: pod-to-pod packets switched on this node.",
         get: |w| &w.local_packets,
     },
+    Counter {
+        name: "multicast_copies",
+        help: "Multicast datagrams replicated to other nodes (one per node with members).",
+        get: |w| &w.multicast_copies,
+    },
+    Counter {
+        name: "multicast_copy_bytes",
+        help: "Bytes of the multicast copies sent to other nodes (inner packets).",
+        get: |w| &w.multicast_copy_bytes,
+    },
+    Counter {
+        name: "multicast_local",
+        help: "Multicast datagrams handed to member pods on this node.",
+        get: |w| &w.multicast_local,
+    },
+    Counter {
+        name: "multicast_reports",
+        help: "IGMP and MLD membership reports read from pods.",
+        get: |w| &w.multicast_reports,
+    },
+    Counter {
+        name: "multicast_queries",
+        help: "IGMP and MLD general queries sent to pods.",
+        get: |w| &w.multicast_queries,
+    },
 ];
 
 /// The sum of one counter over workers.
@@ -253,18 +311,20 @@ pub const PER_WORKER: &[Counter] = COUNTERS.split_at(4).0;
 
 /// The sums over workers, as JSON: every counter of [`COUNTERS`], the
 /// drops by reason under `drops`, and [`PER_WORKER`] for each worker under
-/// `workers`.
-pub fn snapshot_refs(workers: &[&WorkerCounters]) -> serde_json::Value {
+/// `workers`; `others` (threads that are not workers: multicast) count in
+/// the sums only.
+pub fn snapshot_refs(workers: &[&WorkerCounters], others: &[&WorkerCounters]) -> serde_json::Value {
+    let all: Vec<&WorkerCounters> = workers.iter().chain(others).copied().collect();
     let mut drops = serde_json::Map::new();
     for why in DropReason::ALL {
         drops.insert(
             why.name().into(),
-            sum(workers, |w| &w.drops[why as usize]).into(),
+            sum(&all, |w| &w.drops[why as usize]).into(),
         );
     }
     let mut v = serde_json::Map::new();
     for c in &COUNTERS {
-        v.insert(c.name.into(), sum(workers, c.get).into());
+        v.insert(c.name.into(), sum(&all, c.get).into());
     }
     v.insert("drops".into(), drops.into());
     let each: Vec<serde_json::Value> = workers

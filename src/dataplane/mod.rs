@@ -14,6 +14,7 @@
 mod attach;
 pub mod counters;
 mod event_loop;
+pub mod multicast;
 pub mod next_hop;
 pub mod pending;
 pub mod ports;
@@ -123,6 +124,8 @@ pub struct Worker {
     pub settings: Settings,
     /// This worker's counters.
     pub counters: Arc<WorkerCounters>,
+    /// The node's multicast plane (None: multicast not carried).
+    pub multicast: Option<Arc<multicast::Multicast>>,
 }
 
 impl Worker {

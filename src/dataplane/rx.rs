@@ -58,7 +58,9 @@ pub fn accept_vxlan(
     if !snap.may_send_from(peer, ip.src()) {
         return Err(DropReason::SpoofedInner);
     }
-    if !snap.is_for_this_node(ip.dst()) {
+    // A group the cluster carries is for this node's members: handed to
+    // them in `deliver_batch`.
+    if !snap.is_for_this_node(ip.dst()) && !encap::group::carried(ip.dst()) {
         return Err(DropReason::NotForThisNode);
     }
     Ok(inner)
@@ -121,7 +123,7 @@ impl Worker {
         if !snap.may_send_from(peer, ip.src()) {
             return self.counters.dropped(DropReason::SpoofedInner);
         }
-        if !snap.is_for_this_node(ip.dst()) {
+        if !snap.is_for_this_node(ip.dst()) && !encap::group::carried(ip.dst()) {
             return self.counters.dropped(DropReason::NotForThisNode);
         }
         accepted.push(range);
@@ -144,6 +146,11 @@ impl Worker {
         let Delivery { merged, udp_runs } = delivery;
         let mut k = 0;
         while k < inners.len() {
+            if encap::group::destination(&buf[inners[k].clone()]).is_some() {
+                self.deliver_to_group(buf, inners[k].clone());
+                k += 1;
+                continue;
+            }
             if inners[k].len() > self.settings.overlay_mtu {
                 self.deliver_oversized(snap, buf, inners[k].clone());
                 k += 1;
@@ -207,6 +214,21 @@ impl Worker {
                 }
                 Err(why) => self.counters.dropped(why),
             }
+        }
+    }
+
+    /// A multicast packet from another node at `buf[range]`: to this
+    /// node's member pods, never onwards.
+    fn deliver_to_group(&self, buf: &mut [u8], range: std::ops::Range<usize>) {
+        let Some(m) = &self.multicast else {
+            return self.counters.dropped(DropReason::NotForThisNode);
+        };
+        match m.deliver(buf, range.start, range.end) {
+            Ok(n) => {
+                self.counters.delivered(1, range.len() as u64);
+                super::counters::WorkerCounters::add(&self.counters.multicast_local, n as u64);
+            }
+            Err(why) => self.counters.dropped(why),
         }
     }
 

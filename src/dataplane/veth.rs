@@ -122,6 +122,11 @@ impl Worker {
             }
             0x0800 | encap::nd::ETHERTYPE_IPV6 => {
                 if eth.dst() != GATEWAY_MAC {
+                    // Multicast is the multicast thread's (its own socket
+                    // reads the same frames).
+                    if self.multicast.is_some() && eth.dst().0[0] & 1 == 1 {
+                        return;
+                    }
                     return self.counters.dropped(DropReason::NotForGateway);
                 }
                 // The header's offsets count from the frame; the forwarding

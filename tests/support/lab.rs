@@ -97,15 +97,20 @@ impl Lab {
 
     /// `weftctl --json status` of node `k` (weftd must answer).
     pub fn status(&self, k: usize) -> Json {
+        self.weftctl(k, "status")
+    }
+
+    /// `weftctl --json CMD` of node `k` (weftd must answer).
+    pub fn weftctl(&self, k: usize, cmd: &str) -> Json {
         let out = Command::new(env!("CARGO_BIN_EXE_weftctl"))
             .arg("--socket")
             .arg(self.state.join(format!("admin-n{k}.sock")))
-            .args(["--json", "status"])
+            .args(["--json", cmd])
             .output()
             .expect("run weftctl");
         assert!(
             out.status.success(),
-            "weftctl status on node {k}: {}",
+            "weftctl {cmd} on node {k}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).expect("weftctl --json gives JSON")

@@ -175,9 +175,22 @@ impl TrustedFileWatch {
     }
 }
 
+/// What the control plane is fed from the rest of weftd.
+pub struct Inputs {
+    /// The CNI plugin's endpoint changes.
+    pub endpoints: Receiver<EndpointEvent>,
+    /// The CNI plugin's requests for another block.
+    pub block_requests: Receiver<BlockRequest>,
+    /// This node's group counts, from the multicast thread.
+    pub group_counts: Receiver<crate::dataplane::multicast::GroupCount>,
+    /// The multicast plane, which learns the other nodes' groups (None:
+    /// multicast off).
+    pub multicast: Option<Arc<crate::dataplane::multicast::Multicast>>,
+}
+
 /// Starts the control plane for node `name` at `own` addresses (the
 /// underlay address first: gossip binds to it), fed the CNI plugin's
-/// endpoint changes and block requests.
+/// endpoint changes and block requests, and this node's groups.
 pub fn start(
     cfg: &Config,
     name: &str,
@@ -185,7 +198,7 @@ pub fn start(
     vtep_mac: [u8; 6],
     overlay_mtu: usize,
     fdb: Fdb,
-    (endpoints, block_requests): (Receiver<EndpointEvent>, Receiver<BlockRequest>),
+    inputs: Inputs,
 ) -> Result<Handle, String> {
     let g = &cfg.gossip;
     let key_file = g.key_file.as_ref().ok_or("gossip.key_file is required")?;
@@ -268,7 +281,7 @@ pub fn start(
                 fdb,
                 (blocks_file, overlay_mtu),
                 status,
-                (endpoints, block_requests, keeper),
+                (inputs, keeper),
                 trust_watch,
             )
         })
@@ -282,13 +295,15 @@ fn run(
     fdb: Fdb,
     (blocks_file, overlay_mtu): (PathBuf, usize),
     status: Arc<Mutex<Status>>,
-    (endpoints, block_requests, mut keeper): (
-        Receiver<EndpointEvent>,
-        Receiver<BlockRequest>,
-        Option<blocks::BlockKeeper>,
-    ),
+    (inputs, mut keeper): (Inputs, Option<blocks::BlockKeeper>),
     mut trust_watch: Option<TrustedFileWatch>,
 ) {
+    let Inputs {
+        endpoints,
+        block_requests,
+        group_counts,
+        multicast,
+    } = inputs;
     let clock = Instant::now();
     let now = || clock.elapsed().as_millis() as u64;
     // The epoch orders this start after every earlier one of this node.
@@ -349,6 +364,9 @@ fn run(
                 EndpointEvent::Removed(ip) => agent.remove_endpoint(ip, now()),
             }
         }
+        while let Ok((group, pods)) = group_counts.try_recv() {
+            agent.set_group(group, pods, now());
+        }
         while let Ok(req) = block_requests.try_recv() {
             let shown = published.as_deref().unwrap_or_default();
             waiters.add(req, &mut agent, shown, now());
@@ -374,6 +392,9 @@ fn run(
             version += 1;
             let view = agent.view(t);
             status.lock().expect("not poisoned").endpoints = view.endpoints.len();
+            if let Some(m) = &multicast {
+                m.set_remote(&view.groups, agent.name());
+            }
             match control::fdb_sync::sync(&fdb, &view, version) {
                 Ok(st) if st.upserted + st.removed > 0 || st.refused > 0 => {
                     tracing::debug!(?st, "fdb updated from gossip")

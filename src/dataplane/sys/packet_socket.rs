@@ -125,3 +125,156 @@ impl AsFd for PacketSocket {
         self.fd.as_fd()
     }
 }
+
+/// One packet socket for the whole node, bound to no interface, that sees
+/// the multicast frames every interface receives (a kernel filter keeps
+/// the rest out) and writes frames to any interface: how weftd reads pods'
+/// multicast and membership reports, which the kernel does not route, and
+/// hands them copies. Virtio-net headers as on [`PacketSocket`], so a
+/// pod's partial checksum arrives marked.
+#[derive(Debug)]
+pub struct GroupSocket {
+    fd: OwnedFd,
+}
+
+/// A frame read by [`GroupSocket::recv`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes read (virtio-net header included).
+    pub len: usize,
+    /// The interface it arrived on.
+    pub ifindex: u32,
+}
+
+/// The classic BPF program [`GroupSocket`] attaches: accept IPv4 and IPv6
+/// frames whose destination MAC has the group bit set, drop the rest in
+/// the kernel (no copy, no wake-up). Offsets count from the MAC header.
+fn multicast_filter() -> [libc::sock_filter; 7] {
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let (ld_b, ld_h, jset, jeq, ret) = (
+        libc::BPF_LD | libc::BPF_B | libc::BPF_ABS,
+        libc::BPF_LD | libc::BPF_H | libc::BPF_ABS,
+        libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        libc::BPF_RET | libc::BPF_K,
+    );
+    [
+        op(ld_b, 0, 0, 0),       // destination MAC, first byte
+        op(jset, 0, 4, 1),       // group bit, or drop
+        op(ld_h, 0, 0, 12),      // EtherType
+        op(jeq, 1, 0, 0x0800),   // IPv4: accept
+        op(jeq, 0, 1, 0x86dd),   // IPv6: accept, else drop
+        op(ret, 0, 0, 0x4_0000), // accept (whole frame)
+        op(ret, 0, 0, 0),        // drop
+    ]
+}
+
+impl GroupSocket {
+    /// Opens the socket (needs CAP_NET_RAW in the node's namespace).
+    #[allow(unsafe_code)]
+    pub fn open() -> io::Result<GroupSocket> {
+        let all = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2); the result is checked before use and
+        // owned by the OwnedFd from then on.
+        let raw = check(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(all),
+            )
+        })?;
+        // SAFETY: `raw` is a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let filter = multicast_filter();
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: setsockopt reads the program header, which points at
+        // `filter`, alive for the call (the kernel copies it).
+        check(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&prog as *const libc::sock_fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        })?;
+        set_int(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+        // Copies weftd writes to pods must not come back to it.
+        set_int(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+        let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)
+            .or_else(|_| set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20));
+        Ok(GroupSocket { fd })
+    }
+
+    /// Reads one frame (virtio-net header first) into `buf`, blocking up
+    /// to the socket's receive timeout.
+    #[allow(unsafe_code)]
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        // SAFETY: an all-zero sockaddr_ll is valid; recvfrom fills it.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: recvfrom writes at most `buf.len()` bytes into `buf` and
+        // at most `len` bytes into `sll`.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+                (&mut sll as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Received {
+            len: n as usize,
+            ifindex: sll.sll_ifindex as u32,
+        })
+    }
+
+    /// Sets how long [`Self::recv`] waits before it times out.
+    pub fn set_read_timeout(&self, t: std::time::Duration) -> io::Result<()> {
+        let tv = nix::sys::time::TimeVal::new(t.as_secs() as _, t.subsec_micros() as _);
+        nix::sys::socket::setsockopt(&self.fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
+            .map_err(io::Error::from)
+    }
+
+    /// Writes one frame (virtio-net header first) out of interface
+    /// `ifindex`.
+    #[allow(unsafe_code)]
+    pub fn send_to(&self, frame: &[u8], ifindex: u32) -> io::Result<()> {
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter
+        // are set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        sll.sll_halen = 6;
+        // SAFETY: sendto reads `frame.len()` bytes from `frame` and the
+        // whole `sll`.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! Multicast between pods, in both attachment modes: the kernel routes no
+//! multicast between a node's veths and weftd's TUN, so weftd reads pods'
+//! multicast frames itself, from one packet socket for the whole node
+//! ([`GroupSocket`]: a kernel filter passes frames to group MACs only).
+//!
+//! - Membership: the pods' IGMP and MLD reports ([`encap::group`]) keep a
+//!   table per pod port ([`members`]); a group's count of member pods on
+//!   this node goes to the control plane ([`GroupCount`]), which
+//!   publishes a record per group with members. weftd queries its pods
+//!   (IGMPv3 and MLDv2 general queries) at start and every
+//!   `query_interval_s`, so memberships survive a restart of weftd and lapse
+//!   when a pod stops answering.
+//! - Sending ([`Multicast::run`]): a pod's datagram to a group the cluster
+//!   carries ([`encap::group::carried`]) is checked (source is the pod's, rate
+//!   limits per pod and node, TTL), its TTL decremented once (the cluster
+//!   is one router hop), and replicated head-end: one unicast VXLAN or
+//!   IP-in-IP copy to each node with members (from gossip,
+//!   [`Multicast::set_remote`]) and one to each other member pod here.
+//! - Receiving ([`Multicast::deliver`], called by the workers): a copy from
+//!   another node goes to this node's member pods, never onwards, so
+//!   nothing loops between nodes.
+
+pub mod members;
+
+use super::counters::{DropReason, WorkerCounters};
+use super::source_ports::SourcePorts;
+use super::sys::packet_socket::GroupSocket;
+use super::sys::{raw_batch, udp_gso};
+use super::{Settings, HEADROOM, MAX_PACKET};
+use arc_swap::ArcSwap;
+use encap::group::{self, Change};
+use encap::ip::IpHeader;
+use encap::virtio::{self, GsoType, VirtioNetHdr};
+use encap::vxlan::VxlanEncap;
+use encap::{Family, IpPacket, MacAddr};
+use fdb::{Fdb, NodeId, Reader};
+use members::{Members, Refused};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the IP packet of a frame read from the socket starts: the
+/// headroom VXLAN needs in front of it.
+const IP_AT: usize = HEADROOM;
+const FRAME_AT: usize = IP_AT - 14;
+const VNET_AT: usize = FRAME_AT - virtio::HEADER_LEN;
+
+/// A group and how many of this node's pods are in it now (0: none), for
+/// the control plane to publish.
+pub type GroupCount = (IpAddr, u32);
+
+/// What limits the multicast thread enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Groups per pod.
+    pub max_groups_per_pod: u32,
+    /// Groups per node.
+    pub max_groups: u32,
+    /// Datagrams per second per pod.
+    pub pod_rate_pps: u32,
+    /// Datagrams per second for the node.
+    pub node_rate_pps: u32,
+    /// Seconds between general queries.
+    pub query_interval_s: u8,
+}
+
+/// The underlay sockets copies to other nodes leave from (the workers').
+pub enum Underlay {
+    /// VXLAN: the workers' send sockets.
+    Vxlan(SourcePorts),
+    /// IP-in-IP: the raw sockets for inner IPv4 and inner IPv6.
+    IpIp {
+        /// Protocol 4.
+        v4: Arc<socket2::Socket>,
+        /// Protocol 41.
+        v6: Arc<socket2::Socket>,
+    },
+}
+
+/// The groups as the data path reads them: lock-free snapshots, each
+/// written by one thread.
+#[derive(Debug, Default)]
+pub struct Groups {
+    /// Group → other nodes with members (written by the gossip thread).
+    remote: ArcSwap<HashMap<IpAddr, Vec<NodeId>>>,
+    /// Group → this node's member ports (written by the multicast thread).
+    local: ArcSwap<HashMap<IpAddr, Vec<u32>>>,
+}
+
+/// The node's multicast plane: the socket, the group tables and the
+/// counters of the thread that reads pods' multicast.
+pub struct Multicast {
+    socket: GroupSocket,
+    groups: Groups,
+    /// The multicast thread's counters.
+    pub counters: Arc<WorkerCounters>,
+}
+
+impl std::fmt::Debug for Multicast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Multicast").finish_non_exhaustive()
+    }
+}
+
+impl Multicast {
+    /// Opens the node's group socket.
+    pub fn open() -> std::io::Result<Arc<Multicast>> {
+        Ok(Arc::new(Multicast {
+            socket: GroupSocket::open()?,
+            groups: Groups::default(),
+            counters: Arc::new(WorkerCounters::default()),
+        }))
+    }
+
+    /// The control plane's view of the groups (group → node → member
+    /// pods): every node but `local` with members gets copies.
+    pub fn set_remote(&self, groups: &BTreeMap<IpAddr, BTreeMap<String, u32>>, local: &str) {
+        let remote: HashMap<IpAddr, Vec<NodeId>> = groups
+            .iter()
+            .filter_map(|(g, nodes)| {
+                let others: Vec<NodeId> = nodes
+                    .keys()
+                    .filter(|n| n.as_str() != local)
+                    .map(|n| NodeId::new(n))
+                    .collect();
+                (!others.is_empty()).then_some((*g, others))
+            })
+            .collect();
+        if **self.groups.remote.load() != remote {
+            self.groups.remote.store(Arc::new(remote));
+        }
+    }
+
+    /// The other nodes with members, per group (for `weftctl groups`).
+    pub fn remote_members(&self) -> Arc<HashMap<IpAddr, Vec<NodeId>>> {
+        self.groups.remote.load_full()
+    }
+
+    /// This node's member ports per group (for `weftctl groups`).
+    pub fn local_members(&self) -> Arc<HashMap<IpAddr, Vec<u32>>> {
+        self.groups.local.load_full()
+    }
+
+    /// Delivers the multicast packet at `buf[start..end]` (with
+    /// [`super::EMIT_HEADROOM`] free in front), a copy from another node,
+    /// to this node's member pods of its group. Returns how many got it.
+    pub fn deliver(&self, buf: &mut [u8], start: usize, end: usize) -> Result<usize, DropReason> {
+        let Some(dst) = group::destination(&buf[start..end]) else {
+            return Err(DropReason::NotForThisNode);
+        };
+        let local = self.groups.local.load();
+        let Some(ports) = local.get(&dst) else {
+            return Err(DropReason::NoGroupMembers);
+        };
+        let at = start - 14 - virtio::HEADER_LEN;
+        write_frame_header(&mut buf[at..start], dst).map_err(|_| DropReason::BadInner)?;
+        let mut got = 0;
+        for &port in ports.iter() {
+            match self.socket.send_to(&buf[at..end], port) {
+                Ok(()) => got += 1,
+                Err(_) => return Err(DropReason::IoError),
+            }
+        }
+        Ok(got)
+    }
+
+    /// Starts the thread that reads pods' multicast frames.
+    pub fn spawn(
+        self: &Arc<Self>,
+        thread: Thread,
+        limits: Limits,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("weft-mcast".into())
+            .spawn(move || me.run(thread, limits))
+    }
+}
+
+/// What the multicast thread needs besides the shared plane.
+pub struct Thread {
+    /// The forwarding tables (node records, local endpoints).
+    pub fdb: Fdb,
+    /// The data path's settings (VNI, port, VTEP MAC, overlay MTU).
+    pub settings: Settings,
+    /// Where copies to other nodes leave from.
+    pub underlay: Underlay,
+    /// Where group counts go (the control plane), if gossip runs.
+    pub publish: Option<Sender<GroupCount>>,
+}
+
+/// The virtio-net header (nothing to finish) and Ethernet header of a
+/// copy to a pod: to the group's MAC, from the pods' gateway.
+fn write_frame_header(out: &mut [u8], group: IpAddr) -> encap::Result<()> {
+    VirtioNetHdr::NONE.write(&mut out[..virtio::HEADER_LEN])?;
+    let eth = &mut out[virtio::HEADER_LEN..];
+    eth[..6].copy_from_slice(&group::mac_for(group).0);
+    eth[6..12].copy_from_slice(&crate::podnet::HOST_MAC);
+    let ethertype: u16 = if group.is_ipv4() { 0x0800 } else { 0x86dd };
+    eth[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    Ok(())
+}
+
+/// A token bucket: `rate` per second, bursts of as many.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(now: Instant, rate: u32) -> Self {
+        Bucket {
+            tokens: f64::from(rate),
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant, rate: u32) -> bool {
+        let rate = f64::from(rate);
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A pod port as the multicast thread knows it.
+#[derive(Debug, Clone, Copy)]
+struct PodPort {
+    /// The pod end's MAC (derived from the host end's name).
+    mac: MacAddr,
+    bucket: Bucket,
+}
+
+/// The multicast thread's own state.
+struct Run {
+    members: Members,
+    /// ifindex → the pod port there (None: not a pod's veth).
+    ports: HashMap<u32, Option<PodPort>>,
+    node_bucket: Bucket,
+    reader: Reader,
+    limits: Limits,
+    publish: Option<Sender<GroupCount>>,
+    clock: Instant,
+}
+
+/// The pod ports on this node: interfaces named as the CNI plugin names
+/// host ends ([`crate::podnet::host_ifname`]), with their ifindexes.
+fn pod_interfaces() -> Vec<(u32, String)> {
+    let Ok(all) = nix::net::if_::if_nameindex() else {
+        return Vec::new();
+    };
+    all.iter()
+        .filter_map(|i| {
+            let name = i.name().to_str().ok()?;
+            crate::podnet::is_host_ifname(name).then(|| (i.index(), name.to_string()))
+        })
+        .collect()
+}
+
+impl Multicast {
+    fn run(self: Arc<Self>, mut t: Thread, limits: Limits) {
+        let now = Instant::now();
+        let mut run = Run {
+            members: Members::new(limits.max_groups_per_pod, limits.max_groups),
+            ports: HashMap::new(),
+            node_bucket: Bucket::new(now, limits.node_rate_pps),
+            reader: t.fdb.reader(),
+            limits,
+            publish: t.publish.take(),
+            clock: now,
+        };
+        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
+        let mut query = [0u8; group::MLD_QUERY_FRAME_LEN + virtio::HEADER_LEN];
+        let _ = self.socket.set_read_timeout(Duration::from_secs(1));
+        let interval = Duration::from_secs(limits.query_interval_s.into());
+        let mut next_query = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= next_query {
+                next_query = now + interval;
+                self.query_pods(&mut query);
+                self.lapse(&mut run, now);
+            }
+            match self.socket.recv(&mut buf[VNET_AT..]) {
+                Ok(r) if r.len <= buf.len() - VNET_AT => {
+                    self.pod_frame(&mut run, &t, &mut buf, VNET_AT + r.len, r.ifindex)
+                }
+                Ok(_) => self.counters.dropped(DropReason::BadInner),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::error!("multicast socket failed, no more multicast: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends an IGMPv3 and an MLDv2 general query to every pod port: the
+    /// pods answer with their groups within two seconds.
+    fn query_pods(&self, out: &mut [u8]) {
+        let mac = MacAddr(crate::podnet::HOST_MAC);
+        for (ifindex, _) in pod_interfaces() {
+            let v = virtio::HEADER_LEN;
+            let _ = VirtioNetHdr::NONE.write(&mut out[..v]);
+            for v6 in [false, true] {
+                let n = if v6 {
+                    group::write_mld_query(&mut out[v..], mac, crate::podnet::GATEWAY_V6, 2000, 60)
+                } else {
+                    group::write_igmp_query(&mut out[v..], mac, crate::podnet::GATEWAY_V4, 20, 60)
+                };
+                if let Ok(n) = n {
+                    if self.socket.send_to(&out[..v + n], ifindex).is_ok() {
+                        WorkerCounters::add(&self.counters.multicast_queries, 1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Multicast {
+    /// Memberships no report renewed for two query intervals and 10 s
+    /// lapse; so do those of ports that are gone.
+    fn lapse(&self, run: &mut Run, now: Instant) {
+        let ms = |t: Instant| t.saturating_duration_since(run.clock).as_millis() as u64;
+        let keep = 2 * u64::from(run.limits.query_interval_s) * 1000 + 10_000;
+        let mut changed = run.members.expire(ms(now).saturating_sub(keep));
+        let live: std::collections::HashSet<u32> =
+            pod_interfaces().into_iter().map(|(i, _)| i).collect();
+        let gone: Vec<u32> = run.members.ports().filter(|p| !live.contains(p)).collect();
+        for p in gone {
+            changed.extend(run.members.remove_port(p));
+        }
+        run.ports.retain(|i, _| live.contains(i));
+        self.publish(run, changed);
+    }
+
+    /// Publishes changed group counts: to the workers at once, to the
+    /// control plane as events.
+    fn publish(&self, run: &mut Run, changed: Vec<members::Changed>) {
+        if changed.is_empty() {
+            return;
+        }
+        self.groups.local.store(Arc::new(run.members.by_group()));
+        if let Some(tx) = &run.publish {
+            for c in changed {
+                let _ = tx.send(c);
+            }
+        }
+    }
+
+    /// The pod port at `ifindex`, if it is one (looked up once).
+    fn port(run: &mut Run, ifindex: u32, now: Instant) -> Option<&mut PodPort> {
+        let rate = run.limits.pod_rate_pps;
+        run.ports
+            .entry(ifindex)
+            .or_insert_with(|| {
+                pod_interfaces()
+                    .into_iter()
+                    .find(|(i, _)| *i == ifindex)
+                    .map(|(_, name)| PodPort {
+                        mac: MacAddr(crate::podnet::pod_mac(&name)),
+                        bucket: Bucket::new(now, rate),
+                    })
+            })
+            .as_mut()
+    }
+
+    /// One frame from the socket at `buf[VNET_AT..end]`, from `ifindex`.
+    fn pod_frame(&self, run: &mut Run, t: &Thread, buf: &mut [u8], end: usize, ifindex: u32) {
+        let now = Instant::now();
+        let Some(mac) = Self::port(run, ifindex, now).map(|p| p.mac) else {
+            return; // Not a pod's veth (the underlay, the host's own links).
+        };
+        let Ok(hdr) = VirtioNetHdr::parse(&buf[VNET_AT..end]) else {
+            return self.counters.dropped(DropReason::BadOffload);
+        };
+        if buf[FRAME_AT + 6..FRAME_AT + 12] != mac.0 {
+            return self.counters.dropped(DropReason::SpoofedSource);
+        }
+        let Ok(ip) = IpPacket::new_checked(&buf[IP_AT..end]) else {
+            return self.counters.dropped(DropReason::BadInner);
+        };
+        let (src, dst, len) = (ip.src(), ip.dst(), ip.total_len());
+        let end = IP_AT + len;
+        match group::membership(&buf[IP_AT..end]) {
+            Ok(Some(report)) => return self.report(run, ifindex, &report, now),
+            Ok(None) => {}
+            Err(_) => return self.counters.dropped(DropReason::BadMembershipReport),
+        }
+        if !group::carried(dst) {
+            // The pod's own link (mDNS, neighbour discovery, broadcast):
+            // datagrams are counted, control messages ignored.
+            if is_udp(&buf[IP_AT..end]) {
+                self.counters.dropped(DropReason::LinkScope);
+            }
+            return;
+        }
+        let snap = Arc::clone(run.reader.load());
+        if !snap
+            .endpoint(src)
+            .is_some_and(|e| e.value.node == *snap.local_node() && e.value.mac == fdb::Mac(mac.0))
+        {
+            return self.counters.dropped(DropReason::SpoofedSource);
+        }
+        let rate = run.limits.pod_rate_pps;
+        let pod_ok = Self::port(run, ifindex, now).is_some_and(|p| p.bucket.take(now, rate));
+        if !pod_ok || !run.node_bucket.take(now, run.limits.node_rate_pps) {
+            return self.counters.dropped(DropReason::MulticastRateLimited);
+        }
+        if hdr.gso_type != GsoType::None {
+            return self.counters.dropped(DropReason::BadOffload);
+        }
+        if hdr.flags & virtio::FLAG_NEEDS_CSUM != 0 {
+            let (Some(start), offset) = (hdr.csum_start.checked_sub(14), hdr.csum_offset) else {
+                return self.counters.dropped(DropReason::BadOffload);
+            };
+            if virtio::complete_checksum(&mut buf[IP_AT..end], start.into(), offset.into()).is_err()
+            {
+                return self.counters.dropped(DropReason::BadOffload);
+            }
+        }
+        if !IpHeader::new_checked(&mut buf[IP_AT..end]).is_ok_and(|mut h| h.decrement_ttl()) {
+            return self.counters.dropped(DropReason::TtlExpired);
+        }
+        if len > t.settings.overlay_mtu {
+            return self.counters.dropped(DropReason::TooBig);
+        }
+        let nodes = self.groups.remote.load();
+        let local = self.groups.local.load();
+        let to_nodes = nodes.get(&dst).map_or(&[][..], |v| v.as_slice());
+        let to_pods = local.get(&dst).map_or(&[][..], |v| v.as_slice());
+        if to_nodes.is_empty() && to_pods.iter().all(|p| *p == ifindex) {
+            return self.counters.dropped(DropReason::NoGroupMembers);
+        }
+        for node in to_nodes {
+            match self.copy_to_node(&snap, t, node, buf, end) {
+                Ok(()) => {
+                    WorkerCounters::add(&self.counters.multicast_copies, 1);
+                    WorkerCounters::add(&self.counters.multicast_copy_bytes, len as u64);
+                }
+                Err(why) => self.counters.dropped(why),
+            }
+        }
+        if to_pods.iter().any(|p| *p != ifindex) {
+            // Copies to the other member pods here: the frame rebuilt in
+            // front of the packet (its virtio-net header now says nothing
+            // is left to finish).
+            let at = VNET_AT;
+            if write_frame_header(&mut buf[at..IP_AT], dst).is_err() {
+                return self.counters.dropped(DropReason::BadInner);
+            }
+            for &p in to_pods.iter().filter(|p| **p != ifindex) {
+                match self.socket.send_to(&buf[at..end], p) {
+                    Ok(()) => WorkerCounters::add(&self.counters.multicast_local, 1),
+                    Err(_) => self.counters.dropped(DropReason::IoError),
+                }
+            }
+        }
+    }
+
+    /// One copy of the packet at `buf[IP_AT..end]` to `node`, encapsulated
+    /// as the node's workers encapsulate unicast.
+    fn copy_to_node(
+        &self,
+        snap: &fdb::Snapshot,
+        t: &Thread,
+        node: &NodeId,
+        buf: &mut [u8],
+        end: usize,
+    ) -> Result<(), DropReason> {
+        let record = &snap.node(node).ok_or(DropReason::NoRoute)?.value;
+        let underlay = record.tunnel_address().ok_or(DropReason::NoUnderlay)?;
+        let ip = IpPacket::new_checked(&buf[IP_AT..end]).map_err(|_| DropReason::BadInner)?;
+        let (tos, family) = (encap::ecn::encap_tos(ip.tos()), ip.family());
+        let sent = match &t.underlay {
+            Underlay::Vxlan(sources) => {
+                let enc = VxlanEncap {
+                    dst_port: t.settings.port,
+                    ..VxlanEncap::new(
+                        t.settings.vni,
+                        t.settings.local_mac,
+                        MacAddr(record.vtep_mac.0),
+                    )
+                };
+                let at = enc
+                    .encap_payload(buf, IP_AT..end)
+                    .map_err(|_| DropReason::BadInner)?;
+                let via = sources.for_hash(encap::flow::flow_hash(&buf[IP_AT..end]));
+                let to = SocketAddr::new(underlay, t.settings.port);
+                udp_gso::send(sources.socket(via), &buf[at..end], end - at, to, tos)
+            }
+            Underlay::IpIp { v4, v6 } => {
+                let sock = if family == Family::V4 { v4 } else { v6 };
+                raw_batch::send_one(
+                    sock.as_ref(),
+                    &buf[IP_AT..end],
+                    SocketAddr::new(underlay, 0),
+                    tos,
+                )
+            }
+        };
+        sent.map_err(|_| DropReason::IoError)
+    }
+
+    /// A membership report from the pod at `ifindex`.
+    fn report(&self, run: &mut Run, ifindex: u32, report: &group::Report<'_>, now: Instant) {
+        WorkerCounters::add(&self.counters.multicast_reports, 1);
+        let ms = now.saturating_duration_since(run.clock).as_millis() as u64;
+        let mut changed = Vec::new();
+        for (g, change) in report.changes() {
+            if !group::carried(g) {
+                continue;
+            }
+            match change {
+                Change::Join => match run.members.join(ifindex, g, ms) {
+                    Ok(c) => changed.extend(c),
+                    Err(Refused::PodLimit | Refused::NodeLimit) => {
+                        self.counters.dropped(DropReason::GroupLimit)
+                    }
+                },
+                Change::Leave => changed.extend(run.members.leave(ifindex, g)),
+            }
+        }
+        self.publish(run, changed);
+    }
+}
+
+/// True if the IP packet (checked) carries UDP as its first header.
+fn is_udp(packet: &[u8]) -> bool {
+    IpPacket::new_checked(packet).is_ok_and(|p| p.protocol() == 17)
+}
