@@ -5,8 +5,9 @@
 //! pods' packet sockets in veth attachment.
 
 use super::udp_gso::Tos;
-use nix::sys::socket::{recvmmsg, sendmmsg, sendmsg, MsgFlags, MultiHeaders, SockaddrStorage};
-use std::io::{IoSlice, IoSliceMut};
+use nix::libc;
+use nix::sys::socket::{sendmmsg, sendmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
@@ -88,18 +89,33 @@ pub fn send_one(
     Ok(())
 }
 
-/// Reusable `recvmmsg` headers for one thread.
+/// Reusable `recvmmsg` storage for one thread: each packet's sender address
+/// and control message space.
+///
+/// `recvmmsg` by hand: nix's does not restore each header's address and
+/// control lengths between calls, so a header that once received a shorter
+/// address (a packet socket's `sockaddr_ll`, an IPv4 sender) or no control
+/// message cuts the next IPv6 sender short and loses its traffic class.
+/// Here every call sets them afresh.
 pub struct RecvBatch {
-    headers: MultiHeaders<SockaddrStorage>,
+    names: Box<[libc::sockaddr_storage; MAX_BATCH]>,
+    /// Room for an IPv6 traffic class per packet (IPV6_RECVTCLASS, set on
+    /// IPv6 raw sockets, whose packets come without their outer header).
+    controls: Box<[[u64; CONTROL_WORDS]; MAX_BATCH]>,
 }
 
+/// Control space per packet, in 8-byte words: one `int` message
+/// (CMSG_SPACE(4) is 24 bytes on 64-bit Linux) with room to spare.
+const CONTROL_WORDS: usize = 8;
+
 impl Default for RecvBatch {
+    #[allow(unsafe_code)]
     fn default() -> Self {
         RecvBatch {
-            // Room for an IPv6 traffic class per packet (IPV6_RECVTCLASS,
-            // set on IPv6 raw sockets, whose packets come without their
-            // outer header). Allocated once, here.
-            headers: MultiHeaders::preallocate(MAX_BATCH, Some(nix::cmsg_space!(i32))),
+            // SAFETY: sockaddr_storage is plain old data; all zeroes is a
+            // valid (unspecified) address.
+            names: Box::new(unsafe { std::mem::zeroed() }),
+            controls: Box::new([[0; CONTROL_WORDS]; MAX_BATCH]),
         }
     }
 }
@@ -119,10 +135,54 @@ pub struct ReceivedPackets {
     pub tclass: [u8; MAX_BATCH],
 }
 
+/// The IP address in a socket address the kernel filled (`len` bytes).
+#[allow(unsafe_code)]
+fn sender(name: &libc::sockaddr_storage, len: usize) -> Option<std::net::IpAddr> {
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in6,
+            // and the kernel wrote all of it.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(std::net::IpAddr::from(a.sin6_addr.s6_addr))
+        }
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: as above, for a sockaddr_in.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(std::net::IpAddr::from(a.sin_addr.s_addr.to_ne_bytes()))
+        }
+        _ => None,
+    }
+}
+
+/// The IPv6 traffic class among the control messages of `hdr`, if any.
+#[allow(unsafe_code)]
+fn traffic_class(hdr: &libc::msghdr) -> Option<u8> {
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled,
+    // within `msg_controllen` bytes; each message's data is read only when
+    // its level, type and length say it holds an int.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IPV6
+                && (*c).cmsg_type == libc::IPV6_TCLASS
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize
+            {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return Some(v as u8);
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
+}
+
 impl RecvBatch {
     /// Receives, without waiting, up to [`MAX_BATCH`] packets from `sock`
     /// (as many as `buf` has slots for) into `buf`, packet k at
     /// `buf[k * slot + skip..(k + 1) * slot]`.
+    #[allow(unsafe_code)]
     pub fn recv(
         &mut self,
         sock: &impl std::os::fd::AsFd,
@@ -130,51 +190,66 @@ impl RecvBatch {
         slot: usize,
         skip: usize,
     ) -> std::io::Result<ReceivedPackets> {
-        // As many packets as `buf` has slots for, at most MAX_BATCH.
-        let slots = (buf.len() / slot.max(1)).min(MAX_BATCH);
-        let mut chunks = buf.chunks_exact_mut(slot);
-        let mut iovs: [[IoSliceMut<'_>; 1]; MAX_BATCH] = std::array::from_fn(|_| {
-            let chunk = chunks.next().unwrap_or_default();
-            let from = skip.min(chunk.len());
-            [IoSliceMut::new(&mut chunk[from..])]
-        });
         let mut got = ReceivedPackets {
             count: 0,
             lens: [0; MAX_BATCH],
             from: [None; MAX_BATCH],
             tclass: [0; MAX_BATCH],
         };
-        let results = match recvmmsg(
-            sock.as_fd().as_raw_fd(),
-            &mut self.headers,
-            iovs[..slots].iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
-            None,
-        ) {
-            Ok(r) => r,
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(got),
-            Err(e) => return Err(e.into()),
+        // As many packets as `buf` has slots for, at most MAX_BATCH.
+        let slots = (buf.len() / slot.max(1)).min(MAX_BATCH);
+        if slots == 0 || skip >= slot {
+            return Ok(got);
+        }
+        // SAFETY: iovec and mmsghdr are plain old data; all zeroes is valid
+        // (null pointers, zero lengths) and every field used is set below.
+        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        let base = buf.as_mut_ptr();
+        for k in 0..slots {
+            // SAFETY: k * slot + skip < slots * slot <= buf.len().
+            iovs[k].iov_base = unsafe { base.add(k * slot + skip) }.cast();
+            iovs[k].iov_len = slot - skip;
+            let h = &mut hdrs[k].msg_hdr;
+            h.msg_name = (&mut self.names[k] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut iovs[k];
+            h.msg_iovlen = 1;
+            h.msg_control = self.controls[k].as_mut_ptr().cast();
+            h.msg_controllen = CONTROL_WORDS * 8;
+        }
+        // SAFETY: `hdrs[..slots]` point at `slots` disjoint slots of `buf`
+        // and at this batch's own name and control storage, all alive and
+        // exclusively borrowed for the call; the kernel writes within the
+        // lengths given.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_fd().as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                slots as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
-        for (k, msg) in results.enumerate() {
-            got.lens[k] = if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(got),
+                _ => Err(e),
+            };
+        }
+        let n = (n as usize).min(slots);
+        for (k, m) in hdrs[..n].iter().enumerate() {
+            let h = &m.msg_hdr;
+            got.lens[k] = if h.msg_flags & libc::MSG_TRUNC != 0 {
                 usize::MAX
             } else {
-                msg.bytes
+                m.msg_len as usize
             };
-            got.from[k] = msg.address.and_then(|a| {
-                a.as_sockaddr_in6()
-                    .map(|a| std::net::IpAddr::V6(a.ip()))
-                    .or_else(|| a.as_sockaddr_in().map(|a| std::net::IpAddr::V4(a.ip())))
-            });
-            if let Ok(cmsgs) = msg.cmsgs() {
-                for c in cmsgs {
-                    if let nix::sys::socket::ControlMessageOwned::Ipv6TClass(tc) = c {
-                        got.tclass[k] = tc as u8;
-                    }
-                }
-            }
-            got.count = k + 1;
+            got.from[k] = sender(&self.names[k], h.msg_namelen as usize);
+            got.tclass[k] = traffic_class(h).unwrap_or(0);
         }
+        got.count = n;
         Ok(got)
     }
 }
@@ -182,13 +257,11 @@ impl RecvBatch {
 /// The count of packets `sock` dropped for want of buffer space since it
 /// was made (`SO_MEMINFO`'s drops), or None if the kernel does not say.
 ///
-/// By hand because neither nix nor socket2 has `SO_MEMINFO`; and not the
-/// `SO_RXQ_OVFL` control message as on the UDP sockets: nix's `recvmmsg`
-/// does not restore each header's control length between calls, so after
-/// the first call the kernel has no room to put it.
+/// By hand because neither nix nor socket2 has `SO_MEMINFO`; asked only
+/// when a batch came back full, instead of an `SO_RXQ_OVFL` control
+/// message on every packet.
 #[allow(unsafe_code)]
 pub fn socket_drops(sock: &impl AsRawFd) -> Option<u32> {
-    use nix::libc;
     // SK_MEMINFO_VARS is 9 (include/uapi/linux/sock_diag.h); drops last.
     const SK_MEMINFO_DROPS: usize = 8;
     let mut info = [0u32; SK_MEMINFO_DROPS + 1];
@@ -205,4 +278,63 @@ pub fn socket_drops(sock: &impl AsRawFd) -> Option<u32> {
         )
     };
     (rc == 0 && len as usize >= std::mem::size_of_val(&info)).then_some(info[SK_MEMINFO_DROPS])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    /// One batch reads an IPv4 socket, then an IPv6 one: each sender whole,
+    /// and the IPv6 traffic class read, whatever the call before received
+    /// (nix's `recvmmsg` left the shorter IPv4 address length in place and
+    /// cut the IPv6 sender to `fd00:99::`).
+    #[test]
+    fn each_call_reads_whole_senders_and_traffic_classes() {
+        let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let Ok(v6) = UdpSocket::bind("[::1]:0") else {
+            panic!("no IPv6 loopback: the test needs one");
+        };
+        nix::sys::socket::setsockopt(&v6, nix::sys::socket::sockopt::Ipv6RecvTClass, &true)
+            .unwrap();
+        let tx4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx6 = socket2::Socket::new(
+            socket2::Domain::IPV6,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        tx6.bind(&"[::1]:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        tx6.set_tclass_v6(0x2e << 2 | 1).unwrap();
+        let mut batch = RecvBatch::default();
+        let mut buf = vec![0u8; 4 * 256];
+        for round in 0..2 {
+            tx4.send_to(b"four", v4.local_addr().unwrap()).unwrap();
+            let got = loop {
+                let g = batch.recv(&v4, &mut buf, 256, 16).unwrap();
+                if g.count > 0 {
+                    break g;
+                }
+            };
+            assert_eq!(
+                got.from[0],
+                Some("127.0.0.1".parse().unwrap()),
+                "round {round}"
+            );
+            assert_eq!((got.lens[0], &buf[16..20]), (4, &b"four"[..]));
+            tx6.send_to(b"six", &v6.local_addr().unwrap().into())
+                .unwrap();
+            let got = loop {
+                let g = batch.recv(&v6, &mut buf, 256, 16).unwrap();
+                if g.count > 0 {
+                    break g;
+                }
+            };
+            assert_eq!(got.from[0], Some("::1".parse().unwrap()), "round {round}");
+            assert_eq!(got.tclass[0], 0x2e << 2 | 1, "round {round}");
+        }
+        // Nothing queued: no packets, no error.
+        assert_eq!(batch.recv(&v6, &mut buf, 256, 16).unwrap().count, 0);
+    }
 }
