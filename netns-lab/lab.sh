@@ -54,7 +54,8 @@
 # Names start with "wl-" and state lives in /run/weft-lab, unless
 # WEFT_LAB_PREFIX and WEFT_LAB_STATE say otherwise (tests run their own
 # labs side by side); WEFT_LAB_BIN names a directory of prebuilt binaries
-# (default: target/release, built if stale). Run as root.
+# (default: target/release, built if stale); WEFT_LAB_CONFIG_EXTRA is TOML
+# appended to every weftd's configuration (new tables only). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=${WEFT_LAB_STATE:-/run/weft-lab}
@@ -244,6 +245,8 @@ up() {
             echo "[[peers]]"; echo "node = \"n$o\""; echo "underlay = \"$(cat "$STATE/addr-n$o")\""; echo "blocks = $(static_blocks "$o")"
           done
         fi
+        # Extra TOML for every node (new tables only), e.g. a bench's limits.
+        [[ -z ${WEFT_LAB_CONFIG_EXTRA:-} ]] || printf '%s\n' "$WEFT_LAB_CONFIG_EXTRA"
       } > "$STATE/n$k.toml"
     done
     date +%s.%N > "$STATE/started"

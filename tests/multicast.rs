@@ -234,6 +234,49 @@ fn exchange(lab: &Lab, kill_a_node: bool) {
         drops(lab, 1, "link_scope") >= link_scope + 3
     });
 
+    // A pod joining more groups than it may: capped, the rest counted.
+    let limited = drops(lab, 2, "group_limit");
+    let greedy = in_ns(&pod(lab, 2, 2), || {
+        let s = socket(IpAddr::V6(G6), false);
+        for k in 0..100u16 {
+            let g = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 8, k);
+            s.join_multicast_v6(&g, 0).unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        drop(s);
+    });
+    lab.until(
+        "joins past the limit counted",
+        Duration::from_secs(10),
+        || drops(lab, 2, "group_limit") >= limited + 36,
+    );
+    let groups = lab.weftctl(2, "groups")["groups"].as_array().unwrap().len();
+    assert_eq!(
+        groups, 64,
+        "n2's pods are in {groups} groups, the limit is 64"
+    );
+    greedy.join().unwrap();
+
+    // A malformed report (its checksum broken) is dropped and counted.
+    let bad = drops(lab, 3, "bad_membership_report");
+    in_ns(&pod(lab, 3, 1), || {
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(2))).unwrap();
+        // An IGMPv2 report for 239.7.7.8 with a wrong checksum.
+        let mut m = [0x16, 0, 0, 0, 239, 7, 7, 8];
+        let sum = !m
+            .chunks(2)
+            .fold(0u32, |a, w| a + u32::from(u16::from_be_bytes([w[0], w[1]])));
+        let sum = (sum as u16).wrapping_add(1);
+        m[2..4].copy_from_slice(&sum.to_be_bytes());
+        let to = SockAddr::from(SocketAddr::from((Ipv4Addr::new(239, 7, 7, 8), 0)));
+        s.send_to(&m, &to).unwrap();
+    })
+    .join()
+    .unwrap();
+    lab.until("the bad report counted", Duration::from_secs(5), || {
+        drops(lab, 3, "bad_membership_report") > bad
+    });
+
     if kill_a_node {
         // A node that dies takes its members with it.
         let member = Listener::start(&members[1], IpAddr::V4(G4), true);
@@ -248,8 +291,10 @@ fn exchange(lab: &Lab, kill_a_node: bool) {
     }
 }
 
+/// TUN attachment, VXLAN, node 2 on the kernel path (its vxlan device
+/// decapsulates the copies, weftd hands them to its pods).
 #[test]
-fn multicast_across_nodes_tun_attachment_vxlan() {
+fn multicast_across_nodes_tun_attachment_vxlan_with_a_kernel_path_node() {
     let Some(lab) = support::lab::lab("wm") else {
         return;
     };
@@ -262,14 +307,15 @@ fn multicast_across_nodes_tun_attachment_vxlan() {
         "--family",
         "dual",
         "--mode",
-        "userspace",
+        "userspace,kernel,userspace",
     ]);
     lab.run(&["wait", "60"]);
     exchange(&lab, true);
 }
 
+/// Veth attachment, IP-in-IP over an IPv6 underlay.
 #[test]
-fn multicast_across_nodes_veth_attachment_ip_in_ip() {
+fn multicast_across_nodes_veth_attachment_ip_in_ip_over_ipv6() {
     let Some(lab) = support::lab::lab("wn") else {
         return;
     };
@@ -285,6 +331,8 @@ fn multicast_across_nodes_veth_attachment_ip_in_ip() {
         "ipip",
         "--attach",
         "veth",
+        "--underlay",
+        "6",
         "--mode",
         "userspace",
     ]);

@@ -478,8 +478,29 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         UnderlayIo::Vxlan { sources, .. } => Some(sources.clone()),
         UnderlayIo::IpIp { .. } => None,
     });
-    // Multicast rides the userspace path's sockets: none on the kernel path.
-    let multicast = match ios.first() {
+    // Multicast copies leave from the workers' sockets; on the kernel path
+    // (no workers) from a UDP socket of their own, to the peers' VXLAN port.
+    let multicast_underlay = match (ios.first(), &kernel_path) {
+        (Some(UnderlayIo::Vxlan { sources, .. }), _) => Some(
+            crate::dataplane::multicast::Underlay::Vxlan(sources.clone()),
+        ),
+        (Some(UnderlayIo::IpIp { v4, v6, .. }), _) => {
+            Some(crate::dataplane::multicast::Underlay::IpIp {
+                v4: Arc::clone(v4),
+                v6: Arc::clone(v6),
+            })
+        }
+        (None, Some(_)) if cfg.multicast.enabled => {
+            let sock = std::net::UdpSocket::bind(std::net::SocketAddr::new(underlay, 0))
+                .map_err(|e| format!("multicast.enabled: cannot open a send socket: {e}"))?;
+            let port = sock.local_addr().map_err(fail)?.port();
+            Some(crate::dataplane::multicast::Underlay::Vxlan(
+                SourcePorts::single(Arc::new(UnderlaySocket::new(sock)), port),
+            ))
+        }
+        _ => None,
+    };
+    let multicast = match &multicast_underlay {
         Some(_) if cfg.multicast.enabled => {
             Some(crate::dataplane::multicast::Multicast::open().map_err(|e| {
                 format!("multicast.enabled: cannot open the group packet socket: {e}")
@@ -487,15 +508,6 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         }
         _ => None,
     };
-    let multicast_underlay = ios.first().map(|io| match io {
-        UnderlayIo::Vxlan { sources, .. } => {
-            crate::dataplane::multicast::Underlay::Vxlan(sources.clone())
-        }
-        UnderlayIo::IpIp { v4, v6, .. } => crate::dataplane::multicast::Underlay::IpIp {
-            v4: Arc::clone(v4),
-            v6: Arc::clone(v6),
-        },
-    });
     for (i, (attach, io)) in attachments.into_iter().zip(ios).enumerate() {
         let c = Arc::new(WorkerCounters::default());
         counters.push(Arc::clone(&c));
@@ -517,6 +529,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             settings: settings.clone(),
             underlay,
             publish: cfg.gossip.enabled.then_some(groups_tx),
+            kernel_device: kernel_path.as_ref().map(|k| k.ifindex),
         };
         let mc = &cfg.multicast;
         let limits = crate::dataplane::multicast::Limits {

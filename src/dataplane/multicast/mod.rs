@@ -51,6 +51,10 @@ const VNET_AT: usize = FRAME_AT - virtio::HEADER_LEN;
 /// the control plane to publish.
 pub type GroupCount = (IpAddr, u32);
 
+/// How often the thread looks for pod ports that are gone (a listing of
+/// the node's interfaces) and for lapsed memberships.
+const PORT_CHECK: Duration = Duration::from_secs(5);
+
 /// What limits the multicast thread enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -189,6 +193,9 @@ pub struct Thread {
     pub underlay: Underlay,
     /// Where group counts go (the control plane), if gossip runs.
     pub publish: Option<Sender<GroupCount>>,
+    /// The kernel path's vxlan device: copies from other nodes arrive
+    /// there, decapsulated by the kernel, which routes no multicast on.
+    pub kernel_device: Option<u32>,
 }
 
 /// The virtio-net header (nothing to finish) and Ethernet header of a
@@ -283,11 +290,16 @@ impl Multicast {
         let _ = self.socket.set_read_timeout(Duration::from_secs(1));
         let interval = Duration::from_secs(limits.query_interval_s.into());
         let mut next_query = Instant::now();
+        let mut next_check = Instant::now();
         loop {
             let now = Instant::now();
             if now >= next_query {
                 next_query = now + interval;
                 self.query_pods(&mut query);
+            }
+            if now >= next_check {
+                // A deleted pod's memberships end within PORT_CHECK.
+                next_check = now + PORT_CHECK;
                 self.lapse(&mut run, now);
             }
             match self.socket.recv(&mut buf[VNET_AT..]) {
@@ -332,6 +344,10 @@ impl Multicast {
     /// Memberships no report renewed for two query intervals and 10 s
     /// lapse; so do those of ports that are gone.
     fn lapse(&self, run: &mut Run, now: Instant) {
+        if let Ok(n) = self.socket.drops() {
+            self.counters
+                .dropped_n(DropReason::SocketOverflow, u64::from(n));
+        }
         let ms = |t: Instant| t.saturating_duration_since(run.clock).as_millis() as u64;
         let keep = 2 * u64::from(run.limits.query_interval_s) * 1000 + 10_000;
         let mut changed = run.members.expire(ms(now).saturating_sub(keep));
@@ -379,6 +395,9 @@ impl Multicast {
     /// One frame from the socket at `buf[VNET_AT..end]`, from `ifindex`.
     fn pod_frame(&self, run: &mut Run, t: &Thread, buf: &mut [u8], end: usize, ifindex: u32) {
         let now = Instant::now();
+        if Some(ifindex) == t.kernel_device {
+            return self.kernel_device_frame(run, buf, end);
+        }
         let Some(mac) = Self::port(run, ifindex, now).map(|p| p.mac) else {
             return; // Not a pod's veth (the underlay, the host's own links).
         };
@@ -469,6 +488,32 @@ impl Multicast {
         }
     }
 
+    /// A copy from another node that the kernel path's vxlan device
+    /// decapsulated (its sender a member: the device's receive checks): to
+    /// this node's member pods, if its source is another node's pod. Seen
+    /// here before the kernel's inner-source check, so that check is made
+    /// here against the cluster's blocks.
+    fn kernel_device_frame(&self, run: &mut Run, buf: &mut [u8], end: usize) {
+        let Ok(ip) = IpPacket::new_checked(&buf[IP_AT..end]) else {
+            return self.counters.dropped(DropReason::BadInner);
+        };
+        let (src, dst, len) = (ip.src(), ip.dst(), ip.total_len());
+        if !group::carried(dst) {
+            return;
+        }
+        let snap = run.reader.load();
+        if snap.owner_of(src).is_none_or(|o| o == snap.local_node()) {
+            return self.counters.dropped(DropReason::SpoofedInner);
+        }
+        match self.deliver(buf, IP_AT, IP_AT + len) {
+            Ok(n) => {
+                self.counters.delivered(1, len as u64);
+                WorkerCounters::add(&self.counters.multicast_local, n as u64);
+            }
+            Err(why) => self.counters.dropped(why),
+        }
+    }
+
     /// One copy of the packet at `buf[IP_AT..end]` to `node`, encapsulated
     /// as the node's workers encapsulate unicast.
     fn copy_to_node(
@@ -482,16 +527,15 @@ impl Multicast {
         let record = &snap.node(node).ok_or(DropReason::NoRoute)?.value;
         let underlay = record.tunnel_address().ok_or(DropReason::NoUnderlay)?;
         let ip = IpPacket::new_checked(&buf[IP_AT..end]).map_err(|_| DropReason::BadInner)?;
-        let (tos, family) = (encap::ecn::encap_tos(ip.tos()), ip.family());
+        let (tos, family, dst) = (encap::ecn::encap_tos(ip.tos()), ip.family(), ip.dst());
         let sent = match &t.underlay {
             Underlay::Vxlan(sources) => {
                 let enc = VxlanEncap {
                     dst_port: t.settings.port,
-                    ..VxlanEncap::new(
-                        t.settings.vni,
-                        t.settings.local_mac,
-                        MacAddr(record.vtep_mac.0),
-                    )
+                    // To the group's MAC, as a Linux vxlan device sends
+                    // multicast (a kernel-path peer's group socket picks
+                    // the copy up by it).
+                    ..VxlanEncap::new(t.settings.vni, t.settings.local_mac, group::mac_for(dst))
                 };
                 let at = enc
                     .encap_payload(buf, IP_AT..end)

@@ -278,3 +278,25 @@ impl GroupSocket {
         }
     }
 }
+
+impl GroupSocket {
+    /// Frames the kernel dropped since the last call because the socket's
+    /// buffer was full (PACKET_STATISTICS; reading resets it).
+    #[allow(unsafe_code)]
+    pub fn drops(&self) -> io::Result<u32> {
+        // SAFETY: an all-zero tpacket_stats is valid; getsockopt fills at
+        // most `len` bytes of it.
+        let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        check(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(st.tp_drops)
+    }
+}
