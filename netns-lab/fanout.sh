@@ -3,9 +3,10 @@
 # fast as one core allows, to a group with member pods on 1, 2 and 4 other
 # nodes, and (the reference) unicast to one pod on node 2; interleaved
 # rounds. Reports per case the sender's rate, what each member received,
-# the copies node 1's weftd sent, and node 1's weftd CPU (cores) and CPU
-# per million datagrams the sender sent: what head-end replication costs
-# the sender's node. Writes a markdown table to
+# the packets node 1's weftd sent to other nodes (copies, for a group),
+# and node 1's weftd CPU (cores) and CPU per million of those packets:
+# what head-end replication costs
+# the sender's node, per packet it sends out. Writes a markdown table to
 # netns-lab/results/fanout.md (and prints it).
 #
 #   netns-lab/fanout.sh [--rounds N] [--seconds S] [--size BYTES]  (as root)
@@ -40,7 +41,8 @@ pod_ip() { $L pods | awk -v p="$(pod "$1")" '$1 == p { split($2, a, ","); print 
 ticks() { awk '{ print $14 + $15 }' "/proc/$(cat "$WEFT_LAB_STATE/weftd-n1.pid")/stat"; }
 hz=$(getconf CLK_TCK)
 weftctl() { ip netns exec wo-n1 target/release/weftctl --socket "$WEFT_LAB_STATE/admin-n1.sock" --json "$@"; }
-copies() { weftctl stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["multicast_copies"])'; }
+# Packets node 1's weftd sent to other nodes: unicast and multicast copies.
+out_packets() { weftctl stats | python3 -c 'import json,sys; d = json.load(sys.stdin); print(d["tx_packets"] + d["multicast_copies"])'; }
 members() {
   weftctl groups | python3 -c "import json,sys; print(sum(len(g['nodes']) for g in json.load(sys.stdin)['groups'] if g['group'] == '$G'))"
 }
@@ -61,9 +63,9 @@ run_case() {
   fi
   sleep 0.5
   local t0 c0 sent t1 c1
-  t0=$(ticks); c0=$(copies)
+  t0=$(ticks); c0=$(out_packets)
   sent=$(ip netns exec "$(pod 1)" python3 $LOAD send "$dst" $PORT "$secs" "$size")
-  t1=$(ticks); c1=$(copies)
+  t1=$(ticks); c1=$(out_packets)
   wait "${pids[@]}"
   local got min=""
   for f in "$out/$case.$r".n*; do
@@ -83,14 +85,14 @@ rows = [l.split() for l in open(sys.argv[1])]
 rounds, secs, size = sys.argv[2], sys.argv[3], sys.argv[4]
 print(f"Multicast fan-out from one pod on node 1, {size}-byte datagrams, "
       f"medians of {rounds} interleaved rounds of {secs} s (netns-lab/fanout.sh):\n")
-print("| case | sent (datagrams/s) | received per member (min, /s) | copies node 1 sent (/s) | node 1 weftd CPU (cores) | weftd CPU per M datagrams sent (core-s) |")
+print("| case | pod sent (datagrams/s) | received per member (min, /s) | node 1 weftd sent to nodes (packets/s) | node 1 weftd CPU (cores) | µs of weftd CPU per packet sent |")
 print("|---|---:|---:|---:|---:|---:|")
 for case in ["unicast", "1", "2", "4"]:
     rs = [r for r in rows if r[0] == case]
     med = lambda i: statistics.median(float(r[i]) for r in rs)
     sent, got, copies, cpu = med(2), med(3), med(4), med(5)
     name = "unicast to 1 pod" if case == "unicast" else f"group, members on {case} node{'s' if case != '1' else ''}"
-    per_m = cpu / (sent / 1e6) if sent else float("nan")
-    print(f"| {name} | {sent:,.0f} | {got:,.0f} | {copies:,.0f} | {cpu:.2f} | {per_m:.2f} |")
+    per = cpu / copies * 1e6 if copies else float("nan")
+    print(f"| {name} | {sent:,.0f} | {got:,.0f} | {copies:,.0f} | {cpu:.2f} | {per:.1f} |")
 PY
 rm -rf "$out"

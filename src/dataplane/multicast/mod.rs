@@ -25,8 +25,8 @@ pub mod members;
 use super::counters::{DropReason, WorkerCounters};
 use super::source_ports::SourcePorts;
 use super::sys::packet_socket::GroupSocket;
-use super::sys::{raw_batch, udp_gso};
-use super::{Settings, HEADROOM, MAX_PACKET};
+use super::sys::raw_batch;
+use super::{Settings, HEADROOM};
 use arc_swap::ArcSwap;
 use encap::group::{self, Change};
 use encap::ip::IpHeader;
@@ -35,8 +35,10 @@ use encap::vxlan::VxlanEncap;
 use encap::{Family, IpPacket, MacAddr};
 use fdb::{Fdb, NodeId, Reader};
 use members::{Members, Refused};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +52,12 @@ const VNET_AT: usize = FRAME_AT - virtio::HEADER_LEN;
 /// A group and how many of this node's pods are in it now (0: none), for
 /// the control plane to publish.
 pub type GroupCount = (IpAddr, u32);
+
+/// Frames read per `recvmmsg`.
+const READ_BATCH: usize = 32;
+/// One frame's slot: the headroom and the largest frame a pod's link
+/// carries (jumbo frames included); a longer one is dropped (`too_big`).
+const SLOT: usize = HEADROOM + 9216 + 14 + virtio::HEADER_LEN;
 
 /// How often the thread looks for pod ports that are gone (a listing of
 /// the node's interfaces) and for lapsed memberships.
@@ -257,6 +265,10 @@ struct Run {
     limits: Limits,
     publish: Option<Sender<GroupCount>>,
     clock: Instant,
+    /// The underlay addresses of one datagram's copies.
+    dests: Vec<SocketAddr>,
+    /// Sends a datagram's copies in one `sendmmsg`.
+    sends: raw_batch::Batch,
 }
 
 /// The pod ports on this node: interfaces named as the CNI plugin names
@@ -284,10 +296,14 @@ impl Multicast {
             limits,
             publish: t.publish.take(),
             clock: now,
+            dests: Vec::with_capacity(raw_batch::MAX_BATCH),
+            sends: raw_batch::Batch::default(),
         };
-        let mut buf = vec![0u8; HEADROOM + MAX_PACKET];
+        // Frames are read a batch at a time, each into its slot with the
+        // headroom VXLAN needs in front of its IP packet.
+        let mut bufs = vec![0u8; READ_BATCH * SLOT];
+        let mut reads = raw_batch::RecvBatch::default();
         let mut query = [0u8; group::MLD_QUERY_FRAME_LEN + virtio::HEADER_LEN];
-        let _ = self.socket.set_read_timeout(Duration::from_secs(1));
         let interval = Duration::from_secs(limits.query_interval_s.into());
         let mut next_query = Instant::now();
         let mut next_check = Instant::now();
@@ -302,16 +318,27 @@ impl Multicast {
                 next_check = now + PORT_CHECK;
                 self.lapse(&mut run, now);
             }
-            match self.socket.recv(&mut buf[VNET_AT..]) {
-                Ok(r) if r.len <= buf.len() - VNET_AT => {
-                    self.pod_frame(&mut run, &t, &mut buf, VNET_AT + r.len, r.ifindex)
-                }
-                Ok(_) => self.counters.dropped(DropReason::BadInner),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            let mut ready = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut ready, PollTimeout::from(1000u16)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!("multicast socket failed, no more multicast: {e}");
                     return;
+                }
+            }
+            let got = match reads.recv(&self.socket, &mut bufs, SLOT, VNET_AT) {
+                Ok(got) => got,
+                Err(e) => {
+                    tracing::error!("multicast socket failed, no more multicast: {e}");
+                    return;
+                }
+            };
+            for k in 0..got.count {
+                let slot = &mut bufs[k * SLOT..(k + 1) * SLOT];
+                match got.lens[k] {
+                    usize::MAX => self.counters.dropped(DropReason::TooBig),
+                    n => self.pod_frame(&mut run, &t, slot, VNET_AT + n, got.ifindex[k]),
                 }
             }
         }
@@ -462,15 +489,7 @@ impl Multicast {
         if to_nodes.is_empty() && to_pods.iter().all(|p| *p == ifindex) {
             return self.counters.dropped(DropReason::NoGroupMembers);
         }
-        for node in to_nodes {
-            match self.copy_to_node(&snap, t, node, buf, end) {
-                Ok(()) => {
-                    WorkerCounters::add(&self.counters.multicast_copies, 1);
-                    WorkerCounters::add(&self.counters.multicast_copy_bytes, len as u64);
-                }
-                Err(why) => self.counters.dropped(why),
-            }
-        }
+        self.copy_to_nodes(run, &snap, t, to_nodes, buf, end);
         if to_pods.iter().any(|p| *p != ifindex) {
             // Copies to the other member pods here: the frame rebuilt in
             // front of the packet (its virtio-net header now says nothing
@@ -514,19 +533,36 @@ impl Multicast {
         }
     }
 
-    /// One copy of the packet at `buf[IP_AT..end]` to `node`, encapsulated
-    /// as the node's workers encapsulate unicast.
-    fn copy_to_node(
+    /// One copy of the packet at `buf[IP_AT..end]` to each of `nodes`,
+    /// encapsulated as the workers encapsulate unicast, all in one
+    /// `sendmmsg` (the copies are the same bytes to different addresses).
+    fn copy_to_nodes(
         &self,
+        run: &mut Run,
         snap: &fdb::Snapshot,
         t: &Thread,
-        node: &NodeId,
+        nodes: &[NodeId],
         buf: &mut [u8],
         end: usize,
-    ) -> Result<(), DropReason> {
-        let record = &snap.node(node).ok_or(DropReason::NoRoute)?.value;
-        let underlay = record.tunnel_address().ok_or(DropReason::NoUnderlay)?;
-        let ip = IpPacket::new_checked(&buf[IP_AT..end]).map_err(|_| DropReason::BadInner)?;
+    ) {
+        let port = match t.underlay {
+            Underlay::Vxlan(_) => t.settings.port,
+            Underlay::IpIp { .. } => 0,
+        };
+        run.dests.clear();
+        for node in nodes.iter().take(raw_batch::MAX_BATCH) {
+            match snap.node(node).map(|e| e.value.tunnel_address()) {
+                Some(Some(a)) => run.dests.push(SocketAddr::new(a, port)),
+                Some(None) => self.counters.dropped(DropReason::NoUnderlay),
+                None => self.counters.dropped(DropReason::NoRoute),
+            }
+        }
+        if run.dests.is_empty() {
+            return;
+        }
+        let Ok(ip) = IpPacket::new_checked(&buf[IP_AT..end]) else {
+            return self.counters.dropped(DropReason::BadInner);
+        };
         let (tos, family, dst) = (encap::ecn::encap_tos(ip.tos()), ip.family(), ip.dst());
         let sent = match &t.underlay {
             Underlay::Vxlan(sources) => {
@@ -534,27 +570,27 @@ impl Multicast {
                     dst_port: t.settings.port,
                     // To the group's MAC, as a Linux vxlan device sends
                     // multicast (a kernel-path peer's group socket picks
-                    // the copy up by it).
+                    // the copy up by it): the same bytes for every node.
                     ..VxlanEncap::new(t.settings.vni, t.settings.local_mac, group::mac_for(dst))
                 };
-                let at = enc
-                    .encap_payload(buf, IP_AT..end)
-                    .map_err(|_| DropReason::BadInner)?;
+                let Ok(at) = enc.encap_payload(buf, IP_AT..end) else {
+                    return self.counters.dropped(DropReason::BadInner);
+                };
                 let via = sources.for_hash(encap::flow::flow_hash(&buf[IP_AT..end]));
-                let to = SocketAddr::new(underlay, t.settings.port);
-                udp_gso::send(sources.socket(via), &buf[at..end], end - at, to, tos)
+                let sock: &std::net::UdpSocket = sources.socket(via);
+                run.sends.send_copies(sock, &buf[at..end], &run.dests, tos)
             }
             Underlay::IpIp { v4, v6 } => {
                 let sock = if family == Family::V4 { v4 } else { v6 };
-                raw_batch::send_one(
-                    sock.as_ref(),
-                    &buf[IP_AT..end],
-                    SocketAddr::new(underlay, 0),
-                    tos,
-                )
+                run.sends
+                    .send_copies(sock.as_ref(), &buf[IP_AT..end], &run.dests, tos)
             }
         };
-        sent.map_err(|_| DropReason::IoError)
+        let len = (end - IP_AT) as u64;
+        WorkerCounters::add(&self.counters.multicast_copies, sent as u64);
+        WorkerCounters::add(&self.counters.multicast_copy_bytes, sent as u64 * len);
+        self.counters
+            .dropped_n(DropReason::IoError, (run.dests.len() - sent) as u64);
     }
 
     /// A membership report from the pod at `ifindex`.
@@ -583,4 +619,38 @@ impl Multicast {
 /// True if the IP packet (checked) carries UDP as its first header.
 fn is_udp(packet: &[u8]) -> bool {
     IpPacket::new_checked(packet).is_ok_and(|p| p.protocol() == 17)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(t0, 100);
+        // A burst of as many as the rate, then nothing until time passes.
+        assert_eq!((0..150).filter(|_| b.take(t0, 100)).count(), 100);
+        assert!(!b.take(t0, 100));
+        // 50 ms later: 5 more.
+        let t1 = t0 + Duration::from_millis(50);
+        assert_eq!((0..20).filter(|_| b.take(t1, 100)).count(), 5);
+        // Never more than a second's worth, however long it was idle.
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!((0..500).filter(|_| b.take(t2, 100)).count(), 100);
+    }
+
+    #[test]
+    fn copies_to_pods_carry_the_group_mac_and_no_checksum_work() {
+        let mut out = [0u8; virtio::HEADER_LEN + 14];
+        write_frame_header(&mut out, "239.1.2.3".parse().unwrap()).unwrap();
+        let v = virtio::HEADER_LEN;
+        assert_eq!(VirtioNetHdr::parse(&out).unwrap(), VirtioNetHdr::NONE);
+        assert_eq!(&out[v..v + 6], &[1, 0, 0x5e, 1, 2, 3]);
+        assert_eq!(&out[v + 6..v + 12], &crate::podnet::HOST_MAC);
+        assert_eq!(&out[v + 12..], &[8, 0]);
+        write_frame_header(&mut out, "ff05::1:3".parse().unwrap()).unwrap();
+        assert_eq!(&out[v..v + 6], &[0x33, 0x33, 0, 1, 0, 3]);
+        assert_eq!(&out[v + 12..], &[0x86, 0xdd]);
+    }
 }

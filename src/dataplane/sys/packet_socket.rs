@@ -130,20 +130,12 @@ impl AsFd for PacketSocket {
 /// the multicast frames every interface receives (a kernel filter keeps
 /// the rest out) and writes frames to any interface: how weftd reads pods'
 /// multicast and membership reports, which the kernel does not route, and
-/// hands them copies. Virtio-net headers as on [`PacketSocket`], so a
-/// pod's partial checksum arrives marked.
+/// hands them copies. Read in batches with [`super::raw_batch::RecvBatch`],
+/// which reports each frame's interface. Virtio-net headers as on
+/// [`PacketSocket`], so a pod's partial checksum arrives marked.
 #[derive(Debug)]
 pub struct GroupSocket {
     fd: OwnedFd,
-}
-
-/// A frame read by [`GroupSocket::recv`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Received {
-    /// Bytes read (virtio-net header included).
-    pub len: usize,
-    /// The interface it arrived on.
-    pub ifindex: u32,
 }
 
 /// The classic BPF program [`GroupSocket`] attaches: accept IPv4 and IPv6
@@ -214,41 +206,6 @@ impl GroupSocket {
         Ok(GroupSocket { fd })
     }
 
-    /// Reads one frame (virtio-net header first) into `buf`, blocking up
-    /// to the socket's receive timeout.
-    #[allow(unsafe_code)]
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
-        // SAFETY: an all-zero sockaddr_ll is valid; recvfrom fills it.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: recvfrom writes at most `buf.len()` bytes into `buf` and
-        // at most `len` bytes into `sll`.
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_TRUNC,
-                (&mut sll as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Received {
-            len: n as usize,
-            ifindex: sll.sll_ifindex as u32,
-        })
-    }
-
-    /// Sets how long [`Self::recv`] waits before it times out.
-    pub fn set_read_timeout(&self, t: std::time::Duration) -> io::Result<()> {
-        let tv = nix::sys::time::TimeVal::new(t.as_secs() as _, t.subsec_micros() as _);
-        nix::sys::socket::setsockopt(&self.fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
-            .map_err(io::Error::from)
-    }
-
     /// Writes one frame (virtio-net header first) out of interface
     /// `ifindex`.
     #[allow(unsafe_code)]
@@ -276,6 +233,12 @@ impl GroupSocket {
         } else {
             Ok(())
         }
+    }
+}
+
+impl AsFd for GroupSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

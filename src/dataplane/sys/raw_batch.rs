@@ -17,12 +17,16 @@ pub const MAX_BATCH: usize = 64;
 /// Reusable `sendmmsg` headers for one thread.
 pub struct Batch {
     headers: MultiHeaders<SockaddrStorage>,
+    /// Each message's destination (reused: no allocation, and only as
+    /// many 128-byte addresses written as there are messages).
+    addrs: Vec<Option<SockaddrStorage>>,
 }
 
 impl Default for Batch {
     fn default() -> Self {
         Batch {
             headers: MultiHeaders::preallocate(MAX_BATCH, None),
+            addrs: Vec::with_capacity(MAX_BATCH),
         }
     }
 }
@@ -43,14 +47,61 @@ impl Batch {
         let cmsg = tos.cmsg();
         let slices: [[IoSlice<'_>; 1]; MAX_BATCH] =
             std::array::from_fn(|i| [IoSlice::new(packets.get(i).copied().unwrap_or(&[]))]);
-        let addrs = [Some(SockaddrStorage::from(to)); MAX_BATCH];
+        self.addrs.clear();
+        self.addrs.resize(n, Some(SockaddrStorage::from(to)));
         let mut sent = 0;
         while sent < n {
             match sendmmsg(
                 sock.as_raw_fd(),
                 &mut self.headers,
                 &slices[sent..n],
-                &addrs[sent..n],
+                &self.addrs[sent..n],
+                cmsg.as_slice(),
+                MsgFlags::empty(),
+            ) {
+                Ok(results) => {
+                    let took = results.count();
+                    if took == 0 {
+                        break;
+                    }
+                    sent += took;
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        sent
+    }
+}
+
+impl Batch {
+    /// Sends one `packet` to each of `to` (at most [`MAX_BATCH`], one
+    /// family) on `sock`, all with outer TOS `tos`, in one `sendmmsg`:
+    /// multicast's copies. Returns how many the kernel took.
+    pub fn send_copies(
+        &mut self,
+        sock: &impl AsRawFd,
+        packet: &[u8],
+        to: &[SocketAddr],
+        tos: u8,
+    ) -> usize {
+        let n = to.len().min(MAX_BATCH);
+        let Some(&first) = to.first() else {
+            return 0;
+        };
+        let tos = Tos::new(tos, first);
+        let cmsg = tos.cmsg();
+        let slices: [[IoSlice<'_>; 1]; MAX_BATCH] = std::array::from_fn(|_| [IoSlice::new(packet)]);
+        self.addrs.clear();
+        self.addrs
+            .extend(to[..n].iter().map(|a| Some(SockaddrStorage::from(*a))));
+        let mut sent = 0;
+        while sent < n {
+            match sendmmsg(
+                sock.as_raw_fd(),
+                &mut self.headers,
+                &slices[sent..n],
+                &self.addrs[sent..n],
                 cmsg.as_slice(),
                 MsgFlags::empty(),
             ) {
@@ -133,6 +184,9 @@ pub struct ReceivedPackets {
     /// Each packet's outer traffic class, where the socket reports it (IPv6
     /// raw sockets with IPV6_RECVTCLASS); 0 otherwise.
     pub tclass: [u8; MAX_BATCH],
+    /// Each packet's interface, on a packet socket (`sockaddr_ll`); 0
+    /// otherwise.
+    pub ifindex: [u32; MAX_BATCH],
 }
 
 /// The IP address in a socket address the kernel filled (`len` bytes).
@@ -154,6 +208,20 @@ fn sender(name: &libc::sockaddr_storage, len: usize) -> Option<std::net::IpAddr>
         }
         _ => None,
     }
+}
+
+/// The interface in a packet socket's address the kernel filled.
+#[allow(unsafe_code)]
+fn interface(name: &libc::sockaddr_storage, len: usize) -> Option<u32> {
+    if libc::c_int::from(name.ss_family) != libc::AF_PACKET
+        || len < std::mem::offset_of!(libc::sockaddr_ll, sll_ifindex) + 4
+    {
+        return None;
+    }
+    // SAFETY: the family says the storage holds a sockaddr_ll, and the
+    // kernel wrote at least up to its interface index.
+    let a = unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_ll>() };
+    u32::try_from(a.sll_ifindex).ok()
 }
 
 /// The IPv6 traffic class among the control messages of `hdr`, if any.
@@ -195,6 +263,7 @@ impl RecvBatch {
             lens: [0; MAX_BATCH],
             from: [None; MAX_BATCH],
             tclass: [0; MAX_BATCH],
+            ifindex: [0; MAX_BATCH],
         };
         // As many packets as `buf` has slots for, at most MAX_BATCH.
         let slots = (buf.len() / slot.max(1)).min(MAX_BATCH);
@@ -247,6 +316,7 @@ impl RecvBatch {
                 m.msg_len as usize
             };
             got.from[k] = sender(&self.names[k], h.msg_namelen as usize);
+            got.ifindex[k] = interface(&self.names[k], h.msg_namelen as usize).unwrap_or(0);
             got.tclass[k] = traffic_class(h).unwrap_or(0);
         }
         got.count = n;
