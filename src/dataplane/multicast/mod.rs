@@ -10,7 +10,7 @@
 //!   (IGMPv3 and MLDv2 general queries) at start and every
 //!   `query_interval_s`, so memberships survive a restart of weftd and lapse
 //!   when a pod stops answering.
-//! - Sending ([`Multicast::run`]): a pod's datagram to a group the cluster
+//! - Sending (the `weft-mcast` thread): a pod's datagram to a group the cluster
 //!   carries ([`encap::group::carried`]) is checked (source is the pod's, rate
 //!   limits per pod and node, TTL), its TTL decremented once (the cluster
 //!   is one router hop), and replicated head-end: one unicast VXLAN or
@@ -156,7 +156,7 @@ impl Multicast {
     }
 
     /// Delivers the multicast packet at `buf[start..end]` (with
-    /// [`super::EMIT_HEADROOM`] free in front), a copy from another node,
+    /// the workers' emit headroom free in front), a copy from another node,
     /// to this node's member pods of its group. Returns how many got it.
     pub fn deliver(&self, buf: &mut [u8], start: usize, end: usize) -> Result<usize, DropReason> {
         let Some(dst) = group::destination(&buf[start..end]) else {
