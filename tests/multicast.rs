@@ -287,8 +287,44 @@ fn exchange(lab: &Lab, kill_a_node: bool) {
         lab.until("n2's members gone with n2", Duration::from_secs(30), || {
             member_nodes(lab, 1, IpAddr::V4(G4)).is_empty()
         });
-        drop(member.finish());
+        // Restarted, weftd queries its pods and publishes their groups
+        // again (the pod never re-joined).
+        lab.run(&["start", "2"]);
+        lab.until(
+            "the restarted n2's member seen again",
+            Duration::from_secs(30),
+            || member_nodes(lab, 1, IpAddr::V4(G4)) == ["n2"],
+        );
+        send(&pod(lab, 1, 1), IpAddr::V4(G4), "c", 20, 8);
+        assert_eq!(member.finish().len(), 20, "n2's member after the restart");
     }
+}
+
+/// A pod sending faster than `multicast.pod_rate_pps` (1,000 in the lab
+/// that calls this): the excess is dropped and counted.
+fn rate_limited(lab: &Lab) {
+    let limited = drops(lab, 1, "multicast_rate_limited");
+    let listener = Listener::start(&pod(lab, 2, 1), IpAddr::V4(G4), true);
+    lab.until("n2's member seen", Duration::from_secs(20), || {
+        member_nodes(lab, 1, IpAddr::V4(G4)) == ["n2"]
+    });
+    in_ns(&pod(lab, 1, 1), || {
+        let s = socket(IpAddr::V4(G4), false);
+        s.set_multicast_ttl_v4(8).unwrap();
+        let dst = SockAddr::from(SocketAddr::from((G4, PORT)));
+        for i in 0..3000 {
+            s.send_to(format!("burst-{i}").as_bytes(), &dst).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let got = listener.finish().len();
+    let dropped = drops(lab, 1, "multicast_rate_limited") - limited;
+    // At most a second's worth (the burst allowance) and what accrued
+    // while the burst was sent gets through.
+    assert!(dropped >= 1000, "only {dropped} of 3000 rate-limited");
+    assert!(got <= 2000, "{got} of 3000 arrived past a limit of 1,000/s");
 }
 
 /// TUN attachment, VXLAN, node 2 on the kernel path (its vxlan device
@@ -313,13 +349,15 @@ fn multicast_across_nodes_tun_attachment_vxlan_with_a_kernel_path_node() {
     exchange(&lab, true);
 }
 
-/// Veth attachment, IP-in-IP over an IPv6 underlay.
+/// Veth attachment, IP-in-IP over an IPv6 underlay, pods limited to 1,000
+/// multicast datagrams a second.
 #[test]
 fn multicast_across_nodes_veth_attachment_ip_in_ip_over_ipv6() {
     let Some(lab) = support::lab::lab("wn") else {
         return;
     };
-    lab.run(&[
+    let extra = [("WEFT_LAB_CONFIG_EXTRA", "[multicast]\npod_rate_pps = 1000")];
+    let args = [
         "up",
         "--nodes",
         "3",
@@ -335,7 +373,14 @@ fn multicast_across_nodes_veth_attachment_ip_in_ip_over_ipv6() {
         "6",
         "--mode",
         "userspace",
-    ]);
+    ];
+    let up = lab.cmd_with_env(&args, &extra);
+    assert!(
+        up.status.success(),
+        "lab up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     lab.run(&["wait", "60"]);
     exchange(&lab, false);
+    rate_limited(&lab);
 }

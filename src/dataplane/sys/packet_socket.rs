@@ -45,29 +45,39 @@ fn set_int(
     .map(|_| ())
 }
 
+/// A raw packet socket for every protocol, bound to nothing yet, with
+/// virtio-net headers, blind to the frames it sends itself (what weftd
+/// writes to pods must not come back to it), and a receive buffer of
+/// `rcvbuf` bytes (the privileged FORCE option, so rmem_max does not cap it).
+#[allow(unsafe_code)]
+fn vnet_socket(rcvbuf: libc::c_int) -> io::Result<OwnedFd> {
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2); the result is checked before use and owned
+    // by the OwnedFd from then on.
+    let raw = check(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(all),
+        )
+    })?;
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    set_int(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+    set_int(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+    let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, rcvbuf)
+        .or_else(|_| set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, rcvbuf));
+    Ok(fd)
+}
+
 impl PacketSocket {
     /// Opens a socket on interface `ifindex` that sees every frame the
     /// interface receives (not the ones sent through it).
     #[allow(unsafe_code)]
     pub fn open(ifindex: u32) -> io::Result<PacketSocket> {
         let all = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket(2); the result is checked before use and
-        // owned by the OwnedFd from then on.
-        let raw = check(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(all),
-            )
-        })?;
-        // SAFETY: `raw` is a fresh descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        set_int(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
-        // Frames weftd writes to the pod must not come back to it.
-        set_int(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
         // A burst from a pod (or towards it) must not overflow the socket.
-        let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
-            .or_else(|_| set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20));
+        let fd = vnet_socket(8 << 20)?;
         let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
         // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter
         // are set below.
@@ -170,18 +180,7 @@ impl GroupSocket {
     /// Opens the socket (needs CAP_NET_RAW in the node's namespace).
     #[allow(unsafe_code)]
     pub fn open() -> io::Result<GroupSocket> {
-        let all = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket(2); the result is checked before use and
-        // owned by the OwnedFd from then on.
-        let raw = check(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(all),
-            )
-        })?;
-        // SAFETY: `raw` is a fresh descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = vnet_socket(4 << 20)?;
         let filter = multicast_filter();
         let prog = libc::sock_fprog {
             len: filter.len() as u16,
@@ -198,11 +197,6 @@ impl GroupSocket {
                 std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
             )
         })?;
-        set_int(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
-        // Copies weftd writes to pods must not come back to it.
-        set_int(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
-        let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)
-            .or_else(|_| set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20));
         Ok(GroupSocket { fd })
     }
 

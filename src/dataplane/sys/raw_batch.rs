@@ -49,6 +49,21 @@ impl Batch {
             std::array::from_fn(|i| [IoSlice::new(packets.get(i).copied().unwrap_or(&[]))]);
         self.addrs.clear();
         self.addrs.resize(n, Some(SockaddrStorage::from(to)));
+        self.send_all(sock, &slices[..n], cmsg.as_slice())
+    }
+}
+
+impl Batch {
+    /// Sends message k (`slices[k]`) to `self.addrs[k]`, every one with
+    /// the control messages `cmsg`, retrying what a call did not take;
+    /// stops at an error. Returns how many were sent.
+    fn send_all(
+        &mut self,
+        sock: &impl AsRawFd,
+        slices: &[[IoSlice<'_>; 1]],
+        cmsg: &[nix::sys::socket::ControlMessage<'_>],
+    ) -> usize {
+        let n = slices.len().min(self.addrs.len());
         let mut sent = 0;
         while sent < n {
             match sendmmsg(
@@ -56,7 +71,7 @@ impl Batch {
                 &mut self.headers,
                 &slices[sent..n],
                 &self.addrs[sent..n],
-                cmsg.as_slice(),
+                cmsg,
                 MsgFlags::empty(),
             ) {
                 Ok(results) => {
@@ -72,9 +87,7 @@ impl Batch {
         }
         sent
     }
-}
 
-impl Batch {
     /// Sends one `packet` to each of `to` (at most [`MAX_BATCH`], one
     /// family) on `sock`, all with outer TOS `tos`, in one `sendmmsg`:
     /// multicast's copies. Returns how many the kernel took.
@@ -95,28 +108,7 @@ impl Batch {
         self.addrs.clear();
         self.addrs
             .extend(to[..n].iter().map(|a| Some(SockaddrStorage::from(*a))));
-        let mut sent = 0;
-        while sent < n {
-            match sendmmsg(
-                sock.as_raw_fd(),
-                &mut self.headers,
-                &slices[sent..n],
-                &self.addrs[sent..n],
-                cmsg.as_slice(),
-                MsgFlags::empty(),
-            ) {
-                Ok(results) => {
-                    let took = results.count();
-                    if took == 0 {
-                        break;
-                    }
-                    sent += took;
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
-            }
-        }
-        sent
+        self.send_all(sock, &slices[..n], cmsg.as_slice())
     }
 }
 
