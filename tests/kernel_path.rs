@@ -219,6 +219,20 @@ fn a_cluster_mixing_kernel_and_userspace_nodes() {
     let spoofed = kernel_drops(&lab, 1, "spoofed_source");
     assert!(spoofed >= 10, "kernel node: {spoofed} spoofed-source drops");
 
+    // A member using another member's VTEP MAC: node 3's MAC and address
+    // inside (which the inner check alone would pass), from node 2's
+    // underlay address.
+    let forged = vxlan_echo(mac3, mac1, Ipv4Addr::new(10, 99, 0, 3), pod1);
+    send_vxlan(
+        &lab.ns(2),
+        Ipv4Addr::new(10, 99, 0, 2),
+        Ipv4Addr::new(10, 99, 0, 1),
+        forged,
+        10,
+    );
+    let forged = kernel_drops(&lab, 1, "forged_vtep");
+    assert!(forged >= 10, "kernel node: {forged} forged-VTEP drops");
+
     // kill -9 and restart of weftd on the kernel node: the kernel keeps
     // forwarding. Every 100 ms from the kill until the restarted weftd has
     // been up 3 s, the node still holds every route, neighbour and FDB entry

@@ -271,7 +271,7 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
                 continue;
             }
             if let Some(vtep) = d.vtep.as_mut() {
-                vtep.guard.members.insert(a);
+                vtep.guard.members.insert(a, record.vtep_mac.0);
                 vtep.guard
                     .sources
                     .entry(record.vtep_mac.0)
@@ -712,8 +712,8 @@ mod tests {
         // Members: every other node's addresses; sources: n2's MAC with its
         // blocks and its address, never another node's.
         assert_eq!(
-            vtep.guard.members,
-            [ip("10.99.0.2"), ip("fd00:99::3")].into_iter().collect()
+            vtep.guard.members.keys().copied().collect::<Vec<_>>(),
+            [ip("10.99.0.2"), ip("fd00:99::3")]
         );
         assert_eq!(
             vtep.guard.sources[&mac2.0],

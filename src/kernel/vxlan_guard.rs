@@ -6,9 +6,12 @@
 //! After decapsulation the kernel has forgotten the outer source, so the
 //! second check binds the inner Ethernet source (the sender's VTEP MAC,
 //! which every weft node and Flannel-style peer sets) to the inner IP
-//! source. A member can forge another member's VTEP MAC: on the kernel
-//! path, members are trusted not to impersonate each other (the userspace
-//! path binds the outer address and has no such gap).
+//! source; and so that no member can use another's VTEP MAC, the
+//! underlay's chain binds the VTEP MAC to the outer source first: a
+//! verdict map on the outer source picks the member's chain, which
+//! compares the inner Ethernet source, read raw 22 bytes into the UDP
+//! header (UDP 8, VXLAN 8, destination MAC 6), with the member's MAC, in
+//! two words (nft's JSON numbers are 32-bit).
 //!
 //! An nftables table of weft's own, written through nft's JSON interface
 //! like the NAT table (`kernel::nat`). Its chains hook the ingress of the
@@ -27,10 +30,13 @@
 //!
 //! ```text
 //! table netdev weft-vxlan {
-//!   counter not_member {}   counter spoofed_source {}
+//!   counter not_member {}   counter spoofed_source {}   counter forged_vtep {}
 //!   set members-v4 { type ipv4_addr; }          (and -v6)
 //!   chain underlay { type filter hook ingress device "eth0" priority -500; policy accept;
-//!     ip daddr 10.99.0.1 udp dport 4789 ip saddr != @members-v4 counter name not_member drop }
+//!     ip daddr 10.99.0.1 udp dport 4789 ip saddr != @members-v4 counter name not_member drop
+//!     ip daddr 10.99.0.1 udp dport 4789 ip saddr vmap { 10.99.0.2 : goto vtep-0a630002, ... } }
+//!   chain vtep-0a630002 { @th,176,32 != 0x7e07b558 counter name forged_vtep drop
+//!     @th,208,16 != 0xd9d9 counter name forged_vtep drop }
 //!   chain decap { type filter hook ingress device "weft-vxlan" priority -500; policy accept;
 //!     ether saddr vmap { 7e:07:b5:58:d9:d9 : goto from-7e07b558d9d9, ... }
 //!     counter name spoofed_source drop }
@@ -44,7 +50,8 @@ use super::{kerr, KernelError};
 use ipnet::IpNet;
 use nftables::batch::Batch;
 use nftables::expr::{
-    Expression, NamedExpression, Payload, PayloadField, Prefix, SetItem, Verdict,
+    Expression, NamedExpression, Payload, PayloadBase, PayloadField, PayloadRaw, Prefix, SetItem,
+    Verdict,
 };
 use nftables::schema::{
     Chain, Counter, FlushObject, NfCmd, NfListObject, Rule, Set, SetFlag, SetType, SetTypeValue,
@@ -59,7 +66,7 @@ use std::net::IpAddr;
 /// The table's name (family `inet`).
 pub const TABLE: &str = "weft-vxlan";
 /// The drop counters, as `weftctl stats` names them.
-pub const COUNTERS: [&str; 2] = ["not_member", "spoofed_source"];
+pub const COUNTERS: [&str; 3] = ["not_member", "spoofed_source", "forged_vtep"];
 
 /// What the guard table should say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,8 +79,8 @@ pub struct GuardPlan {
     pub underlay_device: String,
     /// This node's own underlay addresses (where VXLAN to it is sent).
     pub local: BTreeSet<IpAddr>,
-    /// Every other node's underlay addresses.
-    pub members: BTreeSet<IpAddr>,
+    /// Every other node's underlay addresses, with its VTEP MAC.
+    pub members: BTreeMap<IpAddr, MacBytes>,
     /// What each remote VTEP MAC may send from (its blocks and its node's
     /// own addresses).
     pub sources: BTreeMap<MacBytes, BTreeSet<IpNet>>,
@@ -130,6 +137,24 @@ fn chain(name: &'static str, device: &str) -> Chain<'static> {
         policy: Some(NfChainPolicy::Accept),
         ..Chain::default()
     }
+}
+
+/// The chain that checks what member `addr` puts in its datagrams.
+fn member_chain(addr: &IpAddr) -> String {
+    let hex: String = match addr {
+        IpAddr::V4(a) => a.octets().iter().map(|b| format!("{b:02x}")).collect(),
+        IpAddr::V6(a) => a.octets().iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    format!("vtep-{hex}")
+}
+
+/// `len` bits at `offset` bits into the transport header.
+fn raw_th(offset: u32, len: u32) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadRaw(PayloadRaw {
+        base: PayloadBase::TH,
+        offset,
+        len,
+    })))
 }
 
 fn sender_chain(mac: &MacBytes) -> String {
@@ -213,6 +238,13 @@ impl GuardPlan {
         {
             b.delete(NfListObject::Chain(plain_chain(sender_chain(mac))));
         }
+        for addr in previous
+            .into_iter()
+            .flat_map(|p| p.members.keys())
+            .filter(|a| !self.members.contains_key(*a))
+        {
+            b.delete(NfListObject::Chain(plain_chain(member_chain(addr))));
+        }
         // Members, on the underlay's ingress.
         for (v4, proto, addr_type) in [
             (true, "ip", SetType::Ipv4Addr),
@@ -224,7 +256,7 @@ impl GuardPlan {
             b.add_cmd(NfCmd::Flush(FlushObject::Set(Box::new(members))));
             let elems: Vec<Expression<'static>> = self
                 .members
-                .iter()
+                .keys()
                 .filter(|a| a.is_ipv4() == v4)
                 .map(|a| Expression::String(Cow::Owned(a.to_string())))
                 .collect();
@@ -253,6 +285,56 @@ impl GuardPlan {
                 ];
                 r.extend(drop_counted("not_member"));
                 b.add(rule("underlay".into(), r, "weft: VXLAN from a non-member"));
+            }
+            // Each member's VTEP MAC, bound to its outer source.
+            let mut vmap = Vec::new();
+            for (addr, mac) in self.members.iter().filter(|(a, _)| a.is_ipv4() == v4) {
+                let name = member_chain(addr);
+                b.add(NfListObject::Chain(plain_chain(name.clone())));
+                b.add_cmd(NfCmd::Flush(FlushObject::Chain(plain_chain(name.clone()))));
+                let hi = u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]);
+                let lo = u32::from(u16::from_be_bytes([mac[4], mac[5]]));
+                // The inner Ethernet source: 22 bytes into the UDP header.
+                for (offset, len, value) in [(176, 32, hi), (208, 16, lo)] {
+                    let mut r = vec![matches(
+                        raw_th(offset, len),
+                        Operator::NEQ,
+                        Expression::Number(value),
+                    )];
+                    r.extend(drop_counted("forged_vtep"));
+                    b.add(rule(name.clone(), r, "weft: another member's VTEP MAC"));
+                }
+                vmap.push(SetItem::Mapping(
+                    Expression::String(Cow::Owned(addr.to_string())),
+                    Expression::Verdict(Verdict::Goto(JumpTarget {
+                        target: Cow::Owned(name),
+                    })),
+                ));
+            }
+            if vmap.is_empty() {
+                continue;
+            }
+            for local in self.local.iter().filter(|a| a.is_ipv4() == v4) {
+                b.add(rule(
+                    "underlay".into(),
+                    vec![
+                        matches(
+                            payload(proto, "daddr"),
+                            Operator::EQ,
+                            Expression::String(Cow::Owned(local.to_string())),
+                        ),
+                        matches(
+                            payload("udp", "dport"),
+                            Operator::EQ,
+                            Expression::Number(u32::from(self.port)),
+                        ),
+                        Statement::VerdictMap(VerdictMap {
+                            key: payload(proto, "saddr"),
+                            data: Expression::Named(NamedExpression::Set(vmap.clone())),
+                        }),
+                    ],
+                    "weft: each member's own VTEP MAC",
+                ));
             }
         }
         // Sources, on the vxlan device's ingress: the VTEP MAC picks the
@@ -363,7 +445,7 @@ mod tests {
             device: "weft-vxlan".into(),
             underlay_device: "eth0".into(),
             local: ["10.99.0.1".parse().unwrap()].into_iter().collect(),
-            members: ["10.99.0.2".parse().unwrap()].into_iter().collect(),
+            members: [("10.99.0.2".parse().unwrap(), m2)].into_iter().collect(),
             sources: [(m2, nets(&["10.244.8.0/26", "10.99.0.2/32"]))]
                 .into_iter()
                 .collect(),
@@ -382,10 +464,16 @@ mod tests {
         assert!(text.contains("from-020000000002"), "{text}");
         assert!(text.contains("\"goto\""), "{text}");
         assert!(text.contains("10.244.8.0"), "{text}");
+        // n2's VTEP MAC bound to its address: two raw words of the inner
+        // Ethernet source.
+        assert!(text.contains("vtep-0a630002"), "{text}");
+        assert!(text.contains("\"offset\":176"), "{text}");
+        assert!(text.contains(&0x0200_0000u32.to_string()), "{text}");
         // n3 joined, n2 left: n2's chain deleted, nothing else; the
         // counters (and the table) stay.
         let mut next = plan.clone();
         next.sources = [(m3, nets(&["10.244.12.0/26"]))].into_iter().collect();
+        next.members = [("10.99.0.3".parse().unwrap(), m3)].into_iter().collect();
         let later = json(next.batch(Some(&plan)));
         let deletes: Vec<String> = later["nftables"]
             .as_array()
@@ -393,8 +481,9 @@ mod tests {
             .iter()
             .filter_map(|c| c.get("delete").map(|d| d.to_string()))
             .collect();
-        assert_eq!(deletes.len(), 1, "{deletes:?}");
+        assert_eq!(deletes.len(), 2, "{deletes:?}");
         assert!(deletes[0].contains("from-020000000002"), "{deletes:?}");
+        assert!(deletes[1].contains("vtep-0a630002"), "{deletes:?}");
         assert!(later.to_string().contains("from-020000000003"));
     }
 }
