@@ -22,8 +22,8 @@ while (($#)); do
   esac
 done
 export WEFT_LAB_PREFIX=wo WEFT_LAB_STATE=/run/weft-fanout
-# No rate limit in the way of the measurement.
-export WEFT_LAB_CONFIG_EXTRA=$'[multicast]\npod_rate_pps = 100000000\nnode_rate_pps = 100000000'
+# Multicast on (it is off by default), no rate limit in the way.
+export WEFT_LAB_CONFIG_EXTRA=$'[multicast]\nenabled = true\npod_rate_pps = 100000000\nnode_rate_pps = 100000000'
 L=netns-lab/lab.sh
 LOAD=netns-lab/mcast_load.py
 G=239.9.9.9 PORT=5009

@@ -550,9 +550,9 @@ impl Default for Metrics {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Multicast {
-    /// Carry multicast between pods (userspace data path only). Turn it
-    /// off while nodes of an earlier release remain: they cannot read
-    /// group records.
+    /// Carry multicast between pods. Off by default: it taps every pod's
+    /// veth (a few per cent of the 64-byte packet rate), and nodes of an
+    /// earlier release cannot read its group records.
     pub enabled: bool,
     /// Groups one pod may join; reports past it are dropped and counted
     /// (`group_limit`).
@@ -573,7 +573,7 @@ pub struct Multicast {
 impl Default for Multicast {
     fn default() -> Self {
         Multicast {
-            enabled: true,
+            enabled: false,
             max_groups_per_pod: 64,
             max_groups: 1024,
             pod_rate_pps: 10_000,

@@ -334,29 +334,41 @@ fn multicast_across_nodes_tun_attachment_vxlan_with_a_kernel_path_node() {
     let Some(lab) = support::lab::lab("wm") else {
         return;
     };
-    lab.run(&[
-        "up",
-        "--nodes",
-        "3",
-        "--pods",
-        "2",
-        "--family",
-        "dual",
-        "--mode",
-        "userspace,kernel,userspace",
-    ]);
+    let up = lab.cmd_with_env(
+        &[
+            "up",
+            "--nodes",
+            "3",
+            "--pods",
+            "2",
+            "--family",
+            "dual",
+            "--mode",
+            "userspace,kernel,userspace",
+        ],
+        &[("WEFT_LAB_CONFIG_EXTRA", "[multicast]\nenabled = true")],
+    );
+    assert!(
+        up.status.success(),
+        "lab up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     lab.run(&["wait", "60"]);
     exchange(&lab, true);
 }
 
 /// Veth attachment, IP-in-IP over an IPv6 underlay, pods limited to 1,000
-/// multicast datagrams a second.
+/// multicast datagrams a second. (Multicast is off by default: both labs
+/// turn it on.)
 #[test]
 fn multicast_across_nodes_veth_attachment_ip_in_ip_over_ipv6() {
     let Some(lab) = support::lab::lab("wn") else {
         return;
     };
-    let extra = [("WEFT_LAB_CONFIG_EXTRA", "[multicast]\npod_rate_pps = 1000")];
+    let extra = [(
+        "WEFT_LAB_CONFIG_EXTRA",
+        "[multicast]\nenabled = true\npod_rate_pps = 1000",
+    )];
     let args = [
         "up",
         "--nodes",

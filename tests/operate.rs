@@ -140,11 +140,11 @@ fn weftctl_and_metrics_against_a_running_cluster() {
     assert!(s["gossip"]["received"].as_u64().unwrap() > 0);
     assert!(weftctl(&lab, 1, &["stats"]).1.contains("drop no_route"));
 
-    // groups: none joined yet (tests/multicast.rs joins them)
+    // groups: multicast is off by default (tests/multicast.rs turns it on)
     let g = json(&lab, 1, &["groups"]);
-    assert_eq!(g["enabled"], true, "{g}");
+    assert_eq!(g["enabled"], false, "{g}");
     assert_eq!(g["groups"].as_array().map(Vec::len), Some(0), "{g}");
-    assert!(weftctl(&lab, 1, &["groups"]).1.contains("GROUP"));
+    assert!(weftctl(&lab, 1, &["groups"]).1.contains("multicast is off"));
 
     // trace: pod on n1 to pod on n3
     let t = json(&lab, 1, &["trace", &p1.1, &p3.1]);

@@ -1,7 +1,10 @@
 //! Multicast between pods, in both attachment modes: the kernel routes no
 //! multicast between a node's veths and weftd's TUN, so weftd reads pods'
-//! multicast frames itself, from one packet socket for the whole node
-//! ([`GroupSocket`]: a kernel filter passes frames to group MACs only).
+//! multicast frames itself, from a packet socket on each pod's veth
+//! ([`GroupSocket::on`]: a kernel filter passes frames to group MACs only;
+//! no other interface, the data path's least of all, is tapped), and
+//! writes their copies with one socket that receives nothing
+//! ([`GroupSocket::sender`]).
 //!
 //! - Membership: the pods' IGMP and MLD reports ([`encap::group`]) keep a
 //!   table per pod port ([`members`]); a group's count of member pods on
@@ -35,10 +38,9 @@ use encap::vxlan::VxlanEncap;
 use encap::{Family, IpPacket, MacAddr};
 use fdb::{Fdb, NodeId, Reader};
 use members::{Members, Refused};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsFd;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,8 +61,10 @@ const READ_BATCH: usize = 32;
 /// carries (jumbo frames included); a longer one is dropped (`too_big`).
 const SLOT: usize = HEADROOM + 9216 + 14 + virtio::HEADER_LEN;
 
-/// How often the thread looks for pod ports that are gone (a listing of
-/// the node's interfaces) and for lapsed memberships.
+/// How often the thread looks for pod ports that appeared or went (a
+/// listing of the node's interfaces).
+const PORT_SCAN: Duration = Duration::from_secs(1);
+/// How often lapsed memberships and the taps' overflows are looked at.
 const PORT_CHECK: Duration = Duration::from_secs(5);
 
 /// What limits the multicast thread enforces.
@@ -104,7 +108,8 @@ pub struct Groups {
 /// The node's multicast plane: the socket, the group tables and the
 /// counters of the thread that reads pods' multicast.
 pub struct Multicast {
-    socket: GroupSocket,
+    /// Writes frames to pods; receives nothing.
+    sender: GroupSocket,
     groups: Groups,
     /// The multicast thread's counters.
     pub counters: Arc<WorkerCounters>,
@@ -117,10 +122,10 @@ impl std::fmt::Debug for Multicast {
 }
 
 impl Multicast {
-    /// Opens the node's group socket.
+    /// Opens the node's sending socket (the thread opens one per pod port).
     pub fn open() -> std::io::Result<Arc<Multicast>> {
         Ok(Arc::new(Multicast {
-            socket: GroupSocket::open()?,
+            sender: GroupSocket::sender()?,
             groups: Groups::default(),
             counters: Arc::new(WorkerCounters::default()),
         }))
@@ -168,14 +173,20 @@ impl Multicast {
         };
         let at = start - 14 - virtio::HEADER_LEN;
         write_frame_header(&mut buf[at..start], dst).map_err(|_| DropReason::BadInner)?;
-        let mut got = 0;
-        for &port in ports.iter() {
-            match self.socket.send_to(&buf[at..end], port) {
-                Ok(()) => got += 1,
-                Err(_) => return Err(DropReason::IoError),
+        // Every member gets its copy even if one port fails (a pod being
+        // deleted): failures are counted, the rest still sent.
+        let got = ports
+            .iter()
+            .filter(|&&port| self.sender.send_to(&buf[at..end], port).is_ok())
+            .count();
+        match got {
+            0 => Err(DropReason::IoError),
+            n => {
+                let failed = (ports.len() - n) as u64;
+                self.counters.dropped_n(DropReason::IoError, failed);
+                Ok(n)
             }
         }
-        Ok(got)
     }
 
     /// Starts the thread that reads pods' multicast frames.
@@ -248,18 +259,27 @@ impl Bucket {
 }
 
 /// A pod port as the multicast thread knows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct PodPort {
     /// The pod end's MAC (derived from the host end's name).
     mac: MacAddr,
     bucket: Bucket,
+    /// Its frames to group MACs.
+    tap: GroupSocket,
 }
 
 /// The multicast thread's own state.
 struct Run {
     members: Members,
-    /// ifindex → the pod port there (None: not a pod's veth).
-    ports: HashMap<u32, Option<PodPort>>,
+    /// ifindex → the pod port there.
+    ports: HashMap<u32, PodPort>,
+    /// The kernel path's vxlan device, tapped while this node has member
+    /// pods (its copies from other nodes arrive there).
+    kernel_tap: Option<GroupSocket>,
+    /// The kernel path's device ([`Thread::kernel_device`]).
+    kernel_device: Option<u32>,
+    /// Wakes the thread when a tap has frames (data: the ifindex).
+    poller: Epoll,
     node_bucket: Bucket,
     reader: Reader,
     limits: Limits,
@@ -288,9 +308,19 @@ fn pod_interfaces() -> Vec<(u32, String)> {
 impl Multicast {
     fn run(self: Arc<Self>, mut t: Thread, limits: Limits) {
         let now = Instant::now();
+        let poller = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("multicast: cannot make an epoll, no multicast: {e}");
+                return;
+            }
+        };
         let mut run = Run {
             members: Members::new(limits.max_groups_per_pod, limits.max_groups),
             ports: HashMap::new(),
+            kernel_tap: None,
+            kernel_device: t.kernel_device,
+            poller,
             node_bucket: Bucket::new(now, limits.node_rate_pps),
             reader: t.fdb.reader(),
             limits,
@@ -303,64 +333,145 @@ impl Multicast {
         // headroom VXLAN needs in front of its IP packet.
         let mut bufs = vec![0u8; READ_BATCH * SLOT];
         let mut reads = raw_batch::RecvBatch::default();
-        let mut query = [0u8; group::MLD_QUERY_FRAME_LEN + virtio::HEADER_LEN];
+        let mut events = [EpollEvent::empty(); 64];
         let interval = Duration::from_secs(limits.query_interval_s.into());
-        let mut next_query = Instant::now();
-        let mut next_check = Instant::now();
+        let mut next_query = now + interval;
+        let (mut next_ports, mut next_lapse) = (now, now + PORT_CHECK);
         loop {
             let now = Instant::now();
+            if now >= next_ports {
+                // New pods are tapped (and queried) within PORT_SCAN.
+                next_ports = now + PORT_SCAN;
+                self.sync_ports(&mut run, now);
+            }
             if now >= next_query {
                 next_query = now + interval;
-                self.query_pods(&mut query);
-            }
-            if now >= next_check {
-                // A deleted pod's memberships end within PORT_CHECK.
-                next_check = now + PORT_CHECK;
-                self.lapse(&mut run, now);
-            }
-            let mut ready = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut ready, PollTimeout::from(1000u16)) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!("multicast socket failed, no more multicast: {e}");
-                    return;
+                let ports: Vec<u32> = run.ports.keys().copied().collect();
+                for p in ports {
+                    self.query(p);
                 }
             }
-            let got = match reads.recv(&self.socket, &mut bufs, SLOT, VNET_AT) {
-                Ok(got) => got,
+            if now >= next_lapse {
+                next_lapse = now + PORT_CHECK;
+                self.lapse(&mut run, now);
+            }
+            let n = match run.poller.wait(&mut events, EpollTimeout::from(1000u16)) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
-                    tracing::error!("multicast socket failed, no more multicast: {e}");
+                    tracing::error!("multicast: epoll failed, no more multicast: {e}");
                     return;
                 }
             };
-            for k in 0..got.count {
-                let slot = &mut bufs[k * SLOT..(k + 1) * SLOT];
-                match got.lens[k] {
-                    usize::MAX => self.counters.dropped(DropReason::TooBig),
-                    n => self.pod_frame(&mut run, &t, slot, VNET_AT + n, got.ifindex[k]),
+            for ev in &events[..n] {
+                let ifindex = ev.data() as u32;
+                let got = match (run.ports.get(&ifindex), &run.kernel_tap) {
+                    (Some(p), _) => reads.recv(&p.tap, &mut bufs, SLOT, VNET_AT),
+                    (None, Some(k)) if Some(ifindex) == t.kernel_device => {
+                        reads.recv(k, &mut bufs, SLOT, VNET_AT)
+                    }
+                    _ => continue,
+                };
+                // A port going away (its pod deleted) fails its reads until
+                // the next scan closes it.
+                let Ok(got) = got else { continue };
+                for k in 0..got.count {
+                    let slot = &mut bufs[k * SLOT..(k + 1) * SLOT];
+                    match got.lens[k] {
+                        usize::MAX => self.counters.dropped(DropReason::TooBig),
+                        len => self.pod_frame(&mut run, &t, slot, VNET_AT + len, ifindex),
+                    }
                 }
             }
         }
     }
 
-    /// Sends an IGMPv3 and an MLDv2 general query to every pod port: the
-    /// pods answer with their groups within two seconds.
-    fn query_pods(&self, out: &mut [u8]) {
-        let mac = MacAddr(crate::podnet::HOST_MAC);
-        for (ifindex, _) in pod_interfaces() {
-            let v = virtio::HEADER_LEN;
-            let _ = VirtioNetHdr::NONE.write(&mut out[..v]);
-            for v6 in [false, true] {
-                let n = if v6 {
-                    group::write_mld_query(&mut out[v..], mac, crate::podnet::GATEWAY_V6, 2000, 60)
-                } else {
-                    group::write_igmp_query(&mut out[v..], mac, crate::podnet::GATEWAY_V4, 20, 60)
-                };
-                if let Ok(n) = n {
-                    if self.socket.send_to(&out[..v + n], ifindex).is_ok() {
-                        WorkerCounters::add(&self.counters.multicast_queries, 1);
+    /// Taps pod ports that appeared (querying each at once, so a pod that
+    /// joined before it was tapped reports again) and closes those gone
+    /// (their memberships end); taps the kernel path's device while this
+    /// node has members.
+    fn sync_ports(&self, run: &mut Run, now: Instant) {
+        let live: HashMap<u32, String> = pod_interfaces().into_iter().collect();
+        let gone: Vec<u32> = run
+            .ports
+            .keys()
+            .filter(|i| !live.contains_key(i))
+            .copied()
+            .collect();
+        let mut changed = Vec::new();
+        for i in gone {
+            if let Some(p) = run.ports.remove(&i) {
+                let _ = run.poller.delete(&p.tap);
+            }
+            changed.extend(run.members.remove_port(i));
+        }
+        for (&ifindex, name) in &live {
+            if run.ports.contains_key(&ifindex) {
+                continue;
+            }
+            let tap = match GroupSocket::on(ifindex) {
+                Ok(tap) => tap,
+                Err(e) => {
+                    tracing::debug!(port = %name, "multicast: cannot tap the port (yet): {e}");
+                    continue;
+                }
+            };
+            let ev = EpollEvent::new(EpollFlags::EPOLLIN, u64::from(ifindex));
+            if run.poller.add(&tap, ev).is_err() {
+                continue;
+            }
+            run.ports.insert(
+                ifindex,
+                PodPort {
+                    mac: MacAddr(crate::podnet::pod_mac(name)),
+                    bucket: Bucket::new(now, run.limits.pod_rate_pps),
+                    tap,
+                },
+            );
+            self.query(ifindex);
+        }
+        self.publish(run, changed);
+    }
+
+    /// The kernel path's device is tapped while this node has member pods
+    /// and not otherwise (a tap puts every packet it receives through the
+    /// filter).
+    fn sync_kernel_tap(run: &mut Run) {
+        let Some(dev) = run.kernel_device else { return };
+        let want = !run.members.counts().is_empty();
+        match (&run.kernel_tap, want) {
+            (None, true) => {
+                if let Ok(tap) = GroupSocket::on(dev) {
+                    let ev = EpollEvent::new(EpollFlags::EPOLLIN, u64::from(dev));
+                    if run.poller.add(&tap, ev).is_ok() {
+                        run.kernel_tap = Some(tap);
                     }
+                }
+            }
+            (Some(tap), false) => {
+                let _ = run.poller.delete(tap);
+                run.kernel_tap = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends an IGMPv3 and an MLDv2 general query to pod port `ifindex`:
+    /// the pod answers with its groups within two seconds.
+    fn query(&self, ifindex: u32) {
+        let mut out = [0u8; group::MLD_QUERY_FRAME_LEN + virtio::HEADER_LEN];
+        let mac = MacAddr(crate::podnet::HOST_MAC);
+        let v = virtio::HEADER_LEN;
+        let _ = VirtioNetHdr::NONE.write(&mut out[..v]);
+        for v6 in [false, true] {
+            let n = if v6 {
+                group::write_mld_query(&mut out[v..], mac, crate::podnet::GATEWAY_V6, 2000, 60)
+            } else {
+                group::write_igmp_query(&mut out[v..], mac, crate::podnet::GATEWAY_V4, 20, 60)
+            };
+            if let Ok(n) = n {
+                if self.sender.send_to(&out[..v + n], ifindex).is_ok() {
+                    WorkerCounters::add(&self.counters.multicast_queries, 1);
                 }
             }
         }
@@ -369,22 +480,14 @@ impl Multicast {
 
 impl Multicast {
     /// Memberships no report renewed for two query intervals and 10 s
-    /// lapse; so do those of ports that are gone.
+    /// lapse; the taps' overflows are counted.
     fn lapse(&self, run: &mut Run, now: Instant) {
-        if let Ok(n) = self.socket.drops() {
-            self.counters
-                .dropped_n(DropReason::SocketOverflow, u64::from(n));
-        }
+        let taps = run.ports.values().map(|p| &p.tap).chain(&run.kernel_tap);
+        let dropped: u64 = taps.filter_map(|t| t.drops().ok()).map(u64::from).sum();
+        self.counters.dropped_n(DropReason::SocketOverflow, dropped);
         let ms = |t: Instant| t.saturating_duration_since(run.clock).as_millis() as u64;
         let keep = 2 * u64::from(run.limits.query_interval_s) * 1000 + 10_000;
-        let mut changed = run.members.expire(ms(now).saturating_sub(keep));
-        let live: std::collections::HashSet<u32> =
-            pod_interfaces().into_iter().map(|(i, _)| i).collect();
-        let gone: Vec<u32> = run.members.ports().filter(|p| !live.contains(p)).collect();
-        for p in gone {
-            changed.extend(run.members.remove_port(p));
-        }
-        run.ports.retain(|i, _| live.contains(i));
+        let changed = run.members.expire(ms(now).saturating_sub(keep));
         self.publish(run, changed);
     }
 
@@ -394,6 +497,7 @@ impl Multicast {
         if changed.is_empty() {
             return;
         }
+        Self::sync_kernel_tap(run);
         self.groups.local.store(Arc::new(run.members.by_group()));
         if let Some(tx) = &run.publish {
             for c in changed {
@@ -402,31 +506,14 @@ impl Multicast {
         }
     }
 
-    /// The pod port at `ifindex`, if it is one (looked up once).
-    fn port(run: &mut Run, ifindex: u32, now: Instant) -> Option<&mut PodPort> {
-        let rate = run.limits.pod_rate_pps;
-        run.ports
-            .entry(ifindex)
-            .or_insert_with(|| {
-                pod_interfaces()
-                    .into_iter()
-                    .find(|(i, _)| *i == ifindex)
-                    .map(|(_, name)| PodPort {
-                        mac: MacAddr(crate::podnet::pod_mac(&name)),
-                        bucket: Bucket::new(now, rate),
-                    })
-            })
-            .as_mut()
-    }
-
     /// One frame from the socket at `buf[VNET_AT..end]`, from `ifindex`.
     fn pod_frame(&self, run: &mut Run, t: &Thread, buf: &mut [u8], end: usize, ifindex: u32) {
         let now = Instant::now();
         if Some(ifindex) == t.kernel_device {
             return self.kernel_device_frame(run, buf, end);
         }
-        let Some(mac) = Self::port(run, ifindex, now).map(|p| p.mac) else {
-            return; // Not a pod's veth (the underlay, the host's own links).
+        let Some(mac) = run.ports.get(&ifindex).map(|p| p.mac) else {
+            return; // A port closed since.
         };
         let Ok(hdr) = VirtioNetHdr::parse(&buf[VNET_AT..end]) else {
             return self.counters.dropped(DropReason::BadOffload);
@@ -460,7 +547,10 @@ impl Multicast {
             return self.counters.dropped(DropReason::SpoofedSource);
         }
         let rate = run.limits.pod_rate_pps;
-        let pod_ok = Self::port(run, ifindex, now).is_some_and(|p| p.bucket.take(now, rate));
+        let pod_ok = run
+            .ports
+            .get_mut(&ifindex)
+            .is_some_and(|p| p.bucket.take(now, rate));
         if !pod_ok || !run.node_bucket.take(now, run.limits.node_rate_pps) {
             return self.counters.dropped(DropReason::MulticastRateLimited);
         }
@@ -499,7 +589,7 @@ impl Multicast {
                 return self.counters.dropped(DropReason::BadInner);
             }
             for &p in to_pods.iter().filter(|p| **p != ifindex) {
-                match self.socket.send_to(&buf[at..end], p) {
+                match self.sender.send_to(&buf[at..end], p) {
                     Ok(()) => WorkerCounters::add(&self.counters.multicast_local, 1),
                     Err(_) => self.counters.dropped(DropReason::IoError),
                 }
