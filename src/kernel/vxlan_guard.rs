@@ -194,6 +194,23 @@ fn drop_counted(counter: &'static str) -> [Statement<'static>; 2] {
 }
 
 impl GuardPlan {
+    /// Matches VXLAN addressed to this node's address `local` (of
+    /// family `proto`, "ip" or "ip6").
+    fn vxlan_to(&self, proto: &'static str, local: &IpAddr) -> [Statement<'static>; 2] {
+        [
+            matches(
+                payload(proto, "daddr"),
+                Operator::EQ,
+                Expression::String(Cow::Owned(local.to_string())),
+            ),
+            matches(
+                payload("udp", "dport"),
+                Operator::EQ,
+                Expression::Number(u32::from(self.port)),
+            ),
+        ]
+    }
+
     /// The transaction that makes the table say this plan. Without a
     /// `previous` plan (weftd's first write) the table is replaced whole;
     /// with one, the sets and chains are flushed and refilled and the
@@ -270,19 +287,12 @@ impl GuardPlan {
             }
             // One rule per own address of the family (usually one).
             for local in self.local.iter().filter(|a| a.is_ipv4() == v4) {
-                let mut r = vec![
-                    matches(
-                        payload(proto, "daddr"),
-                        Operator::EQ,
-                        Expression::String(Cow::Owned(local.to_string())),
-                    ),
-                    matches(
-                        payload("udp", "dport"),
-                        Operator::EQ,
-                        Expression::Number(u32::from(self.port)),
-                    ),
-                    matches(payload(proto, "saddr"), Operator::NEQ, set_ref(&name)),
-                ];
+                let mut r = self.vxlan_to(proto, local).to_vec();
+                r.push(matches(
+                    payload(proto, "saddr"),
+                    Operator::NEQ,
+                    set_ref(&name),
+                ));
                 r.extend(drop_counted("not_member"));
                 b.add(rule("underlay".into(), r, "weft: VXLAN from a non-member"));
             }
@@ -315,24 +325,14 @@ impl GuardPlan {
                 continue;
             }
             for local in self.local.iter().filter(|a| a.is_ipv4() == v4) {
+                let mut r = self.vxlan_to(proto, local).to_vec();
+                r.push(Statement::VerdictMap(VerdictMap {
+                    key: payload(proto, "saddr"),
+                    data: Expression::Named(NamedExpression::Set(vmap.clone())),
+                }));
                 b.add(rule(
                     "underlay".into(),
-                    vec![
-                        matches(
-                            payload(proto, "daddr"),
-                            Operator::EQ,
-                            Expression::String(Cow::Owned(local.to_string())),
-                        ),
-                        matches(
-                            payload("udp", "dport"),
-                            Operator::EQ,
-                            Expression::Number(u32::from(self.port)),
-                        ),
-                        Statement::VerdictMap(VerdictMap {
-                            key: payload(proto, "saddr"),
-                            data: Expression::Named(NamedExpression::Set(vmap.clone())),
-                        }),
-                    ],
+                    r,
                     "weft: each member's own VTEP MAC",
                 ));
             }
