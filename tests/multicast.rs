@@ -334,7 +334,7 @@ fn multicast_across_nodes_tun_attachment_vxlan_with_a_kernel_path_node() {
     let Some(lab) = support::lab::lab("wm") else {
         return;
     };
-    let up = lab.cmd_with_env(
+    lab.run_with_env(
         &[
             "up",
             "--nodes",
@@ -347,11 +347,6 @@ fn multicast_across_nodes_tun_attachment_vxlan_with_a_kernel_path_node() {
             "userspace,kernel,userspace",
         ],
         &[("WEFT_LAB_CONFIG_EXTRA", "[multicast]\nenabled = true")],
-    );
-    assert!(
-        up.status.success(),
-        "lab up: {}",
-        String::from_utf8_lossy(&up.stderr)
     );
     lab.run(&["wait", "60"]);
     exchange(&lab, true);
@@ -386,12 +381,7 @@ fn multicast_across_nodes_veth_attachment_ip_in_ip_over_ipv6() {
         "--mode",
         "userspace",
     ];
-    let up = lab.cmd_with_env(&args, &extra);
-    assert!(
-        up.status.success(),
-        "lab up: {}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    lab.run_with_env(&args, &extra);
     lab.run(&["wait", "60"]);
     exchange(&lab, false);
     rate_limited(&lab);

@@ -32,8 +32,14 @@ impl Lab {
             .expect("run netns-lab/lab.sh")
     }
 
+    /// `lab.sh ARGS`, which must succeed; its output.
     pub fn run(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
+        self.run_with_env(args, &[])
+    }
+
+    /// [`Lab::run`] with extra environment variables (weftd inherits them).
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.cmd_with_env(args, env);
         assert!(
             out.status.success(),
             "lab.sh {args:?} failed:\n{}\n{}",
