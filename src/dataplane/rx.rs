@@ -58,12 +58,18 @@ pub fn accept_vxlan(
     if !snap.may_send_from(peer, ip.src()) {
         return Err(DropReason::SpoofedInner);
     }
-    // A group the cluster carries is for this node's members: handed to
-    // them in `deliver_batch`.
-    if !snap.is_for_this_node(ip.dst()) && !encap::group::carried(ip.dst()) {
+    if !for_this_node(snap, ip.dst()) {
         return Err(DropReason::NotForThisNode);
     }
     Ok(inner)
+}
+
+/// The receive path's destination check, for both tunnels: this node's
+/// blocks and addresses, or a group the cluster carries (handed to this
+/// node's member pods in `deliver_batch`, never onwards).
+#[inline]
+fn for_this_node(snap: &fdb::Snapshot, dst: IpAddr) -> bool {
+    snap.is_for_this_node(dst) || encap::group::carried(dst)
 }
 
 impl Worker {
@@ -123,7 +129,7 @@ impl Worker {
         if !snap.may_send_from(peer, ip.src()) {
             return self.counters.dropped(DropReason::SpoofedInner);
         }
-        if !snap.is_for_this_node(ip.dst()) && !encap::group::carried(ip.dst()) {
+        if !for_this_node(snap, ip.dst()) {
             return self.counters.dropped(DropReason::NotForThisNode);
         }
         accepted.push(range);
