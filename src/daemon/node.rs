@@ -3,6 +3,9 @@
 
 use crate::config::{Attach, Autodetect, Config, Encap};
 use crate::dataplane::counters::{self, WorkerCounters};
+use crate::dataplane::multicast::{
+    Limits as MulticastLimits, Multicast, Thread as MulticastThread, Underlay as MulticastUnderlay,
+};
 use crate::dataplane::ports::Ports;
 use crate::dataplane::source_ports::SourcePorts;
 use crate::dataplane::sys::{self, udp_gso::UnderlaySocket};
@@ -42,8 +45,8 @@ pub struct Node {
     pub source_ports: Option<SourcePorts>,
     /// The kernel path's device (None: the userspace path).
     pub kernel_path: Option<super::kernel_path::KernelDevice>,
-    /// The multicast plane (None: multicast off, or the kernel path).
-    pub multicast: Option<Arc<crate::dataplane::multicast::Multicast>>,
+    /// The multicast plane (None: `multicast.enabled` is false).
+    pub multicast: Option<Arc<Multicast>>,
 }
 
 impl Node {
@@ -478,35 +481,9 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         UnderlayIo::Vxlan { sources, .. } => Some(sources.clone()),
         UnderlayIo::IpIp { .. } => None,
     });
-    // Multicast copies leave from the workers' sockets; on the kernel path
-    // (no workers) from a UDP socket of their own, to the peers' VXLAN port.
-    let multicast_underlay = match (ios.first(), &kernel_path) {
-        (Some(UnderlayIo::Vxlan { sources, .. }), _) => Some(
-            crate::dataplane::multicast::Underlay::Vxlan(sources.clone()),
-        ),
-        (Some(UnderlayIo::IpIp { v4, v6, .. }), _) => {
-            Some(crate::dataplane::multicast::Underlay::IpIp {
-                v4: Arc::clone(v4),
-                v6: Arc::clone(v6),
-            })
-        }
-        (None, Some(_)) if cfg.multicast.enabled => {
-            let sock = std::net::UdpSocket::bind(std::net::SocketAddr::new(underlay, 0))
-                .map_err(|e| format!("multicast.enabled: cannot open a send socket: {e}"))?;
-            let port = sock.local_addr().map_err(fail)?.port();
-            Some(crate::dataplane::multicast::Underlay::Vxlan(
-                SourcePorts::single(Arc::new(UnderlaySocket::new(sock)), port),
-            ))
-        }
-        _ => None,
-    };
-    let multicast = match &multicast_underlay {
-        Some(_) if cfg.multicast.enabled => {
-            Some(crate::dataplane::multicast::Multicast::open().map_err(|e| {
-                format!("multicast.enabled: cannot open the group packet socket: {e}")
-            })?)
-        }
-        _ => None,
+    let (multicast, multicast_underlay) = match multicast_plane(cfg, underlay, ios.first())? {
+        Some((m, u)) => (Some(m), Some(u)),
+        None => (None, None),
     };
     for (i, (attach, io)) in attachments.into_iter().zip(ios).enumerate() {
         let c = Arc::new(WorkerCounters::default());
@@ -524,7 +501,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     }
     let (groups_tx, groups_rx) = std::sync::mpsc::channel();
     if let (Some(m), Some(underlay)) = (&multicast, multicast_underlay) {
-        let thread = crate::dataplane::multicast::Thread {
+        let thread = MulticastThread {
             fdb: fdb.clone(),
             settings: settings.clone(),
             underlay,
@@ -532,7 +509,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             kernel_device: kernel_path.as_ref().map(|k| k.ifindex),
         };
         let mc = &cfg.multicast;
-        let limits = crate::dataplane::multicast::Limits {
+        let limits = MulticastLimits {
             max_groups_per_pod: mc.max_groups_per_pod,
             max_groups: mc.max_groups,
             pod_rate_pps: mc.pod_rate_pps,
@@ -631,6 +608,39 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         kernel_path,
         multicast,
     })
+}
+
+/// The multicast plane, if `multicast.enabled`, and the sockets its copies
+/// to other nodes leave from: the workers' (`first` of their underlay
+/// sockets), or on the kernel path (no workers) a UDP socket of its own,
+/// to the peers' VXLAN port.
+fn multicast_plane(
+    cfg: &Config,
+    underlay: IpAddr,
+    first: Option<&UnderlayIo>,
+) -> Result<Option<(Arc<Multicast>, MulticastUnderlay)>, String> {
+    if !cfg.multicast.enabled {
+        return Ok(None);
+    }
+    let sockets = match first {
+        Some(UnderlayIo::Vxlan { sources, .. }) => MulticastUnderlay::Vxlan(sources.clone()),
+        Some(UnderlayIo::IpIp { v4, v6, .. }) => MulticastUnderlay::IpIp {
+            v4: Arc::clone(v4),
+            v6: Arc::clone(v6),
+        },
+        None => {
+            let sock = std::net::UdpSocket::bind(std::net::SocketAddr::new(underlay, 0))
+                .map_err(|e| format!("multicast.enabled: cannot open a send socket: {e}"))?;
+            let port = sock.local_addr().map_err(fail)?.port();
+            MulticastUnderlay::Vxlan(SourcePorts::single(
+                Arc::new(UnderlaySocket::new(sock)),
+                port,
+            ))
+        }
+    };
+    let plane = Multicast::open()
+        .map_err(|e| format!("multicast.enabled: cannot open a packet socket: {e}"))?;
+    Ok(Some((plane, sockets)))
 }
 
 /// The longest a restarted node keeps kernel entries fdb lacks, waiting
