@@ -18,6 +18,7 @@
 
 use crate::auth::{parse_hex32, to_hex, KeyringError};
 use crate::record::{valid_name, Key, OwnerSig, Record, RecordError, Signed};
+use crate::signatures::{verify_each, Check};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -30,17 +31,6 @@ fn message(r: &Record) -> Vec<u8> {
     m.extend_from_slice(&r.encode());
     m
 }
-
-/// Threads to verify `n` signatures with: one per core (at most 4), only
-/// when each gets at least [`PARALLEL_CHUNK`] (a thread costs tens of µs,
-/// a signature about 11).
-fn verify_threads(n: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get().min(4));
-    (n / PARALLEL_CHUNK).clamp(1, cores)
-}
-
-/// The fewest signatures worth a thread of their own.
-const PARALLEL_CHUNK: usize = 256;
 
 /// A key file's lines without comments and blanks, numbered from 1.
 fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
@@ -244,68 +234,32 @@ impl TrustedNodes {
     }
 
     /// [`verify`](Self::verify) for many records at once, one result per
-    /// record, in order. The signatures are checked together by one batch
-    /// verification (ed25519-dalek's `verify_batch`: on this project's
-    /// 2-core VM 31 µs per signature alone, 15 µs in batches of 32, 11 µs
-    /// in batches of 1,000), a large batch split over the cores; if a
-    /// batch fails, each of its records is checked alone to find the bad
-    /// ones, so a forged record costs its batch no more than checking one
-    /// by one would have.
+    /// record, in order: the signatures checked together
+    /// ([`crate::signatures::verify_each`]).
     pub fn verify_all(&self, records: &[&Signed]) -> Vec<Result<(), RecordError>> {
-        if records.len() < 2 {
-            return records.iter().map(|s| self.verify(s)).collect();
-        }
         let mut out = Vec::with_capacity(records.len());
-        let (mut messages, mut sigs, mut keys, mut at) = (vec![], vec![], vec![], vec![]);
+        // (record's index, owner's key, signature, message)
+        let mut signed = Vec::with_capacity(records.len());
         for (i, s) in records.iter().enumerate() {
             match self.signer_of(s) {
                 Ok((owner, sig)) => {
                     out.push(owner.allows(s));
-                    messages.push(message(&s.record));
-                    sigs.push(sig);
-                    keys.push(owner.key);
-                    at.push(i);
+                    signed.push((i, &owner.key, sig, message(&s.record)));
                 }
                 Err(e) => out.push(Err(e)),
             }
         }
-        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        // A large batch (a join's anti-entropy) is cut into one chunk per
-        // core, verified side by side; each chunk that fails is checked
-        // one by one.
-        let chunk = refs.len().div_ceil(verify_threads(refs.len())).max(1);
-        let failed: Vec<usize> = std::thread::scope(|scope| {
-            let verify = |k: usize| {
-                let r = k * chunk..((k + 1) * chunk).min(refs.len());
-                let ok = ed25519_dalek::verify_batch(
-                    &refs[r.clone()],
-                    &sigs[r.clone()],
-                    &keys[r.clone()],
-                )
-                .is_ok();
-                (!ok).then_some(k)
-            };
-            let chunks = refs.len().div_ceil(chunk);
-            let others: Vec<_> = (1..chunks)
-                .map(|k| scope.spawn(move || verify(k)))
-                .collect();
-            let mut failed: Vec<usize> = verify(0).into_iter().collect();
-            for h in others {
-                // A chunk's thread cannot panic (verification returns
-                // errors); if it did, its chunk counts as failed.
-                failed.extend(h.join().unwrap_or(Some(usize::MAX)));
-            }
-            failed
-        });
-        for k in failed {
-            let r = match k {
-                usize::MAX => 0..refs.len(),
-                k => k * chunk..((k + 1) * chunk).min(refs.len()),
-            };
-            for j in r {
-                if keys[j].verify(&messages[j], &sigs[j]).is_err() {
-                    out[at[j]] = Err(RecordError::BadSignature);
-                }
+        let checks: Vec<Check> = signed
+            .iter()
+            .map(|(_, key, sig, message)| Check {
+                key,
+                sig: *sig,
+                message,
+            })
+            .collect();
+        for ((i, ..), ok) in signed.iter().zip(verify_each(&checks)) {
+            if !ok {
+                out[*i] = Err(RecordError::BadSignature);
             }
         }
         out
@@ -458,7 +412,7 @@ mod tests {
         assert_eq!(got.iter().filter(|r| r.is_err()).count(), 1);
         // A batch large enough to be split over threads: forgeries in the
         // first and the last chunk are found, and only they.
-        let mut many: Vec<Signed> = (0..4 * PARALLEL_CHUNK)
+        let mut many: Vec<Signed> = (0..4 * crate::signatures::PARALLEL_CHUNK)
             .map(|i| a.sign(endpoint("a", &format!("10.244.0.{}", i % 250))))
             .collect();
         let refs: Vec<&Signed> = many.iter().collect();

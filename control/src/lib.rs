@@ -31,6 +31,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod member;
 pub mod record;
+pub mod signatures;
 pub mod sim;
 pub mod state;
 pub mod wire;
