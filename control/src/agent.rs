@@ -20,7 +20,7 @@
 //!   another block), and given back when empty;
 //! - every datagram sealed and opened by [`crate::auth`]; refusals counted.
 
-use crate::auth::{Keyring, Opener, Sealer};
+use crate::auth::{Keyring, Opener, Origin, Sealer};
 use crate::counters::Counters;
 use crate::identity::{NodeKey, TrustedNodes};
 use crate::member::Member;
@@ -427,9 +427,22 @@ impl Agent {
         datagrams: impl IntoIterator<Item = (SocketAddr, &'a mut [u8])>,
         now_ms: u64,
     ) {
+        let (from, mut datagrams): (Vec<SocketAddr>, Vec<&mut [u8]>) =
+            datagrams.into_iter().unzip();
+        let opened = self.opener.open_all(&mut datagrams);
         let mut records = Vec::new();
-        for (from, datagram) in datagrams {
-            self.receive(from, datagram, now_ms, &mut records);
+        for ((from, datagram), opened) in from.into_iter().zip(datagrams).zip(opened) {
+            match opened {
+                Ok((origin, body)) => {
+                    self.receive(from, origin, &datagram[body], now_ms, &mut records)
+                }
+                Err(e) => self
+                    .shared
+                    .lock()
+                    .expect("not poisoned")
+                    .counters
+                    .drop(e.reason()),
+            }
         }
         if !records.is_empty() {
             let mut sh = self.shared.lock().expect("not poisoned");
@@ -441,27 +454,16 @@ impl Agent {
         self.flush();
     }
 
-    /// Opens and acts on one datagram; the records it carries are added to
-    /// `records`, for the caller to merge.
+    /// Acts on one opened datagram's `body`; the records it carries are
+    /// added to `records`, for the caller to merge.
     fn receive(
         &mut self,
         from: SocketAddr,
-        datagram: &mut [u8],
+        origin: Origin,
+        body: &[u8],
         now_ms: u64,
         records: &mut Vec<Signed>,
     ) {
-        let (origin, body) = match self.opener.open(datagram) {
-            Ok(opened) => opened,
-            Err(e) => {
-                self.shared
-                    .lock()
-                    .expect("not poisoned")
-                    .counters
-                    .drop(e.reason());
-                return;
-            }
-        };
-        let body = &datagram[body];
         match Body::decode(body) {
             Ok(Body::Swim(packet)) => {
                 // With node keys the datagram's sender is proven: a SWIM

@@ -34,9 +34,10 @@
 //! window ahead to silence it, and a node struck from the trusted-nodes
 //! file is out of the membership at once.
 
+use crate::signatures::{verify_each, Check};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use std::collections::HashMap;
 
 /// Length of the authenticated header.
@@ -329,6 +330,16 @@ struct Window {
     seen: u64,
 }
 
+/// A datagram past its checks but the node-key signature's and the replay
+/// window's move.
+struct Unsealed {
+    origin: Origin,
+    seq: u64,
+    body: std::ops::Range<usize>,
+    /// The sender's key and signature, to check (with node keys).
+    signature: Option<(VerifyingKey, Signature)>,
+}
+
 /// Verifies incoming datagrams and keeps a replay window per sender.
 #[derive(Debug)]
 pub struct Opener {
@@ -372,6 +383,63 @@ impl Opener {
         &mut self,
         datagram: &mut [u8],
     ) -> Result<(Origin, std::ops::Range<usize>), AuthError> {
+        let mut one = [datagram];
+        self.open_all(&mut one)
+            .pop()
+            .expect("one result per datagram")
+    }
+
+    /// [`open`](Self::open) for a burst of datagrams, one result per
+    /// datagram, in order; their node-key signatures are checked together
+    /// ([`crate::signatures::verify_each`]: a join's anti-entropy comes as
+    /// thousands of datagrams from a few senders).
+    pub fn open_all(
+        &mut self,
+        datagrams: &mut [&mut [u8]],
+    ) -> Vec<Result<(Origin, std::ops::Range<usize>), AuthError>> {
+        let mut checked: Vec<_> = datagrams.iter_mut().map(|d| self.unseal(d)).collect();
+        // The signatures, checked together: (datagram, key, signature,
+        // what it covers).
+        let mut pending = Vec::new();
+        for (i, c) in checked.iter().enumerate() {
+            if let Ok(Unsealed {
+                signature: Some((key, sig)),
+                body,
+                ..
+            }) = c
+            {
+                let d = &datagrams[i];
+                let message = signed_message(&d[..HEADER_LEN], &d[body.clone()]);
+                pending.push((i, *key, *sig, message));
+            }
+        }
+        let checks: Vec<Check> = pending
+            .iter()
+            .map(|(_, key, sig, message)| Check {
+                key,
+                sig: *sig,
+                message,
+            })
+            .collect();
+        for ((i, ..), ok) in pending.iter().zip(verify_each(&checks)) {
+            if !ok {
+                checked[*i] = Err(AuthError::BadSignature);
+            }
+        }
+        // In order, so a datagram repeated in the burst is a replay.
+        checked
+            .into_iter()
+            .map(|c| {
+                let c = c?;
+                self.check_window(c.origin, c.seq, true)?;
+                Ok((c.origin, c.body))
+            })
+            .collect()
+    }
+
+    /// Everything but the node-key signature (returned to be checked) and
+    /// the replay window's move.
+    fn unseal(&mut self, datagram: &mut [u8]) -> Result<Unsealed, AuthError> {
         if datagram.len() > MAX_DATAGRAM {
             return Err(AuthError::Oversized);
         }
@@ -417,6 +485,7 @@ impl Opener {
         };
         ok.map_err(|_| AuthError::BadTag)?;
         let mut body_end = body_end;
+        let mut signature = None;
         if signed {
             body_end -= SIGNATURE_LEN;
             if let Some(signers) = &self.signers {
@@ -428,15 +497,15 @@ impl Opener {
                 let sig: [u8; SIGNATURE_LEN] = datagram[body_end..body_end + SIGNATURE_LEN]
                     .try_into()
                     .expect("64");
-                key.verify(
-                    &signed_message(&datagram[..HEADER_LEN], &datagram[HEADER_LEN..body_end]),
-                    &Signature::from_bytes(&sig),
-                )
-                .map_err(|_| AuthError::BadSignature)?;
+                signature = Some((*key, Signature::from_bytes(&sig)));
             }
         }
-        self.check_window(origin, seq, true)?;
-        Ok((origin, HEADER_LEN..body_end))
+        Ok(Unsealed {
+            origin,
+            seq,
+            body: HEADER_LEN..body_end,
+            signature,
+        })
     }
 
     fn check_window(&mut self, o: Origin, seq: u64, commit: bool) -> Result<(), AuthError> {
@@ -608,6 +677,52 @@ mod tests {
             s.seal(b"x", &mut out);
             assert_eq!(o.open(&mut out), Err(AuthError::UnknownSender));
         }
+    }
+
+    #[test]
+    fn a_burst_is_opened_like_its_datagrams_one_by_one() {
+        let (a, b) = (signing_key(1), signing_key(2));
+        let signers: HashMap<u64, VerifyingKey> =
+            [(10, a.verifying_key()), (20, b.verifying_key())].into();
+        let mut s10 = Sealer::new(ring(1, 7), 10, 5, true).with_signer(a.clone());
+        let mut s20 = Sealer::new(ring(1, 7), 20, 5, false).with_signer(b.clone());
+        let mut forger = Sealer::new(ring(1, 7), 10, 1_000, true).with_signer(b.clone());
+        let seal = |s: &mut Sealer, body: &[u8]| {
+            let mut out = Vec::new();
+            s.seal(body, &mut out);
+            out
+        };
+        // 100 datagrams from two senders (enough to be split over threads),
+        // with a forgery, a replay of an earlier datagram of the burst, and
+        // a datagram with a broken tag among them.
+        let mut burst: Vec<Vec<u8>> = (0..100u8)
+            .map(|i| match i % 2 {
+                0 => seal(&mut s10, &[i]),
+                _ => seal(&mut s20, &[i]),
+            })
+            .collect();
+        burst[40] = seal(&mut forger, b"x");
+        burst[70] = burst[2].clone();
+        let last = burst[99].len() - 1;
+        burst[99][last] ^= 1;
+        let mut o = Opener::new(ring(1, 7), 16);
+        o.set_signers(Some(signers));
+        let mut views: Vec<&mut [u8]> = burst.iter_mut().map(Vec::as_mut_slice).collect();
+        let got = o.open_all(&mut views);
+        for (i, r) in got.iter().enumerate() {
+            match i {
+                40 => assert_eq!(r, &Err(AuthError::BadSignature)),
+                70 => assert_eq!(r, &Err(AuthError::Replayed)),
+                99 => assert_eq!(r, &Err(AuthError::BadTag)),
+                _ => {
+                    let (origin, body) = r.as_ref().expect("a genuine datagram");
+                    assert_eq!(origin.sender, if i % 2 == 0 { 10 } else { 20 });
+                    assert_eq!(&views[i][body.clone()], &[i as u8], "datagram {i}");
+                }
+            }
+        }
+        // The forgery's later epoch did not reset sender 10's window.
+        assert_eq!(o.open(&mut seal(&mut s10, b"next")).map(|(o, _)| o.epoch), Ok(5));
     }
 
     #[test]
