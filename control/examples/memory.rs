@@ -6,9 +6,11 @@
 //!
 //! With `--signed` it also measures what a node joining such a cluster
 //! spends merging the state it is sent: the same records packed into
-//! datagrams as anti-entropy sends them and merged in bursts of 64
-//! datagrams, their signatures checked in one batch per burst (what weftd
-//! does), against merging them one by one, each verified alone; the two
+//! datagrams as anti-entropy sends them (sealed with the cluster key and
+//! signed by the sender's node key) and opened and merged in bursts of 64
+//! datagrams, their datagram and record signatures checked in one batch
+//! each per burst (what weftd does), against each datagram alone, and
+//! against merging the records one by one, each verified alone;
 //! interleaved, three rounds each, medians.
 //!
 //! Run: `cargo run --release -p weft-control --example memory [-- --signed]`
@@ -152,7 +154,7 @@ fn main() {
             .owner_names()
             .flat_map(|o| state.records_of(o).collect::<Vec<_>>())
             .collect();
-        join_cost(&state, all);
+        join_cost(&state, all, &keys[0]);
     }
     println!(
         "view for fdb: {} nodes, {} blocks, {} endpoints: {:.1} MiB, computed in {:.1} ms",
@@ -165,19 +167,24 @@ fn main() {
 }
 
 /// A joining node's merge of `records` (every record of `full`, signed):
-/// one by one, a datagram's records together, and bursts of 64 datagrams
-/// together; interleaved, medians of three.
-fn join_cost(full: &State, records: Vec<Signed>) {
+/// one by one, and as datagrams sealed by `sender` (node-0) opened and
+/// merged one at a time and in bursts of 64; interleaved, medians of three.
+fn join_cost(full: &State, records: Vec<Signed>, sender: &NodeKey) {
     let rules = || Rules {
         pools: vec!["10.0.0.0/8".parse().expect("net")],
         trusted: full.rules().trusted.clone(),
         ..Rules::default()
     };
-    let datagrams: Vec<Vec<Signed>> = control::wire::pack_records(records.clone())
+    let trusted = full.rules().trusted.clone().expect("signed");
+    let ring = || control::Keyring::new(&[(1, [3; 32])]).expect("a key");
+    let mut sealer = control::auth::Sealer::new(ring(), control::state::fnv(b"node-0"), 1, false)
+        .with_signer(sender.signing_key());
+    let sealed: Vec<Vec<u8>> = control::wire::pack_records(records.clone())
         .iter()
-        .map(|body| match control::wire::Body::decode(body) {
-            Ok(control::wire::Body::Records(r)) => r,
-            _ => unreachable!("pack_records makes record bodies"),
+        .map(|body| {
+            let mut out = Vec::new();
+            sealer.seal(body, &mut out);
+            out
         })
         .collect();
     let (mut alone, mut per_datagram, mut batched) = (Vec::new(), Vec::new(), Vec::new());
@@ -191,9 +198,22 @@ fn join_cost(full: &State, records: Vec<Signed>) {
         alone.push(t.elapsed().as_secs_f64());
         for (burst, took) in [(1, &mut per_datagram), (64, &mut batched)] {
             let mut joiner = State::new(rules());
+            let mut opener = control::auth::Opener::new(ring(), 16);
+            opener.set_signers(Some(trusted.datagram_signers()));
+            let mut datagrams = sealed.clone();
             let (t, cpu) = (std::time::Instant::now(), cpu_seconds());
-            for datagrams in datagrams.chunks(burst) {
-                let merged = joiner.apply_all(datagrams.concat(), 0);
+            for burst in datagrams.chunks_mut(burst) {
+                let mut views: Vec<&mut [u8]> = burst.iter_mut().map(Vec::as_mut_slice).collect();
+                let opened = opener.open_all(&mut views);
+                let mut records = Vec::new();
+                for (d, opened) in views.iter().zip(opened) {
+                    let (_, body) = opened.expect("sealed by a trusted sender");
+                    match control::wire::Body::decode(&d[body]) {
+                        Ok(control::wire::Body::Records(r)) => records.extend(r),
+                        _ => unreachable!("pack_records makes record bodies"),
+                    }
+                }
+                let merged = joiner.apply_all(records, 0);
                 assert!(
                     merged.iter().all(|r| r == &Ok(true)),
                     "every record is new and verifies"
@@ -215,12 +235,12 @@ fn join_cost(full: &State, records: Vec<Signed>) {
         v[v.len() / 2]
     };
     println!(
-        "joining: {} records in {} datagrams ({:.1} per datagram): one by one {:.2} s, \
-         a datagram's together {:.2} s, bursts of 64 datagrams together {:.2} s \
-         ({:.2} s of CPU: batches split over the cores) (medians of 3, interleaved)",
+        "joining: {} records in {} signed datagrams ({:.1} per datagram): records one by one \
+         (no datagrams) {:.2} s, datagrams one by one {:.2} s, bursts of 64 datagrams together \
+         {:.2} s ({:.2} s of CPU: batches split over the cores) (medians of 3, interleaved)",
         records.len(),
-        datagrams.len(),
-        records.len() as f64 / datagrams.len() as f64,
+        sealed.len(),
+        records.len() as f64 / sealed.len() as f64,
         median(&mut alone),
         median(&mut per_datagram),
         median(&mut batched),
