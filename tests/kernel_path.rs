@@ -154,6 +154,34 @@ fn a_cluster_mixing_kernel_and_userspace_nodes() {
     assert_eq!(s1["kernel_device"], "weft-vxlan", "{s1}");
     assert_eq!(s1["convergence"]["converged"], true, "{s1}");
     assert_eq!(status(&lab, 2)["path"], "userspace");
+    // Every node knows which path each of its peers runs.
+    let said = |k: usize| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = status(&lab, k)["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap().into(), p["path"].to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let paths = [(1, "kernel"), (2, "userspace"), (3, "userspace")];
+    for k in 1..=3 {
+        let want: Vec<(String, String)> = paths
+            .iter()
+            .filter(|(j, _)| *j != k)
+            .map(|(j, p)| (format!("n{j}"), format!("{p:?}")))
+            .collect();
+        let mut got = said(k);
+        for _ in 0..50 {
+            if got == want {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            got = said(k);
+        }
+        assert_eq!(got, want, "n{k}'s peers");
+    }
     assert!(link_exists(&lab.ns(1), "weft-vxlan"));
     assert!(
         !link_exists(&lab.ns(1), "weft0"),

@@ -100,6 +100,9 @@ pub struct AgentConfig {
     pub probe_period_ms: u64,
     /// Expected cluster size (tunes retransmissions and suspicion).
     pub cluster_size_hint: u32,
+    /// What this node tells its peers of itself ([`wire::NodeStatus`]:
+    /// its data path); None: nothing.
+    pub status: Option<wire::NodeStatus>,
 }
 
 impl AgentConfig {
@@ -124,6 +127,7 @@ impl AgentConfig {
             sync_interval_ms: 2_000,
             probe_period_ms: 1_000,
             cluster_size_hint: 32,
+            status: None,
         }
     }
 
@@ -241,6 +245,8 @@ struct Peer {
     since: u64,
     /// Smoothed round-trip time (µs), from anti-entropy probes.
     rtt_us: Option<u64>,
+    /// What it last said of itself.
+    status: Option<wire::NodeStatus>,
 }
 
 /// A member as the operator sees it.
@@ -254,6 +260,8 @@ pub struct MemberInfo {
     pub up: bool,
     /// Smoothed round-trip time in µs, once measured.
     pub rtt_us: Option<u64>,
+    /// What it last said of itself (its data path), once heard.
+    pub status: Option<wire::NodeStatus>,
 }
 
 /// The control-plane core of one node.
@@ -483,6 +491,12 @@ impl Agent {
                 let mut body = Vec::new();
                 Body::ProbeAck(t).encode(&mut body);
                 self.bodies.push((from, body));
+                self.send_status(from);
+            }
+            Ok(Body::Status(st)) => {
+                if let Some(p) = self.peers.values_mut().find(|p| p.member.addr == from) {
+                    p.status = Some(st);
+                }
             }
             Ok(Body::ProbeAck(t)) => {
                 let sample = self.clock_us(now_ms).saturating_sub(t);
@@ -635,8 +649,18 @@ impl Agent {
                 addr: p.member.addr,
                 up: p.up,
                 rtt_us: p.rtt_us,
+                status: p.status.clone(),
             })
             .collect()
+    }
+
+    /// Queues this node's status (if it has one) for `to`.
+    pub(crate) fn send_status(&mut self, to: SocketAddr) {
+        if let Some(st) = &self.cfg.status {
+            let mut body = Vec::new();
+            Body::Status(st.clone()).encode(&mut body);
+            self.bodies.push((to, body));
+        }
     }
 
     /// Gives the agent a finer clock (µs) for round-trip times; without

@@ -722,7 +722,10 @@ mod tests {
             }
         }
         // The forgery's later epoch did not reset sender 10's window.
-        assert_eq!(o.open(&mut seal(&mut s10, b"next")).map(|(o, _)| o.epoch), Ok(5));
+        assert_eq!(
+            o.open(&mut seal(&mut s10, b"next")).map(|(o, _)| o.epoch),
+            Ok(5)
+        );
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct SimConfig {
     /// `i`-th range of this prefix length in the pool (the trusted-nodes
     /// file's allowed ranges), instead of anywhere in the pool.
     pub per_node_ranges: Option<u8>,
+    /// Every node tells its peers its data path ([`crate::wire::NodeStatus`]):
+    /// `"kernel"` for even-numbered nodes, `"userspace"` for the others.
+    pub statuses: bool,
 }
 
 impl Default for SimConfig {
@@ -55,6 +58,7 @@ impl Default for SimConfig {
             auto_claim: None,
             node_keys: false,
             per_node_ranges: None,
+            statuses: false,
         }
     }
 }
@@ -188,6 +192,11 @@ impl Sim {
         if let Some(t) = &self.trusted {
             c.node_key = Some(node_key(i));
             c.rules.trusted = Some(Arc::clone(t));
+        }
+        if self.cfg.statuses {
+            c.status = Some(crate::wire::NodeStatus {
+                path: if i % 2 == 0 { "kernel" } else { "userspace" }.into(),
+            });
         }
         c
     }
@@ -595,6 +604,35 @@ pub struct Spread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_node_learns_each_peers_data_path() {
+        let mut sim = Sim::new(SimConfig {
+            nodes: 6,
+            loss: 0.05,
+            statuses: true,
+            node_keys: true,
+            ..SimConfig::default()
+        });
+        sim.run_until_converged(60_000).expect("converges");
+        let t = sim.now();
+        sim.run_until(t + 5_000);
+        let path_of = |i: usize| if i % 2 == 0 { "kernel" } else { "userspace" };
+        for i in 0..6 {
+            let members = sim.agent(i).unwrap().member_info();
+            assert_eq!(members.len(), 5, "node {i}: {members:?}");
+            for m in members {
+                let peer: usize = m.name.trim_start_matches("node-").parse().unwrap();
+                let said = m.status.map(|s| s.path);
+                assert_eq!(
+                    said.as_deref(),
+                    Some(path_of(peer)),
+                    "node {i} on {}",
+                    m.name
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_small_cluster_converges_spreads_and_detects_a_death() {

@@ -26,6 +26,37 @@ pub enum Body<'a> {
     ClaimCheck(Signed),
     /// The answer to a claim check.
     ClaimAnswer(ClaimAnswer),
+    /// What the sender says of itself that is not replicated state (its
+    /// data path), sent to a member when it comes up and with each
+    /// anti-entropy probe and answer. Earlier releases count it as
+    /// `wire_unknown_kind` and go on.
+    Status(NodeStatus),
+}
+
+/// A [`Body::Status`]: what a node says of itself to its peers.
+///
+/// Later releases may append fields: a status decodes from its leading
+/// fields and ignores what follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The data path that carries the node's traffic (`"kernel"` or
+    /// `"userspace"`; at most [`MAX_STATUS_WORD`] bytes of `a-z`, `0-9`
+    /// and `-`).
+    pub path: String,
+}
+
+/// Longest word a [`NodeStatus`] field may hold.
+pub const MAX_STATUS_WORD: usize = 32;
+
+impl NodeStatus {
+    fn valid(&self) -> bool {
+        !self.path.is_empty()
+            && self.path.len() <= MAX_STATUS_WORD
+            && self
+                .path
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }
 }
 
 /// The answer to a [`Body::ClaimCheck`]: the answering node stores the
@@ -129,9 +160,10 @@ const PROBE_ACK: u8 = 5;
 const SIGNED_RECORDS: u8 = 6;
 const CLAIM_CHECK: u8 = 7;
 const CLAIM_ANSWER: u8 = 8;
+const STATUS: u8 = 9;
 /// Which of [`crate::Counters::bytes_by_kind`]'s four counts a body of
 /// kind byte `kind` adds to: SWIM, digests, records (signed or not), and
-/// the rest (summaries, probes, claim checks and answers).
+/// the rest (summaries, probes, claim checks and answers, statuses).
 pub fn byte_count_index(kind: u8) -> usize {
     match kind {
         SWIM => 0,
@@ -191,6 +223,11 @@ impl<'a> Body<'a> {
                 }
                 Ok(Body::ClaimAnswer(a))
             }
+            STATUS => match postcard::take_from_bytes::<NodeStatus>(rest) {
+                // Fields a later release appended are ignored.
+                Ok((status, _)) if status.valid() => Ok(Body::Status(status)),
+                _ => Err(WireError::Malformed),
+            },
             _ => Err(WireError::UnknownKind),
         }
     }
@@ -235,6 +272,10 @@ impl<'a> Body<'a> {
             Body::ClaimAnswer(a) => {
                 out.push(CLAIM_ANSWER);
                 out.extend_from_slice(&postcard::to_allocvec(a).expect("serialises"));
+            }
+            Body::Status(st) => {
+                out.push(STATUS);
+                out.extend_from_slice(&postcard::to_allocvec(st).expect("serialises"));
             }
         }
     }
@@ -302,6 +343,25 @@ mod tests {
     use crate::record::{Key, Value, Version};
 
     #[test]
+    fn a_status_round_trips_and_ignores_later_fields() {
+        let st = NodeStatus {
+            path: "kernel".into(),
+        };
+        let mut out = Vec::new();
+        Body::Status(st.clone()).encode(&mut out);
+        assert_eq!(Body::decode(&out), Ok(Body::Status(st.clone())));
+        // A later release's status with a field appended.
+        out.extend_from_slice(&[3, 1, 2, 3]);
+        assert_eq!(Body::decode(&out), Ok(Body::Status(st)));
+        // Empty, too long or odd words are malformed.
+        for bad in ["", "Kernel", "a b", &"x".repeat(MAX_STATUS_WORD + 1)] {
+            Body::Status(NodeStatus { path: bad.into() }).encode(&mut out);
+            assert_eq!(Body::decode(&out), Err(WireError::Malformed), "{bad:?}");
+        }
+        assert_eq!(Body::decode(&[STATUS]), Err(WireError::Malformed));
+    }
+
+    #[test]
     fn bodies_round_trip_and_garbage_is_refused() {
         let mut out = Vec::new();
         Body::Swim(b"abc").encode(&mut out);
@@ -317,7 +377,7 @@ mod tests {
         Body::Probe(1234).encode(&mut out);
         assert_eq!(Body::decode(&out).unwrap(), Body::Probe(1234));
         assert_eq!(Body::decode(&[]), Err(WireError::Empty));
-        assert_eq!(Body::decode(&[9, 1]), Err(WireError::UnknownKind));
+        assert_eq!(Body::decode(&[10, 1]), Err(WireError::UnknownKind));
         assert_eq!(Body::decode(&[1, 200]), Err(WireError::Malformed));
         assert_eq!(Body::decode(&[2, 5, 0]), Err(WireError::Malformed));
         assert_eq!(Body::decode(&[6, 1, 0]), Err(WireError::Malformed));

@@ -115,6 +115,7 @@ pub fn status(v: &Value) -> String {
                 s(&p["state"]),
                 s(&p["underlay"]),
                 rtt(&p["rtt_us"]),
+                s(&p["path"]),
                 s(&p["encap"]),
                 s(&p["source"]),
                 s(&p["blocks"]),
@@ -123,7 +124,7 @@ pub fn status(v: &Value) -> String {
         .collect();
     out + &table(
         &[
-            "peer", "state", "underlay", "rtt", "encap", "source", "blocks",
+            "peer", "state", "underlay", "rtt", "path", "encap", "source", "blocks",
         ],
         &rows,
     )

@@ -126,6 +126,9 @@ fn status(node: &Node) -> Value {
                 "source": source(e.meta.source),
                 "state": match member { Some(m) if m.up => "up", Some(_) => "down", None => "static" },
                 "rtt_us": member.and_then(|m| m.rtt_us),
+                // What the peer says it runs (None: not heard yet, an
+                // earlier release, or a static peer).
+                "path": member.and_then(|m| m.status.as_ref()).map(|s| s.path.clone()),
                 "encap": enc,
                 "blocks": blocks,
             })

@@ -542,6 +542,11 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
                 block_requests: requests_rx,
                 group_counts: groups_rx,
                 multicast: multicast.clone(),
+                data_path: if kernel_path.is_some() {
+                    "kernel"
+                } else {
+                    "userspace"
+                },
             },
         )?)
     } else {

@@ -159,7 +159,17 @@ impl Agent {
             match n {
                 OwnedNotification::MemberUp(m) => {
                     self.events.push(Event::MemberUp(m.name.clone()));
-                    let rtt_us = self.peers.get(&m.name).and_then(|p| p.rtt_us);
+                    let known = self.peers.get(&m.name);
+                    let rtt_us = known.and_then(|p| p.rtt_us);
+                    let status = known.and_then(|p| p.status.clone());
+                    self.send_status(m.addr);
+                    if status.is_none() && self.cfg.status.is_some() {
+                        // Its status may have come before it was known
+                        // here: a probe's answer carries it again.
+                        let mut probe = Vec::new();
+                        Body::Probe(self.clock_us(now)).encode(&mut probe);
+                        self.bodies.push((m.addr, probe));
+                    }
                     self.peers.insert(
                         m.name.clone(),
                         Peer {
@@ -167,6 +177,7 @@ impl Agent {
                             up: true,
                             since: now,
                             rtt_us,
+                            status,
                         },
                     );
                     self.mark_changed();

@@ -115,6 +115,24 @@ impl Agent {
         let now = self.shared.lock().expect("not poisoned").now_ms;
         let mut probe = Vec::new();
         Body::Probe(self.clock_us(now)).encode(&mut probe);
-        self.bodies.push((to, probe));
+        self.bodies.push((to, probe.clone()));
+        self.send_status(to);
+        // A live peer whose status is still unheard (lost, or sent
+        // before it knew this node) is asked again: a probe's answer
+        // carries it.
+        if self.cfg.status.is_some() {
+            // At random: a peer of an earlier release never answers.
+            let unheard: Vec<SocketAddr> = self
+                .peers
+                .values()
+                .filter(|p| p.up && p.status.is_none() && p.member.addr != to)
+                .map(|p| p.member.addr)
+                .collect();
+            if !unheard.is_empty() {
+                let addr = unheard[self.rng.random_range(0..unheard.len())];
+                self.bodies.push((addr, probe));
+                self.send_status(addr);
+            }
+        }
     }
 }

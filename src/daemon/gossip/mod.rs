@@ -60,6 +60,7 @@ impl Status {
             "members_down": self.members.len() - up,
             "members": self.members.iter().map(|m| serde_json::json!({
                 "name": m.name, "addr": m.addr.to_string(), "up": m.up, "rtt_us": m.rtt_us,
+                "path": m.status.as_ref().map(|s| s.path.clone()),
             })).collect::<Vec<_>>(),
             "blocks": self.blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
             "received": self.counters.received,
@@ -186,6 +187,9 @@ pub struct Inputs {
     /// The multicast plane, which learns the other nodes' groups (None:
     /// multicast off).
     pub multicast: Option<Arc<crate::dataplane::multicast::Multicast>>,
+    /// The data path this node runs (`"kernel"` or `"userspace"`), told to
+    /// its peers for their `weftctl status`.
+    pub data_path: &'static str,
 }
 
 /// Starts the control plane for node `name` at `own` addresses (the
@@ -218,6 +222,9 @@ pub fn start(
         boot: 0,
     };
     let mut acfg = AgentConfig::new(name, addr, info, keyring);
+    acfg.status = Some(control::wire::NodeStatus {
+        path: inputs.data_path.to_string(),
+    });
     if let (Some(key_file), Some(trusted_file)) = (&g.node_key_file, &g.trusted_nodes_file) {
         let key = load_node_key(key_file)?;
         let trusted = load_trusted_nodes(trusted_file, name, &key)?;
@@ -303,6 +310,7 @@ fn run(
         block_requests,
         group_counts,
         multicast,
+        data_path: _,
     } = inputs;
     let clock = Instant::now();
     let now = || clock.elapsed().as_millis() as u64;
