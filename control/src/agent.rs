@@ -494,7 +494,13 @@ impl Agent {
                 self.send_status(from);
             }
             Ok(Body::Status(st)) => {
-                if let Some(p) = self.peers.values_mut().find(|p| p.member.addr == from) {
+                // With node keys, the member the signature proves; else the
+                // one at the sender's address.
+                let sender = |p: &&mut Peer| match origin.proven {
+                    true => fnv(p.member.name.as_bytes()) == origin.sender,
+                    false => p.member.addr == from,
+                };
+                if let Some(p) = self.peers.values_mut().find(sender) {
                     p.status = Some(st);
                 }
             }
