@@ -444,12 +444,7 @@ impl Agent {
                 Ok((origin, body)) => {
                     self.receive(from, origin, &datagram[body], now_ms, &mut records)
                 }
-                Err(e) => self
-                    .shared
-                    .lock()
-                    .expect("not poisoned")
-                    .counters
-                    .drop(e.reason()),
+                Err(e) => self.count_drop(e.reason()),
             }
         }
         if !records.is_empty() {
@@ -477,11 +472,7 @@ impl Agent {
                 // With node keys the datagram's sender is proven: a SWIM
                 // message must then come from that member, not name another.
                 if origin.proven && !swim_sender_is(packet, origin.sender) {
-                    self.shared
-                        .lock()
-                        .expect("not poisoned")
-                        .counters
-                        .drop("swim_wrong_sender");
+                    self.count_drop("swim_wrong_sender");
                 } else {
                     self.with_foca(now_ms, |f, rt| f.handle_data(packet, rt));
                 }
@@ -515,12 +506,7 @@ impl Agent {
             Ok(Body::ClaimCheck(claim)) => self.on_claim_check(from, claim, now_ms),
             Ok(Body::ClaimAnswer(answer)) => self.on_claim_answer(from, answer, now_ms),
             Ok(Body::Records(rs)) => records.extend(rs),
-            Err(e) => self
-                .shared
-                .lock()
-                .expect("not poisoned")
-                .counters
-                .drop(e.reason()),
+            Err(e) => self.count_drop(e.reason()),
         }
         self.shared.lock().expect("not poisoned").counters.received += 1;
     }
@@ -658,6 +644,15 @@ impl Agent {
                 status: p.status.clone(),
             })
             .collect()
+    }
+
+    /// Counts a dropped datagram under `reason`.
+    fn count_drop(&self, reason: &'static str) {
+        self.shared
+            .lock()
+            .expect("not poisoned")
+            .counters
+            .drop(reason);
     }
 
     /// Queues this node's status (if it has one) for `to`.

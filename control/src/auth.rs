@@ -34,7 +34,7 @@
 //! window ahead to silence it, and a node struck from the trusted-nodes
 //! file is out of the membership at once.
 
-use crate::signatures::{verify_each, Check};
+use crate::signatures;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -391,7 +391,7 @@ impl Opener {
 
     /// [`open`](Self::open) for a burst of datagrams, one result per
     /// datagram, in order; their node-key signatures are checked together
-    /// ([`crate::signatures::verify_each`]: a join's anti-entropy comes as
+    /// ([`crate::signatures`]: a join's anti-entropy comes as
     /// thousands of datagrams from a few senders).
     pub fn open_all(
         &mut self,
@@ -413,18 +413,8 @@ impl Opener {
                 pending.push((i, *key, *sig, message));
             }
         }
-        let checks: Vec<Check> = pending
-            .iter()
-            .map(|(_, key, sig, message)| Check {
-                key,
-                sig: *sig,
-                message,
-            })
-            .collect();
-        for ((i, ..), ok) in pending.iter().zip(verify_each(&checks)) {
-            if !ok {
-                checked[*i] = Err(AuthError::BadSignature);
-            }
+        for i in signatures::failed(&pending) {
+            checked[i] = Err(AuthError::BadSignature);
         }
         // In order, so a datagram repeated in the burst is a replay.
         checked

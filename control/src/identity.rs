@@ -18,7 +18,7 @@
 
 use crate::auth::{parse_hex32, to_hex, KeyringError};
 use crate::record::{valid_name, Key, OwnerSig, Record, RecordError, Signed};
-use crate::signatures::{verify_each, Check};
+use crate::signatures;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -235,7 +235,7 @@ impl TrustedNodes {
 
     /// [`verify`](Self::verify) for many records at once, one result per
     /// record, in order: the signatures checked together
-    /// ([`crate::signatures::verify_each`]).
+    /// ([`crate::signatures`]).
     pub fn verify_all(&self, records: &[&Signed]) -> Vec<Result<(), RecordError>> {
         let mut out = Vec::with_capacity(records.len());
         // (record's index, owner's key, signature, message)
@@ -249,18 +249,8 @@ impl TrustedNodes {
                 Err(e) => out.push(Err(e)),
             }
         }
-        let checks: Vec<Check> = signed
-            .iter()
-            .map(|(_, key, sig, message)| Check {
-                key,
-                sig: *sig,
-                message,
-            })
-            .collect();
-        for ((i, ..), ok) in signed.iter().zip(verify_each(&checks)) {
-            if !ok {
-                out[*i] = Err(RecordError::BadSignature);
-            }
+        for i in signatures::failed(&signed) {
+            out[i] = Err(RecordError::BadSignature);
         }
         out
     }

@@ -14,6 +14,7 @@
 //! chunk no more than checking one by one would have.
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use std::borrow::Borrow;
 
 /// One signature to check.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +44,25 @@ pub(crate) const PARALLEL_CHUNK: usize = 32;
 fn threads(n: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get().min(4));
     (n / PARALLEL_CHUNK).clamp(1, cores)
+}
+
+/// The tags of `signed` — `(tag, key, signature, message)` — whose
+/// signatures do not verify, checked together by [`verify_each`].
+pub fn failed<K: Borrow<VerifyingKey>>(signed: &[(usize, K, Signature, Vec<u8>)]) -> Vec<usize> {
+    let checks: Vec<Check> = signed
+        .iter()
+        .map(|(_, key, sig, message)| Check {
+            key: key.borrow(),
+            sig: *sig,
+            message,
+        })
+        .collect();
+    signed
+        .iter()
+        .zip(verify_each(&checks))
+        .filter(|(_, ok)| !ok)
+        .map(|((tag, ..), _)| *tag)
+        .collect()
 }
 
 /// Whether each of `checks` verifies, in order.
