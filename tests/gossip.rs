@@ -70,6 +70,27 @@ fn five_nodes_converge_survive_failures_and_refuse_forgeries() {
     for k in 1..=5 {
         assert_eq!(lab.routes(k).len(), 5, "n{k}: {:?}", lab.routes(k));
     }
+    // The gossip socket can hold a large cluster's state at once (16 MiB
+    // asked, which the kernel doubles), not the default ~208 KiB.
+    let ss = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(1),
+            "ss",
+            "-uamnH",
+            "sport",
+            "=",
+            ":7947",
+        ])
+        .output()
+        .expect("ss runs");
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    let rb: u64 = ss
+        .split(['(', ','])
+        .find_map(|f| f.strip_prefix("rb")?.parse().ok())
+        .unwrap_or_else(|| panic!("no receive buffer in {ss:?}"));
+    assert!(rb >= 16 << 20, "gossip receive buffer {rb} bytes");
     // Five distinct blocks, one per node.
     let blocks: std::collections::BTreeSet<String> = (1..=5).map(|k| lab.block_of(k)).collect();
     assert_eq!(blocks.len(), 5);

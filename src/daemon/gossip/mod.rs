@@ -212,6 +212,7 @@ pub fn start(
     let underlay = own.first().copied().ok_or("no underlay address")?;
     let addr = SocketAddr::new(underlay, g.port);
     let sock = UdpSocket::bind(addr).map_err(|e| format!("gossip: bind {addr}: {e}"))?;
+    receive_buffer(&sock);
     let info = NodeInfo {
         underlay: own.to_vec(),
         vtep_mac,
@@ -483,6 +484,32 @@ fn run(
         }
         agent.set_clock_us(clock.elapsed().as_micros() as u64);
         agent.tick(now());
+    }
+}
+
+/// The gossip socket's receive buffer: a node joining a cluster is sent
+/// the whole state at once (a 1,000-node cluster with 100 pods each: 7,286
+/// datagrams, about 17 MB of socket memory). The kernel's default (about
+/// 208 KiB) kept 118 of them in `control/examples/join.rs`, and the rest
+/// came over later anti-entropy rounds, two seconds apart; 16 MiB (which
+/// the kernel doubles) kept them all and the node joined in one exchange.
+/// A limit, not an allocation: the memory is used only while datagrams
+/// queue.
+const GOSSIP_RECEIVE_BUFFER: usize = 16 << 20;
+
+/// Asks for [`GOSSIP_RECEIVE_BUFFER`] (FORCE: weftd is privileged and
+/// `net.core.rmem_max` would cap the plain option); logs when it gets less.
+fn receive_buffer(sock: &UdpSocket) {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    if setsockopt(sock, sockopt::RcvBufForce, &GOSSIP_RECEIVE_BUFFER).is_err() {
+        let _ = setsockopt(sock, sockopt::RcvBuf, &GOSSIP_RECEIVE_BUFFER);
+    }
+    let got = getsockopt(sock, sockopt::RcvBuf).unwrap_or(0);
+    if got < GOSSIP_RECEIVE_BUFFER {
+        tracing::warn!(
+            bytes = got,
+            "gossip receive buffer smaller than asked (no CAP_NET_ADMIN?): a join into a large cluster takes several anti-entropy rounds"
+        );
     }
 }
 
