@@ -3,7 +3,8 @@
 //! one file per kind of body, in modes 0 (sealed) and 1 (body only); and
 //! `seed-signed-records`: records signed with the key the fuzzing agent
 //! trusts for "node-1", in mode 1 with node keys (0x40), which pass every
-//! check (tested in control/tests/corpus.rs).
+//! check (tested in control/tests/corpus.rs); `seed-status`, a status
+//! body in mode 1.
 //!
 //! cargo run -p weft-control --example gossip_seeds -- fuzz/corpus/gossip
 
@@ -40,7 +41,16 @@ fn main() {
         std::fs::write(format!("{dir}/body-{kind}-{i}"), &body).expect("write");
     }
     std::fs::write(format!("{dir}/seed-signed-records"), signed_records()).expect("write");
-    println!("{} seeds", picked.len() * 2 + 1);
+    // A status body (its kind came after the captures above were chosen).
+    let mut status = vec![1u8];
+    let mut body = Vec::new();
+    Body::Status(control::wire::NodeStatus {
+        path: "kernel".into(),
+    })
+    .encode(&mut body);
+    status.extend_from_slice(&body);
+    std::fs::write(format!("{dir}/seed-status"), status).expect("write");
+    println!("{} seeds", picked.len() * 2 + 2);
 }
 
 fn signed_records() -> Vec<u8> {
