@@ -223,6 +223,16 @@ fn readme_reference_lists_every_key() {
             "README's configuration reference lacks `{k}`"
         );
     }
+    // The example, which says it has every key, has every key.
+    let written: toml::Value = toml::from_str(EXAMPLE).unwrap();
+    let mut in_example = Vec::new();
+    keys("", &written, &mut in_example);
+    for k in &all {
+        assert!(
+            in_example.contains(k),
+            "docs/weftd.example.toml lacks `{k}`"
+        );
+    }
     // And the README lists no key the code does not have.
     for line in readme.lines().filter(|l| l.starts_with("| `")) {
         let key = line.split('`').nth(1).unwrap();
