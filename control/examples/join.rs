@@ -13,70 +13,21 @@
 //! Run: `cargo run --release -p weft-control --example join -- [NODES] [RCVBUF-BYTES]`
 //! (defaults 1000 and 16 MiB; 0 for the kernel's default receive buffer).
 
+#[path = "shared/cluster.rs"]
+mod cluster;
+
 use control::auth::Sealer;
 use control::identity::{NodeKey, TrustedNodes};
-use control::record::{Key, NodeInfo, Record, Signed, Value, Version};
+use control::record::{NodeInfo, Signed};
 use control::{Agent, AgentConfig, Keyring};
 use socket2::{Domain, Socket, Type};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PER_NODE: u32 = 100;
 /// How long the joiner is given.
 const LIMIT: Duration = Duration::from_secs(120);
 const KEY: [u8; 32] = [5; 32];
-
-fn key(n: u32) -> NodeKey {
-    let mut secret = [9u8; 32];
-    secret[..4].copy_from_slice(&n.to_be_bytes());
-    NodeKey::from_secret(secret)
-}
-
-/// Every record of node `n`, signed by it.
-fn records_of(n: u32, k: &NodeKey) -> Vec<Signed> {
-    let owner = format!("node-{n}");
-    let v = |c| Version {
-        epoch: 1,
-        counter: c,
-    };
-    let underlay = IpAddr::V4(Ipv4Addr::from(0x0a63_0000 + n));
-    let mut out = vec![k.sign(Record {
-        key: Key::Node {
-            owner: owner.clone(),
-        },
-        version: v(1),
-        value: Value::Node(NodeInfo {
-            underlay: vec![underlay],
-            vtep_mac: [2, 0, 0, 0, (n >> 8) as u8, n as u8],
-            vxlan: true,
-            ipip: false,
-            gossip: (underlay, 7947).into(),
-            boot: 1,
-        }),
-    })];
-    let base = 0x0a00_0000 + ((n + 256) << 8);
-    let block = ipnet::IpNet::new(IpAddr::V4(Ipv4Addr::from(base)), 25).expect("net");
-    out.push(k.sign(Record {
-        key: Key::Claim {
-            owner: owner.clone(),
-            block,
-        },
-        version: v(2),
-        value: Value::Claim { claimed_at: 1 },
-    }));
-    for p in 0..PER_NODE {
-        out.push(k.sign(Record {
-            key: Key::Endpoint {
-                owner: owner.clone(),
-                ip: IpAddr::V4(Ipv4Addr::from(base + 1 + p)),
-            },
-            version: v(3 + u64::from(p)),
-            value: Value::Endpoint { mac: [2; 6] },
-        }));
-    }
-    out
-}
 
 /// A non-blocking UDP socket on loopback, its receive buffer `rcvbuf`
 /// bytes (FORCE, as root) unless 0.
@@ -162,8 +113,8 @@ fn turn(n: &mut Node, now_ms: u64, bufs: &mut [Vec<u8>]) -> usize {
 /// [`LIMIT`]), datagrams it read in the first exchange, and how many the
 /// state takes.
 fn join(nodes: u32, rcvbuf: usize) -> (f64, usize, usize) {
-    let keys: Vec<NodeKey> = (0..nodes).map(key).collect();
-    let (peer_key, joiner_key) = (key(1_000_001), key(1_000_002));
+    let keys: Vec<NodeKey> = (0..nodes).map(cluster::key).collect();
+    let (peer_key, joiner_key) = (cluster::key(1_000_001), cluster::key(1_000_002));
     let mut file: String = keys
         .iter()
         .enumerate()
@@ -190,7 +141,7 @@ fn join(nodes: u32, rcvbuf: usize) -> (f64, usize, usize) {
     )
     .with_signer(keys[0].signing_key());
     let all: Vec<Signed> = (0..nodes)
-        .flat_map(|n| records_of(n, &keys[n as usize]))
+        .flat_map(|n| cluster::records_of(n, Some(&keys[n as usize])))
         .collect();
     let relay: SocketAddr = "127.0.0.1:9".parse().expect("addr");
     let bodies = control::wire::pack_records(all);
@@ -238,7 +189,7 @@ fn main() {
     let (secs, read, sent) = join(nodes, rcvbuf);
     println!(
         "join of a {nodes}-node cluster ({} records in {sent} datagrams): receive buffer {}: {}, {read} datagrams read in the first exchange",
-        nodes * (PER_NODE + 2),
+        nodes * (cluster::PER_NODE + 2),
         match rcvbuf {
             0 => "the kernel's default".to_string(),
             b => format!("{b} bytes asked"),

@@ -15,11 +15,13 @@
 //!
 //! Run: `cargo run --release -p weft-control --example memory [-- --signed]`
 
+#[path = "shared/cluster.rs"]
+mod cluster;
+
 use control::identity::{NodeKey, TrustedNodes};
-use control::record::{Key, NodeInfo, Record, Signed, Value, Version};
+use control::record::Signed;
 use control::state::{Rules, State};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 struct Tracking;
@@ -45,15 +47,9 @@ fn mib(b: isize) -> f64 {
 
 fn main() {
     const NODES: u32 = 1_000;
-    const PER_NODE: u32 = 100;
     let signed = std::env::args().any(|a| a == "--signed");
-    let key = |n: u32| {
-        let mut secret = [7u8; 32];
-        secret[..4].copy_from_slice(&n.to_be_bytes());
-        NodeKey::from_secret(secret)
-    };
     let keys: Vec<NodeKey> = if signed {
-        (0..NODES).map(key).collect()
+        (0..NODES).map(cluster::key).collect()
     } else {
         Vec::new()
     };
@@ -74,63 +70,11 @@ fn main() {
         ..Rules::default()
     });
     let mut apply_time = std::time::Duration::ZERO;
-    let v = |c| Version {
-        epoch: 1,
-        counter: c,
-    };
-    let mut put = |state: &mut State, s: Signed| {
-        let t = std::time::Instant::now();
-        state.apply(s, 0).expect("admitted");
-        apply_time += t.elapsed();
-    };
     for n in 0..NODES {
-        let owner = format!("node-{n}");
-        let underlay = IpAddr::V4(Ipv4Addr::from(0x0a63_0000 + n));
-        let rec = |key, value, c| {
-            let r = Record {
-                key,
-                version: v(c),
-                value,
-            };
-            match keys.get(n as usize) {
-                Some(k) => k.sign(r),
-                None => Signed::from(r),
-            }
-        };
-        let node = Value::Node(NodeInfo {
-            underlay: vec![underlay],
-            vtep_mac: [2, 0, 0, 0, (n >> 8) as u8, n as u8],
-            vxlan: true,
-            ipip: false,
-            gossip: (underlay, 7947).into(),
-            boot: 1,
-        });
-        put(
-            &mut state,
-            rec(
-                Key::Node {
-                    owner: owner.clone(),
-                },
-                node,
-                1,
-            ),
-        );
-        // One /25 per node: 10.<n/256+1>.<n%256>.0/25 holds its 100 pods.
-        let block_base = 0x0a00_0000 + ((n + 256) << 8);
-        let block = ipnet::IpNet::new(IpAddr::V4(Ipv4Addr::from(block_base)), 25).expect("net");
-        let claim = Key::Claim {
-            owner: owner.clone(),
-            block,
-        };
-        put(&mut state, rec(claim, Value::Claim { claimed_at: 1 }, 2));
-        for p in 0..PER_NODE {
-            let ip = IpAddr::V4(Ipv4Addr::from(block_base + 1 + p));
-            let endpoint = Key::Endpoint {
-                owner: owner.clone(),
-                ip,
-            };
-            let mac = Value::Endpoint { mac: [2; 6] };
-            put(&mut state, rec(endpoint, mac, 3 + u64::from(p)));
+        for s in cluster::records_of(n, keys.get(n as usize)) {
+            let t = std::time::Instant::now();
+            state.apply(s, 0).expect("admitted");
+            apply_time += t.elapsed();
         }
     }
     let state_bytes = LIVE.load(Ordering::Relaxed) - base;
