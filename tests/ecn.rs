@@ -113,10 +113,19 @@ fn congestion_marks_cross_the_tunnel(tag: &str, encap: &str, underlay: &str, out
     assert_ne!(p1.2, p2.2, "one pod per node");
     let addrs: Vec<std::net::IpAddr> = p2.1.split(',').map(|a| a.parse().unwrap()).collect();
     assert_eq!(addrs.len(), 2, "dual-stack pod: {}", p2.1);
-    for (round, ip) in addrs.into_iter().enumerate() {
-        let to = SocketAddr::new(ip, 5500 + round as u16);
+    // Every datagram goes to a port of its own: a socket just closed here
+    // may still be open in a child another test thread is spawning (its
+    // copy of our descriptors lives until it execs), and binding the same
+    // port again would then fail with "address in use".
+    let mut port = 5500u16;
+    let mut next_port = move || {
+        port += 1;
+        port
+    };
+    for ip in addrs {
         // Without congestion the ECN field and DSCP arrive as sent.
         for ecn in [NOT_ECT, ECT_0] {
+            let to = SocketAddr::new(ip, next_port());
             let tos = tos_on_arrival(&p1.0, &p2.0, to, ecn);
             assert_eq!(tos, 0xa0 | ecn, "{ip}: sent ECN {ecn}");
         }
@@ -143,12 +152,13 @@ fn congestion_marks_cross_the_tunnel(tag: &str, encap: &str, underlay: &str, out
         "add rule {family} weft_ecn_test out {outer} {family} ecn ect0 counter {family} ecn set ce"
     ));
     let addrs: Vec<std::net::IpAddr> = p2.1.split(',').map(|a| a.parse().unwrap()).collect();
-    for (round, ip) in addrs.into_iter().enumerate() {
-        let to = SocketAddr::new(ip, 5600 + round as u16);
+    for ip in addrs {
         // The mark reaches the pod; DSCP kept.
+        let to = SocketAddr::new(ip, next_port());
         assert_eq!(tos_on_arrival(&p1.0, &p2.0, to, ECT_0), 0xa0 | CE, "{ip}");
         // A packet that is not ECN-capable is never marked (the outer copy
         // is not ECN-capable either).
+        let to = SocketAddr::new(ip, next_port());
         assert_eq!(
             tos_on_arrival(&p1.0, &p2.0, to, NOT_ECT),
             0xa0 | NOT_ECT,
