@@ -87,6 +87,7 @@ fn pipeline(c: &mut Criterion) {
         port: 4789,
         local_mac: MacAddr([2, 0, 0, 0, 0, 1]),
         overlay_mtu: 1450,
+        tunnels: fdb::Families::V4,
         icmp_source_v4: weft::podnet::GATEWAY_V4,
         icmp_source_v6: weft::podnet::GATEWAY_V6,
         busy_poll: std::time::Duration::ZERO,

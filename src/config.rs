@@ -71,6 +71,13 @@ pub struct Underlay {
     /// The underlay's MTU, from which `overlay.mtu = "auto"` is computed:
     /// `"auto"` reads it from the interface holding the underlay address.
     pub mtu: AutoOr<u16>,
+    /// Tunnels over both families of a dual-stack underlay: this node takes
+    /// VXLAN / IP-in-IP on its address of the other family as well, and
+    /// reaches each peer over the peer's preferred family (its `address`'s)
+    /// when this node has it, else the other. false: over `address`'s family
+    /// only (the other family's address is still published, for host
+    /// traffic).
+    pub dual_stack: bool,
 }
 
 impl Default for Underlay {
@@ -79,6 +86,7 @@ impl Default for Underlay {
             address: None,
             autodetect: Autodetect::FirstFound,
             mtu: AutoOr::AUTO,
+            dual_stack: false,
         }
     }
 }

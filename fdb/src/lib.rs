@@ -67,4 +67,6 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub use error::{Error, Result};
 pub use snapshot::{Counts, Route, Snapshot};
 pub use table::{Fdb, Limits, Outcome, Reader, Txn};
-pub use types::{BlockOwner, EncapSet, Endpoint, Entry, Mac, Meta, NodeId, NodeRecord, Source};
+pub use types::{
+    BlockOwner, EncapSet, Endpoint, Entry, Families, Mac, Meta, NodeId, NodeRecord, Source,
+};

@@ -170,8 +170,51 @@ pub struct NodeRecord {
     pub tunnel_v6: bool,
 }
 
+/// The underlay families a node sends its tunnels over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Families {
+    /// Over IPv4.
+    pub v4: bool,
+    /// Over IPv6.
+    pub v6: bool,
+}
+
+impl Families {
+    /// IPv4 only.
+    pub const V4: Families = Families {
+        v4: true,
+        v6: false,
+    };
+    /// IPv6 only.
+    pub const V6: Families = Families {
+        v4: false,
+        v6: true,
+    };
+    /// Both.
+    pub const BOTH: Families = Families { v4: true, v6: true };
+
+    /// The one family of `addr`.
+    pub fn of(addr: std::net::IpAddr) -> Families {
+        if addr.is_ipv6() {
+            Families::V6
+        } else {
+            Families::V4
+        }
+    }
+
+    /// Whether `addr`'s family is one of these.
+    pub fn holds(self, addr: std::net::IpAddr) -> bool {
+        if addr.is_ipv6() {
+            self.v6
+        } else {
+            self.v4
+        }
+    }
+}
+
 impl NodeRecord {
-    /// Where tunnels to the node go: its underlay address.
+    /// Where tunnels to the node go by its own choice: its preferred
+    /// underlay address (the one it advertises first).
     pub fn tunnel_address(&self) -> Option<std::net::IpAddr> {
         let v4 = self.underlay_v4.map(std::net::IpAddr::V4);
         let v6 = self.underlay_v6.map(std::net::IpAddr::V6);
@@ -180,6 +223,17 @@ impl NodeRecord {
         } else {
             v4.or(v6)
         }
+    }
+
+    /// Where tunnels to the node go from a node that sends over `from`:
+    /// its preferred address if `from` holds that family, else its other
+    /// address if `from` holds that one (a dual-stack node takes tunnels on
+    /// both), else None (no family in common).
+    pub fn tunnel_address_from(&self, from: Families) -> Option<std::net::IpAddr> {
+        let v4 = self.underlay_v4.map(std::net::IpAddr::V4);
+        let v6 = self.underlay_v6.map(std::net::IpAddr::V6);
+        let (first, second) = if self.tunnel_v6 { (v6, v4) } else { (v4, v6) };
+        first.into_iter().chain(second).find(|a| from.holds(*a))
     }
 }
 
@@ -217,5 +271,37 @@ impl<V: Ord> Entry<V> {
     pub fn beats(&self, old: &Entry<V>) -> bool {
         (self.meta.source, self.meta.version, &self.value)
             > (old.meta.source, old.meta.version, &old.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(v4: Option<&str>, v6: Option<&str>, tunnel_v6: bool) -> NodeRecord {
+        NodeRecord {
+            underlay_v4: v4.map(|a| a.parse().unwrap()),
+            underlay_v6: v6.map(|a| a.parse().unwrap()),
+            tunnel_v6,
+            ..NodeRecord::default()
+        }
+    }
+
+    /// The peer's preferred family when the sender has it, its other
+    /// address when only that one is shared, nothing when none is.
+    #[test]
+    fn each_peer_is_reached_over_a_family_both_sides_have() {
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        let dual_v6 = record(Some("10.0.0.2"), Some("fd00::2"), true);
+        assert_eq!(dual_v6.tunnel_address_from(Families::BOTH), ip("fd00::2"));
+        assert_eq!(dual_v6.tunnel_address_from(Families::V4), ip("10.0.0.2"));
+        assert_eq!(dual_v6.tunnel_address_from(Families::V6), ip("fd00::2"));
+        let dual_v4 = record(Some("10.0.0.3"), Some("fd00::3"), false);
+        assert_eq!(dual_v4.tunnel_address_from(Families::BOTH), ip("10.0.0.3"));
+        assert_eq!(dual_v4.tunnel_address_from(Families::V6), ip("fd00::3"));
+        let v4_only = record(Some("10.0.0.4"), None, false);
+        assert_eq!(v4_only.tunnel_address_from(Families::V6), None);
+        assert_eq!(v4_only.tunnel_address_from(Families::default()), None);
+        assert_eq!(v4_only.tunnel_address(), ip("10.0.0.4"));
     }
 }

@@ -81,7 +81,7 @@ pub fn answer(node: &Node, req: &Request) -> Value {
                 vni: node.settings.vni.get(),
                 port: node.settings.port,
                 overlay_mtu: node.settings.overlay_mtu,
-                underlay: node.underlay,
+                tunnel_addrs: &node.tunnel_addrs,
                 policy: Some(&node.policy),
                 veth: node.ports.is_some(),
                 source_ports: node.source_ports.as_ref(),
@@ -122,7 +122,10 @@ fn status(node: &Node) -> Value {
                 .collect();
             json!({
                 "name": id.as_str(),
-                "underlay": e.value.tunnel_address().map(|a| a.to_string()),
+                // Where this node's tunnels to it go (its preferred
+                // address, or its other one where this node lacks that
+                // family).
+                "underlay": e.value.tunnel_address_from(node.settings.tunnels).map(|a| a.to_string()),
                 "source": source(e.meta.source),
                 "state": match member { Some(m) if m.up => "up", Some(_) => "down", None => "static" },
                 "rtt_us": member.and_then(|m| m.rtt_us),

@@ -20,8 +20,9 @@ pub struct TraceContext<'a> {
     pub port: u16,
     /// Overlay MTU.
     pub overlay_mtu: usize,
-    /// This node's underlay address (the outer source).
-    pub underlay: IpAddr,
+    /// The addresses this node's tunnels go over (the outer source: the
+    /// one of the peer's family), one per underlay family.
+    pub tunnel_addrs: &'a [IpAddr],
     /// Direct (unencapsulated) routing, if CrossSubnet or encap none.
     pub policy: Option<&'a crate::daemon::node::RoutePolicy>,
     /// Veth attachment: weftd delivers to pods' ports itself.
@@ -76,7 +77,8 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
         steps.push("source and destination are of different families: no such packet".into());
         return json!({"verdict": "drop", "reason": "family_mismatch", "steps": steps});
     }
-    let verdict = match next_hop(cx.snap, dst) {
+    let families = crate::daemon::node::families(cx.tunnel_addrs);
+    let verdict = match next_hop(cx.snap, dst, families) {
         NextHop::NoRoute => {
             steps.push(format!("{dst} is in no known block: dropped (no_route)"));
             json!({"verdict": "drop", "reason": "no_route"})
@@ -94,7 +96,7 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
         }
         NextHop::NoUnderlay { node } => {
             steps.push(format!(
-                "{dst} belongs to {node}, which advertised no underlay address: dropped (no_underlay)"
+                "{dst} belongs to {node}, which advertised no underlay address of a family this node tunnels over: dropped (no_underlay)"
             ));
             json!({"verdict": "drop", "reason": "no_underlay"})
         }
@@ -126,6 +128,20 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
                 }
                 _ => {}
             }
+            let outer_source = cx
+                .tunnel_addrs
+                .iter()
+                .find(|a| a.is_ipv6() == peer.is_ipv6())
+                .map_or_else(|| "?".to_string(), ToString::to_string);
+            if cx.tunnel_addrs.len() > 1 {
+                let family = if peer.is_ipv6() { "IPv6" } else { "IPv4" };
+                let why = if record.tunnel_address() == Some(peer) {
+                    "its preferred underlay family"
+                } else {
+                    "the family it has in common with this node"
+                };
+                steps.push(format!("{node} is reached over {family}, {why}"));
+            }
             let how = match cx.encap {
                 Encap::Vxlan => {
                     let source = cx.source_ports.map(|s| {
@@ -139,7 +155,7 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
                         ),
                         None => "a source port by the inner flow's hash".into(),
                     };
-                    steps.push(format!("encapsulated as VXLAN: {} -> {peer}, UDP {from} -> {}, VNI {}, inner Ethernet to {node}'s VTEP MAC {}", cx.underlay, cx.port, cx.vni, record.vtep_mac));
+                    steps.push(format!("encapsulated as VXLAN: {} -> {peer}, UDP {from} -> {}, VNI {}, inner Ethernet to {node}'s VTEP MAC {}", outer_source, cx.port, cx.vni, record.vtep_mac));
                     let mut how = json!({"encap": "vxlan", "peer": peer.to_string(), "port": cx.port, "vni": cx.vni, "vtep_mac": record.vtep_mac.to_string()});
                     if let Some((ping, _)) = source {
                         how["source_port_ping"] = json!(ping);
@@ -149,8 +165,7 @@ pub fn trace(cx: &TraceContext<'_>, src: IpAddr, dst: IpAddr) -> Value {
                 Encap::Ipip => {
                     let proto = if dst.is_ipv4() { 4 } else { 41 };
                     steps.push(format!(
-                        "encapsulated as IP-in-IP: {} -> {peer}, IP protocol {proto}",
-                        cx.underlay
+                        "encapsulated as IP-in-IP: {outer_source} -> {peer}, IP protocol {proto}"
                     ));
                     json!({"encap": "ipip", "peer": peer.to_string(), "protocol": proto})
                 }
@@ -174,14 +189,14 @@ mod tests {
     use fdb::{Fdb, Meta, NodeId, NodeRecord, Source};
 
     /// A VXLAN node (VNI 1, port 4789, TUN attachment) at `underlay`.
-    fn vxlan_context(snap: &Snapshot, underlay: IpAddr) -> TraceContext<'_> {
+    fn vxlan_context<'a>(snap: &'a Snapshot, tunnel_addrs: &'a [IpAddr]) -> TraceContext<'a> {
         TraceContext {
             snap,
             encap: Encap::Vxlan,
             vni: 1,
             port: 4789,
             overlay_mtu: 1450,
-            underlay,
+            tunnel_addrs,
             policy: None,
             veth: false,
             source_ports: None,
@@ -204,7 +219,8 @@ mod tests {
         })
         .unwrap();
         let snap = fdb.snapshot();
-        let cx = vxlan_context(&snap, "10.99.0.1".parse().unwrap());
+        let own = ["10.99.0.1".parse().unwrap()];
+        let cx = vxlan_context(&snap, &own);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let t = trace(&cx, ip("10.244.0.5"), ip("10.244.1.5"));
         assert_eq!(t["verdict"], "forward");
@@ -227,17 +243,22 @@ mod tests {
 
     #[test]
     fn trace_names_the_peer_the_data_path_sends_to() {
-        // Nodes with IPv4 only, IPv6 only, both, and none; blocks of both
-        // families; node addresses. Whatever this node's own underlay
-        // family, trace must name the hop `next_hop` (the data path's
-        // function) returns.
+        // Nodes with IPv4 only, IPv6 only, both (preferring either), and
+        // none; blocks of both families; node addresses. Whatever families
+        // this node tunnels over, trace must name the hop `next_hop` (the
+        // data path's function) returns.
         let local = NodeId::new("n1");
         let fdb = Fdb::new(local.clone(), NodeRecord::default());
         let m = Meta::new(Source::Static, 1);
         let rec = |v4: Option<&str>, v6: Option<&str>| NodeRecord {
             underlay_v4: v4.map(|a| a.parse().unwrap()),
             underlay_v6: v6.map(|a| a.parse().unwrap()),
+            tunnel_v6: v4.is_none(),
             ..NodeRecord::default()
+        };
+        let prefers_v6 = |r: NodeRecord| NodeRecord {
+            tunnel_v6: true,
+            ..r
         };
         fdb.update(|t| {
             t.upsert_block("10.244.0.0/26".parse().unwrap(), local.clone(), m)?;
@@ -261,6 +282,12 @@ mod tests {
                     "fd00:3::/64",
                 ),
                 ("n5", rec(None, None), "10.244.4.0/26", "fd00:4::/64"),
+                (
+                    "n6",
+                    prefers_v6(rec(Some("10.99.0.6"), Some("fd99::6"))),
+                    "10.244.5.0/26",
+                    "fd00:5::/64",
+                ),
             ] {
                 t.upsert_node(NodeId::new(name), r, m)?;
                 t.upsert_block(v4.parse().unwrap(), NodeId::new(name), m)?;
@@ -271,8 +298,14 @@ mod tests {
         .unwrap();
         let snap = fdb.snapshot();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        for underlay in ["10.99.0.1", "fd99::1"] {
-            let cx = vxlan_context(&snap, ip(underlay));
+        let own: [&[IpAddr]; 3] = [
+            &[ip("10.99.0.1")],
+            &[ip("fd99::1")],
+            &[ip("10.99.0.1"), ip("fd99::1")],
+        ];
+        for tunnel_addrs in own {
+            let cx = vxlan_context(&snap, tunnel_addrs);
+            let families = crate::daemon::node::families(tunnel_addrs);
             for dst in [
                 "10.244.1.5",
                 "fd00:1::5",
@@ -282,6 +315,8 @@ mod tests {
                 "fd00:3::5",
                 "10.244.4.5",
                 "fd00:4::5",
+                "10.244.5.5",
+                "fd00:5::5",
                 "10.99.0.4",
                 "fd99::3",
                 "10.244.0.5",
@@ -293,11 +328,17 @@ mod tests {
                     "10.244.0.1"
                 };
                 let t = trace(&cx, ip(src), ip(dst));
-                match next_hop(&snap, ip(dst)) {
+                match next_hop(&snap, ip(dst), families) {
                     NextHop::Peer { node, underlay, .. } => {
                         assert_eq!(t["verdict"], "forward", "{dst}: {t}");
                         assert_eq!(t["node"], node.as_str(), "{dst}");
                         assert_eq!(t["how"]["peer"], underlay.to_string(), "{dst}");
+                        assert!(families.holds(underlay), "{dst}: over {underlay}");
+                        let from = tunnel_addrs
+                            .iter()
+                            .find(|a| a.is_ipv6() == underlay.is_ipv6());
+                        let step = format!("{} -> {underlay}", from.unwrap());
+                        assert!(t.to_string().contains(&step), "{dst}: {t}");
                     }
                     NextHop::Local { .. } => assert_eq!(t["verdict"], "local", "{dst}"),
                     NextHop::NoRoute => assert_eq!(t["reason"], "no_route", "{dst}"),
@@ -307,14 +348,19 @@ mod tests {
                 }
             }
         }
-        // The rule itself: IPv4 underlay first, else IPv6.
-        assert!(matches!(
-            next_hop(&snap, ip("fd00:3::5")),
-            NextHop::Peer { underlay, .. } if underlay == ip("10.99.0.4")
-        ));
-        assert!(matches!(
-            next_hop(&snap, ip("10.244.2.5")),
-            NextHop::Peer { underlay, .. } if underlay == ip("fd99::3")
-        ));
+        // The rule itself: the peer's preferred family where this node has
+        // it, else the other; none in common, no hop.
+        let hop = |dst: &str, from: fdb::Families| match next_hop(&snap, ip(dst), from) {
+            NextHop::Peer { underlay, .. } => Some(underlay),
+            _ => None,
+        };
+        let (v4, v6, both) = (fdb::Families::V4, fdb::Families::V6, fdb::Families::BOTH);
+        assert_eq!(hop("fd00:3::5", both), Some(ip("10.99.0.4")));
+        assert_eq!(hop("fd00:3::5", v6), Some(ip("fd99::4")));
+        assert_eq!(hop("10.244.5.5", both), Some(ip("fd99::6")));
+        assert_eq!(hop("10.244.5.5", v4), Some(ip("10.99.0.6")));
+        assert_eq!(hop("10.244.2.5", both), Some(ip("fd99::3")));
+        assert_eq!(hop("10.244.2.5", v4), None);
+        assert_eq!(hop("10.244.1.5", v6), None);
     }
 }

@@ -9,7 +9,7 @@ use crate::dataplane::multicast::{
 use crate::dataplane::ports::Ports;
 use crate::dataplane::source_ports::SourcePorts;
 use crate::dataplane::sys::{self, udp_gso::UnderlaySocket};
-use crate::dataplane::{vtep_mac, Attachment, Settings, UnderlayIo, Worker};
+use crate::dataplane::{vtep_mac, Attachment, RawPair, Settings, UnderlayIo, Worker};
 use crate::kernel::routes::Routes;
 use crate::kernel::Stale;
 use encap::vxlan::Vni;
@@ -31,6 +31,9 @@ pub struct Node {
     pub settings: Settings,
     /// Underlay address.
     pub underlay: IpAddr,
+    /// The addresses its tunnels go over: the underlay address, and on a
+    /// dual-stack underlay the other family's.
+    pub tunnel_addrs: Vec<IpAddr>,
     /// Encapsulation.
     pub encap: Encap,
     /// How remote blocks are routed.
@@ -285,45 +288,57 @@ fn encapsulation(e: Encap) -> encap::Encapsulation {
     }
 }
 
-/// Every worker's underlay sockets: for VXLAN a UDP socket each to
-/// receive on (SO_REUSEPORT spreads flows over them) and the send sockets of
-/// the source ports, shared; for IP-in-IP one shared pair of raw sockets
-/// that worker 0 receives on.
+/// Every worker's underlay sockets, in each family of `tunnel_addrs`
+/// (this node's addresses its tunnels go over): for VXLAN a UDP socket each
+/// to receive on (SO_REUSEPORT spreads flows over them) and the send
+/// sockets of the source ports, shared; for IP-in-IP one shared pair of raw
+/// sockets that worker 0 receives on.
 fn underlay_ios(
     cfg: &Config,
     name: &str,
-    underlay: IpAddr,
+    tunnel_addrs: &[IpAddr],
     workers: usize,
 ) -> Result<Vec<UnderlayIo>, String> {
     if cfg.overlay.encap != Encap::Ipip {
         let receive = (0..workers)
             .map(|_| {
-                sys::underlay::vxlan_socket(underlay, cfg.overlay.port)
-                    .map(|s| Arc::new(UnderlaySocket::new(s)))
+                tunnel_addrs
+                    .iter()
+                    .map(|a| {
+                        sys::underlay::vxlan_socket(*a, cfg.overlay.port)
+                            .map(|s| Arc::new(UnderlaySocket::new(s)))
+                    })
+                    .collect::<Result<Vec<_>, String>>()
             })
             .collect::<Result<Vec<_>, String>>()?;
         let range = cfg.overlay.source_ports;
         // "4789-4789" (the VXLAN port alone): every datagram leaves from the
-        // VXLAN port, each worker's from its own receive socket.
+        // VXLAN port, each worker's from its own receive sockets.
         if range.min == range.max && range.min == cfg.overlay.port {
             return Ok(receive
                 .into_iter()
-                .map(|socket| UnderlayIo::Vxlan {
-                    sources: SourcePorts::single(Arc::clone(&socket), cfg.overlay.port),
-                    socket,
+                .map(|receive| UnderlayIo::Vxlan {
+                    sources: SourcePorts::single(receive.clone(), cfg.overlay.port),
+                    receive,
                 })
                 .collect());
         }
-        let sources = SourcePorts::new(
+        let sources = SourcePorts::dual(
             sys::underlay::source_sockets(
-                underlay,
+                tunnel_addrs,
                 range.ports(),
                 usize::from(cfg.overlay.source_port_count),
                 cfg.overlay.port,
                 fdb::fnv1a(name.as_bytes()) as u32,
             )?
             .into_iter()
-            .map(|(s, port)| (Arc::new(UnderlaySocket::new(s)), port))
+            .map(|(s, port)| {
+                let s = s
+                    .into_iter()
+                    .map(|s| Arc::new(UnderlaySocket::new(s)))
+                    .collect();
+                (s, port)
+            })
             .collect(),
         );
         tracing::info!(
@@ -333,28 +348,55 @@ fn underlay_ios(
         );
         return Ok(receive
             .into_iter()
-            .map(|socket| UnderlayIo::Vxlan {
-                socket,
+            .map(|receive| UnderlayIo::Vxlan {
+                receive,
                 sources: sources.clone(),
             })
             .collect());
     }
-    let (v4, v6) = (
-        Arc::new(sys::underlay::raw_socket(underlay, 4)?),
-        Arc::new(sys::underlay::raw_socket(underlay, 41)?),
-    );
-    let outer_v6 = match underlay {
-        IpAddr::V6(own) => Some(own),
-        IpAddr::V4(_) => None,
-    };
+    let over = tunnel_addrs
+        .iter()
+        .map(|a| {
+            Ok(RawPair {
+                v4: Arc::new(sys::underlay::raw_socket(*a, 4)?),
+                v6: Arc::new(sys::underlay::raw_socket(*a, 41)?),
+                outer_v6: match a {
+                    IpAddr::V6(own) => Some(*own),
+                    IpAddr::V4(_) => None,
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok((0..workers)
         .map(|i| UnderlayIo::IpIp {
-            v4: Arc::clone(&v4),
-            v6: Arc::clone(&v6),
+            over: over.clone(),
             receive: i == 0,
-            outer_v6,
         })
         .collect())
+}
+
+/// The addresses this node's tunnels go over: the underlay address, and
+/// with `underlay.dual_stack` the other family's address of `own` too.
+pub fn tunnel_addresses(cfg: &Config, own: &[IpAddr]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = own.iter().take(1).copied().collect();
+    if cfg.underlay.dual_stack {
+        match own.get(1) {
+            Some(other) => out.push(*other),
+            None => tracing::warn!(
+                "underlay.dual_stack: the underlay interface has no address of the other family; tunnels over {} only",
+                own.first().map(|a| if a.is_ipv4() { "IPv4" } else { "IPv6" }).unwrap_or("one family")
+            ),
+        }
+    }
+    out
+}
+
+/// The families of `addrs`.
+pub fn families(addrs: &[IpAddr]) -> fdb::Families {
+    fdb::Families {
+        v4: addrs.iter().any(IpAddr::is_ipv4),
+        v6: addrs.iter().any(IpAddr::is_ipv6),
+    }
 }
 
 fn sysctl(path: &str, value: &str) -> Result<(), String> {
@@ -371,10 +413,14 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             .into_owned(),
     };
     let underlay = underlay_address(cfg)?;
-    let family = if underlay.is_ipv4() {
-        encap::Family::V4
-    } else {
+    let own = own_addresses(underlay);
+    let mut tunnel_addrs = tunnel_addresses(cfg, &own);
+    // The overlay MTU leaves room for the larger outer header of the
+    // families the tunnels may take (IPv6's, on a dual-stack underlay).
+    let family = if tunnel_addrs.iter().any(IpAddr::is_ipv6) {
         encap::Family::V6
+    } else {
+        encap::Family::V4
     };
     let underlay_mtu = match cfg.underlay.mtu.value() {
         Some(m) => usize::from(*m),
@@ -395,20 +441,25 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             .unwrap_or(1)
             .min(8),
     };
-    let own = own_addresses(underlay);
+    let kernel_path = super::kernel_path::choose(cfg, &name, underlay, overlay_mtu)?;
+    if kernel_path.is_some() && tunnel_addrs.len() > 1 {
+        // The kernel's vxlan device has one local address.
+        tracing::warn!("underlay.dual_stack: the kernel data path tunnels over {underlay} only");
+        tunnel_addrs.truncate(1);
+    }
     let fdb = initial_fdb(cfg, &name, &own)?;
     let settings = Settings {
         vni: Vni::new(cfg.overlay.vni).ok_or("overlay.vni out of range")?,
         port: cfg.overlay.port,
         local_mac: vtep_mac(&name),
         overlay_mtu,
+        tunnels: families(&tunnel_addrs),
         icmp_source_v4: crate::podnet::GATEWAY_V4,
         icmp_source_v6: crate::podnet::GATEWAY_V6,
         busy_poll: std::time::Duration::from_micros(cfg.dataplane.busy_poll_us.into()),
     };
-    tracing::info!(node = %name, %underlay, underlay_mtu, overlay_mtu, workers, encap = %cfg.overlay.encap, attach = %cfg.dataplane.attach, "starting");
+    tracing::info!(node = %name, %underlay, underlay_mtu, overlay_mtu, workers, encap = %cfg.overlay.encap, attach = %cfg.dataplane.attach, dual_stack = tunnel_addrs.len() > 1, "starting");
     let kernel_report = super::kernel_sync::SharedReport::default();
-    let kernel_path = super::kernel_path::choose(cfg, &name, underlay, overlay_mtu)?;
     let host_net = host_net(cfg, kernel_path.as_ref());
     let (queues, policy, applied) = if let Some(k) = &kernel_path {
         // The kernel path: its vxlan device carries everything; weftd
@@ -475,7 +526,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     let ios = if attachments.is_empty() {
         Vec::new()
     } else {
-        underlay_ios(cfg, &name, underlay, attachments.len())?
+        underlay_ios(cfg, &name, &tunnel_addrs, attachments.len())?
     };
     let source_ports = ios.first().and_then(|io| match io {
         UnderlayIo::Vxlan { sources, .. } => Some(sources.clone()),
@@ -547,6 +598,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
                 } else {
                     "userspace"
                 },
+                tunnel_addrs: tunnel_addrs.clone(),
             },
         )?)
     } else {
@@ -604,6 +656,7 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
         gossip,
         settings,
         underlay,
+        tunnel_addrs,
         encap: cfg.overlay.encap,
         policy,
         started: std::time::Instant::now(),
@@ -629,16 +682,13 @@ fn multicast_plane(
     }
     let sockets = match first {
         Some(UnderlayIo::Vxlan { sources, .. }) => MulticastUnderlay::Vxlan(sources.clone()),
-        Some(UnderlayIo::IpIp { v4, v6, .. }) => MulticastUnderlay::IpIp {
-            v4: Arc::clone(v4),
-            v6: Arc::clone(v6),
-        },
+        Some(UnderlayIo::IpIp { over, .. }) => MulticastUnderlay::IpIp(over.clone()),
         None => {
             let sock = std::net::UdpSocket::bind(std::net::SocketAddr::new(underlay, 0))
                 .map_err(|e| format!("multicast.enabled: cannot open a send socket: {e}"))?;
             let port = sock.local_addr().map_err(fail)?.port();
             MulticastUnderlay::Vxlan(SourcePorts::single(
-                Arc::new(UnderlaySocket::new(sock)),
+                vec![Arc::new(UnderlaySocket::new(sock))],
                 port,
             ))
         }

@@ -66,7 +66,7 @@ pub(super) struct LoopState {
     pub events: [EpollEvent; 64],
     /// Each underlay socket's overflow count last seen (SO_RXQ_OVFL), by
     /// source number.
-    overflows_seen: [u32; 3],
+    overflows_seen: [u32; 5],
     /// Veth attachment: frames from a pod's port are read into here, a
     /// batch at a time (empty otherwise).
     pub ports_buf: Vec<u8>,
@@ -106,7 +106,7 @@ impl Worker {
             },
             resolution_out: [0u8; super::rx::RESOLUTION_REPLY_MAX],
             events: [EpollEvent::empty(); 64],
-            overflows_seen: [0; 3],
+            overflows_seen: [0; 5],
             recv_batch: Default::default(),
             recv_control: Default::default(),
             dec: VxlanDecap {
@@ -207,27 +207,29 @@ impl Worker {
             Attachment::Veth { ports, .. } => watch(ports.epoll(index).0.as_fd())?,
         }
         match &self.underlay {
-            UnderlayIo::Vxlan { socket: sock, .. } => {
-                if !super::sys::udp_gso::enable_gro(sock) {
-                    tracing::warn!(
-                        "worker {index}: no UDP GRO on this kernel; datagrams come one by one"
-                    );
+            UnderlayIo::Vxlan { receive, .. } => {
+                for sock in receive {
+                    if !super::sys::udp_gso::enable_gro(sock) {
+                        tracing::warn!(
+                            "worker {index}: no UDP GRO on this kernel; datagrams come one by one"
+                        );
+                    }
+                    if !super::sys::udp_gso::enable_recv_tos(sock) {
+                        tracing::warn!(
+                            "worker {index}: cannot read the outer TOS; congestion marks (ECN CE) from the underlay are lost"
+                        );
+                    }
+                    watch(sock.as_fd())?
                 }
-                if !super::sys::udp_gso::enable_recv_tos(sock) {
-                    tracing::warn!(
-                        "worker {index}: cannot read the outer TOS; congestion marks (ECN CE) from the underlay are lost"
-                    );
-                }
-                watch(sock.as_fd())?
             }
             UnderlayIo::IpIp {
-                v4,
-                v6,
+                over,
                 receive: true,
-                ..
             } => {
-                watch(v4.as_fd())?;
-                watch(v6.as_fd())?;
+                for pair in over {
+                    watch(pair.v4.as_fd())?;
+                    watch(pair.v6.as_fd())?;
+                }
             }
             UnderlayIo::IpIp { .. } => {}
         }
@@ -250,14 +252,20 @@ impl Worker {
     }
 
     /// One turn at source `k` (0: the attachment; then the underlay
-    /// sockets).
+    /// sockets: VXLAN's one per family, IP-in-IP's pair per family).
     fn poll(&self, k: usize, index: usize, st: &mut LoopState) -> Polled {
         match (k, &self.attach, &self.underlay) {
             (0, Attachment::Tun(tun), _) => self.poll_tun(tun, st),
             (0, Attachment::Veth { ports, .. }, _) => self.poll_ports(ports, index, st),
-            (_, _, UnderlayIo::Vxlan { socket, .. }) => self.poll_vxlan(socket, st),
-            (1, _, UnderlayIo::IpIp { v4, outer_v6, .. }) => self.poll_ipip(v4, 1, *outer_v6, st),
-            (_, _, UnderlayIo::IpIp { v6, outer_v6, .. }) => self.poll_ipip(v6, 2, *outer_v6, st),
+            (_, _, UnderlayIo::Vxlan { receive, .. }) => match receive.get(k - 1) {
+                Some(socket) => self.poll_vxlan(socket, k, st),
+                None => Polled::Gone,
+            },
+            (_, _, UnderlayIo::IpIp { over, .. }) => match over.get((k - 1) / 2) {
+                Some(pair) if k % 2 == 1 => self.poll_ipip(&pair.v4, k, 4, pair.outer_v6, st),
+                Some(pair) => self.poll_ipip(&pair.v6, k, 41, pair.outer_v6, st),
+                None => Polled::Gone,
+            },
         }
     }
 
@@ -300,14 +308,14 @@ impl Worker {
 
     /// Underlay -> pods over VXLAN: up to [`BUDGET`] receives (each one
     /// datagram, or a GRO train of them).
-    fn poll_vxlan(&self, sock: &std::net::UdpSocket, st: &mut LoopState) -> Polled {
+    fn poll_vxlan(&self, sock: &std::net::UdpSocket, source: usize, st: &mut LoopState) -> Polled {
         let mut got = 0;
         while got < BUDGET {
             match super::sys::udp_gso::recv(sock, &mut st.rx_buf[HEADROOM..], &mut st.recv_control)
             {
                 Ok(r) => {
                     got += 1;
-                    self.count_overflows(st, 1, r.dropped_so_far);
+                    self.count_overflows(st, source, r.dropped_so_far);
                     self.vxlan_received(sock, st, r);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -413,6 +421,7 @@ impl Worker {
         &self,
         sock: &socket2::Socket,
         source: usize,
+        protocol: u8,
         outer_v6: Option<std::net::Ipv6Addr>,
         st: &mut LoopState,
     ) -> Polled {
@@ -444,7 +453,6 @@ impl Worker {
                 (None, _) => (k * slot + HEADROOM, n),
                 (Some(own), Some(std::net::IpAddr::V6(from))) => {
                     let header = k * slot + HEADROOM - encap::ipv6::HEADER_LEN;
-                    let protocol = if source == 1 { 4 } else { 41 };
                     let outer = encap::ipv6::Ipv6Header {
                         src: from,
                         dst: own,

@@ -62,6 +62,10 @@ pub struct Settings {
     pub local_mac: MacAddr,
     /// Largest inner packet the overlay carries.
     pub overlay_mtu: usize,
+    /// The underlay families this node's tunnels go over (both on a
+    /// dual-stack underlay): each peer is reached over one of them
+    /// ([`next_hop::next_hop`]).
+    pub tunnels: fdb::Families,
     /// Source of ICMP errors to pods (their gateway).
     pub icmp_source_v4: std::net::Ipv4Addr,
     /// Source of ICMPv6 errors to pods.
@@ -77,39 +81,77 @@ pub fn vtep_mac(node: &str) -> MacAddr {
     MacAddr::local_from_seed(fdb::fnv1a(node.as_bytes()))
 }
 
-/// The sockets a worker sends and receives encapsulated packets on.
+/// The sockets a worker sends and receives encapsulated packets on, in
+/// each underlay family this node tunnels over (one, or both on a
+/// dual-stack underlay).
 pub enum UnderlayIo {
-    /// VXLAN: a UDP socket on the VXLAN port to receive on (SO_REUSEPORT,
-    /// one per worker: the kernel spreads flows over them by their outer
-    /// addresses and ports), and the sockets datagrams leave from, one per
-    /// outer source port ([`SourcePorts`], shared by all workers).
+    /// VXLAN: a UDP socket per family on the VXLAN port to receive on
+    /// (SO_REUSEPORT, one per worker: the kernel spreads flows over them by
+    /// their outer addresses and ports), and the sockets datagrams leave
+    /// from, one per outer source port and family ([`SourcePorts`], shared
+    /// by all workers).
     Vxlan {
-        /// The worker's receive socket on the VXLAN port.
-        socket: Arc<UnderlaySocket>,
+        /// The worker's receive sockets on the VXLAN port, one per family.
+        receive: Vec<Arc<UnderlaySocket>>,
         /// The send sockets.
         sources: SourcePorts,
     },
-    /// IP-in-IP over IPv4 or IPv6: raw sockets for protocol 4 (inner IPv4) and 41
-    /// (inner IPv6); the kernel writes the outer header on send and hands the
-    /// whole packet over on receive. No ipip kernel module is involved.
-    /// One pair serves all workers: the kernel gives every raw socket of a
-    /// protocol its own copy of every packet, so a pair per worker would
-    /// only multiply that work.
+    /// IP-in-IP: a pair of raw sockets per underlay family; the kernel
+    /// writes the outer header on send and hands the whole packet over on
+    /// receive. No ipip kernel module is involved. One set serves all
+    /// workers: the kernel gives every raw socket of a protocol its own copy
+    /// of every packet, so a set per worker would only multiply that work.
     IpIp {
-        /// Protocol 4.
-        v4: Arc<socket2::Socket>,
-        /// Protocol 41.
-        v6: Arc<socket2::Socket>,
+        /// One pair per family this node tunnels over.
+        over: Vec<RawPair>,
         /// Whether this worker receives: every raw socket sees every packet,
         /// so exactly one worker reads them.
         receive: bool,
-        /// Over an IPv6 underlay, this node's address. IPv6 raw sockets hand
-        /// over the payload alone (RFC 3542), so the worker rebuilds the
-        /// outer header in the headroom — the sender's address and the
-        /// traffic class from the socket, this address — and decapsulates
-        /// like any IP-in-IP packet.
-        outer_v6: Option<std::net::Ipv6Addr>,
     },
+}
+
+impl UnderlayIo {
+    /// How many underlay sockets this worker reads ([`Worker`]'s sources
+    /// 1..=n, after the attachment).
+    pub fn receive_count(&self) -> usize {
+        match self {
+            UnderlayIo::Vxlan { receive, .. } => receive.len(),
+            UnderlayIo::IpIp { over, receive } => 2 * over.len() * usize::from(*receive),
+        }
+    }
+}
+
+/// IP-in-IP's raw sockets over one underlay family.
+#[derive(Clone)]
+pub struct RawPair {
+    /// Protocol 4 (inner IPv4).
+    pub v4: Arc<socket2::Socket>,
+    /// Protocol 41 (inner IPv6).
+    pub v6: Arc<socket2::Socket>,
+    /// Over IPv6, this node's address there. IPv6 raw sockets hand over the
+    /// payload alone (RFC 3542), so the worker rebuilds the outer header in
+    /// the headroom — the sender's address and the traffic class from the
+    /// socket, this address — and decapsulates like any IP-in-IP packet.
+    pub outer_v6: Option<std::net::Ipv6Addr>,
+}
+
+impl RawPair {
+    /// The socket for an inner packet of `family`.
+    pub fn for_inner(&self, family: encap::Family) -> &socket2::Socket {
+        match family {
+            encap::Family::V4 => &self.v4,
+            encap::Family::V6 => &self.v6,
+        }
+    }
+}
+
+/// The pair of `over` for a peer at `to` (the first if none is of its
+/// family: [`next_hop::next_hop`] picks only families this node has, so a
+/// send through the wrong one can only fail, and is counted).
+pub fn raw_pair_to(over: &[RawPair], to: std::net::IpAddr) -> Option<&RawPair> {
+    over.iter()
+        .find(|p| p.outer_v6.is_some() == to.is_ipv6())
+        .or(over.first())
 }
 
 /// One worker's two loops over its attachment and its underlay sockets.

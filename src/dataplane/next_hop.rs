@@ -3,7 +3,7 @@
 //! explain it, and by the pipeline bench.
 
 use super::counters::DropReason;
-use fdb::{NodeId, NodeRecord, Route, Snapshot};
+use fdb::{Families, NodeId, NodeRecord, Route, Snapshot};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -29,7 +29,8 @@ pub enum NextHop<'s> {
     },
     /// The destination is in no known block and is no node's address.
     NoRoute,
-    /// The owning node advertised no underlay address.
+    /// The owning node advertised no underlay address of a family this
+    /// node tunnels over.
     NoUnderlay {
         /// The node.
         node: &'s NodeId,
@@ -51,10 +52,11 @@ impl<'s> NextHop<'s> {
     }
 }
 
-/// The next hop for `dst` in `snap`: the owner of its block (or the node
-/// whose own address it is), reached at its underlay address
-/// ([`NodeRecord::tunnel_address`](fdb::NodeRecord::tunnel_address)).
-pub fn next_hop(snap: &Snapshot, dst: IpAddr) -> NextHop<'_> {
+/// The next hop for `dst` in `snap`, from a node whose tunnels go over
+/// `from`: the owner of its block (or the node whose own address it is),
+/// reached at the underlay address of a family both have, its preferred
+/// one first ([`NodeRecord::tunnel_address_from`]).
+pub fn next_hop(snap: &Snapshot, dst: IpAddr, from: Families) -> NextHop<'_> {
     let (node, record, block) = match snap.route(dst) {
         Route::Remote {
             block,
@@ -65,7 +67,7 @@ pub fn next_hop(snap: &Snapshot, dst: IpAddr) -> NextHop<'_> {
         Route::Local { block } => return NextHop::Local { block },
         Route::NoRoute => return NextHop::NoRoute,
     };
-    match record.tunnel_address() {
+    match record.tunnel_address_from(from) {
         Some(underlay) => NextHop::Peer {
             node,
             record,

@@ -108,7 +108,7 @@ impl PendingSends {
             let last = self.items[j - 1];
             let bytes = &self.arena[first.at..last.at + last.len];
             let Outer { to, via, tos } = first.outer;
-            if udp_gso::send(sources.socket(via), bytes, first.len, to, tos).is_ok() {
+            if udp_gso::send(sources.socket(via, to.ip()), bytes, first.len, to, tos).is_ok() {
                 let inner: usize = self.items[i..j].iter().map(|it| it.inner_len).sum();
                 counters.sent((j - i) as u64, inner as u64);
             } else {
@@ -116,7 +116,7 @@ impl PendingSends {
                 // MTU, which only a single send may fragment): one by one.
                 for it in &self.items[i..j] {
                     let one = &self.arena[it.at..it.at + it.len];
-                    match udp_gso::send(sources.socket(via), one, it.len, to, tos) {
+                    match udp_gso::send(sources.socket(via, to.ip()), one, it.len, to, tos) {
                         Ok(_) => {
                             counters.sent(1, it.inner_len as u64);
                         }

@@ -418,6 +418,7 @@ mod tests {
             port: 4789,
             local_mac: MacAddr([2, 0, 0, 0, 0xbb, 0xaa]),
             overlay_mtu: 1450,
+            tunnels: fdb::Families::V4,
             icmp_source_v4: crate::podnet::GATEWAY_V4,
             icmp_source_v6: crate::podnet::GATEWAY_V6,
             busy_poll: std::time::Duration::ZERO,

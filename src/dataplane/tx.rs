@@ -54,7 +54,7 @@ pub fn encap_vxlan(
     let ip = IpPacket::new_checked(&buf[range.clone()]).map_err(|_| DropReason::BadInner)?;
     let tos = encap::ecn::encap_tos(ip.tos());
     let flow = encap::flow::flow_hash(&buf[range.clone()]);
-    let (record, underlay) = next_hop(snap, ip.dst()).peer()?;
+    let (record, underlay) = next_hop(snap, ip.dst(), settings.tunnels).peer()?;
     let at = vxlan_encapsulator(settings, record)
         .encap_payload(buf, range)
         .map_err(|_| DropReason::BadInner)?;
@@ -219,14 +219,16 @@ impl Worker {
                     Err(why) => self.counters.dropped(why),
                 };
             }
-            UnderlayIo::IpIp { v4, v6, .. } => {
-                let underlay = match next_hop(snap, dst).peer() {
+            UnderlayIo::IpIp { over, .. } => {
+                let underlay = match next_hop(snap, dst, self.settings.tunnels).peer() {
                     Ok((_, underlay)) => underlay,
                     Err(why) => return self.counters.dropped(why),
                 };
-                let sock = if ip.family() == Family::V4 { v4 } else { v6 };
+                let Some(pair) = super::raw_pair_to(over, underlay) else {
+                    return self.counters.dropped(DropReason::NoUnderlay);
+                };
                 raw_batch::send_one(
-                    sock.as_ref(),
+                    pair.for_inner(ip.family()),
                     &buf[start..end],
                     SocketAddr::new(underlay, 0),
                     tos,
@@ -251,7 +253,7 @@ impl Worker {
         lens: &[usize],
         batch: &mut raw_batch::Batch,
     ) {
-        let UnderlayIo::IpIp { v4, v6, .. } = &self.underlay else {
+        let UnderlayIo::IpIp { over, .. } = &self.underlay else {
             return self.counters.dropped(DropReason::BadOffload);
         };
         let Some(&first_len) = lens.first() else {
@@ -262,11 +264,14 @@ impl Worker {
             return self.counters.dropped(DropReason::BadInner);
         };
         let snap = reader.load();
-        let underlay = match next_hop(snap, ip.dst()).peer() {
+        let underlay = match next_hop(snap, ip.dst(), self.settings.tunnels).peer() {
             Ok((_, underlay)) => underlay,
             Err(why) => return self.counters.dropped(why),
         };
-        let sock = if ip.family() == Family::V4 { v4 } else { v6 };
+        let Some(pair) = super::raw_pair_to(over, underlay) else {
+            return self.counters.dropped(DropReason::NoUnderlay);
+        };
+        let sock = pair.for_inner(ip.family());
         let tos = encap::ecn::encap_tos(ip.tos());
         let mut packets: [&[u8]; raw_batch::MAX_BATCH] = [&[]; raw_batch::MAX_BATCH];
         for (c, group) in lens.chunks(raw_batch::MAX_BATCH).enumerate() {
@@ -275,12 +280,7 @@ impl Worker {
                 packets[k] = &segs[at..at + len];
             }
             let n = group.len();
-            let sent = batch.send(
-                sock.as_ref(),
-                &packets[..n],
-                SocketAddr::new(underlay, 0),
-                tos,
-            );
+            let sent = batch.send(sock, &packets[..n], SocketAddr::new(underlay, 0), tos);
             self.counters
                 .sent(sent as u64, group[..sent].iter().sum::<usize>() as u64);
             for _ in sent..n {
@@ -305,16 +305,16 @@ impl Worker {
         let UnderlayIo::Vxlan { sources, .. } = &self.underlay else {
             return self.counters.dropped(DropReason::BadOffload);
         };
-        // Every segment of a super-packet is of one flow: one source port.
-        let sock = sources.socket(sources.for_packet(pkt));
         let Ok(ip) = IpPacket::new_checked(pkt) else {
             return self.counters.dropped(DropReason::BadInner);
         };
         let snap = reader.load();
-        let (record, underlay) = match next_hop(snap, ip.dst()).peer() {
+        let (record, underlay) = match next_hop(snap, ip.dst(), self.settings.tunnels).peer() {
             Ok(hop) => hop,
             Err(why) => return self.counters.dropped(why),
         };
+        // Every segment of a super-packet is of one flow: one source port.
+        let sock = sources.socket(sources.for_packet(pkt), underlay);
         let layout = Layout {
             headroom: encap::vxlan::PAYLOAD_OVERHEAD,
             stride: HEADER_SLOT,

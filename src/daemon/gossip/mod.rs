@@ -3,10 +3,12 @@
 //! usable blocks written for the CNI plugin, and a status for stats.
 //!
 //! One plain thread: control traffic is a few datagrams a second, and a
-//! blocking socket with a read timeout set to the agent's next deadline is
-//! all the scheduling it needs.
+//! poll of its sockets (one per underlay family it tunnels over) with a
+//! timeout set to the agent's next deadline is all the scheduling it
+//! needs.
 
 mod blocks;
+mod sockets;
 
 pub use blocks::{
     block_requests, read_previous_claims, write_blocks_file, BlockRequest, BlockRequests,
@@ -190,10 +192,13 @@ pub struct Inputs {
     /// The data path this node runs (`"kernel"` or `"userspace"`), told to
     /// its peers for their `weftctl status`.
     pub data_path: &'static str,
+    /// The addresses this node's tunnels go over (the underlay address
+    /// first): gossip listens on each.
+    pub tunnel_addrs: Vec<IpAddr>,
 }
 
 /// Starts the control plane for node `name` at `own` addresses (the
-/// underlay address first: gossip binds to it), fed the CNI plugin's
+/// underlay address first: its gossip address), fed the CNI plugin's
 /// endpoint changes and block requests, and this node's groups.
 pub fn start(
     cfg: &Config,
@@ -209,10 +214,8 @@ pub fn start(
     let keyring = load_keyring(key_file)?;
     let mut trusted_nodes = None;
     let mut trust_watch = None;
-    let underlay = own.first().copied().ok_or("no underlay address")?;
-    let addr = SocketAddr::new(underlay, g.port);
-    let sock = UdpSocket::bind(addr).map_err(|e| format!("gossip: bind {addr}: {e}"))?;
-    receive_buffer(&sock);
+    let sock = sockets::GossipSockets::bind(&inputs.tunnel_addrs, g.port)?;
+    let addr = sock.local_addr().map_err(|e| format!("gossip: {e}"))?;
     let info = NodeInfo {
         underlay: own.to_vec(),
         vtep_mac,
@@ -298,7 +301,7 @@ pub fn start(
 }
 
 fn run(
-    sock: UdpSocket,
+    sock: sockets::GossipSockets,
     acfg: AgentConfig,
     fdb: Fdb,
     (blocks_file, overlay_mtu): (PathBuf, usize),
@@ -312,6 +315,7 @@ fn run(
         group_counts,
         multicast,
         data_path: _,
+        tunnel_addrs: _,
     } = inputs;
     let clock = Instant::now();
     let now = || clock.elapsed().as_millis() as u64;
@@ -337,9 +341,13 @@ fn run(
     // When each gossip address was last heard from (failure-detection time).
     let mut last_heard: std::collections::HashMap<SocketAddr, u64> = Default::default();
     loop {
-        for (to, d) in agent.drain_output() {
-            if let Err(e) = sock.send_to(&d, to) {
-                tracing::debug!(%to, "gossip send: {e}");
+        let output = agent.drain_output();
+        if !output.is_empty() {
+            let snap = fdb.snapshot();
+            for (to, d) in output {
+                if let Err(e) = sock.send_to(&d, to, &snap) {
+                    tracing::debug!(%to, "gossip send: {e}");
+                }
             }
         }
         for e in agent.drain_events() {
@@ -460,11 +468,11 @@ fn run(
         if waiters.any() {
             wait = wait.min(50);
         }
-        let _ = sock.set_read_timeout(Some(Duration::from_millis(wait)));
-        match burst.read(&sock) {
+        match sock.read(&mut burst, Duration::from_millis(wait)) {
             Ok(()) => {
                 agent.set_clock_us(clock.elapsed().as_micros() as u64);
                 let t = now();
+                burst.credit_senders(&fdb.snapshot());
                 let datagrams = burst
                     .datagrams()
                     .filter(|(from, d)| !gossip_addr.is_some_and(|a| blocks::is_wake(d, *from, a)))
@@ -528,16 +536,18 @@ impl Burst {
     /// Gossip datagrams are smaller than this (the sealer's limit).
     const SIZE: usize = 2048;
 
-    /// Reads one datagram, waiting, then whatever else is queued.
-    fn read(&mut self, sock: &UdpSocket) -> std::io::Result<()> {
+    /// Empties the burst.
+    fn clear(&mut self) {
         self.got.clear();
-        if self.bufs.is_empty() {
-            self.bufs.push(vec![0; Self::SIZE]);
-        }
-        self.got.push(sock.recv_from(&mut self.bufs[0])?);
-        if sock.set_nonblocking(true).is_err() {
-            return Ok(());
-        }
+    }
+
+    /// Whether nothing was read.
+    fn is_empty(&self) -> bool {
+        self.got.is_empty()
+    }
+
+    /// Reads whatever is queued on `sock` (non-blocking), up to the limit.
+    fn drain(&mut self, sock: &UdpSocket) {
         while self.got.len() < Self::MAX {
             if self.bufs.len() == self.got.len() {
                 self.bufs.push(vec![0; Self::SIZE]);
@@ -547,8 +557,14 @@ impl Burst {
                 Err(_) => break,
             }
         }
-        let _ = sock.set_nonblocking(false);
-        Ok(())
+    }
+
+    /// Each sender as the agent knows it: its advertised gossip address,
+    /// whichever underlay family the datagram came over.
+    fn credit_senders(&mut self, snap: &fdb::Snapshot) {
+        for (_, from) in &mut self.got {
+            *from = sockets::advertised_address(*from, snap);
+        }
     }
 
     /// The datagrams read, with their senders.

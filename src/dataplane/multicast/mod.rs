@@ -35,7 +35,7 @@ use encap::group::{self, Change};
 use encap::ip::IpHeader;
 use encap::virtio::{self, GsoType, VirtioNetHdr};
 use encap::vxlan::VxlanEncap;
-use encap::{Family, IpPacket, MacAddr};
+use encap::{IpPacket, MacAddr};
 use fdb::{Fdb, NodeId, Reader};
 use members::{Members, Refused};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -86,13 +86,8 @@ pub struct Limits {
 pub enum Underlay {
     /// VXLAN: the workers' send sockets.
     Vxlan(SourcePorts),
-    /// IP-in-IP: the raw sockets for inner IPv4 and inner IPv6.
-    IpIp {
-        /// Protocol 4.
-        v4: Arc<socket2::Socket>,
-        /// Protocol 41.
-        v6: Arc<socket2::Socket>,
-    },
+    /// IP-in-IP: the workers' raw sockets, a pair per underlay family.
+    IpIp(Vec<super::RawPair>),
 }
 
 /// The groups as the data path reads them: lock-free snapshots, each
@@ -637,11 +632,14 @@ impl Multicast {
     ) {
         let port = match t.underlay {
             Underlay::Vxlan(_) => t.settings.port,
-            Underlay::IpIp { .. } => 0,
+            Underlay::IpIp(_) => 0,
         };
         run.dests.clear();
         for node in nodes.iter().take(raw_batch::MAX_BATCH) {
-            match snap.node(node).map(|e| e.value.tunnel_address()) {
+            match snap
+                .node(node)
+                .map(|e| e.value.tunnel_address_from(t.settings.tunnels))
+            {
                 Some(Some(a)) => run.dests.push(SocketAddr::new(a, port)),
                 Some(None) => self.counters.dropped(DropReason::NoUnderlay),
                 None => self.counters.dropped(DropReason::NoRoute),
@@ -654,7 +652,13 @@ impl Multicast {
             return self.counters.dropped(DropReason::BadInner);
         };
         let (tos, family, dst) = (encap::ecn::encap_tos(ip.tos()), ip.family(), ip.dst());
-        let sent = match &t.underlay {
+        // On a dual-stack underlay the nodes are reached over either family:
+        // one sendmmsg per family, from that family's socket.
+        run.dests.sort_unstable_by_key(SocketAddr::is_ipv6);
+        let v6_from = run.dests.partition_point(|d| d.is_ipv4());
+        let (over_v4, over_v6) = run.dests.split_at(v6_from);
+        let mut sent = 0;
+        match &t.underlay {
             Underlay::Vxlan(sources) => {
                 let enc = VxlanEncap {
                     dst_port: t.settings.port,
@@ -667,15 +671,21 @@ impl Multicast {
                     return self.counters.dropped(DropReason::BadInner);
                 };
                 let via = sources.for_hash(encap::flow::flow_hash(&buf[IP_AT..end]));
-                let sock: &std::net::UdpSocket = sources.socket(via);
-                run.sends.send_copies(sock, &buf[at..end], &run.dests, tos)
+                for dests in [over_v4, over_v6].into_iter().filter(|d| !d.is_empty()) {
+                    let sock: &std::net::UdpSocket = sources.socket(via, dests[0].ip());
+                    sent += run.sends.send_copies(sock, &buf[at..end], dests, tos);
+                }
             }
-            Underlay::IpIp { v4, v6 } => {
-                let sock = if family == Family::V4 { v4 } else { v6 };
-                run.sends
-                    .send_copies(sock.as_ref(), &buf[IP_AT..end], &run.dests, tos)
+            Underlay::IpIp(over) => {
+                for dests in [over_v4, over_v6].into_iter().filter(|d| !d.is_empty()) {
+                    let Some(pair) = super::raw_pair_to(over, dests[0].ip()) else {
+                        continue;
+                    };
+                    let sock = pair.for_inner(family);
+                    sent += run.sends.send_copies(sock, &buf[IP_AT..end], dests, tos);
+                }
             }
-        };
+        }
         let len = (end - IP_AT) as u64;
         WorkerCounters::add(&self.counters.multicast_copies, sent as u64);
         WorkerCounters::add(&self.counters.multicast_copy_bytes, sent as u64 * len);

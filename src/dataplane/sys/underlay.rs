@@ -23,21 +23,24 @@ pub fn vxlan_socket(addr: IpAddr, port: u16) -> Result<UdpSocket, String> {
     Ok(s.into())
 }
 
-/// Up to `count` UDP sockets bound to `addr` on distinct ports of `ports`
-/// (never `skip`, the VXLAN port), for sending only: the search starts at
-/// the port `seed` picks and goes up (wrapping), passing over ports other
-/// programs hold. A seed from the node's name keeps a node's ports across
-/// restarts (underlay firewalls and flow logs see the same ones). Each
-/// socket drops whatever is sent to it (a filter that accepts nothing), so
-/// nothing queues on a socket that is never read. Returns the sockets and
-/// their ports; an error only when not one port could be bound.
+/// Up to `count` UDP sockets bound to each address of `addrs` (one per
+/// underlay family this node tunnels over) on distinct ports of `ports`
+/// (never `skip`, the VXLAN port), for sending only: a port is taken when
+/// it can be bound on every address, so a flow keeps its source port in
+/// either family. The search starts at the port `seed` picks and goes up
+/// (wrapping), passing over ports other programs hold. A seed from the
+/// node's name keeps a node's ports across restarts (underlay firewalls
+/// and flow logs see the same ones). Each socket drops whatever is sent to
+/// it (a filter that accepts nothing), so nothing queues on a socket that
+/// is never read. Returns each port with its sockets (in `addrs` order);
+/// an error only when not one port could be bound.
 pub fn source_sockets(
-    addr: IpAddr,
+    addrs: &[IpAddr],
     ports: std::ops::RangeInclusive<u16>,
     count: usize,
     skip: u16,
     seed: u32,
-) -> Result<Vec<(UdpSocket, u16)>, String> {
+) -> Result<Vec<(Vec<UdpSocket>, u16)>, String> {
     let (min, max) = (*ports.start(), *ports.end());
     let span = u32::from(max - min) + 1;
     let mut out = Vec::with_capacity(count);
@@ -50,14 +53,23 @@ pub fn source_sockets(
         if port == skip {
             continue;
         }
-        match source_socket(addr, port) {
+        match addrs
+            .iter()
+            .map(|a| source_socket(*a, port))
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(s) => out.push((s, port)),
             Err(e) => last_error = Some(e),
         }
     }
+    let on = addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ");
     if out.is_empty() {
         return Err(format!(
-            "overlay.source_ports: no port of {min}-{max} could be bound on {addr}: {}",
+            "overlay.source_ports: no port of {min}-{max} could be bound on {on}: {}",
             last_error.unwrap_or_else(|| "the range holds only the VXLAN port".into())
         ));
     }
@@ -65,7 +77,7 @@ pub fn source_sockets(
         tracing::warn!(
             bound = out.len(),
             asked = count,
-            "fewer VXLAN source ports than overlay.source_port_count: the rest of {min}-{max} is in use"
+            "fewer VXLAN source ports than overlay.source_port_count: the rest of {min}-{max} is in use on {on}"
         );
     }
     Ok(out)
