@@ -10,7 +10,7 @@
 #                       [--attach tun|veth [--no-host-paths]] [--underlay-mtu BYTES]
 #                       [--block-release SECONDS] [--busy-poll MICROSECONDS] [--no-nat]
 #                       [--mode userspace|kernel|auto[,MODE...]] [--no-kernel-checks]
-#                       [--pods-to-nodes-direct] [--underlay 4|6]
+#                       [--pods-to-nodes-direct] [--underlay 4|6|dual|LIST]
 #   netns-lab/lab.sh pods              one line per pod: namespace, IP[,IP], node
 #   netns-lab/lab.sh add-pod NODE      wire one more pod on node NODE (a number)
 #   netns-lab/lab.sh add-pods NODE N   wire N more pods on node NODE, 4 at a time
@@ -48,7 +48,11 @@
 # overlay.pod_to_node_via_overlay = false (no policy rule); --underlay 6
 # has the nodes speak to each other over IPv6 (fd00:99:S::K: weftd's
 # underlay address, the gossip seed, static peers) — every node's underlay
-# link has both families either way, as does the router.
+# link has both families either way, as does the router. --underlay dual
+# sets underlay.dual_stack on every node (tunnels and gossip over both
+# families), odd nodes preferring IPv4 and even ones IPv6; a comma list
+# gives each node its own: 4, 6 (one family), dual4, dual6 (both,
+# preferring that one), e.g. --underlay 4,dual6,dual4.
 # A router namespace ($P-rt) is every node's default gateway and plays "the
 # internet" at 203.0.113.1 and 2001:db8::1.
 # Names start with "wl-" and state lives in /run/weft-lab, unless
@@ -88,6 +92,15 @@ down() {
   rm -rf "$STATE"
 }
 
+# underlay_words SPEC: how the lab's summary names --underlay SPEC.
+underlay_words() {
+  case $1 in
+    4 | 6) echo "IPv$1" ;;
+    dual) echo "dual-stack" ;;
+    *) echo "per-node ($1)" ;;
+  esac
+}
+
 up() {
   local nodes=3 pods=2 encap=vxlan mode=gossip family=4 cross=0 attach=tun ulmtu=1500 hostpaths=true release=300 busy="" nat=true dpmodes=userspace kchecks=true p2n=true underlay=4
   while (($#)); do
@@ -112,8 +125,19 @@ up() {
       *) die "unknown option $1" ;;
     esac
   done
-  [[ $underlay == 4 || $underlay == 6 ]] || die "--underlay must be 4 or 6"
+  local underlay_list
+  if [[ $underlay == dual ]]; then
+    underlay_list=()
+    for k in $(seq "$nodes"); do underlay_list+=("dual$(( k % 2 ? 4 : 6 ))"); done
+  else
+    IFS=, read -r -a underlay_list <<< "$underlay"
+  fi
+  ((${#underlay_list[@]} == 1 || ${#underlay_list[@]} == nodes)) || die "--underlay: one, or one per node ($nodes)"
+  for u in "${underlay_list[@]}"; do [[ $u =~ ^(4|6|dual4|dual6)$ ]] || die "--underlay: 4, 6, dual, or a list of 4, 6, dual4, dual6 (got $u)"; done
+  # underlay_of NODE: that node's underlay (4, 6, dual4 or dual6).
+  underlay_of() { if ((${#underlay_list[@]} == 1)); then echo "${underlay_list[0]}"; else echo "${underlay_list[$1 - 1]}"; fi; }
   [[ $underlay == 4 || $mode != kernel-vxlan ]] || die "--kernel-vxlan is an IPv4-underlay reference"
+  [[ $underlay == 4 || $underlay == 6 || $mode != static ]] || die "--static: one underlay family (--underlay 4 or 6)"
   [[ $encap == vxlan || $encap == ipip || $encap == none ]] || die "--encap must be vxlan, ipip or none"
   [[ $family == 4 || $family == 6 || $family == dual ]] || die "--family must be 4, 6 or dual"
   ((nodes >= 1 && nodes <= 50 && pods >= 0 && pods <= 60)) || die "--nodes 1-50, --pods 0-60"
@@ -170,7 +194,7 @@ up() {
   for k in $(seq "$nodes"); do
     local s=0
     ((cross && k > (nodes + 1) / 2)) && s=1
-    if [[ $underlay == 6 ]]; then echo "fd00:99:$s::$k" > "$STATE/addr-n$k"; else echo "10.99.$s.$k" > "$STATE/addr-n$k"; fi
+    if [[ $(underlay_of "$k") == *6 ]]; then echo "fd00:99:$s::$k" > "$STATE/addr-n$k"; else echo "10.99.$s.$k" > "$STATE/addr-n$k"; fi
     ip netns add $P-n$k
     ip -n $P-n$k link set lo up
     ip -n $P-n$k link add ul0 mtu "$ulmtu" type veth peer name n$k netns $P-ul
@@ -190,6 +214,16 @@ up() {
     [[ $family != 6 ]] && l+=("\"10.244.$1.0/26\"")
     [[ $family != 4 ]] && l+=("\"fd00:244:0:$1::/122\"")
     (IFS=,; echo "[${l[*]}]")
+  }
+  # seed_for NODE: node 1's gossip address as NODE can reach it: its
+  # advertised one, or (NODE of the other family alone) its address of
+  # NODE's family, where a dual-stack node 1 listens too.
+  seed_for() {
+    local mine first
+    mine=$(underlay_of "$1") first=$(underlay_of 1)
+    if [[ $mine == dual* || ${mine: -1} == "${first: -1}" ]]; then cat "$STATE/addr-n1"
+    elif [[ $mine == 6 ]]; then echo "fd00:99:0::1"
+    else echo "10.99.0.1"; fi
   }
   # A fresh cluster key for this lab (32 random bytes).
   echo "1 $(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" > "$STATE/cluster.key"
@@ -219,6 +253,7 @@ up() {
         echo "admin_socket = \"$STATE/admin-n$k.sock\""
         echo "cni_state_dir = \"$STATE/cni-n$k\""
         echo "[underlay]"; echo "address = \"$(cat "$STATE/addr-n$k")\""
+        [[ $(underlay_of "$k") == dual* ]] && echo "dual_stack = true"
         echo "[overlay]"; echo "encap = \"$encap\""; echo "pools = [$(IFS=,; echo "${pools[*]}")]"
         ((cross)) && echo "cross_subnet = true"
         [[ $nat == true ]] || echo "nat_outgoing = false"
@@ -234,7 +269,7 @@ up() {
         # Loopback inside the node's namespace: no clash between nodes.
         echo "[metrics]"; echo "enabled = true"
         if [[ $mode == gossip ]]; then
-          echo "[gossip]"; echo "enabled = true"; echo "seeds = [\"$(cat "$STATE/addr-n1")\"]"
+          echo "[gossip]"; echo "enabled = true"; echo "seeds = [\"$(seed_for "$k")\"]"
           echo "key_file = \"$STATE/cluster.key\""; echo "blocks_file = \"$STATE/blocks-n$k.json\""
           echo "node_key_file = \"$STATE/node-n$k.key\""; echo "trusted_nodes_file = \"$STATE/trusted-nodes\""
           echo "cluster_size = $nodes"; echo "probe_interval_ms = 500"; echo "sync_interval_ms = 1000"
@@ -276,7 +311,7 @@ up() {
     for j in $(seq "$pods"); do add_pod "$k" "$j" "$blocks"; done
   done
   trap - ERR
-  echo "== lab up: $nodes nodes x $pods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets (CrossSubnet)"), $attach attachment, IPv$underlay underlay"
+  echo "== lab up: $nodes nodes x $pods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets (CrossSubnet)"), $attach attachment, $(underlay_words "$underlay") underlay"
 }
 
 # The reference cluster: the kernel's own VXLAN device on every node,
@@ -437,7 +472,7 @@ pods() {
 status() {
   [[ -d $STATE ]] || { echo "no lab is up"; return 0; }
   read -r nodes npods encap mode family cross attach underlay < "$STATE/shape"
-  echo "lab: $nodes nodes x $npods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets"), ${attach:-tun} attachment, IPv${underlay:-4} underlay"
+  echo "lab: $nodes nodes x $npods pods, $encap, $mode, IPv$family$( ((cross)) && echo ", two subnets"), ${attach:-tun} attachment, $(underlay_words "${underlay:-4}") underlay"
   for k in $(seq "$nodes"); do
     local pid alive=dead
     pid=$(cat "$STATE/weftd-n$k.pid" 2>/dev/null || true)

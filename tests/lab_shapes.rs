@@ -2,8 +2,9 @@
 //! dual-stack pods on two underlay subnets joined by a router with
 //! CrossSubnet (same-subnet nodes routed directly, the others through
 //! VXLAN), the kernel-VXLAN reference cluster, veth attachment over
-//! IP-in-IP, and a gossip cluster over an IPv6 underlay mixing the kernel
-//! path and the userspace path.
+//! IP-in-IP, a gossip cluster over an IPv6 underlay mixing the kernel
+//! path and the userspace path, and a dual-stack underlay where each pair
+//! of nodes tunnels over a family both have (VXLAN and IP-in-IP).
 //!
 //! Needs root. Fails when it cannot run, unless WEFT_SKIP_NETNS=1 is set.
 
@@ -130,4 +131,154 @@ fn gossip_cluster_over_an_ipv6_underlay_mixing_kernel_and_userspace_nodes() {
     lab.run(&["heal"]);
     lab.run(&["wait", "60"]);
     lab.all_pods_reach_all_pods();
+}
+
+#[test]
+fn a_dual_stack_underlay_carries_vxlan_over_a_family_each_pair_shares() {
+    dual_stack_underlay("wdv", "vxlan", "udp dport 4789", 1430, 1450);
+}
+
+#[test]
+fn a_dual_stack_underlay_carries_ip_in_ip_over_a_family_each_pair_shares() {
+    dual_stack_underlay("wdi", "ipip", "meta l4proto { 4, 41 }", 1460, 1480);
+}
+
+/// Node 1 tunnels over IPv4 alone, node 2 over both preferring IPv6, node
+/// 3 over both preferring IPv4 (`--underlay 4,dual6,dual4`). Each tunnel
+/// goes to the receiver's preferred family when the sender has it, else
+/// the other: n1 -> n2 over IPv4 (n1 has no IPv6 tunnels), n3 -> n2 over
+/// IPv6, n2 -> n3 over IPv4. Counted on the receivers' underlay links
+/// (nftables, `outer` matching the tunnel's packets), under pings and TCP
+/// streams checked end to end, both pod families. Gossip joins all three
+/// (n1 reaches n2 at its IPv4 address). A dual-stack node's overlay MTU
+/// leaves room for the IPv6 outer header (`mtu_dual`); n1's does not
+/// (`mtu_v4`).
+fn dual_stack_underlay(tag: &str, encap: &str, outer: &str, mtu_dual: u64, mtu_v4: u64) {
+    use std::net::{IpAddr, SocketAddr};
+    let Some(lab) = support::lab::lab(tag) else {
+        return;
+    };
+    lab.run(&[
+        "up",
+        "--nodes",
+        "3",
+        "--pods",
+        "1",
+        "--family",
+        "dual",
+        "--encap",
+        encap,
+        "--underlay",
+        "4,dual6,dual4",
+    ]);
+    lab.run(&["wait", "60"]);
+    let nft = |k: usize, args: &str| {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns(k),
+                "sh",
+                "-c",
+                &format!("nft {args}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Named counters of tunnel packets arriving on n2 and n3, by sender
+    // and outer family.
+    let senders = [
+        (2, "from_n1_v4", "ip saddr 10.99.0.1"),
+        (2, "from_n1_v6", "ip6 saddr fd00:99::1"),
+        (2, "from_n3_v4", "ip saddr 10.99.0.3"),
+        (2, "from_n3_v6", "ip6 saddr fd00:99::3"),
+        (3, "from_n2_v4", "ip saddr 10.99.0.2"),
+        (3, "from_n2_v6", "ip6 saddr fd00:99::2"),
+    ];
+    for k in [2, 3] {
+        nft(k, "add table inet weft_dual_test");
+        nft(
+            k,
+            "'add chain inet weft_dual_test in { type filter hook prerouting priority -300; }'",
+        );
+    }
+    for (k, name, from) in senders {
+        nft(k, &format!("add counter inet weft_dual_test {name}"));
+        nft(
+            k,
+            &format!("'add rule inet weft_dual_test in {from} {outer} counter name {name}'"),
+        );
+    }
+    // Bytes, not packets: GRO on the receiver's link merges datagrams.
+    let bytes = |k: usize, name: &str| -> u64 {
+        let listing = nft(k, &format!("list counter inet weft_dual_test {name}"));
+        let after = listing.split("bytes ").nth(1).expect("a counter");
+        after.split_whitespace().next().unwrap().parse().unwrap()
+    };
+
+    lab.all_pods_reach_all_pods();
+    let pods = lab.pods();
+    let addrs = |k: usize| -> Vec<IpAddr> {
+        pods[k - 1]
+            .1
+            .split(',')
+            .map(|a| a.parse().unwrap())
+            .collect()
+    };
+    let mut port = 6100;
+    for (from, to) in [(1, 2), (3, 2), (2, 3)] {
+        for ip in addrs(to) {
+            port += 1;
+            support::traffic::tcp_transfer(
+                &pods[from - 1].0,
+                &pods[to - 1].0,
+                SocketAddr::new(ip, port),
+                16 << 20,
+            );
+        }
+    }
+    // Two streams of 16 MB each way checked: at least 32 MB over the
+    // expected family, not a byte over the other.
+    for (k, from, over, not_over) in [
+        (2, "n1", "v4", "v6"),
+        (2, "n3", "v6", "v4"),
+        (3, "n2", "v4", "v6"),
+    ] {
+        let (yes, no) = (
+            bytes(k, &format!("from_{from}_{over}")),
+            bytes(k, &format!("from_{from}_{not_over}")),
+        );
+        assert!(
+            yes >= 32 << 20 && no == 0,
+            "{from} -> n{k}: {yes} bytes over {over}, {no} over {not_over}"
+        );
+    }
+
+    // What weftctl shows is where the tunnels go.
+    let peer = |k: usize, name: &str| -> String {
+        let v = lab.status(k);
+        let p = v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name);
+        p.unwrap_or_else(|| panic!("n{k} knows {name}: {v}"))["underlay"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(peer(1, "n2"), "10.99.0.2");
+    assert_eq!(peer(3, "n2"), "fd00:99::2");
+    assert_eq!(peer(2, "n3"), "10.99.0.3");
+    assert_eq!(peer(2, "n1"), "10.99.0.1");
+    for (k, mtu) in [(1, mtu_v4), (2, mtu_dual), (3, mtu_dual)] {
+        let v = lab.status(k);
+        assert_eq!(v["overlay_mtu"].as_u64(), Some(mtu), "n{k}: {v}");
+    }
 }
