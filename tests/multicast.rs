@@ -3,7 +3,8 @@
 //! reaches exactly the joined pods on every node (each datagram once, none
 //! back to the sender, nothing to non-members), a leave stops the copies
 //! to that node, a node that dies takes its members with it, and what is
-//! not carried (TTL 1, link-local groups) is dropped and counted.
+//! not carried (TTL 1, link-local groups) is dropped and counted; over a
+//! dual-stack underlay, copies leave over each member node's family.
 //!
 //! Needs root. Fails when it cannot run, unless WEFT_SKIP_NETNS=1 is set.
 
@@ -385,4 +386,44 @@ fn multicast_across_nodes_veth_attachment_ip_in_ip_over_ipv6() {
     lab.run(&["wait", "60"]);
     exchange(&lab, false);
     rate_limited(&lab);
+}
+
+/// Over a dual-stack underlay where the sender's node reaches one member
+/// node over IPv4 and the other over IPv6 (`--underlay dual6,dual4,6`:
+/// n2 prefers IPv4, n3 has IPv6 alone): each copy leaves over the family
+/// its node is reached by, one send per family.
+#[test]
+fn multicast_across_nodes_over_a_dual_stack_underlay() {
+    let Some(lab) = support::lab::lab("wnd") else {
+        return;
+    };
+    let extra = [("WEFT_LAB_CONFIG_EXTRA", "[multicast]\nenabled = true")];
+    let args = [
+        "up",
+        "--nodes",
+        "3",
+        "--pods",
+        "2",
+        "--family",
+        "dual",
+        "--underlay",
+        "dual6,dual4,6",
+    ];
+    lab.run_with_env(&args, &extra);
+    lab.run(&["wait", "60"]);
+    let reached = |name: &str| -> String {
+        let v = lab.status(1);
+        let p = v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name);
+        p.unwrap_or_else(|| panic!("n1 knows {name}: {v}"))["underlay"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(reached("n2"), "10.99.0.2");
+    assert_eq!(reached("n3"), "fd00:99::3");
+    exchange(&lab, false);
 }
