@@ -415,13 +415,6 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     let underlay = underlay_address(cfg)?;
     let own = own_addresses(underlay);
     let mut tunnel_addrs = tunnel_addresses(cfg, &own);
-    // The overlay MTU leaves room for the larger outer header of the
-    // families the tunnels may take (IPv6's, on a dual-stack underlay).
-    let family = if tunnel_addrs.iter().any(IpAddr::is_ipv6) {
-        encap::Family::V6
-    } else {
-        encap::Family::V4
-    };
     let underlay_mtu = match cfg.underlay.mtu.value() {
         Some(m) => usize::from(*m),
         None => {
@@ -430,9 +423,18 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
                 as usize
         }
     };
-    let overlay_mtu = match cfg.overlay.mtu.value() {
+    // The overlay MTU leaves room for the outer header of every family the
+    // tunnels may take (IPv6's, on a dual-stack underlay).
+    let overlay_mtu_over = |addrs: &[IpAddr]| match cfg.overlay.mtu.value() {
         Some(m) => *m as usize,
-        None => encap::mtu::overlay_mtu(underlay_mtu, encapsulation(cfg.overlay.encap), family),
+        None => {
+            let family = if addrs.iter().any(IpAddr::is_ipv6) {
+                encap::Family::V6
+            } else {
+                encap::Family::V4
+            };
+            encap::mtu::overlay_mtu(underlay_mtu, encapsulation(cfg.overlay.encap), family)
+        }
     };
     let workers = match cfg.dataplane.workers.value() {
         Some(w) => usize::from(*w),
@@ -441,12 +443,14 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
             .unwrap_or(1)
             .min(8),
     };
-    let kernel_path = super::kernel_path::choose(cfg, &name, underlay, overlay_mtu)?;
+    let kernel_path =
+        super::kernel_path::choose(cfg, &name, underlay, overlay_mtu_over(&[underlay]))?;
     if kernel_path.is_some() && tunnel_addrs.len() > 1 {
         // The kernel's vxlan device has one local address.
         tracing::warn!("underlay.dual_stack: the kernel data path tunnels over {underlay} only");
         tunnel_addrs.truncate(1);
     }
+    let overlay_mtu = overlay_mtu_over(&tunnel_addrs);
     let fdb = initial_fdb(cfg, &name, &own)?;
     let settings = Settings {
         vni: Vni::new(cfg.overlay.vni).ok_or("overlay.vni out of range")?,
