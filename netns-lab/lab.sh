@@ -97,6 +97,7 @@ underlay_words() {
   case $1 in
     4 | 6) echo "IPv$1" ;;
     dual) echo "dual-stack" ;;
+    dual4 | dual6) echo "dual-stack (IPv${1: -1} preferred)" ;;
     *) echo "per-node ($1)" ;;
   esac
 }
