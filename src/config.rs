@@ -404,9 +404,10 @@ pub struct Dataplane {
     /// outgoing NAT. false leaves the host's routing and forwarding
     /// untouched, and pods reach only pods.
     pub veth_host_paths: bool,
-    /// Which data path carries the overlay: the kernel's own vxlan device
-    /// programmed by weftd, weftd's userspace workers, or "auto" (the
-    /// kernel's where its module is present and the device can be made).
+    /// Which data path carries the overlay: the kernel's own vxlan (or
+    /// ipip) device programmed by weftd, weftd's userspace workers, or
+    /// "auto" (the kernel's where its module is present and the device can
+    /// be made).
     pub mode: Mode,
     /// The kernel path's device name.
     pub kernel_device: String,
@@ -426,11 +427,15 @@ impl Default for Dataplane {
             busy_poll_us: DEFAULT_BUSY_POLL_US,
             veth_host_paths: true,
             mode: Mode::Auto,
-            kernel_device: "weft-vxlan".into(),
+            kernel_device: DEFAULT_KERNEL_DEVICE.into(),
             kernel_checks: true,
         }
     }
 }
+
+/// `dataplane.kernel_device`'s default (the kernel path's ipip device is
+/// `weft-ipip` while this default stands).
+pub const DEFAULT_KERNEL_DEVICE: &str = "weft-vxlan";
 
 /// Which data path a node uses (`dataplane.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

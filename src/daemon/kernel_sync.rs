@@ -22,6 +22,10 @@
 //! address → VTEP MAC) and FDB entry (VTEP MAC → underlay address) per
 //! remote node, and the receive checks (`kernel::vxlan_guard`). A remote
 //! block's VTEP address is its network address, which IPAM never hands out.
+//! With IP-in-IP the kernel path's device is an ipip device: each route
+//! goes via its node's underlay address (onlink), which the kernel takes as
+//! the tunnel's far end; nothing else is programmed (no receive checks:
+//! see the README's kernel path section).
 
 use super::node::{Direct, OverlayDevice, RoutePolicy};
 use crate::kernel::nat::NatPlan;
@@ -168,6 +172,15 @@ fn vtep_addresses(snap: &Snapshot) -> BTreeMap<(fdb::NodeId, bool), IpAddr> {
     out
 }
 
+/// The kernel path's device, as `desired` routes through it.
+#[derive(Debug, Clone, Copy)]
+enum KernelTunnel {
+    /// A vxlan device over an IPv4 (or IPv6) underlay.
+    Vxlan { ifindex: u32, v6: bool },
+    /// An ipip device.
+    Ipip { ifindex: u32 },
+}
+
 /// The kernel state for `snap` under `policy`.
 pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired {
     let local = snap.local_node();
@@ -194,8 +207,9 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
                 checks: names.checks,
                 ..VtepState::default()
             });
-            Some((ifindex, v6))
+            Some(KernelTunnel::Vxlan { ifindex, v6 })
         }
+        (OverlayDevice::KernelIpip { ifindex }, Some(_)) => Some(KernelTunnel::Ipip { ifindex }),
         _ => None,
     };
     let vteps = vtep_addresses(snap);
@@ -231,7 +245,20 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
             }
             // encap none: a node outside the subnet is not reachable.
             (None, Some(Direct { only: true, .. }), _) => {}
-            (_, _, Some((ifindex, v6))) => {
+            (_, _, Some(KernelTunnel::Ipip { ifindex })) => {
+                // IPv4 blocks, via the node's underlay address: the route's
+                // gateway is the tunnel's far end.
+                let (true, Some(peer)) = (dst.addr().is_ipv4(), record.underlay_v4) else {
+                    continue;
+                };
+                d.routes.insert(WeftRoute::Onlink {
+                    dst,
+                    gateway: IpAddr::V4(peer),
+                    ifindex,
+                    src,
+                });
+            }
+            (_, _, Some(KernelTunnel::Vxlan { ifindex, v6 })) => {
                 // A node without an address of the device's family cannot
                 // be reached by it.
                 let (Some(vtep), Some(peer)) = (d.vtep.as_mut(), underlay_of(record, v6)) else {
@@ -287,9 +314,12 @@ pub fn desired(snap: &Snapshot, policy: &RoutePolicy, host: &HostNet) -> Desired
                 continue;
             }
             let gateway = match kernel {
+                // Through the ipip device to the node's own IPv4 address.
+                Some(KernelTunnel::Ipip { .. }) if a.is_ipv4() => Some(a),
+                Some(KernelTunnel::Ipip { .. }) => continue,
                 // Through the node's VTEP address of this family, if the
                 // device reaches the node at all.
-                Some((_, v6)) => match (
+                Some(KernelTunnel::Vxlan { v6, .. }) => match (
                     vteps.get(&(id.clone(), a.is_ipv4())),
                     underlay_of(record, v6),
                 ) {
@@ -729,5 +759,74 @@ mod tests {
         assert_eq!(vtep.guard.sources.len(), 2);
         assert_eq!(vtep.guard.device, "weft-vxlan");
         assert_eq!(vtep.guard.local, [ip("10.99.0.1")].into_iter().collect());
+    }
+
+    /// The kernel IP-in-IP path: each remote IPv4 block and node address
+    /// routed through the ipip device via the node's underlay address (the
+    /// tunnel's far end), nothing for a node without IPv4 or for IPv6
+    /// blocks; no neighbours, FDB or receive checks.
+    #[test]
+    fn the_kernel_ip_in_ip_path_routes_via_each_nodes_underlay_address() {
+        let fdb = Fdb::new(NodeId::new("n1"), node("10.99.0.1", None));
+        let (n2, n3) = (NodeId::new("n2"), NodeId::new("n3"));
+        let m = Meta::new(Source::Gossip, 1);
+        fdb.update(|t| {
+            t.upsert_node(n2.clone(), node("10.99.0.2", None), m)?;
+            t.upsert_node(
+                n3.clone(),
+                NodeRecord {
+                    underlay_v4: None,
+                    underlay_v6: Some("fd00:99::3".parse().unwrap()),
+                    ..NodeRecord::default()
+                },
+                m,
+            )?;
+            t.upsert_block("10.244.4.0/26".parse().unwrap(), NodeId::new("n1"), m)?;
+            t.upsert_block("10.244.8.0/26".parse().unwrap(), n2.clone(), m)?;
+            t.upsert_block("fd00:244:0:2::/122".parse().unwrap(), n2, m)?;
+            t.upsert_block("10.244.12.0/26".parse().unwrap(), n3, m)
+        })
+        .unwrap();
+        let policy = RoutePolicy {
+            device: OverlayDevice::KernelIpip { ifindex: 11 },
+            direct: None,
+        };
+        let host = HostNet {
+            pools: vec!["10.244.0.0/16".parse().unwrap()],
+            nat_pools: vec![],
+            local_via_tun: false,
+            kernel_device: Some(KernelNames {
+                device: "weft-ipip".into(),
+                port: 4789,
+                underlay_device: "eth0".into(),
+                checks: true,
+            }),
+            nodes_via_overlay: true,
+        };
+        let d = desired(&fdb.snapshot(), &policy, &host);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let net = |s: &str| -> IpNet { s.parse().unwrap() };
+        assert!(d.routes.contains(&WeftRoute::Onlink {
+            dst: net("10.244.8.0/26"),
+            gateway: ip("10.99.0.2"),
+            ifindex: 11,
+            src: Some(ip("10.99.0.1")),
+        }));
+        assert!(d.routes.contains(&WeftRoute::NodeHost {
+            dst: net("10.99.0.2/32"),
+            ifindex: 11,
+            gateway: Some(ip("10.99.0.2")),
+        }));
+        for unreachable in ["10.244.12.0/26", "fd00:244:0:2::/122", "fd00:99::3/128"] {
+            assert!(
+                !d.routes.iter().any(|r| r.dst() == net(unreachable)),
+                "{unreachable}: {:?}",
+                d.routes
+            );
+        }
+        assert!(d.routes.contains(&WeftRoute::Blackhole {
+            dst: net("10.244.4.0/26")
+        }));
+        assert_eq!(d.vtep, None);
     }
 }

@@ -218,13 +218,20 @@ pub enum OverlayDevice {
         /// It speaks IPv6 on the underlay.
         v6: bool,
     },
+    /// The kernel path's ipip device (IPv4 in IPv4).
+    KernelIpip {
+        /// Its interface index.
+        ifindex: u32,
+    },
 }
 
 impl OverlayDevice {
     /// The device's interface index.
     pub fn index(self) -> u32 {
         match self {
-            OverlayDevice::Tun(i) | OverlayDevice::KernelVxlan { ifindex: i, .. } => i,
+            OverlayDevice::Tun(i)
+            | OverlayDevice::KernelVxlan { ifindex: i, .. }
+            | OverlayDevice::KernelIpip { ifindex: i } => i,
         }
     }
 }
@@ -466,12 +473,16 @@ pub fn start(cfg: &Config) -> Result<Node, String> {
     let kernel_report = super::kernel_sync::SharedReport::default();
     let host_net = host_net(cfg, kernel_path.as_ref());
     let (queues, policy, applied) = if let Some(k) = &kernel_path {
-        // The kernel path: its vxlan device carries everything; weftd
-        // programs it and runs no workers.
+        // The kernel path: its device carries everything; weftd programs
+        // it and runs no workers.
         let policy = RoutePolicy {
-            device: OverlayDevice::KernelVxlan {
-                ifindex: k.ifindex,
-                v6: k.v6,
+            device: if k.ipip {
+                OverlayDevice::KernelIpip { ifindex: k.ifindex }
+            } else {
+                OverlayDevice::KernelVxlan {
+                    ifindex: k.ifindex,
+                    v6: k.v6,
+                }
             },
             direct: direct_paths(cfg, underlay)?,
         };

@@ -5,6 +5,7 @@
 //! previous run left, and an uninstall removes exactly that.
 
 pub mod addresses;
+pub mod ipip;
 pub mod nat;
 pub mod routes;
 pub mod rules;
