@@ -566,19 +566,7 @@ fn rx_per_worker(c: &Cluster, k: usize) -> Vec<u64> {
 /// nftables table counting them, added by the first call.
 fn tunnel_packets_by_family(c: &Cluster, k: usize) -> (u64, u64) {
     let ns = c.node(k);
-    let nft = |args: &str| {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns, "nft"])
-            .args(args.split(' '))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nft {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let nft = |script: &str| support::nft(&ns, script);
     if nft("list tables").contains("weft-test-tunnel") {
         let text = nft("list counters table inet weft-test-tunnel");
         let count = |name: &str| -> u64 {
@@ -596,16 +584,14 @@ fn tunnel_packets_by_family(c: &Cluster, k: usize) -> (u64, u64) {
     } else {
         "udp dport 4789"
     };
-    for cmd in [
-        "add table inet weft-test-tunnel".to_string(),
-        "add counter inet weft-test-tunnel v4".into(),
-        "add counter inet weft-test-tunnel v6".into(),
-        "add chain inet weft-test-tunnel in { type filter hook input priority -10 ; }".into(),
-        format!("add rule inet weft-test-tunnel in meta nfproto ipv4 {tunnel} counter name v4"),
-        format!("add rule inet weft-test-tunnel in meta nfproto ipv6 {tunnel} counter name v6"),
-    ] {
-        nft(&cmd);
-    }
+    nft(&format!(
+        "add table inet weft-test-tunnel\n\
+         add counter inet weft-test-tunnel v4\n\
+         add counter inet weft-test-tunnel v6\n\
+         add chain inet weft-test-tunnel in {{ type filter hook input priority -10 ; }}\n\
+         add rule inet weft-test-tunnel in meta nfproto ipv4 {tunnel} counter name v4\n\
+         add rule inet weft-test-tunnel in meta nfproto ipv6 {tunnel} counter name v6\n"
+    ));
     (0, 0)
 }
 

@@ -132,17 +132,7 @@ fn congestion_marks_cross_the_tunnel(tag: &str, encap: &str, underlay: &str, out
     }
     // An underlay router marks congestion on ECN-capable outer packets.
     let n1 = lab.ns(1);
-    let nft = |rule: &str| {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &n1, "nft", rule])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nft {rule}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let nft = |script: &str| support::nft(&n1, script);
     let family = if underlay == "6" { "ip6" } else { "ip" };
     nft(&format!("add table {family} weft_ecn_test"));
     nft(&format!(
@@ -166,19 +156,6 @@ fn congestion_marks_cross_the_tunnel(tag: &str, encap: &str, underlay: &str, out
         );
     }
     // And the rule did see ECN-capable outer packets (one per family).
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &n1,
-            "nft",
-            "list",
-            "table",
-            family,
-            "weft_ecn_test",
-        ])
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&out.stdout);
+    let listing = nft(&format!("list table {family} weft_ecn_test"));
     assert!(listing.contains("packets 2 "), "{listing}");
 }

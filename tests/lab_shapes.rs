@@ -172,25 +172,6 @@ fn dual_stack_underlay(tag: &str, encap: &str, outer: &str, mtu_dual: u64, mtu_v
         "4,dual6,dual4",
     ]);
     lab.run(&["wait", "60"]);
-    let nft = |k: usize, args: &str| {
-        let out = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns(k),
-                "sh",
-                "-c",
-                &format!("nft {args}"),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nft {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     // Named counters of tunnel packets arriving on n2 and n3, by sender
     // and outer family.
     let senders = [
@@ -202,22 +183,23 @@ fn dual_stack_underlay(tag: &str, encap: &str, outer: &str, mtu_dual: u64, mtu_v
         (3, "from_n2_v6", "ip6 saddr fd00:99::2"),
     ];
     for k in [2, 3] {
-        nft(k, "add table inet weft_dual_test");
-        nft(
-            k,
-            "'add chain inet weft_dual_test in { type filter hook prerouting priority -300; }'",
-        );
-    }
-    for (k, name, from) in senders {
-        nft(k, &format!("add counter inet weft_dual_test {name}"));
-        nft(
-            k,
-            &format!("'add rule inet weft_dual_test in {from} {outer} counter name {name}'"),
-        );
+        let mut script = "add table inet weft_dual_test\n\
+             add chain inet weft_dual_test in { type filter hook prerouting priority -300; }\n"
+            .to_string();
+        for (_, name, from) in senders.iter().filter(|s| s.0 == k) {
+            script += &format!(
+                "add counter inet weft_dual_test {name}\n\
+                 add rule inet weft_dual_test in {from} {outer} counter name {name}\n"
+            );
+        }
+        support::nft(&lab.ns(k), &script);
     }
     // Bytes, not packets: GRO on the receiver's link merges datagrams.
     let bytes = |k: usize, name: &str| -> u64 {
-        let listing = nft(k, &format!("list counter inet weft_dual_test {name}"));
+        let listing = support::nft(
+            &lab.ns(k),
+            &format!("list counter inet weft_dual_test {name}"),
+        );
         let after = listing.split("bytes ").nth(1).expect("a counter");
         after.split_whitespace().next().unwrap().parse().unwrap()
     };
@@ -261,22 +243,10 @@ fn dual_stack_underlay(tag: &str, encap: &str, outer: &str, mtu_dual: u64, mtu_v
     }
 
     // What weftctl shows is where the tunnels go.
-    let peer = |k: usize, name: &str| -> String {
-        let v = lab.status(k);
-        let p = v["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name);
-        p.unwrap_or_else(|| panic!("n{k} knows {name}: {v}"))["underlay"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    assert_eq!(peer(1, "n2"), "10.99.0.2");
-    assert_eq!(peer(3, "n2"), "fd00:99::2");
-    assert_eq!(peer(2, "n3"), "10.99.0.3");
-    assert_eq!(peer(2, "n1"), "10.99.0.1");
+    assert_eq!(lab.peer_underlay(1, "n2"), "10.99.0.2");
+    assert_eq!(lab.peer_underlay(3, "n2"), "fd00:99::2");
+    assert_eq!(lab.peer_underlay(2, "n3"), "10.99.0.3");
+    assert_eq!(lab.peer_underlay(2, "n1"), "10.99.0.1");
     for (k, mtu) in [(1, mtu_v4), (2, mtu_dual), (3, mtu_dual)] {
         let v = lab.status(k);
         assert_eq!(v["overlay_mtu"].as_u64(), Some(mtu), "n{k}: {v}");

@@ -411,19 +411,7 @@ fn multicast_across_nodes_over_a_dual_stack_underlay() {
     ];
     lab.run_with_env(&args, &extra);
     lab.run(&["wait", "60"]);
-    let reached = |name: &str| -> String {
-        let v = lab.status(1);
-        let p = v["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name);
-        p.unwrap_or_else(|| panic!("n1 knows {name}: {v}"))["underlay"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    assert_eq!(reached("n2"), "10.99.0.2");
-    assert_eq!(reached("n3"), "fd00:99::3");
+    assert_eq!(lab.peer_underlay(1, "n2"), "10.99.0.2");
+    assert_eq!(lab.peer_underlay(1, "n3"), "fd00:99::3");
     exchange(&lab, false);
 }

@@ -664,36 +664,8 @@ mod tests {
 
     #[test]
     fn the_kernel_path_routes_via_vteps_and_guards_what_each_sender_owns() {
-        let fdb = Fdb::new(NodeId::new("n1"), node("10.99.0.1", None));
-        let (n2, n3) = (NodeId::new("n2"), NodeId::new("n3"));
-        let m = Meta::new(Source::Gossip, 1);
         let mac2 = fdb::Mac([2, 0, 0, 0, 0, 2]);
-        fdb.update(|t| {
-            t.upsert_node(
-                n2.clone(),
-                NodeRecord {
-                    vtep_mac: mac2,
-                    ..node("10.99.0.2", None)
-                },
-                m,
-            )?;
-            // n3 has only an IPv6 underlay address: the IPv4 device cannot
-            // reach it, so it gets no route, neighbour or FDB entry.
-            t.upsert_node(
-                n3.clone(),
-                NodeRecord {
-                    underlay_v4: None,
-                    underlay_v6: Some("fd00:99::3".parse().unwrap()),
-                    ..NodeRecord::default()
-                },
-                m,
-            )?;
-            t.upsert_block("10.244.4.0/26".parse().unwrap(), NodeId::new("n1"), m)?;
-            t.upsert_block("10.244.8.64/26".parse().unwrap(), n2.clone(), m)?;
-            t.upsert_block("10.244.8.0/26".parse().unwrap(), n2, m)?;
-            t.upsert_block("10.244.12.0/26".parse().unwrap(), n3, m)
-        })
-        .unwrap();
+        let fdb = three_nodes(mac2, "10.244.8.64/26");
         let policy = RoutePolicy {
             device: OverlayDevice::KernelVxlan {
                 ifindex: 9,
@@ -701,18 +673,7 @@ mod tests {
             },
             direct: None,
         };
-        let host = HostNet {
-            pools: vec!["10.244.0.0/16".parse().unwrap()],
-            nat_pools: vec![],
-            local_via_tun: false,
-            kernel_device: Some(KernelNames {
-                device: "weft-vxlan".into(),
-                port: 4789,
-                underlay_device: "eth0".into(),
-                checks: true,
-            }),
-            nodes_via_overlay: true,
-        };
+        let host = kernel_host("weft-vxlan");
         let d = desired(&fdb.snapshot(), &policy, &host);
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
         let net = |s: &str| -> IpNet { s.parse().unwrap() };
@@ -761,48 +722,63 @@ mod tests {
         assert_eq!(vtep.guard.local, [ip("10.99.0.1")].into_iter().collect());
     }
 
+    /// Node n1 (this one, 10.99.0.1, block 10.244.4.0/26); n2 at
+    /// 10.99.0.2 with VTEP MAC `mac2`, blocks 10.244.8.0/26 and `n2_extra`;
+    /// n3 with an IPv6 underlay address only (an IPv4 device cannot reach
+    /// it), block 10.244.12.0/26.
+    fn three_nodes(mac2: fdb::Mac, n2_extra: &str) -> Fdb {
+        let fdb = Fdb::new(NodeId::new("n1"), node("10.99.0.1", None));
+        let (n2, n3) = (NodeId::new("n2"), NodeId::new("n3"));
+        let m = Meta::new(Source::Gossip, 1);
+        fdb.update(|t| {
+            let n2_record = NodeRecord {
+                vtep_mac: mac2,
+                ..node("10.99.0.2", None)
+            };
+            t.upsert_node(n2.clone(), n2_record, m)?;
+            let n3_record = NodeRecord {
+                underlay_v4: None,
+                underlay_v6: Some("fd00:99::3".parse().unwrap()),
+                ..NodeRecord::default()
+            };
+            t.upsert_node(n3.clone(), n3_record, m)?;
+            t.upsert_block("10.244.4.0/26".parse().unwrap(), NodeId::new("n1"), m)?;
+            t.upsert_block(n2_extra.parse().unwrap(), n2.clone(), m)?;
+            t.upsert_block("10.244.8.0/26".parse().unwrap(), n2, m)?;
+            t.upsert_block("10.244.12.0/26".parse().unwrap(), n3, m)
+        })
+        .unwrap();
+        fdb
+    }
+
+    /// A kernel-path node's host settings, its device named `device`.
+    fn kernel_host(device: &str) -> HostNet {
+        HostNet {
+            pools: vec!["10.244.0.0/16".parse().unwrap()],
+            nat_pools: vec![],
+            local_via_tun: false,
+            kernel_device: Some(KernelNames {
+                device: device.into(),
+                port: 4789,
+                underlay_device: "eth0".into(),
+                checks: true,
+            }),
+            nodes_via_overlay: true,
+        }
+    }
+
     /// The kernel IP-in-IP path: each remote IPv4 block and node address
     /// routed through the ipip device via the node's underlay address (the
     /// tunnel's far end), nothing for a node without IPv4 or for IPv6
     /// blocks; no neighbours, FDB or receive checks.
     #[test]
     fn the_kernel_ip_in_ip_path_routes_via_each_nodes_underlay_address() {
-        let fdb = Fdb::new(NodeId::new("n1"), node("10.99.0.1", None));
-        let (n2, n3) = (NodeId::new("n2"), NodeId::new("n3"));
-        let m = Meta::new(Source::Gossip, 1);
-        fdb.update(|t| {
-            t.upsert_node(n2.clone(), node("10.99.0.2", None), m)?;
-            t.upsert_node(
-                n3.clone(),
-                NodeRecord {
-                    underlay_v4: None,
-                    underlay_v6: Some("fd00:99::3".parse().unwrap()),
-                    ..NodeRecord::default()
-                },
-                m,
-            )?;
-            t.upsert_block("10.244.4.0/26".parse().unwrap(), NodeId::new("n1"), m)?;
-            t.upsert_block("10.244.8.0/26".parse().unwrap(), n2.clone(), m)?;
-            t.upsert_block("fd00:244:0:2::/122".parse().unwrap(), n2, m)?;
-            t.upsert_block("10.244.12.0/26".parse().unwrap(), n3, m)
-        })
-        .unwrap();
+        let fdb = three_nodes(fdb::Mac([2, 0, 0, 0, 0, 2]), "fd00:244:0:2::/122");
         let policy = RoutePolicy {
             device: OverlayDevice::KernelIpip { ifindex: 11 },
             direct: None,
         };
-        let host = HostNet {
-            pools: vec!["10.244.0.0/16".parse().unwrap()],
-            nat_pools: vec![],
-            local_via_tun: false,
-            kernel_device: Some(KernelNames {
-                device: "weft-ipip".into(),
-                port: 4789,
-                underlay_device: "eth0".into(),
-                checks: true,
-            }),
-            nodes_via_overlay: true,
-        };
+        let host = kernel_host("weft-ipip");
         let d = desired(&fdb.snapshot(), &policy, &host);
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
         let net = |s: &str| -> IpNet { s.parse().unwrap() };

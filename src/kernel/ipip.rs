@@ -12,11 +12,11 @@
 //! never been created there: only the choice around it (module absent:
 //! the userspace path) is tested.
 
-use super::{kerr, KernelError};
+use super::KernelError;
 use rtnetlink::packet_route::link::{
     InfoData, InfoIpTunnel, InfoKind, LinkAttribute, LinkInfo, LinkMessage,
 };
-use rtnetlink::{Handle, LinkIpIp, LinkUnspec};
+use rtnetlink::{Handle, LinkIpIp};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// What weft's ipip device must be.
@@ -86,34 +86,8 @@ pub fn creation(spec: &DeviceSpec) -> LinkMessage {
 /// whether it was (re)created. A matching device is adopted untouched;
 /// one that differs is deleted and created again.
 pub async fn ensure(h: &Handle, spec: &DeviceSpec) -> Result<(u32, bool), KernelError> {
-    let name = &spec.name;
-    let mut created = false;
-    let index = match super::vxlan::find(h, name).await? {
-        Some(link) if matches(&link, spec) => link.header.index,
-        existing => {
-            if let Some(link) = existing {
-                tracing::warn!(device = %name, "existing link differs from the configuration: re-created");
-                super::delete_link(h, link.header.index, name).await?;
-            }
-            h.link()
-                .add(creation(spec))
-                .execute()
-                .await
-                .map_err(|e| kerr(format!("create ipip device {name}"), e))?;
-            created = true;
-            super::vxlan::find(h, name)
-                .await?
-                .ok_or_else(|| kerr(format!("create ipip device {name}"), "gone after creation"))?
-                .header
-                .index
-        }
-    };
-    h.link()
-        .set(LinkUnspec::new_with_index(index).mtu(spec.mtu).up().build())
-        .execute()
-        .await
-        .map_err(|e| kerr(format!("set {name} up, mtu {}", spec.mtu), e))?;
-    Ok((index, created))
+    let matching = |l: &LinkMessage| matches(l, spec);
+    super::ensure_link(h, &spec.name, matching, creation(spec), spec.mtu, || {}).await
 }
 
 /// Deletes the link named `name` if it is an ipip device (uninstall, or a

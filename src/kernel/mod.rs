@@ -71,6 +71,54 @@ pub async fn remove_link(h: &rtnetlink::Handle, name: &str) -> Result<bool, Kern
     remove_link_if(h, name, |_| true).await
 }
 
+/// Makes the link `name` exist as `matches` wants it and be up with `mtu`:
+/// a matching link is adopted untouched (its entries keep carrying
+/// traffic); one that differs is deleted and `create` is added in its
+/// place (then `created` runs). Returns its index and whether it was
+/// (re)created. The kernel path's devices (vxlan, ipip) share this.
+pub async fn ensure_link(
+    h: &rtnetlink::Handle,
+    name: &str,
+    matches: impl Fn(&rtnetlink::packet_route::link::LinkMessage) -> bool,
+    create: rtnetlink::packet_route::link::LinkMessage,
+    mtu: u32,
+    created: impl FnOnce(),
+) -> Result<(u32, bool), KernelError> {
+    let mut made = false;
+    let index = match vxlan::find(h, name).await? {
+        Some(link) if matches(&link) => link.header.index,
+        existing => {
+            if let Some(link) = existing {
+                tracing::warn!(device = %name, "existing link differs from the configuration: re-created");
+                delete_link(h, link.header.index, name).await?;
+            }
+            h.link()
+                .add(create)
+                .execute()
+                .await
+                .map_err(|e| kerr(format!("create {name}"), e))?;
+            made = true;
+            created();
+            vxlan::find(h, name)
+                .await?
+                .ok_or_else(|| kerr(format!("create {name}"), "gone after creation"))?
+                .header
+                .index
+        }
+    };
+    h.link()
+        .set(
+            rtnetlink::LinkUnspec::new_with_index(index)
+                .mtu(mtu)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| kerr(format!("set {name} up, mtu {mtu}"), e))?;
+    Ok((index, made))
+}
+
 /// Deletes the link named `name` if there is one and `which` accepts it.
 /// Returns whether it was deleted.
 pub async fn remove_link_if(

@@ -19,7 +19,7 @@ use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
+use rtnetlink::{Handle, LinkVxlan};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -117,47 +117,30 @@ fn matches(link: &LinkMessage, spec: &DeviceSpec) -> bool {
 /// neighbours and FDB entries keep carrying traffic); one that differs is
 /// deleted and created again.
 pub async fn ensure(h: &Handle, spec: &DeviceSpec) -> Result<(u32, bool), KernelError> {
+    let builder = LinkVxlan::new(&spec.name, spec.vni)
+        .port(spec.port)
+        .dev(spec.underlay_ifindex)
+        .learning(false);
+    let builder = match spec.local {
+        IpAddr::V4(a) => builder.local(a),
+        IpAddr::V6(a) => builder.local6(a),
+    };
+    let create = builder.address(spec.mac.to_vec()).mtu(spec.mtu).build();
     let name = &spec.name;
-    let mut created = false;
-    let index = match find(h, name).await? {
-        Some(link) if matches(&link, spec) => link.header.index,
-        existing => {
-            if let Some(link) = existing {
-                tracing::warn!(device = %name, "existing link differs from the configuration: re-created");
-                super::delete_link(h, link.header.index, name).await?;
-            }
-            let builder = LinkVxlan::new(name, spec.vni)
-                .port(spec.port)
-                .dev(spec.underlay_ifindex)
-                .learning(false);
-            let builder = match spec.local {
-                IpAddr::V4(a) => builder.local(a),
-                IpAddr::V6(a) => builder.local6(a),
-            };
-            let msg = builder.address(spec.mac.to_vec()).mtu(spec.mtu).build();
-            h.link()
-                .add(msg)
-                .execute()
-                .await
-                .map_err(|e| kerr(format!("create vxlan device {name}"), e))?;
-            created = true;
+    super::ensure_link(
+        h,
+        name,
+        |l| matches(l, spec),
+        create,
+        spec.mtu,
+        || {
             // No IPv6 link-local address: the device would send router
             // solicitations and MLD reports that no FDB entry leads anywhere
             // (each counted as a transmit drop). Best effort: IPv6 may be off.
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/addr_gen_mode"), "1");
-            find(h, name)
-                .await?
-                .ok_or_else(|| kerr(format!("create vxlan device {name}"), "gone after creation"))?
-                .header
-                .index
-        }
-    };
-    h.link()
-        .set(LinkUnspec::new_with_index(index).mtu(spec.mtu).up().build())
-        .execute()
-        .await
-        .map_err(|e| kerr(format!("set {name} up, mtu {}", spec.mtu), e))?;
-    Ok((index, created))
+        },
+    )
+    .await
 }
 
 /// Deletes the link named `name` if it is a vxlan device (uninstall, or a

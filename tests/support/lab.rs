@@ -122,6 +122,18 @@ impl Lab {
         serde_json::from_slice(&out.stdout).expect("weftctl --json gives JSON")
     }
 
+    /// Where node `k`'s tunnels to its peer `name` go, as `weftctl status`
+    /// shows it.
+    pub fn peer_underlay(&self, k: usize, name: &str) -> String {
+        let v = self.status(k);
+        let peers = v["peers"].as_array().expect("status lists peers");
+        let p = peers.iter().find(|p| p["name"] == name);
+        p.unwrap_or_else(|| panic!("n{k} knows {name}: {v}"))["underlay"]
+            .as_str()
+            .unwrap_or_else(|| panic!("n{k} has an underlay address for {name}: {v}"))
+            .to_string()
+    }
+
     /// Node `k`'s gossip counters, from a stats file written after now.
     pub fn gossip_stats(&self, k: usize) -> Json {
         self.stats(k)["gossip"].clone()

@@ -28,6 +28,33 @@ pub fn ok(args: &[&str]) {
     );
 }
 
+/// Runs the nftables `script` (commands, one a line, as `nft -f` reads
+/// them: no shell quoting) in namespace `ns`; fails the test if it fails.
+/// Returns what nft printed (listings).
+pub fn nft(ns: &str, script: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft in {ns}: {script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A closure that moves the calling thread (or a child between fork and
 /// exec) into the named network namespace.
 pub fn enter(ns: &str) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
