@@ -554,12 +554,26 @@ impl State {
                 }
             }
         }
-        // Groups need no block: a live node with pods in the group.
+        // Groups need no block: a live node with pods in the group. Only
+        // what the node published since its latest start (its node record's
+        // epoch) counts: a restarted node relearns its pods' groups, and
+        // until it has, copies sent on its old records would find no
+        // member there (it deletes the records it no longer holds when it
+        // hears them, which takes a round trip).
         for (name, o) in &self.owners {
             if !view.nodes.contains_key(name) {
                 continue;
             }
+            let started = o
+                .records
+                .get(&Key::Node {
+                    owner: name.clone(),
+                })
+                .map_or(0, |n| n.version.epoch);
             for (k, s) in &o.records {
+                if s.version.epoch < started {
+                    continue;
+                }
                 if let (Key::Group { group, .. }, Value::Members { pods }) = (k, &s.value) {
                     view.groups
                         .entry(*group)
@@ -1045,5 +1059,17 @@ mod tests {
         let view = st.view(|_| true, |_| true);
         assert_eq!(view.groups[&g].len(), 1);
         assert_eq!(view.groups.len(), 2);
+        // a restarts (its node record of a later epoch): its group from the
+        // earlier start no longer counts, until it publishes it again.
+        st.apply(node("a", v(2, 1)), 0).unwrap();
+        let view = st.view(|_| true, |_| true);
+        assert!(!view.groups.contains_key(&g), "{:?}", view.groups);
+        let again = Record {
+            version: v(2, 2),
+            ..group("a", "239.1.1.1", 2, 0)
+        };
+        st.apply(again, 0).unwrap();
+        let view = st.view(|_| true, |_| true);
+        assert_eq!(view.groups[&g].len(), 1);
     }
 }
