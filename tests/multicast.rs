@@ -296,8 +296,18 @@ fn exchange(lab: &Lab, kill_a_node: bool) {
             Duration::from_secs(30),
             || member_nodes(lab, 1, IpAddr::V4(G4)) == ["n2"],
         );
+        let copies = counter(lab, 1, "multicast_copies");
         send(&pod(lab, 1, 1), IpAddr::V4(G4), "c", 20, 8);
-        assert_eq!(member.finish().len(), 20, "n2's member after the restart");
+        let got = member.finish().len();
+        if got != 20 {
+            panic!(
+                "n2's member got {got} of 20 after the restart; n1 sent {} copies, \
+                 n1 drops {}, n2 kernel path {}",
+                counter(lab, 1, "multicast_copies") - copies,
+                lab.weftctl(1, "stats")["drops"],
+                lab.weftctl(2, "stats")["kernel_path"]
+            );
+        }
     }
 }
 

@@ -80,7 +80,7 @@ fn main() {
     let state_bytes = LIVE.load(Ordering::Relaxed) - base;
     let (owners, records) = state.size();
     let t0 = std::time::Instant::now();
-    let view = state.view(|_| true, |_| true);
+    let view = state.view(|_| Some(0), |_| true);
     let took = t0.elapsed();
     let view_bytes = LIVE.load(Ordering::Relaxed) - base - state_bytes;
     println!(

@@ -558,8 +558,16 @@ impl Agent {
         }
     }
 
-    fn is_live(&self, owner: &str) -> bool {
-        owner == self.cfg.name || self.peers.get(owner).is_some_and(|p| p.up)
+    /// The epoch of the start `owner` is live in (this node: its own), or
+    /// None if it is not live.
+    fn live_since(&self, owner: &str) -> Option<u64> {
+        if owner == self.cfg.name {
+            return Some(self.epoch);
+        }
+        self.peers
+            .get(owner)
+            .filter(|p| p.up)
+            .map(|p| p.member.boot)
     }
 
     fn housekeeping(&mut self, now: u64) {
@@ -616,7 +624,7 @@ impl Agent {
     pub fn view(&self, now_ms: u64) -> View {
         let sh = self.shared.lock().expect("not poisoned");
         sh.state
-            .view(|o| self.is_live(o), |o| self.may_claim(o, now_ms))
+            .view(|o| self.live_since(o), |o| self.may_claim(o, now_ms))
     }
 
     /// Whether this node has joined a cluster.
