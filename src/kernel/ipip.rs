@@ -13,9 +13,7 @@
 //! the userspace path) is tested.
 
 use super::KernelError;
-use rtnetlink::packet_route::link::{
-    InfoData, InfoIpTunnel, InfoKind, LinkAttribute, LinkInfo, LinkMessage,
-};
+use rtnetlink::packet_route::link::{InfoData, InfoIpTunnel, InfoKind, LinkMessage};
 use rtnetlink::{Handle, LinkIpIp};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -33,23 +31,15 @@ pub struct DeviceSpec {
 }
 
 fn tunnel_info(link: &LinkMessage) -> Option<&[InfoIpTunnel]> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(InfoData::IpTunnel(v)) => Some(v.as_slice()),
-            _ => None,
-        }),
+    match super::link_data(link)? {
+        InfoData::IpTunnel(v) => Some(v.as_slice()),
         _ => None,
-    })
+    }
 }
 
 /// Whether `link` is an ipip device.
 pub fn is_ipip(link: &LinkMessage) -> bool {
-    link.attributes.iter().any(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos
-            .iter()
-            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::IpIp))),
-        _ => false,
-    })
+    super::link_is(link, &InfoKind::IpIp)
 }
 
 /// Whether an existing link is the device `spec` describes (MTU aside,
@@ -99,6 +89,7 @@ pub async fn remove(h: &Handle, name: &str) -> Result<bool, KernelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtnetlink::packet_route::link::LinkAttribute;
 
     /// The message asks for what the design needs (checked here, since no
     /// kernel this is developed on can create the device): an ipip link

@@ -71,6 +71,40 @@ pub async fn remove_link(h: &rtnetlink::Handle, name: &str) -> Result<bool, Kern
     remove_link_if(h, name, |_| true).await
 }
 
+/// The `IFLA_LINKINFO` items of `link` (its kind, its kind's data).
+fn link_infos(
+    link: &rtnetlink::packet_route::link::LinkMessage,
+) -> impl Iterator<Item = &rtnetlink::packet_route::link::LinkInfo> {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    link.attributes
+        .iter()
+        .filter_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => Some(infos),
+            _ => None,
+        })
+        .flatten()
+}
+
+/// Whether `link` is of `kind` (vxlan, ipip, ...).
+pub fn link_is(
+    link: &rtnetlink::packet_route::link::LinkMessage,
+    kind: &rtnetlink::packet_route::link::InfoKind,
+) -> bool {
+    use rtnetlink::packet_route::link::LinkInfo;
+    link_infos(link).any(|i| matches!(i, LinkInfo::Kind(k) if k == kind))
+}
+
+/// The kind-specific data of `link` (`IFLA_INFO_DATA`), if any.
+pub fn link_data(
+    link: &rtnetlink::packet_route::link::LinkMessage,
+) -> Option<&rtnetlink::packet_route::link::InfoData> {
+    use rtnetlink::packet_route::link::LinkInfo;
+    link_infos(link).find_map(|i| match i {
+        LinkInfo::Data(d) => Some(d),
+        _ => None,
+    })
+}
+
 /// Makes the link `name` exist as `matches` wants it and be up with `mtu`:
 /// a matching link is adopted untouched (its entries keep carrying
 /// traffic); one that differs is deleted and `create` is added in its

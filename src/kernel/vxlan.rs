@@ -12,9 +12,7 @@
 
 use super::{kerr, KernelError, Stale};
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
-};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -72,22 +70,14 @@ pub async fn find(h: &Handle, name: &str) -> Result<Option<LinkMessage>, KernelE
 }
 
 fn vxlan_info(link: &LinkMessage) -> Option<&[InfoVxlan]> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(InfoData::Vxlan(v)) => Some(v.as_slice()),
-            _ => None,
-        }),
+    match super::link_data(link)? {
+        InfoData::Vxlan(v) => Some(v.as_slice()),
         _ => None,
-    })
+    }
 }
 
 fn is_vxlan(link: &LinkMessage) -> bool {
-    link.attributes.iter().any(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos
-            .iter()
-            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Vxlan))),
-        _ => false,
-    })
+    super::link_is(link, &InfoKind::Vxlan)
 }
 
 /// Whether an existing link is the device `spec` describes (MTU aside,

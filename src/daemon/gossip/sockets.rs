@@ -14,9 +14,10 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-/// The gossip sockets, the advertised (preferred family) one first.
+/// The gossip sockets, the advertised (preferred family) one first, each
+/// with its family (true: IPv6).
 pub struct GossipSockets {
-    socks: Vec<UdpSocket>,
+    socks: Vec<(UdpSocket, bool)>,
 }
 
 impl GossipSockets {
@@ -30,7 +31,7 @@ impl GossipSockets {
                 super::receive_buffer(&s);
                 s.set_nonblocking(true)
                     .map_err(|e| format!("gossip: {addr}: {e}"))?;
-                Ok(s)
+                Ok((s, a.is_ipv6()))
             })
             .collect::<Result<Vec<_>, String>>()?;
         if socks.is_empty() {
@@ -41,13 +42,13 @@ impl GossipSockets {
 
     /// The advertised gossip address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socks[0].local_addr()
+        self.socks[0].0.local_addr()
     }
 
     fn of_family(&self, v6: bool) -> Option<&UdpSocket> {
         self.socks
             .iter()
-            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == v6))
+            .find_map(|(s, is_v6)| (*is_v6 == v6).then_some(s))
     }
 
     /// Sends `datagram` to the member at gossip address `to`, over the
@@ -76,7 +77,7 @@ impl GossipSockets {
         let mut fds: Vec<PollFd<'_>> = self
             .socks
             .iter()
-            .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
+            .map(|(s, _)| PollFd::new(s.as_fd(), PollFlags::POLLIN))
             .collect();
         let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
@@ -85,7 +86,7 @@ impl GossipSockets {
             Err(e) => return Err(e.into()),
         }
         burst.clear();
-        for s in &self.socks {
+        for (s, _) in &self.socks {
             burst.drain(s);
         }
         if burst.is_empty() {
