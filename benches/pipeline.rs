@@ -12,11 +12,14 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use encap::ecn::Ecn;
-use encap::segment::{split_tcp, split_udp, ChecksumFill, InPlaceRun, Layout, TcpCoalescer};
+use encap::segment::{
+    split_tcp, split_udp, ChecksumFill, InPlaceRun, Layout, RunRules, TcpCoalescer,
+};
 use encap::vxlan::{Vni, VxlanDecap, VxlanEncap};
 use encap::MacAddr;
 use fdb::{Fdb, Mac, Meta, NodeId, NodeRecord, Source};
-use weft::dataplane::rx::accept_vxlan;
+use std::net::IpAddr;
+use weft::dataplane::rx::{accept_vxlan, inner_checksums_need_verifying, PassedChecks};
 use weft::dataplane::tx::encap_vxlan;
 use weft::dataplane::Settings;
 
@@ -141,26 +144,52 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("decap_and_coalesce_46x1400", |b| {
         b.iter(|| {
             let (s0, e0) = starts[0];
-            let first = accept_vxlan(&dec, snap, &peer, &mut segs, s0..e0, Ecn::NotEct).unwrap();
+            let mut passed = PassedChecks::default();
+            let first = accept_vxlan(
+                &dec,
+                snap,
+                &peer,
+                &mut segs,
+                s0..e0,
+                Ecn::NotEct,
+                &mut passed,
+            )
+            .unwrap();
             let mut c = TcpCoalescer::start(&mut merged, &segs[first], true).unwrap();
             for &(s, e) in &starts[1..] {
-                let inner = accept_vxlan(&dec, snap, &peer, &mut segs, s..e, Ecn::NotEct).unwrap();
+                let inner =
+                    accept_vxlan(&dec, snap, &peer, &mut segs, s..e, Ecn::NotEct, &mut passed)
+                        .unwrap();
                 c.push(&segs[inner]).unwrap();
             }
             black_box(c.finish(ChecksumFill::Partial))
         })
     });
-    // What weftd does: headers merged, payloads left in place for a
-    // vectored TUN write (checksums still verified).
+    // What weftd does with a GRO train: headers merged, payloads left in
+    // place for a vectored TUN write, inner checksums left unchecked (the
+    // outer ones covered them).
     let mut headers = vec![0u8; 256];
+    let verify = inner_checksums_need_verifying(IpAddr::from([192, 168, 0, 4]), starts.len());
     g.bench_function("decap_and_coalesce_in_place_46x1400", |b| {
         b.iter(|| {
             let (s0, e0) = starts[0];
-            let first = accept_vxlan(&dec, snap, &peer, &mut segs, s0..e0, Ecn::NotEct).unwrap();
+            let mut passed = PassedChecks::default();
+            let first = accept_vxlan(
+                &dec,
+                snap,
+                &peer,
+                &mut segs,
+                s0..e0,
+                Ecn::NotEct,
+                &mut passed,
+            )
+            .unwrap();
             let (mut c, _) =
-                TcpCoalescer::start_in_place(&mut headers, &segs[first], true).unwrap();
+                TcpCoalescer::start_in_place(&mut headers, &segs[first], verify).unwrap();
             for &(s, e) in &starts[1..] {
-                let inner = accept_vxlan(&dec, snap, &peer, &mut segs, s..e, Ecn::NotEct).unwrap();
+                let inner =
+                    accept_vxlan(&dec, snap, &peer, &mut segs, s..e, Ecn::NotEct, &mut passed)
+                        .unwrap();
                 black_box(c.push_in_place(&segs[inner]).unwrap());
             }
             black_box(c.finish(ChecksumFill::Partial))
@@ -184,10 +213,24 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("decap_and_coalesce_udp_in_place_64x64", |b| {
         b.iter(|| {
             let (s0, e0) = starts[0];
-            let first = accept_vxlan(&dec, snap, &peer, &mut segs, s0..e0, Ecn::NotEct).unwrap();
-            let (mut c, _) = InPlaceRun::start(&mut headers, &segs[first], true).unwrap();
+            let mut passed = PassedChecks::default();
+            let first = accept_vxlan(
+                &dec,
+                snap,
+                &peer,
+                &mut segs,
+                s0..e0,
+                Ecn::NotEct,
+                &mut passed,
+            )
+            .unwrap();
+            let (mut c, _) =
+                InPlaceRun::start(&mut headers, &segs[first], RunRules { udp: true, verify })
+                    .unwrap();
             for &(s, e) in &starts[1..] {
-                let inner = accept_vxlan(&dec, snap, &peer, &mut segs, s..e, Ecn::NotEct).unwrap();
+                let inner =
+                    accept_vxlan(&dec, snap, &peer, &mut segs, s..e, Ecn::NotEct, &mut passed)
+                        .unwrap();
                 black_box(c.push(&segs[inner]).unwrap());
             }
             black_box(c.finish())

@@ -130,7 +130,14 @@ pub fn segment(data: &[u8]) {
         // as the datagrams (only an empty payload is refused).
         let seg = |i: usize| &out[i * layout.stride + 50..i * layout.stride + 50 + lens[i]];
         let mut headers = [0u8; 128];
-        match crate::segment::InPlaceRun::start(&mut headers, seg(0), true) {
+        match crate::segment::InPlaceRun::start(
+            &mut headers,
+            seg(0),
+            crate::segment::RunRules {
+                udp: true,
+                verify: true,
+            },
+        ) {
             Ok((mut run, first)) => {
                 let header_len = first.start;
                 for i in 1..n {

@@ -460,8 +460,12 @@ fn split_udp_refuses_what_it_cannot_split() {
 /// the kernel does for NEEDS_CSUM), the original byte for byte.
 #[test]
 fn udp_split_then_coalesce_restores_the_super_packet() {
-    use encap::segment::{split_udp, InPlaceRun, Transport};
+    use encap::segment::{split_udp, InPlaceRun, RunRules, Transport};
     use encap::virtio::{complete_checksum, GsoType, VirtioNetHdr};
+    const UDP: RunRules = RunRules {
+        udp: true,
+        verify: true,
+    };
     let mut runner = proptest::test_runner::TestRunner::default();
     runner
         .run(
@@ -474,7 +478,7 @@ fn udp_split_then_coalesce_restores_the_super_packet() {
                 let n = split_udp(&pkt, size, &mut out, LAYOUT, &mut lens).unwrap();
                 let mut headers = vec![0u8; 128];
                 let (mut run, first) =
-                    InPlaceRun::start(&mut headers, seg(&out, &lens, 0), true).unwrap();
+                    InPlaceRun::start(&mut headers, seg(&out, &lens, 0), UDP).unwrap();
                 prop_assert!(matches!(run, InPlaceRun::Udp(_)));
                 let mut joined = seg(&out, &lens, 0)[first].to_vec();
                 for i in 1..n {
@@ -507,7 +511,15 @@ fn udp_split_then_coalesce_restores_the_super_packet() {
 
 #[test]
 fn udp_coalescer_refusals() {
-    use encap::segment::{split_udp, InPlaceRun, UdpCoalescer, MAX_UDP_SEGMENTS};
+    use encap::segment::{split_udp, InPlaceRun, RunRules, UdpCoalescer, MAX_UDP_SEGMENTS};
+    const UDP: RunRules = RunRules {
+        udp: true,
+        verify: true,
+    };
+    const NO_UDP: RunRules = RunRules {
+        udp: false,
+        verify: true,
+    };
     let pkt = udp_super_packet(false, &[5u8; 7050]);
     let mut out = vec![0u8; 128 * LAYOUT.stride];
     let mut lens = vec![0usize; 128];
@@ -521,36 +533,44 @@ fn udp_coalescer_refusals() {
     let mut no_sum = s(0);
     no_sum[26..28].fill(0);
     assert_eq!(
-        UdpCoalescer::start_in_place(&mut headers, &no_sum).err(),
+        UdpCoalescer::start_in_place(&mut headers, &no_sum, true).err(),
         Some(Refusal::NotUdp)
     );
     let empty = udp_super_packet(false, &[]);
     assert_eq!(
-        UdpCoalescer::start_in_place(&mut headers, &empty).err(),
+        UdpCoalescer::start_in_place(&mut headers, &empty, true).err(),
         Some(Refusal::Size)
     );
     let mut frag = s(0);
     frag[6] |= 0x20;
     assert_eq!(
-        UdpCoalescer::start_in_place(&mut headers, &frag).err(),
+        UdpCoalescer::start_in_place(&mut headers, &frag, true).err(),
         Some(Refusal::NotUdp)
     );
     assert_eq!(
-        UdpCoalescer::start_in_place(&mut headers[..20], &s(0)).err(),
+        UdpCoalescer::start_in_place(&mut headers[..20], &s(0), true).err(),
         Some(Refusal::Full)
     );
     assert_eq!(
-        InPlaceRun::start(&mut headers, &s(0), false).err(),
+        InPlaceRun::start(&mut headers, &s(0), NO_UDP).err(),
         Some(Refusal::NotUdp)
     );
     let mut bad = s(0);
     bad[40] ^= 1;
     assert_eq!(
-        UdpCoalescer::start_in_place(&mut headers, &bad).err(),
+        UdpCoalescer::start_in_place(&mut headers, &bad, true).err(),
         Some(Refusal::BadChecksum)
     );
 
-    let (mut run, _) = UdpCoalescer::start_in_place(&mut headers, &s(0)).unwrap();
+    // Where the tunnel's checksum covered it, a corrupt datagram is
+    // taken as it is (the caller's word), a missing checksum still not.
+    assert!(UdpCoalescer::start_in_place(&mut headers, &bad, false).is_ok());
+    assert_eq!(
+        UdpCoalescer::start_in_place(&mut headers, &no_sum, false).err(),
+        Some(Refusal::NotUdp)
+    );
+
+    let (mut run, _) = UdpCoalescer::start_in_place(&mut headers, &s(0), true).unwrap();
     let mut other_port = s(1);
     other_port[22] ^= 1;
     assert_eq!(run.push_in_place(&other_port), Err(Refusal::OtherFlow));
@@ -575,13 +595,13 @@ fn udp_coalescer_refusals() {
     assert_eq!(run.finish().segments, MAX_UDP_SEGMENTS);
 
     // A short datagram (the last of the split) closes the run.
-    let (mut run, _) = UdpCoalescer::start_in_place(&mut headers, &s(68)).unwrap();
+    let (mut run, _) = UdpCoalescer::start_in_place(&mut headers, &s(68), true).unwrap();
     run.push_in_place(&s(69)).unwrap();
     run.push_in_place(&s(70)).unwrap();
     assert_eq!(run.push_in_place(&s(1)), Err(Refusal::Closed));
 
     // TCP still goes to the TCP coalescer.
-    let (tcp_run, _) = InPlaceRun::start(&mut headers, &tcp, true).unwrap();
+    let (tcp_run, _) = InPlaceRun::start(&mut headers, &tcp, UDP).unwrap();
     assert!(matches!(tcp_run, InPlaceRun::Tcp(_)));
 }
 

@@ -17,7 +17,8 @@
 //! gone to sleep.
 
 use super::counters::DropReason;
-use super::rx::{accept_vxlan, resolve_in_vxlan, Delivery, Resolution};
+use super::rx::{accept_vxlan, inner_checksums_need_verifying, resolve_in_vxlan};
+use super::rx::{Delivery, PassedChecks, Resolution};
 use super::tx::{TxScratch, MAX_HEADERS};
 use super::{Attachment, UnderlayIo, Worker};
 use super::{EMIT_HEADROOM, HEADROOM, MAX_PACKET};
@@ -355,6 +356,7 @@ impl Worker {
                 .dropped_n(DropReason::UnknownSource, datagrams);
         };
         st.accepted.clear();
+        let mut passed = PassedChecks::default();
         for k in 0..n.div_ceil(segment) {
             let bounds = (
                 HEADROOM + k * segment,
@@ -395,12 +397,14 @@ impl Worker {
                 &mut st.rx_buf,
                 bounds.0..bounds.1,
                 outer_ecn,
+                &mut passed,
             ) {
                 Ok(r) => st.accepted.push(r),
                 Err(why) => self.counters.dropped(why),
             }
         }
-        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.delivery);
+        let verify = inner_checksums_need_verifying(from.ip(), n.div_ceil(segment));
+        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.delivery, verify);
     }
 
     /// Counts what source `k`'s socket dropped since we last heard, from
@@ -443,6 +447,7 @@ impl Worker {
             return Polled::Idle;
         }
         st.accepted.clear();
+        let mut passed = PassedChecks::default();
         for (k, &n) in got.lens[..got.count].iter().enumerate() {
             if n == usize::MAX {
                 // Cut short: longer than any IPv4 packet (cannot happen).
@@ -473,10 +478,18 @@ impl Worker {
                     continue;
                 }
             };
-            self.accept_ipip(&mut st.rx_buf, at, n, &mut st.reader, &mut st.accepted);
+            self.accept_ipip(
+                &mut st.rx_buf,
+                at,
+                n,
+                &mut st.reader,
+                &mut st.accepted,
+                &mut passed,
+            );
         }
         let snap = st.reader.load();
-        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.delivery);
+        // Nothing covers an IP-in-IP packet's payload but its own checksums.
+        self.deliver_batch(snap, &mut st.rx_buf, &st.accepted, &mut st.delivery, true);
         Polled::Busy
     }
 }

@@ -12,7 +12,7 @@
 use super::counters::DropReason;
 use super::{Worker, EMIT_HEADROOM, MAX_RUN};
 use encap::ecn::Ecn;
-use encap::segment::InPlaceRun;
+use encap::segment::{InPlaceRun, RunRules};
 use encap::virtio::VirtioNetHdr;
 use encap::vxlan::VxlanDecap;
 use encap::{IpPacket, MacAddr};
@@ -30,13 +30,64 @@ pub(super) struct Delivery {
     pub udp_runs: bool,
 }
 
+/// The inner source and destination of the last packet of a receive that
+/// passed the address checks (source in the sender's blocks, destination
+/// this node's), so the segments of one flow that follow it skip the two
+/// prefix lookups. It holds for one sender and one snapshot (a newer
+/// snapshot forgets it): start a fresh one for each receive (a GRO train
+/// comes from one sender); IP-in-IP batches mix senders and call
+/// [`PassedChecks::switch_sender`] for each packet.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassedChecks {
+    /// Snapshot sequence number, inner source, inner destination.
+    last: Option<(u64, IpAddr, IpAddr)>,
+    /// The sender it holds for, where a batch mixes senders.
+    sender: Option<IpAddr>,
+}
+
+impl PassedChecks {
+    /// Forgets what passed unless it came from `sender` too.
+    fn switch_sender(&mut self, sender: IpAddr) {
+        if self.sender != Some(sender) {
+            *self = PassedChecks {
+                last: None,
+                sender: Some(sender),
+            };
+        }
+    }
+
+    /// The address checks for an inner packet from `peer`: `Ok` or the
+    /// reason to drop it, remembered when it passes.
+    #[inline]
+    fn check(
+        &mut self,
+        snap: &fdb::Snapshot,
+        peer: &NodeId,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<(), DropReason> {
+        if self.last == Some((snap.seq(), src, dst)) {
+            return Ok(());
+        }
+        if !snap.may_send_from(peer, src) {
+            return Err(DropReason::SpoofedInner);
+        }
+        if !for_this_node(snap, dst) {
+            return Err(DropReason::NotForThisNode);
+        }
+        self.last = Some((snap.seq(), src, dst));
+        Ok(())
+    }
+}
+
 /// Wire → pod over VXLAN for the one datagram at `buf[range]` (whose
 /// outer header carried `outer_ecn`) from `peer`, with no I/O: checked
 /// (VNI, flags), decapsulated in place (RFC 6040 applied to the inner ECN
 /// field), its inner source checked against `peer`'s blocks and its inner
-/// destination against this node's blocks and addresses. Returns
-/// the inner packet's range in `buf`. What weftd does for every datagram,
-/// and what the pipeline bench measures.
+/// destination against this node's blocks and addresses (`passed`: what the
+/// datagrams before it in the same receive passed). Returns the inner
+/// packet's range in `buf`. What weftd does for every datagram, and what
+/// the pipeline bench measures.
 pub fn accept_vxlan(
     dec: &VxlanDecap,
     snap: &fdb::Snapshot,
@@ -44,6 +95,7 @@ pub fn accept_vxlan(
     buf: &mut [u8],
     range: std::ops::Range<usize>,
     outer_ecn: Ecn,
+    passed: &mut PassedChecks,
 ) -> Result<std::ops::Range<usize>, DropReason> {
     let from = range.start;
     let inner = dec
@@ -55,13 +107,21 @@ pub fn accept_vxlan(
         })?;
     let inner = from + inner.inner.start..from + inner.inner.end;
     let ip = IpPacket::new_checked(&buf[inner.clone()]).map_err(|_| DropReason::BadVxlan)?;
-    if !snap.may_send_from(peer, ip.src()) {
-        return Err(DropReason::SpoofedInner);
-    }
-    if !for_this_node(snap, ip.dst()) {
-        return Err(DropReason::NotForThisNode);
-    }
+    passed.check(snap, peer, ip.src(), ip.dst())?;
     Ok(inner)
+}
+
+/// Whether the inner TCP and UDP checksums of a VXLAN receive from `from`
+/// of `datagrams` datagrams still need verifying before their segments are
+/// merged: not where the outer UDP checksum covered the same bytes and the
+/// kernel checked it. A GRO train (more than one datagram) always had one:
+/// the kernel merges only datagrams that carry a checksum (as UDP GSO
+/// sends only such), and checks it before merging. Over IPv6 the kernel
+/// drops a datagram without one before weftd sees it (weft never sets
+/// `UDP_NO_CHECK6_RX`). A lone IPv4 datagram may carry none (a Linux
+/// vxlan peer's default): its inner checksums are verified.
+pub fn inner_checksums_need_verifying(from: IpAddr, datagrams: usize) -> bool {
+    datagrams < 2 && from.is_ipv4()
 }
 
 /// The receive path's destination check, for both tunnels: this node's
@@ -108,6 +168,7 @@ impl Worker {
         n: usize,
         reader: &mut Reader,
         accepted: &mut Vec<std::ops::Range<usize>>,
+        passed: &mut PassedChecks,
     ) {
         let packet = &mut buf[at..at + n];
         let d = match encap::ipip::decap(packet) {
@@ -126,18 +187,18 @@ impl Worker {
         let Ok(ip) = IpPacket::new_checked(&buf[range.clone()]) else {
             return self.counters.dropped(DropReason::BadIpip);
         };
-        if !snap.may_send_from(peer, ip.src()) {
-            return self.counters.dropped(DropReason::SpoofedInner);
+        passed.switch_sender(from);
+        match passed.check(snap, peer, ip.src(), ip.dst()) {
+            Ok(()) => accepted.push(range),
+            Err(why) => self.counters.dropped(why),
         }
-        if !for_this_node(snap, ip.dst()) {
-            return self.counters.dropped(DropReason::NotForThisNode);
-        }
-        accepted.push(range);
     }
 
     /// Writes accepted inner packets to the TUN (or pods' veths): in-order
     /// TCP segments of one flow, and equal-sized datagrams of one UDP flow
-    /// (when `udp_runs` is on), become one super-packet and one write (GRO)
+    /// (when `udp_runs` is on), become one super-packet and one write (GRO),
+    /// each segment's checksum verified first when `verify` (see
+    /// [`inner_checksums_need_verifying`])
     /// — its headers built in `merged`, its payloads gathered from where
     /// they were received, with no copy; anything else goes alone. A UDP
     /// super-packet the attachment refuses (a kernel without USO there)
@@ -148,6 +209,7 @@ impl Worker {
         buf: &mut [u8],
         inners: &[std::ops::Range<usize>],
         delivery: &mut Delivery,
+        verify: bool,
     ) {
         let Delivery { merged, udp_runs } = delivery;
         let mut k = 0;
@@ -166,11 +228,13 @@ impl Worker {
             // A lone datagram (the last of the batch) has nothing to merge
             // with: it goes as it came, its checksum left to the pod.
             let merge_udp = *udp_runs && k + 1 < inners.len();
-            let Ok((mut run, first)) = InPlaceRun::start(
-                &mut merged[EMIT_HEADROOM..],
-                &buf[inners[k].clone()],
-                merge_udp,
-            ) else {
+            let rules = RunRules {
+                udp: merge_udp,
+                verify,
+            };
+            let Ok((mut run, first)) =
+                InPlaceRun::start(&mut merged[EMIT_HEADROOM..], &buf[inners[k].clone()], rules)
+            else {
                 self.deliver_checked(snap, buf, inners[k].start, inners[k].end);
                 k += 1;
                 continue;
@@ -524,6 +588,53 @@ mod tests {
         );
     }
 
+    /// What passed is remembered for the same addresses only, and only for
+    /// the same sender and tables: a packet of another source right after a
+    /// passing one is judged on its own, a block that moved to another node
+    /// is seen at once, and a batch that switches senders forgets.
+    #[test]
+    fn passed_checks_hold_for_the_same_addresses_sender_and_tables() {
+        let (fdb, _) = tables();
+        let (n2, n3) = (NodeId::new("n2"), NodeId::new("n3"));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let (pod_n2, pod_n3, here) = (ip("10.244.1.9"), ip("10.244.3.9"), ip("10.244.0.5"));
+        let snap = fdb.snapshot();
+        let mut passed = PassedChecks::default();
+        assert_eq!(passed.check(&snap, &n2, pod_n2, here), Ok(()));
+        let spoofed = passed.check(&snap, &n2, pod_n3, here);
+        assert_eq!(spoofed, Err(DropReason::SpoofedInner));
+        let transit = passed.check(&snap, &n2, pod_n2, pod_n3);
+        assert_eq!(transit, Err(DropReason::NotForThisNode));
+        assert_eq!(passed.check(&snap, &n2, pod_n2, here), Ok(()));
+
+        // IP-in-IP: another sender in the same batch starts afresh.
+        passed.switch_sender(ip("10.99.0.1"));
+        assert_eq!(passed.check(&snap, &n2, pod_n2, here), Ok(()));
+        passed.switch_sender(ip("10.99.0.3"));
+        let other = passed.check(&snap, &n3, pod_n2, here);
+        assert_eq!(other, Err(DropReason::SpoofedInner));
+
+        // n2's block moves to n3: the same addresses from n2 fail now.
+        let mut passed = PassedChecks::default();
+        assert_eq!(passed.check(&snap, &n2, pod_n2, here), Ok(()));
+        let newer = Meta::new(Source::Static, 2);
+        fdb.update(|t| t.upsert_block("10.244.1.0/26".parse().unwrap(), n3.clone(), newer))
+            .unwrap();
+        let moved = passed.check(&fdb.snapshot(), &n2, pod_n2, here);
+        assert_eq!(moved, Err(DropReason::SpoofedInner));
+    }
+
+    /// Inner checksums are verified unless the outer UDP checksum was there
+    /// and checked: a GRO train, or anything over IPv6.
+    #[test]
+    fn inner_checksums_are_verified_only_where_the_outer_one_may_be_missing() {
+        let (v4, v6): (IpAddr, IpAddr) = ("10.99.0.1".parse().unwrap(), "fd99::1".parse().unwrap());
+        assert!(inner_checksums_need_verifying(v4, 1));
+        assert!(!inner_checksums_need_verifying(v4, 2));
+        assert!(!inner_checksums_need_verifying(v6, 1));
+        assert!(!inner_checksums_need_verifying(v6, 46));
+    }
+
     #[test]
     fn only_packets_for_this_node_are_accepted() {
         let (fdb, _) = tables();
@@ -546,7 +657,17 @@ mod tests {
         };
         let accept = |dst| {
             let (mut buf, range) = from_n2(dst);
-            accept_vxlan(&dec, &snap, &peer, &mut buf, range, Ecn::NotEct).map(|_| ())
+            let mut passed = PassedChecks::default();
+            accept_vxlan(
+                &dec,
+                &snap,
+                &peer,
+                &mut buf,
+                range,
+                Ecn::NotEct,
+                &mut passed,
+            )
+            .map(|_| ())
         };
         // Pods of this node (the block's last address is one like any other).
         for dst in [[10, 244, 0, 5], [10, 244, 0, 63]] {

@@ -20,8 +20,9 @@ pub const MAX_UDP_SEGMENTS: usize = 64;
 /// but length, IPv4 id and checksum; payloads of the first datagram's size
 /// but a shorter last one; at most [`MAX_UDP_SEGMENTS`] datagrams and
 /// 64 KiB. Every datagram's checksum is verified before it is merged (the
-/// super-packet's is recomputed, which would launder a corrupt one), so a
-/// datagram without one (IPv4's zero) is not merged.
+/// super-packet's is recomputed, which would launder a corrupt one) unless
+/// the caller says a checksum over the same bytes was verified already; a
+/// datagram without one (IPv4's zero) is never merged.
 #[derive(Debug)]
 pub struct UdpCoalescer<'a> {
     out: &'a mut [u8],
@@ -30,6 +31,7 @@ pub struct UdpCoalescer<'a> {
     size: usize,
     segments: usize,
     closed: bool,
+    verify: bool,
 }
 
 /// The parts of `seg` if it is a UDP datagram the coalescer takes: well
@@ -58,16 +60,20 @@ fn verify_udp_checksum(seg: &[u8], p: &FlowHeaders) -> bool {
 impl<'a> UdpCoalescer<'a> {
     /// Starts a super-packet with `first`: its headers are copied into `out`
     /// (which must hold them); returns where its payload lies in `first`.
+    /// With `verify`, every datagram's checksum is checked before it is
+    /// merged; without, only where a checksum over the same bytes was
+    /// verified already (the outer UDP checksum of a tunnel).
     pub fn start_in_place(
         out: &'a mut [u8],
         first: &[u8],
+        verify: bool,
     ) -> core::result::Result<(Self, core::ops::Range<usize>), Refusal> {
         let parts = parse_mergeable_udp(first)?;
         let hdr_len = parts.hdr_len();
         if out.len() < hdr_len {
             return Err(Refusal::Full);
         }
-        if !verify_udp_checksum(first, &parts) {
+        if verify && !verify_udp_checksum(first, &parts) {
             return Err(Refusal::BadChecksum);
         }
         out[..hdr_len].copy_from_slice(&first[..hdr_len]);
@@ -78,6 +84,7 @@ impl<'a> UdpCoalescer<'a> {
             size: parts.total - hdr_len,
             segments: 1,
             closed: false,
+            verify,
         };
         Ok((run, hdr_len..parts.total))
     }
@@ -114,7 +121,7 @@ impl<'a> UdpCoalescer<'a> {
         if self.segments == MAX_UDP_SEGMENTS || self.len + payload > super_packet_limit(p.family) {
             return Err(Refusal::Full);
         }
-        if !verify_udp_checksum(seg, &p) {
+        if self.verify && !verify_udp_checksum(seg, &p) {
             return Err(Refusal::BadChecksum);
         }
         self.len += payload;

@@ -27,7 +27,7 @@ mod split;
 
 pub use coalesce_tcp::{merged_by_kernel, TcpCoalescer};
 pub use coalesce_udp::{UdpCoalescer, MAX_UDP_SEGMENTS};
-pub use run::InPlaceRun;
+pub use run::{InPlaceRun, RunRules};
 pub use split::{split_tcp, split_tcp_headers, split_udp, SplitHeaders};
 
 use crate::checksum::Checksum;

@@ -3,11 +3,25 @@
 use super::{ChecksumFill, Coalesced, Refusal, TcpCoalescer, UdpCoalescer};
 use crate::ipv4::PROTO_UDP;
 
+/// What an [`InPlaceRun`] may merge, and how it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunRules {
+    /// Merge UDP datagrams too (the destination takes USO super-packets);
+    /// TCP segments are always merged.
+    pub udp: bool,
+    /// Check every segment's transport checksum before merging it. Off only
+    /// where a checksum over the same bytes was verified already (the
+    /// outer UDP checksum of the datagram that carried them): the merged
+    /// packet's checksum is recomputed, so an unchecked corrupt segment
+    /// would otherwise be laundered.
+    pub verify: bool,
+}
+
 /// A super-packet being built in place, of either transport: what a receive
 /// path that merges whatever arrives holds.
 #[derive(Debug)]
 pub enum InPlaceRun<'a> {
-    /// TCP segments ([`TcpCoalescer::start_in_place`], checksums verified).
+    /// TCP segments ([`TcpCoalescer::start_in_place`]).
     Tcp(TcpCoalescer<'a>),
     /// UDP datagrams ([`UdpCoalescer`]).
     Udp(UdpCoalescer<'a>),
@@ -15,26 +29,25 @@ pub enum InPlaceRun<'a> {
 
 impl<'a> InPlaceRun<'a> {
     /// Starts a run with `first`, by its transport protocol: TCP always,
-    /// UDP only with `udp` (a destination that takes USO super-packets).
-    /// Returns where `first`'s payload lies in it.
+    /// UDP only with `rules.udp`. Returns where `first`'s payload lies in
+    /// it.
     pub fn start(
         out: &'a mut [u8],
         first: &[u8],
-        udp: bool,
+        rules: RunRules,
     ) -> core::result::Result<(Self, core::ops::Range<usize>), Refusal> {
+        let RunRules { udp, verify } = rules;
         let proto = match first.first().map(|b| b >> 4) {
             Some(4) => first.get(9),
             Some(6) => first.get(6),
             _ => None,
         };
         match proto {
-            Some(&PROTO_UDP) if udp => {
-                UdpCoalescer::start_in_place(out, first).map(|(r, p)| (InPlaceRun::Udp(r), p))
-            }
+            Some(&PROTO_UDP) if udp => UdpCoalescer::start_in_place(out, first, verify)
+                .map(|(r, p)| (InPlaceRun::Udp(r), p)),
             Some(&PROTO_UDP) => Err(Refusal::NotUdp),
-            _ => {
-                TcpCoalescer::start_in_place(out, first, true).map(|(r, p)| (InPlaceRun::Tcp(r), p))
-            }
+            _ => TcpCoalescer::start_in_place(out, first, verify)
+                .map(|(r, p)| (InPlaceRun::Tcp(r), p)),
         }
     }
 
