@@ -141,22 +141,28 @@ sleep 0.3
 for v in "${VARIANTS[@]}"; do PIDS+=("$(cat "$TMP/$v-iperf.pid")"); done
 
 # busy: "BUSY TOTAL", CPU time in use and in all since some instant, summed
-# over the CPUs (only differences mean anything). From the cpuidle driver's
-# idle residency (microseconds, exact) where there is one: /proc/stat's
-# states are sampled at the timer tick, and a paced load that runs in step
-# with the tick shows there as almost idle (measured here: 0.04 cores for a
-# 3 Gbit/s stream). Idle time a hypervisor stole counts as busy.
+# over the CPUs (only differences mean anything), as wall-clock time minus
+# idle time. Idle from the cpuidle driver's residency (microseconds, exact)
+# where there is one, else /proc/stat's idle and iowait (tickless idle
+# accounting: measured from idle entry and exit, not sampled). Never from
+# /proc/stat's busy states: those are sampled at the timer tick, and a
+# paced load that runs in step with the tick shows there as almost idle
+# (measured: 0.04 cores, and 0.75 or 1.70 cores in two runs of the same
+# 3 Gbit/s stream that the idle time put at 0.90 and 0.85). Idle time a
+# hypervisor stole counts as busy.
 NCPU=$(nproc)
 if compgen -G "/sys/devices/system/cpu/cpu0/cpuidle/state*/time" >/dev/null; then
-  busy() {
-    local idle now
-    idle=$(cat /sys/devices/system/cpu/cpu*/cpuidle/state*/time | awk '{s+=$1} END {printf "%.0f", s}')
-    now=$(date +%s%6N)
-    echo "$((now * NCPU - idle)) $((now * NCPU))"
-  }
+  idle_us() { cat /sys/devices/system/cpu/cpu*/cpuidle/state*/time | awk '{s+=$1} END {printf "%.0f", s}'; }
 else
-  busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+  TICK_US=$((1000000 / $(getconf CLK_TCK)))
+  idle_us() { awk -v t="$TICK_US" '/^cpu /{printf "%.0f", ($5 + $6) * t}' /proc/stat; }
 fi
+busy() {
+  local idle now
+  idle=$(idle_us)
+  now=$(date +%s%6N)
+  echo "$((now * NCPU - idle)) $((now * NCPU))"
+}
 
 RAW=$OUT/raw.csv
 echo "round,variant,tcp1_gbps,tcp4_gbps,udp64_kpps,rtt_us,cpu_cores,cpu_per_gbps,fixed_gbps,fixed_cpu_cores" > "$RAW"
