@@ -175,6 +175,7 @@ impl Worker {
                 std::thread::yield_now();
             }
             if ready {
+                spin.found_after(since.elapsed());
                 continue;
             }
             if !window.is_zero() {
