@@ -121,7 +121,8 @@ pub fn accept_vxlan(
 /// `UDP_NO_CHECK6_RX`). A lone IPv4 datagram may carry none (a Linux
 /// vxlan peer's default): its inner checksums are verified.
 pub fn inner_checksums_need_verifying(from: IpAddr, datagrams: usize) -> bool {
-    datagrams < 2 && from.is_ipv4()
+    // An IPv4-mapped sender came over IPv4 (a socket bound to `::`).
+    datagrams < 2 && from.to_canonical().is_ipv4()
 }
 
 /// The receive path's destination check, for both tunnels: this node's
@@ -633,6 +634,8 @@ mod tests {
         assert!(!inner_checksums_need_verifying(v4, 2));
         assert!(!inner_checksums_need_verifying(v6, 1));
         assert!(!inner_checksums_need_verifying(v6, 46));
+        let mapped: IpAddr = "::ffff:10.99.0.1".parse().unwrap();
+        assert!(inner_checksums_need_verifying(mapped, 1));
     }
 
     #[test]

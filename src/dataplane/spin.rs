@@ -13,7 +13,9 @@
 //!   sleeps at once until it has saved up again. Charged: windows that end
 //!   in sleep (polled for nothing), and of windows that found work, what
 //!   they polled beyond [`WAKE_COST`] (a short wait saved the CPU a wake-up
-//!   costs: a saturated stream's short gaps keep being polled). Request
+//!   costs), unless the worker is busy more than half its time (a
+//!   saturated stream: its next packet is near, polling keeps up with
+//!   it, sleeping would leave the core idle in between). Request
 //!   and response at a human pace (a ping every 20 ms) never meet it; a
 //!   paced stream with thousands of pauses a second (measured: about
 //!   2,900, spread evenly over 0–180 µs, at 3 Gbit/s) used to poll for 15 %
@@ -32,10 +34,13 @@ const WAKE_COST: Duration = Duration::from_micros(20);
 /// Weight of the newest gap in the running average (1/8, as TCP's SRTT).
 const NEW_WEIGHT: u32 = 8;
 /// The share of a worker's time it may spend polling for latency alone:
-/// 1/50. Measured A/B at 3 Gbit/s (one paced stream, weftd's own CPU):
-/// 1/50 with [`WAKE_COST`] charging 0.57 cores, 1/20 with it 0.65, 1/20
-/// charging only windows that end in sleep 0.68; one stream at saturation
-/// the same within the noise.
+/// 1/50. Measured A/B against the build before this budget and
+/// [`WAKE_COST`] (6 interleaved rounds, weftd's own CPU from schedstat):
+/// one stream paced at 3 Gbit/s 0.61 vs 0.75 cores, one stream at
+/// saturation level (8.2 vs 8.3 Gbit/s). Without the saturation test
+/// (`saturated`), the same budget cost one stream 6 % (the worker slept
+/// through gaps a saturated stream fills at once); charging waits beyond
+/// 10 µs instead of 20 cost it 10 %.
 pub const BUDGET_SHARE: u32 = 50;
 /// The most polling time saved up for a burst of exchanges.
 const BUDGET_MAX: Duration = Duration::from_millis(2);
@@ -52,7 +57,18 @@ pub struct SpinWindow {
     budget: Duration,
     /// When the budget was last refilled.
     refilled: Instant,
+    /// Running averages of the worker's busy stretches and of its idle
+    /// gaps (all of them, up to [`GAP_CAP`]): their ratio is how busy it is.
+    busy_avg: Duration,
+    idle_avg: Duration,
+    /// When the current idle gap began, and when the last one ended.
+    idle_from: Option<Instant>,
+    resumed: Option<Instant>,
 }
+
+/// Idle gaps count up to this in the busy share (a night of silence must
+/// not take minutes of traffic to forget).
+const GAP_CAP: Duration = Duration::from_millis(10);
 
 impl SpinWindow {
     /// A window of at most `max` (zero: never poll), starting at `max`
@@ -63,13 +79,32 @@ impl SpinWindow {
             typical: max,
             budget: BUDGET_MAX,
             refilled: now,
+            busy_avg: Duration::ZERO,
+            idle_avg: GAP_CAP,
+            idle_from: None,
+            resumed: None,
         }
     }
 
-    /// How long to poll from `now` before sleeping.
+    /// Whether the worker is busy more than half its time: its next packet
+    /// is near (a saturated stream), and polling for it costs less than
+    /// sleeping would.
+    fn saturated(&self) -> bool {
+        self.busy_avg > self.idle_avg
+    }
+
+    /// How long to poll from `now` (when the worker went idle) before
+    /// sleeping.
     pub fn window(&mut self, now: Instant) -> Duration {
         if self.max.is_zero() {
             return Duration::ZERO;
+        }
+        if self.idle_from != Some(now) {
+            if let Some(resumed) = self.resumed.take() {
+                let busy = now.saturating_duration_since(resumed);
+                self.busy_avg = average(self.busy_avg, busy);
+            }
+            self.idle_from = Some(now);
         }
         let earned = now.saturating_duration_since(self.refilled) / BUDGET_SHARE;
         self.budget = (self.budget + earned).min(BUDGET_MAX);
@@ -88,21 +123,30 @@ impl SpinWindow {
     }
 
     /// A window found work after `polled`: it saved a wake-up, worth
-    /// [`WAKE_COST`] of CPU; what it polled beyond that is charged.
+    /// [`WAKE_COST`] of CPU; what it polled beyond that is charged, unless
+    /// the worker is saturated (then the wait was short next to its work).
     pub fn found_after(&mut self, polled: Duration) {
-        self.wasted(polled.saturating_sub(WAKE_COST));
+        if !self.saturated() {
+            self.wasted(polled.saturating_sub(WAKE_COST));
+        }
     }
 
     /// Records an idle gap that ended with work after `gap` (polled or
     /// slept through). Gaps longer than the configured window say nothing
-    /// about how soon answers come, and are left out.
+    /// about how soon answers come, and are left out of the window.
     pub fn record(&mut self, gap: Duration) {
+        self.idle_avg = average(self.idle_avg, gap.min(GAP_CAP));
+        self.resumed = self.idle_from.take().map(|from| from + gap);
         if gap >= self.max {
             return;
         }
-        let n = NEW_WEIGHT;
-        self.typical = (self.typical * (n - 1) + gap) / n;
+        self.typical = average(self.typical, gap);
     }
+}
+
+/// A running average with the newest value weighted 1/[`NEW_WEIGHT`].
+fn average(avg: Duration, new: Duration) -> Duration {
+    (avg * (NEW_WEIGHT - 1) + new) / NEW_WEIGHT
 }
 
 #[cfg(test)]
@@ -165,21 +209,35 @@ mod tests {
     }
 
     /// A window that finds work within the cost of a wake-up is free; one
-    /// that waited longer pays for the excess, so a paced stream's long
-    /// waits run out the budget while a saturated stream's short ones never
-    /// do.
+    /// that waited longer pays for the excess while the worker is idle
+    /// most of the time (a paced stream), and nothing while it is busy
+    /// most of the time (a saturated one).
     #[test]
-    fn long_waits_that_find_work_are_charged_short_ones_are_not() {
+    fn long_waits_that_find_work_are_charged_unless_the_worker_is_saturated() {
+        // Busy for a while, then a wait of WAKE_COST + 40 µs that finds
+        // work, again and again.
+        let wait = WAKE_COST + 40 * US;
+        let run = |busy: Duration| {
+            let mut now = Instant::now();
+            let mut w = SpinWindow::new(100 * US, now);
+            let mut spent = false;
+            for _ in 0..200 {
+                now += busy;
+                spent |= w.window(now).is_zero();
+                w.found_after(wait);
+                w.record(wait);
+                now += wait;
+            }
+            spent
+        };
+        assert!(run(30 * US), "a mostly idle worker spends its budget");
+        assert!(!run(200 * US), "a saturated worker never does");
         let t = Instant::now();
         let mut w = SpinWindow::new(100 * US, t);
         for _ in 0..10_000 {
             w.found_after(WAKE_COST);
         }
         assert_eq!(w.window(t), 100 * US, "short waits cost nothing");
-        for _ in 0..BUDGET_MAX.as_micros() / 40 + 1 {
-            w.found_after(WAKE_COST + 40 * US);
-        }
-        assert_eq!(w.window(t), Duration::ZERO, "long ones spent the budget");
     }
 
     /// When answers slow down again (while the worker slept through the
