@@ -36,7 +36,7 @@ pub(super) struct Delivery {
 /// prefix lookups. It holds for one sender and one snapshot (a newer
 /// snapshot forgets it): start a fresh one for each receive (a GRO train
 /// comes from one sender); IP-in-IP batches mix senders and call
-/// [`PassedChecks::switch_sender`] for each packet.
+/// `switch_sender` for each packet.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassedChecks {
     /// Snapshot sequence number, inner source, inner destination.

@@ -30,7 +30,7 @@ const MIN_WINDOW: Duration = Duration::from_micros(10);
 /// waker's wake-up and IPI, two passes through the scheduler): polling
 /// that finds work sooner than this saved CPU; polling longer bought
 /// latency with CPU, and the excess is charged to the budget.
-const WAKE_COST: Duration = Duration::from_micros(20);
+pub const WAKE_COST: Duration = Duration::from_micros(20);
 /// Weight of the newest gap in the running average (1/8, as TCP's SRTT).
 const NEW_WEIGHT: u32 = 8;
 /// The share of a worker's time it may spend polling for latency alone:
