@@ -554,6 +554,14 @@ mod tests {
     use super::*;
     use fdb::{Meta, NodeId, NodeRecord, Source};
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
     fn node(v4: &str, v6: Option<&str>) -> NodeRecord {
         NodeRecord {
             underlay_v4: Some(v4.parse().unwrap()),
@@ -590,8 +598,6 @@ mod tests {
             nodes_via_overlay: true,
         };
         let d = desired(&fdb.snapshot(), &policy, &host);
-        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
-        let net = |s: &str| -> IpNet { s.parse().unwrap() };
         // No IPv6 address of its own: the first IPv6 block's network
         // address goes on the TUN and is the IPv6 routes' source.
         assert_eq!(d.tun_addrs, [ip("fd00:244:0:1::")].into_iter().collect());
@@ -675,8 +681,6 @@ mod tests {
         };
         let host = kernel_host("weft-vxlan");
         let d = desired(&fdb.snapshot(), &policy, &host);
-        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
-        let net = |s: &str| -> IpNet { s.parse().unwrap() };
         for block in ["10.244.8.0/26", "10.244.8.64/26"] {
             assert!(d.routes.contains(&WeftRoute::Onlink {
                 dst: net(block),
@@ -780,8 +784,6 @@ mod tests {
         };
         let host = kernel_host("weft-ipip");
         let d = desired(&fdb.snapshot(), &policy, &host);
-        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
-        let net = |s: &str| -> IpNet { s.parse().unwrap() };
         assert!(d.routes.contains(&WeftRoute::Onlink {
             dst: net("10.244.8.0/26"),
             gateway: ip("10.99.0.2"),
