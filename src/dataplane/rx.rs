@@ -197,11 +197,11 @@ impl Worker {
 
     /// Writes accepted inner packets to the TUN (or pods' veths): in-order
     /// TCP segments of one flow, and equal-sized datagrams of one UDP flow
-    /// (when `udp_runs` is on), become one super-packet and one write (GRO),
-    /// each segment's checksum verified first when `verify` (see
-    /// [`inner_checksums_need_verifying`])
+    /// (when `udp_runs` is on), become one super-packet and one write (GRO)
     /// — its headers built in `merged`, its payloads gathered from where
-    /// they were received, with no copy; anything else goes alone. A UDP
+    /// they were received, with no copy, each segment's checksum verified
+    /// first when `verify` ([`inner_checksums_need_verifying`]); anything
+    /// else goes alone. A UDP
     /// super-packet the attachment refuses (a kernel without USO there)
     /// turns `udp_runs` off for good and its datagrams go alone.
     pub(super) fn deliver_batch(
